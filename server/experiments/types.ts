@@ -1,0 +1,93 @@
+/**
+ * What an experiment module provides: the science (schema, data, float64 reference) and
+ * nothing about backends. Backend kernels for an experiment live in server/engine/<backend>/
+ * and are looked up by experiment id.
+ */
+import type { MetricSpec, Params, ParamSchema } from "./schema.ts";
+
+export type BackendName = "wasm" | "webgpu" | "reference";
+export type BackendChoice = BackendName | "auto";
+
+/** A validated, fully defaulted run specification: the one object that reproduces a run. */
+export interface RunSpec {
+  experiment: string;
+  params: Params;
+  replicas: number;
+  steps: number;
+  every: number;
+  backend: BackendChoice;
+}
+
+/** Metric values at one step: one Float32Array (value per replica) per metric name. */
+export interface Snapshot {
+  step: number;
+  /** Milliseconds since the run started computing, host clock, interpolated inside a call. */
+  wallMs: number;
+  metrics: Record<string, Float32Array>;
+}
+
+/** Events of a run's timeline, as they appear in the stream, the log and the CLI. */
+export type RunEvent =
+  & { step: number }
+  & (
+    | { type: "lr_change"; factor: number; lr_scale: number }
+    | { type: "replica_diverged"; replica: number }
+    | { type: "phase_change"; phase: string; detail?: string }
+    | { type: "noise_off"; detail?: string }
+    | { type: "note"; detail: string }
+  );
+
+/** Extra per-step data some experiments stream besides scalar metrics (e.g. v⊙v per coordinate). */
+export interface Frame {
+  step: number;
+  name: string;
+  /** Row-major [replicas × width]. */
+  values: Float32Array;
+  width: number;
+}
+
+export interface AdvanceResult {
+  snapshots: Snapshot[];
+  events: RunEvent[];
+  frames: Frame[];
+}
+
+/**
+ * A backend's running instance of one run: R replicas in lockstep. `advance(target)` moves all
+ * replicas to `target` and returns every snapshot with step ≤ target not yet returned; the
+ * snapshot steps are 0, every, 2·every, … and the final step.
+ */
+export interface KernelSession {
+  readonly backend: BackendName;
+  readonly adapter: string;
+  readonly step: number;
+  advance(target: number): Promise<AdvanceResult>;
+  dispose(): void | Promise<void>;
+}
+
+export interface FrameSpec {
+  name: string;
+  doc: string;
+  /** Snapshots between frames: frames are larger than scalar metrics, so they are rarer. */
+  everySnapshots: number;
+}
+
+export interface ExperimentDefinition<Prepared = unknown> {
+  id: string;
+  title: string;
+  /** Paper citation and the notes file in ../shared/papers. */
+  paper: string;
+  notes: string;
+  params: ParamSchema;
+  metrics: MetricSpec[];
+  frames?: FrameSpec[];
+  defaults: { steps: number; every: number; replicas: number };
+  /** Turns a validated spec into arrays the kernels consume (data, per-replica hyper-params). */
+  prepare(spec: RunSpec): Prepared;
+  /** Float64 reference session: the test oracle and the slowest backend. */
+  reference(prepared: Prepared, spec: RunSpec): KernelSession;
+  /** Bytes of device memory a run needs, estimated before allocating anything. */
+  estimateBytes(spec: RunSpec): number;
+  /** Events known in advance (learning-rate changes, switch-offs), at their steps. */
+  plannedEvents(spec: RunSpec): RunEvent[];
+}
