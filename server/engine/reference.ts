@@ -4,7 +4,14 @@
  * tested against, and the same session shape (snapshots, divergence, frames) every backend
  * must reproduce.
  */
-import type { AdvanceResult, Frame, KernelSession, RunEvent, RunSpec, Snapshot } from "../experiments/types.ts";
+import type {
+  AdvanceResult,
+  Frame,
+  KernelSession,
+  RunEvent,
+  RunSpec,
+  Snapshot,
+} from "../experiments/types.ts";
 import { hasNonFinite, isSnapshotStep, stampWallTimes } from "./snapshots.ts";
 
 export interface SteppedReferenceOptions {

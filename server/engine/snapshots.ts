@@ -30,7 +30,11 @@ export function emptyResult(): AdvanceResult {
 }
 
 /** True if any entry of a float array is NaN or ±Infinity. */
-export function hasNonFinite(values: ArrayLike<number>, offset = 0, length = values.length): boolean {
+export function hasNonFinite(
+  values: ArrayLike<number>,
+  offset = 0,
+  length = values.length,
+): boolean {
   for (let i = offset; i < offset + length; i++) if (!Number.isFinite(values[i])) return true;
   return false;
 }

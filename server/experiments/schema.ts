@@ -98,7 +98,10 @@ function checkNumber(
   errors: FieldError[],
 ): number | undefined {
   if (typeof value !== "number" || !Number.isFinite(value)) {
-    errors.push({ field, message: `must be ${describeAllowed(spec)}, got ${JSON.stringify(value)}` });
+    errors.push({
+      field,
+      message: `must be ${describeAllowed(spec)}, got ${JSON.stringify(value)}`,
+    });
     return undefined;
   }
   if (spec.kind === "int" && !Number.isInteger(value)) {
@@ -148,7 +151,10 @@ export function validateParam(
     }
     case "enum":
       if (typeof value !== "string" || !spec.values.includes(value)) {
-        errors.push({ field, message: `must be ${describeAllowed(spec)}, got ${JSON.stringify(value)}` });
+        errors.push({
+          field,
+          message: `must be ${describeAllowed(spec)}, got ${JSON.stringify(value)}`,
+        });
         return undefined;
       }
       return value;
@@ -159,13 +165,17 @@ export function validateParam(
       }
       return value;
     case "schedule": {
-      const ok = Array.isArray(value) && value.every((p, i) =>
-        Array.isArray(p) && p.length === 2 && Number.isInteger(p[0]) && p[0] >= 0 &&
-        typeof p[1] === "number" && Number.isFinite(p[1]) && p[1] > 0 &&
-        (i === 0 || p[0] > (value[i - 1] as number[])[0])
-      );
+      const ok = Array.isArray(value) &&
+        value.every((p, i) =>
+          Array.isArray(p) && p.length === 2 && Number.isInteger(p[0]) && p[0] >= 0 &&
+          typeof p[1] === "number" && Number.isFinite(p[1]) && p[1] > 0 &&
+          (i === 0 || p[0] > (value[i - 1] as number[])[0])
+        );
       if (!ok) {
-        errors.push({ field, message: `must be ${describeAllowed(spec)}, got ${JSON.stringify(value)}` });
+        errors.push({
+          field,
+          message: `must be ${describeAllowed(spec)}, got ${JSON.stringify(value)}`,
+        });
         return undefined;
       }
       return (value as ScheduleValue).map(([s, f]) => [s, f] as [number, number]);

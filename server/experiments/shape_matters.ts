@@ -17,12 +17,7 @@
  *   v* = (1,…,1 [r times], 0,…,0); y_i = float32(<v*⊙v*, x_i>). Every backend reads these
  *   same float32 values, so the data are bit-identical across backends.
  */
-import {
-  type ParamSchema,
-  perReplica,
-  type ScheduleValue,
-  scheduleFactor,
-} from "./schema.ts";
+import { type ParamSchema, perReplica, scheduleFactor, type ScheduleValue } from "./schema.ts";
 import type { ExperimentDefinition, KernelSession, RunEvent, RunSpec } from "./types.ts";
 import {
   boxMuller,
@@ -66,8 +61,22 @@ export const shapeMattersParams: ParamSchema = {
     },
     source: "paper Fig. 1 (right), App. A.1",
   },
-  d: { kind: "int", default: 100, min: 1, max: 4096, doc: "dimension", source: "App. A.1 (--d=100)" },
-  n: { kind: "int", default: 40, min: 1, max: 4096, doc: "training examples", source: "App. A.1 (--m=40)" },
+  d: {
+    kind: "int",
+    default: 100,
+    min: 1,
+    max: 4096,
+    doc: "dimension",
+    source: "App. A.1 (--d=100)",
+  },
+  n: {
+    kind: "int",
+    default: 40,
+    min: 1,
+    max: 4096,
+    doc: "training examples",
+    source: "App. A.1 (--m=40)",
+  },
   r: {
     kind: "int",
     default: 5,
@@ -98,7 +107,8 @@ export const shapeMattersParams: ParamSchema = {
     kind: "schedule",
     default: [],
     defaultBy: { param: "algo", values: { "label-noise": RELEASED_CODE_SCHEDULE } },
-    doc: "piecewise-constant LR factors [[step, factor], …]; label-noise defaults to ÷10 at 1e5 and 2e5",
+    doc:
+      "piecewise-constant LR factors [[step, factor], …]; label-noise defaults to ÷10 at 1e5 and 2e5",
     source: "released code (train_quadratic.py): label noise anneals ÷10 at 1e5 and 2e5",
   },
   delta: {
@@ -117,7 +127,10 @@ export const shapeMattersParams: ParamSchema = {
     values: ["gaussian", "rademacher"],
     default: "gaussian",
     doc: "label-noise distribution: s ~ N(0,1) (released code) or s = ±1 (paper)",
-    valueDocs: { gaussian: "s ~ N(0, 1), as the released code", rademacher: "s ~ Unif{±1}, as the paper's text" },
+    valueDocs: {
+      gaussian: "s ~ N(0, 1), as the released code",
+      rademacher: "s ~ Unif{±1}, as the paper's text",
+    },
     source: "notes §4d: the paper says ±δ, the code draws N(0, δ²)",
     appliesTo: ["label-noise"],
   },
@@ -248,7 +261,15 @@ export function prepareShapeMatters(spec: RunSpec): ShapeMattersPrepared {
 // The float64 reference: each function is one line of the paper.
 
 /** r_i = <v⊙v, x_i> − y_i for every example. */
-export function residuals(v: Float64Array, X: Float32Array, y: Float32Array, n: number, d: number, xOff = 0, yOff = 0): Float64Array {
+export function residuals(
+  v: Float64Array,
+  X: Float32Array,
+  y: Float32Array,
+  n: number,
+  d: number,
+  xOff = 0,
+  yOff = 0,
+): Float64Array {
   const res = new Float64Array(n);
   for (let i = 0; i < n; i++) {
     let f = 0;
@@ -266,7 +287,13 @@ export function trainLoss(res: Float64Array): number {
 }
 
 /** ∇L(v) = (1/n) Σ_i r_i · x_i ⊙ v. */
-export function fullGradient(v: Float64Array, res: Float64Array, X: Float32Array, d: number, xOff = 0): Float64Array {
+export function fullGradient(
+  v: Float64Array,
+  res: Float64Array,
+  X: Float32Array,
+  d: number,
+  xOff = 0,
+): Float64Array {
   const n = res.length;
   const g = new Float64Array(d);
   for (let i = 0; i < n; i++) for (let k = 0; k < d; k++) g[k] += res[i] * X[xOff + i * d + k];
@@ -275,7 +302,14 @@ export function fullGradient(v: Float64Array, res: Float64Array, X: Float32Array
 }
 
 /** ∇ℓ_i(v) = r_i · x_i ⊙ v, the gradient of ¼(<v⊙v, x_i> − y_i)². */
-export function exampleGradient(v: Float64Array, res: Float64Array, X: Float32Array, d: number, i: number, xOff = 0): Float64Array {
+export function exampleGradient(
+  v: Float64Array,
+  res: Float64Array,
+  X: Float32Array,
+  d: number,
+  i: number,
+  xOff = 0,
+): Float64Array {
   const g = new Float64Array(d);
   for (let k = 0; k < d; k++) g[k] = res[i] * X[xOff + i * d + k] * v[k];
   return g;
@@ -316,7 +350,12 @@ export function shapeMattersDraws(prep: ShapeMattersPrepared, replica: number, s
  * One step of the chosen algorithm for one replica, in place, exactly as App. A.1 writes it.
  * Returns nothing; the caller checks finiteness.
  */
-export function shapeMattersStep(prep: ShapeMattersPrepared, v: Float64Array, replica: number, step: number): void {
+export function shapeMattersStep(
+  prep: ShapeMattersPrepared,
+  v: Float64Array,
+  replica: number,
+  step: number,
+): void {
   const { d, n } = prep;
   const set = prep.dataPerReplica ? replica : 0;
   const xOff = set * n * d, yOff = set * n;
@@ -361,7 +400,11 @@ export function shapeMattersStep(prep: ShapeMattersPrepared, v: Float64Array, re
 }
 
 export const SHAPE_MATTERS_METRICS = [
-  { name: "train_loss", doc: "L(v) = (1/n) Σ ¼(<v⊙v, x_i> − y_i)² (App. A.1 train error)", scale: "log" as const },
+  {
+    name: "train_loss",
+    doc: "L(v) = (1/n) Σ ¼(<v⊙v, x_i> − y_i)² (App. A.1 train error)",
+    scale: "log" as const,
+  },
   { name: "test_error", doc: "‖v⊙v − v*⊙v*‖² (App. A.1 test error, no ¼)", scale: "log" as const },
   { name: "v_norm", doc: "‖v‖₂", scale: "linear" as const },
   { name: "support_size", doc: "#{k : v_k² > 0.01}", scale: "linear" as const },
@@ -380,7 +423,10 @@ export function shapeMattersMetrics(prep: ShapeMattersPrepared, v: Float64Array,
 }
 
 function referenceSession(prep: ShapeMattersPrepared, spec: RunSpec): KernelSession {
-  const states = Array.from({ length: prep.replicas }, () => new Float64Array(prep.d).fill(prep.v0));
+  const states = Array.from(
+    { length: prep.replicas },
+    () => new Float64Array(prep.d).fill(prep.v0),
+  );
   return steppedReferenceSession({
     spec,
     metricNames: SHAPE_MATTERS_METRICS.map((m) => m.name),
@@ -410,11 +456,16 @@ export function plannedScheduleEvents(schedule: ScheduleValue, steps: number): R
 export const shapeMatters: ExperimentDefinition<ShapeMattersPrepared> = {
   id: "shape-matters",
   title: "Shape Matters: sparse regression with a quadratic parameterisation",
-  paper: "HaoChen, Wei, Lee, Ma. Shape Matters: Understanding the Implicit Bias of the Noise Covariance. COLT 2021",
+  paper:
+    "HaoChen, Wei, Lee, Ma. Shape Matters: Understanding the Implicit Bias of the Noise Covariance. COLT 2021",
   notes: "seed-003-shape-matters.md",
   params: shapeMattersParams,
   metrics: SHAPE_MATTERS_METRICS,
-  frames: [{ name: "v_sq", doc: "v⊙v per coordinate (row per replica), against v*⊙v*", everySnapshots: 1 }],
+  frames: [{
+    name: "v_sq",
+    doc: "v⊙v per coordinate (row per replica), against v*⊙v*",
+    everySnapshots: 1,
+  }],
   defaults: { steps: 300000, every: 1000, replicas: 4 },
   prepare: prepareShapeMatters,
   reference: referenceSession,
@@ -423,7 +474,9 @@ export const shapeMatters: ExperimentDefinition<ShapeMattersPrepared> = {
     const d = p.d as number, n = p.n as number, R = spec.replicas;
     const sets = p.data === "per-replica" ? R : 1;
     const snapshots = Math.ceil(spec.steps / spec.every) + 1;
-    return 4 * (sets * n * (d + 1) + 3 * R * d + R * 8 + SHAPE_MATTERS_METRICS.length * R * Math.min(snapshots, 4096));
+    return 4 *
+      (sets * n * (d + 1) + 3 * R * d + R * 8 +
+        SHAPE_MATTERS_METRICS.length * R * Math.min(snapshots, 4096));
   },
   plannedEvents(spec) {
     return plannedScheduleEvents(spec.params.lr_schedule as ScheduleValue, spec.steps);

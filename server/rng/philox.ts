@@ -71,8 +71,10 @@ export function philoxBlock(
 }
 
 /**
- * Uniform in (0, 1) from the top 24 bits: ((u >> 8) + 0.5) / 2^24. Exactly representable in
- * float32, so all backends see bit-identical uniforms, and never 0 or 1 (safe for log).
+ * Uniform in (0, 1) from the top 24 bits: ((u >> 8) + 0.5) / 2^24, never 0 or 1 (safe for
+ * log). Float32 kernels compute the same expression; it is exact in float64 and within half
+ * a float32 ulp in the kernels (k + 0.5 needs 25 bits for k ≥ 2^23), far below the
+ * transcendental rounding of the normal transform.
  */
 export function uniform24(u: number): number {
   return ((u >>> 8) + 0.5) * (1 / 16777216);

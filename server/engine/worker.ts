@@ -1,0 +1,55 @@
+/// <reference lib="deno.worker" />
+/**
+ * Worker side of the off-main-thread session: opens a KernelSession here and answers
+ * advance/dispose requests, so kernels never block the server's event loop.
+ */
+import type { AdvanceResult, RunSpec } from "../experiments/types.ts";
+import { openSession } from "./open.ts";
+import type { KernelSession } from "../experiments/types.ts";
+
+export type WorkerRequest =
+  | { op: "open"; spec: RunSpec }
+  | { op: "advance"; id: number; target: number }
+  | { op: "dispose" };
+
+export type WorkerReply =
+  | { op: "opened"; backend: string; adapter: string }
+  | { op: "advanced"; id: number; result: AdvanceResult; step: number }
+  | { op: "error"; id?: number; message: string };
+
+let session: KernelSession | undefined;
+
+function transferables(result: AdvanceResult): ArrayBuffer[] {
+  const buffers = new Set<ArrayBuffer>();
+  for (const s of result.snapshots) {
+    for (const a of Object.values(s.metrics)) buffers.add(a.buffer as ArrayBuffer);
+  }
+  for (const f of result.frames) buffers.add(f.values.buffer as ArrayBuffer);
+  return [...buffers];
+}
+
+self.onmessage = async (e: MessageEvent<WorkerRequest>) => {
+  const msg = e.data;
+  try {
+    if (msg.op === "open") {
+      session = await openSession(msg.spec);
+      self.postMessage({ op: "opened", backend: session.backend, adapter: session.adapter });
+    } else if (msg.op === "advance") {
+      if (!session) throw new Error("session not open");
+      const result = await session.advance(msg.target);
+      self.postMessage(
+        { op: "advanced", id: msg.id, result, step: session.step } satisfies WorkerReply,
+        transferables(result),
+      );
+    } else if (msg.op === "dispose") {
+      await session?.dispose();
+      session = undefined;
+      self.close();
+    }
+  } catch (err) {
+    const message = err instanceof Error ? err.message : String(err);
+    self.postMessage(
+      { op: "error", id: "id" in msg ? msg.id : undefined, message } satisfies WorkerReply,
+    );
+  }
+};

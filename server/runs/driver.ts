@@ -1,0 +1,141 @@
+/**
+ * Drives a KernelSession from step 0 to the end of a run, in calls sized to about `chunkMs`
+ * of compute so that snapshots leave promptly, and turns the results into ordered records:
+ * planned events (learning-rate changes) interleaved with snapshots by step, divergence
+ * events, frames, and the final status. Used by both the CLI and the server.
+ */
+import type { KernelSession, RunEvent, RunSpec } from "../experiments/types.ts";
+import { getExperiment } from "../experiments/registry.ts";
+import type { BodyRecord } from "./records.ts";
+import type { RunRecorder, Unsequenced } from "./recorder.ts";
+import { nextSnapshotStep } from "../engine/snapshots.ts";
+
+export interface DriveOptions {
+  /** Target compute time per advance() call; smaller means fresher streams. */
+  chunkMs?: number;
+  signal?: AbortSignal;
+}
+
+export interface DriveResult {
+  status: "finished" | "failed" | "stopped";
+  step: number;
+  error?: string;
+  stepsPerSecond: number;
+}
+
+/** The advance target about `ms` of compute ahead, on a snapshot step. */
+function nextTarget(spec: RunSpec, step: number, rate: number, ms: number): number {
+  const wanted = step + Math.max(1, Math.floor(rate * ms / 1000));
+  let target = nextSnapshotStep(step, spec.every, spec.steps);
+  if (wanted > target) {
+    target = Math.min(spec.steps, Math.ceil(wanted / spec.every) * spec.every);
+  }
+  return target;
+}
+
+export async function driveRun(
+  session: KernelSession,
+  spec: RunSpec,
+  recorder: RunRecorder,
+  options: DriveOptions = {},
+): Promise<DriveResult> {
+  const chunkMs = options.chunkMs ?? 100;
+  const planned = getExperiment(spec.experiment).plannedEvents(spec).sort((a, b) =>
+    a.step - b.step
+  );
+  let plannedIndex = 0;
+  const diverged = new Set<number>();
+  let rate = 0; // steps per second, measured
+  const started = performance.now();
+  recorder.setStatus("running");
+  try {
+    do {
+      if (options.signal?.aborted) {
+        recorder.setStatus("stopped");
+        return {
+          status: "stopped",
+          step: session.step,
+          stepsPerSecond: rateSince(started, session.step),
+        };
+      }
+      const from = session.step;
+      const target = rate === 0
+        ? Math.min(spec.steps, nextSnapshotStep(from, spec.every, spec.steps))
+        : nextTarget(spec, from, rate, chunkMs);
+      const t0 = performance.now();
+      const result = await session.advance(target);
+      const dt = performance.now() - t0;
+      if (session.step > from && dt > 0) {
+        const r = (session.step - from) / (dt / 1000);
+        rate = rate === 0 ? r : 0.5 * rate + 0.5 * r;
+      }
+      const now = Date.now();
+      const records: Unsequenced<BodyRecord>[] = [];
+      const events: RunEvent[] = [...result.events];
+      while (plannedIndex < planned.length && planned[plannedIndex].step <= session.step) {
+        events.push(planned[plannedIndex++]);
+      }
+      events.sort((a, b) => a.step - b.step);
+      for (const e of events) if (e.type === "replica_diverged") diverged.add(e.replica);
+      // Interleave by step: an event at step s precedes the snapshot at step s.
+      let ei = 0;
+      for (const s of result.snapshots) {
+        while (ei < events.length && events[ei].step <= s.step) {
+          records.push({ type: "event", time: now, event: events[ei++] });
+        }
+        records.push({
+          type: "snapshot",
+          step: s.step,
+          wall_ms: s.wallMs,
+          time: now,
+          metrics: s.metrics,
+        });
+      }
+      while (ei < events.length) records.push({ type: "event", time: now, event: events[ei++] });
+      for (const f of result.frames) {
+        records.push({
+          type: "frame",
+          step: f.step,
+          time: now,
+          name: f.name,
+          width: f.width,
+          values: f.values,
+        });
+      }
+      recorder.emit(records);
+      if (diverged.size === spec.replicas && spec.replicas > 0) {
+        const error = `all ${spec.replicas} replicas diverged to a non-finite state (last at step ${
+          Math.max(...events.filter((e) => e.type === "replica_diverged").map((e) => e.step), 0) ||
+          session.step
+        }); lower the learning rate or the noise`;
+        recorder.setStatus("failed", error);
+        return {
+          status: "failed",
+          step: session.step,
+          error,
+          stepsPerSecond: rateSince(started, session.step),
+        };
+      }
+    } while (session.step < spec.steps);
+    recorder.setStatus("finished");
+    return {
+      status: "finished",
+      step: session.step,
+      stepsPerSecond: rateSince(started, session.step),
+    };
+  } catch (e) {
+    const error = e instanceof Error ? e.message : String(e);
+    recorder.setStatus("failed", error);
+    return {
+      status: "failed",
+      step: session.step,
+      error,
+      stepsPerSecond: rateSince(started, session.step),
+    };
+  }
+}
+
+function rateSince(startedMs: number, steps: number): number {
+  const s = (performance.now() - startedMs) / 1000;
+  return s > 0 ? steps / s : 0;
+}

@@ -1,0 +1,51 @@
+/**
+ * Exports of a run's records. CSV is long format, one row per (snapshot, replica):
+ * step, wall_ms, replica, then one column per metric in the experiment's order. Non-finite
+ * values are written as NaN / Inf / -Inf so spreadsheets and pandas read them back.
+ */
+import type { BodyRecord, HeaderRecord } from "./records.ts";
+
+function num(x: number): string {
+  if (Number.isNaN(x)) return "NaN";
+  if (x === Infinity) return "Inf";
+  if (x === -Infinity) return "-Inf";
+  return String(x);
+}
+
+export function csvHeader(metrics: string[]): string {
+  return ["step", "wall_ms", "replica", ...metrics].join(",") + "\n";
+}
+
+export function snapshotCsvRows(
+  metrics: string[],
+  step: number,
+  wallMs: number,
+  values: Record<string, Float32Array>,
+): string {
+  const replicas = values[metrics[0]]?.length ?? 0;
+  let out = "";
+  for (let r = 0; r < replicas; r++) {
+    out += `${step},${wallMs.toFixed(3)},${r}`;
+    for (const m of metrics) out += "," + num(values[m]?.[r] ?? NaN);
+    out += "\n";
+  }
+  return out;
+}
+
+export function recordsToCsv(header: HeaderRecord, records: Iterable<BodyRecord>): string {
+  let out = csvHeader(header.metrics);
+  for (const r of records) {
+    if (r.type === "snapshot") out += snapshotCsvRows(header.metrics, r.step, r.wall_ms, r.metrics);
+  }
+  return out;
+}
+
+/** JSON-friendly view of a record: typed arrays become plain arrays, NaN becomes null. */
+export function recordToJson(r: unknown): unknown {
+  return JSON.parse(JSON.stringify(r, (_k, v) => {
+    if (ArrayBuffer.isView(v) && !(v instanceof DataView)) {
+      return Array.from(v as Float32Array, (x) => (Number.isFinite(x) ? x : null));
+    }
+    return v;
+  }));
+}
