@@ -1,0 +1,125 @@
+/**
+ * The wasm compute backend: AssemblyScript kernels (kernels-as/, compiled by
+ * server/build_wasm.ts to build/wasm/<kernel>.wasm with SIMD) running on V8's Wasm-SIMD on
+ * the CPU. Each experiment with a wasm kernel registers a session factory in SESSIONS;
+ * every session gets its own instance (and so its own linear memory). Nothing here touches
+ * the main thread's globals, so sessions also run inside a Worker.
+ */
+import type { BackendProbe, ComputeBackend } from "../backend.ts";
+import type { KernelSession, RunSpec } from "../../experiments/types.ts";
+import { openShapeMattersSession } from "./shape_matters.ts";
+import { openLinearLabelNoiseSession } from "./linear_label_noise.ts";
+
+/** Where server/build_wasm.ts writes the compiled kernels. */
+export const WASM_BUILD_DIR = new URL("../../../build/wasm/", import.meta.url);
+
+export interface WasmSessionFactory {
+  /** Kernel file name without extension: build/wasm/<kernel>.wasm. */
+  kernel: string;
+  open(spec: RunSpec, instance: WebAssembly.Instance): KernelSession;
+}
+
+/** Experiment id → how to open its wasm session. Later experiments add their entry here. */
+const SESSIONS: Record<string, WasmSessionFactory> = {
+  "shape-matters": { kernel: "shape_matters", open: openShapeMattersSession },
+  "linear-label-noise": { kernel: "linear_label_noise", open: openLinearLabelNoiseSession },
+};
+
+/**
+ * Smallest module using a v128 (one function returning v128.const 0): validates only where
+ * the engine has Wasm SIMD, which every kernel is compiled with.
+ */
+const SIMD_PROBE = new Uint8Array([
+  0x00,
+  0x61,
+  0x73,
+  0x6d,
+  0x01,
+  0x00,
+  0x00,
+  0x00, // magic, version
+  0x01,
+  0x05,
+  0x01,
+  0x60,
+  0x00,
+  0x01,
+  0x7b, // type: () -> v128
+  0x03,
+  0x02,
+  0x01,
+  0x00, // function 0 has type 0
+  0x0a,
+  0x16,
+  0x01,
+  0x14,
+  0x00,
+  0xfd,
+  0x0c, // code: no locals, v128.const
+  ...new Array(16).fill(0),
+  0x0b, // end
+]);
+
+const modules = new Map<string, Promise<WebAssembly.Module>>();
+
+async function compileKernel(kernel: string): Promise<WebAssembly.Module> {
+  const url = new URL(`${kernel}.wasm`, WASM_BUILD_DIR);
+  let bytes: Uint8Array<ArrayBuffer>;
+  try {
+    bytes = await Deno.readFile(url);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) {
+      throw new Error(
+        `wasm kernel build/wasm/${kernel}.wasm is missing: run \`deno task build\` first`,
+      );
+    }
+    throw e;
+  }
+  return await WebAssembly.compile(bytes);
+}
+
+/** Compiles a kernel once per process (or worker); a failed load is retried next time. */
+export function loadKernel(kernel: string): Promise<WebAssembly.Module> {
+  let module = modules.get(kernel);
+  if (!module) {
+    module = compileKernel(kernel);
+    modules.set(kernel, module);
+    module.catch(() => modules.delete(kernel));
+  }
+  return module;
+}
+
+/** A fresh instance of a kernel. Its only import is AssemblyScript's abort (heap exhausted). */
+export async function instantiateKernel(kernel: string): Promise<WebAssembly.Instance> {
+  const module = await loadKernel(kernel);
+  return new WebAssembly.Instance(module, {
+    env: {
+      abort(_message: number, _file: number, line: number, column: number) {
+        throw new Error(
+          `wasm kernel ${kernel} aborted at ${line}:${column} (out of wasm memory?)`,
+        );
+      },
+    },
+  });
+}
+
+export const wasmBackend: ComputeBackend = {
+  name: "wasm",
+  probe(): Promise<BackendProbe> {
+    const simd = WebAssembly.validate(SIMD_PROBE);
+    return Promise.resolve({
+      available: simd,
+      adapter: `wasm-simd128 (V8 ${Deno.version.v8})`,
+      fallback: false,
+      ...(simd ? {} : { reason: "this engine has no WebAssembly SIMD" }),
+    });
+  },
+  supports(experiment: string): boolean {
+    return experiment in SESSIONS;
+  },
+  async open(spec: RunSpec): Promise<KernelSession> {
+    const factory = SESSIONS[spec.experiment];
+    if (!factory) throw new Error(`the wasm backend has no kernel for ${spec.experiment}`);
+    return factory.open(spec, await instantiateKernel(factory.kernel));
+  },
+};

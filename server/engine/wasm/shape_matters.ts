@@ -1,0 +1,196 @@
+/**
+ * KernelSession for Shape Matters on the wasm kernel (kernels-as/shape_matters.ts). The
+ * kernel owns the memory layout; this side copies the prepared data in once, splits each
+ * advance() at learning-rate milestones (the kernel runs a constant factor per call) and at
+ * the metric buffer's capacity, and turns what the kernel wrote into snapshots, divergence
+ * events and the v⊙v frame with the reference session's semantics (server/engine/backend.ts).
+ */
+import type {
+  AdvanceResult,
+  KernelSession,
+  RunEvent,
+  RunSpec,
+  Snapshot,
+} from "../../experiments/types.ts";
+import { prepareShapeMatters, SHAPE_MATTERS_METRICS } from "../../experiments/shape_matters.ts";
+import { scheduleFactor } from "../../experiments/schema.ts";
+import { nextSnapshotStep, stampWallTimes } from "../snapshots.ts";
+
+/** The exports of build/wasm/shape_matters.wasm (pointers are byte offsets into memory). */
+export interface ShapeMattersExports {
+  memory: WebAssembly.Memory;
+  setup(
+    d: number,
+    n: number,
+    replicas: number,
+    sets: number,
+    algo: number,
+    rademacher: number,
+    seed: number,
+  ): void;
+  paddedDim(): number;
+  xPtr(): number;
+  yPtr(): number;
+  vStarSqPtr(): number;
+  vPtr(): number;
+  hyperPtr(): number;
+  divergedPtr(): number;
+  alloc(bytes: number): number;
+  resetState(tau: number): void;
+  setSegment(factor: number): void;
+  metricsNow(out: number): void;
+  advance(from: number, count: number, every: number, total: number, out: number): number;
+  writeVSquared(out: number): void;
+}
+
+const METRIC_NAMES = SHAPE_MATTERS_METRICS.map((m) => m.name);
+/** Metric read-back buffer, in floats: bounds the snapshots one kernel call may produce. */
+const METRIC_BUFFER_FLOATS = 1 << 20;
+/** Steps per kernel call at most (the kernel counts steps of a call in an i32). */
+const MAX_CALL_STEPS = 1 << 30;
+
+/** asc's stub allocator serves blocks of at most 1 GiB; wasm32 memory ends at 4 GiB. */
+const MAX_BLOCK_BYTES = 2 ** 30;
+const MAX_TOTAL_BYTES = 3.5 * 2 ** 30;
+
+/** Refuses runs that cannot fit the kernel's 32-bit memory, before allocating anything. */
+function checkMemory(d: number, n: number, R: number, sets: number, metricFloats: number) {
+  const dp = Math.ceil(d / 4) * 4;
+  const blocks = [sets * n * dp * 4, R * dp * 4, R * d * 4, metricFloats * 4];
+  const total = blocks.reduce((a, b) => a + b, 0) + sets * n * 4 + R * 56;
+  if (Math.max(...blocks) > MAX_BLOCK_BYTES || total > MAX_TOTAL_BYTES) {
+    throw new Error(
+      `shape-matters with ${R} replicas, d=${d}, n=${n} needs ${
+        (total / 2 ** 30).toFixed(1)
+      } GiB of wasm memory (at most 1 GiB per array, 3.5 GiB in all): use fewer replicas, ` +
+        `data=shared, or the webgpu backend`,
+    );
+  }
+}
+
+export function openShapeMattersSession(
+  spec: RunSpec,
+  instance: WebAssembly.Instance,
+): KernelSession {
+  const M = METRIC_NAMES.length;
+  const R = spec.replicas;
+  const maxSnaps = Math.max(1, Math.floor(METRIC_BUFFER_FLOATS / (M * R)));
+  const sets = spec.params.data === "per-replica" ? R : 1;
+  // Before prepare(), which would already build the data in JS memory.
+  checkMemory(spec.params.d as number, spec.params.n as number, R, sets, maxSnaps * M * R);
+  const prep = prepareShapeMatters(spec);
+  const { d, n } = prep;
+  let exports: ShapeMattersExports | null = instance.exports as unknown as ShapeMattersExports;
+  /** The kernel; dispose() drops it so the instance's memory can be collected. */
+  const kernel = (): ShapeMattersExports => {
+    if (!exports) throw new Error("the wasm shape-matters session was disposed");
+    return exports;
+  };
+  const k = kernel();
+  k.setup(d, n, R, sets, prep.algoCode, prep.rademacherNoise ? 1 : 0, prep.seed >>> 0);
+  const dp = k.paddedDim();
+  const metricsPtr = k.alloc(maxSnaps * M * R * 4);
+  const framePtr = k.alloc(R * d * 4);
+  // Views are made per use: they would detach if the memory grew after they were taken.
+  const f32 = (ptr: number, length: number) =>
+    new Float32Array(kernel().memory.buffer, ptr, length);
+  const X = f32(k.xPtr(), sets * n * dp);
+  for (let row = 0; row < sets * n; row++) {
+    X.set(prep.X.subarray(row * d, row * d + d), row * dp);
+  }
+  f32(k.yPtr(), sets * n).set(prep.y);
+  f32(k.vStarSqPtr(), d).set(prep.vStarSq);
+  const hyper = new Float64Array(k.memory.buffer, k.hyperPtr(), 4 * R);
+  for (let r = 0; r < R; r++) {
+    hyper.set([prep.lr[r], prep.delta[r], prep.sigma[r], prep.lambda[r]], 4 * r);
+  }
+  k.resetState(prep.v0);
+  const diverged = () => new Float64Array(kernel().memory.buffer, kernel().divergedPtr(), R);
+  const reported = new Uint8Array(R);
+  const milestones = prep.schedule.map(([at]) => at);
+
+  let step = 0;
+  let reportedInitial = false;
+  let segmentFactor = NaN;
+  const startMs = performance.now();
+
+  function readSnapshot(at: number, index: number): Snapshot {
+    const metrics: Record<string, Float32Array> = {};
+    METRIC_NAMES.forEach((name, m) => {
+      metrics[name] = f32(metricsPtr + (index * M + m) * R * 4, R).slice();
+    });
+    return { step: at, wallMs: 0, metrics };
+  }
+
+  /** One kernel call from `step` to `end` (no milestone inside, snapshots fit the buffer). */
+  function runCall(end: number, out: Snapshot[]): void {
+    const factor = scheduleFactor(prep.schedule, step);
+    if (factor !== segmentFactor) {
+      kernel().setSegment(factor);
+      segmentFactor = factor;
+    }
+    const count = kernel().advance(step, end - step, spec.every, spec.steps, metricsPtr);
+    let at = step;
+    for (let index = 0; index < count; index++) {
+      at = nextSnapshotStep(at, spec.every, spec.steps);
+      out.push(readSnapshot(at, index));
+    }
+    step = end;
+  }
+
+  /** The last step one call may reach: next milestone, buffer capacity, i32 step count. */
+  function callEnd(target: number): number {
+    const milestone = milestones.find((at) => at > step) ?? Infinity;
+    const bufferEnd = (Math.floor(step / spec.every) + maxSnaps) * spec.every;
+    return Math.min(target, milestone, bufferEnd, step + MAX_CALL_STEPS);
+  }
+
+  /** replica_diverged for replicas the kernel froze since the last call, in step order. */
+  function newDivergences(): RunEvent[] {
+    const events: RunEvent[] = [];
+    diverged().forEach((at, replica) => {
+      if (at >= 0 && !reported[replica]) {
+        reported[replica] = 1;
+        events.push({ type: "replica_diverged", step: at, replica });
+      }
+    });
+    return events.sort((a, b) => a.step - b.step);
+  }
+
+  function advanceNow(target: number): AdvanceResult {
+    const t0 = performance.now() - startMs;
+    const from = step;
+    const result: AdvanceResult = { snapshots: [], events: [], frames: [] };
+    target = Math.min(target, spec.steps);
+    if (!reportedInitial) {
+      kernel().metricsNow(metricsPtr);
+      result.snapshots.push(readSnapshot(0, 0));
+      reportedInitial = true;
+    }
+    while (step < target) runCall(callEnd(target), result.snapshots);
+    result.events.push(...newDivergences());
+    kernel().writeVSquared(framePtr);
+    result.frames.push({ step, name: "v_sq", width: d, values: f32(framePtr, R * d).slice() });
+    stampWallTimes(result.snapshots, from, step, t0, performance.now() - startMs);
+    return result;
+  }
+
+  return {
+    backend: "wasm",
+    adapter: `wasm-simd128 (V8 ${Deno.version.v8})`,
+    get step() {
+      return step;
+    },
+    advance(target: number): Promise<AdvanceResult> {
+      // A kernel trap (or a disposed session) rejects the promise instead of throwing.
+      try {
+        return Promise.resolve(advanceNow(target));
+      } catch (e) {
+        return Promise.reject(e);
+      }
+    },
+    dispose() {
+      exports = null;
+    },
+  };
+}
