@@ -83,9 +83,11 @@ function nominalPeakGflops(adapter: string): number | undefined {
   return undefined;
 }
 
-async function benchCase(c: BenchCase, backend: BackendName) {
+async function benchCase(c: BenchCase, backend: BackendName, software: boolean) {
   for (const replicas of [1, c.batchReplicas]) {
-    const steps = quick ? Math.ceil(c.steps(replicas, backend) / 10) : c.steps(replicas, backend);
+    const steps = quick
+      ? Math.ceil(c.steps(replicas, backend, software) / 10)
+      : c.steps(replicas, backend, software);
     const spec = validateRunSpec({
       experiment: c.experiment,
       params: c.params,
@@ -173,7 +175,7 @@ if (import.meta.main) {
       }
       if (!BACKENDS[backend].supports(c.experiment)) continue;
       try {
-        await benchCase(c, backend);
+        await benchCase(c, backend, probe.fallback);
       } catch (e) {
         console.log(
           `${c.experiment.padEnd(20)} ${backend.padEnd(10)} failed: ${(e as Error).message}`,

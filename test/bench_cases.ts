@@ -10,7 +10,8 @@ export interface BenchCase {
   label?: string;
   params: Record<string, unknown>;
   batchReplicas: number;
-  steps(replicas: number, backend: BackendName): number;
+  /** `software` is true on a fallback adapter (llvmpipe), about 38 µs per replica-step. */
+  steps(replicas: number, backend: BackendName, software: boolean): number;
   flopsPerReplicaStep?(spec: RunSpec): number;
 }
 
@@ -27,6 +28,21 @@ export const BENCH_CASES: BenchCase[] = [
     flopsPerReplicaStep: (spec) => {
       const d = spec.params.d as number, n = spec.params.n as number;
       return 4 * n * d + 6 * d;
+    },
+  },
+  {
+    experiment: "pegr",
+    label: "pegr-theory",
+    // The theory-regime setting with PEGR on throughout (pegr_off beyond the run).
+    params: { algo: "pegr", lambda_mode: "theory", pegr_off: 1e9, n_test: 500 },
+    batchReplicas: 64,
+    // Enough steps per replica that the 10 snapshots' float64 metrics stay a small share.
+    steps: (R) => (R === 1 ? 20_000 : 4_000),
+    // Inner products <w_q, ξ_i> and the update Σ_i β_{q,i} ξ_i: two 2m×n×d multiply-adds;
+    // the closed-form PEGR coefficients are O(m·n).
+    flopsPerReplicaStep: (spec) => {
+      const p = spec.params;
+      return 8 * (p.m as number) * (p.n as number) * (p.d as number);
     },
   },
 ];

@@ -8,7 +8,9 @@
 import type { BackendProbe, ComputeBackend } from "../backend.ts";
 import type { KernelSession, RunSpec } from "../../experiments/types.ts";
 import { openShapeMattersSession } from "./shape_matters.ts";
+import { openPegrSession } from "./pegr.ts";
 import { openLinearLabelNoiseSession } from "./linear_label_noise.ts";
+import { openLabelNoiseSession, openLargeLrSession } from "./pq_model.ts";
 
 /** Where server/build_wasm.ts writes the compiled kernels. */
 export const WASM_BUILD_DIR = new URL("../../../build/wasm/", import.meta.url);
@@ -23,6 +25,9 @@ export interface WasmSessionFactory {
 const SESSIONS: Record<string, WasmSessionFactory> = {
   "shape-matters": { kernel: "shape_matters", open: openShapeMattersSession },
   "linear-label-noise": { kernel: "linear_label_noise", open: openLinearLabelNoiseSession },
+  pegr: { kernel: "pegr", open: openPegrSession },
+  "large-lr": { kernel: "pq_model", open: openLargeLrSession },
+  "label-noise-anneal": { kernel: "pq_model", open: openLabelNoiseSession },
 };
 
 /**
