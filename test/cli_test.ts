@@ -52,7 +52,7 @@ Deno.test("bad input exits with status 2 and one line naming the parameter, no s
     assert.equal(r.code, 2, `${args.join(" ")}: exit ${r.code}, stderr ${r.stderr}`);
     assert.match(r.stderr, pattern, args.join(" "));
     assert.equal(r.stderr.trim().split("\n").length, 1, `one line: ${r.stderr}`);
-    assert.doesNotMatch(r.stderr, /    at /);
+    assert.doesNotMatch(r.stderr, /\n\s+at /);
   }
 });
 

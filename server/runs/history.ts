@@ -6,6 +6,8 @@
 
 export interface SnapshotLike {
   step: number;
+  /** Compute time of the snapshot (see SnapshotRecord); NaN in the output when absent. */
+  wall_ms?: number;
   metrics: Record<string, Float32Array>;
 }
 
@@ -34,6 +36,8 @@ export interface Decimated {
   steps_from: Float64Array;
   steps_to: Float64Array;
   last_step: Float64Array;
+  /** wall_ms of each bucket's last snapshot, for charts against wall-clock time. */
+  wall_ms: Float64Array;
   metrics: Record<string, BucketStats>;
 }
 
@@ -74,6 +78,7 @@ export function decimate(snapshots: SnapshotLike[], opts: DecimateOptions): Deci
 
   const stepsFrom = new Float64Array(used);
   const stepsTo = new Float64Array(used);
+  const wall = new Float64Array(used);
   const stats: Record<string, BucketStats> = {};
   for (const m of opts.metrics) {
     stats[m] = {
@@ -91,6 +96,7 @@ export function decimate(snapshots: SnapshotLike[], opts: DecimateOptions): Deci
       stepsFrom[k] = s.step;
     }
     stepsTo[k] = s.step;
+    wall[k] = s.wall_ms ?? NaN;
     for (const m of opts.metrics) {
       const values = s.metrics[m];
       const st = stats[m];
@@ -113,6 +119,7 @@ export function decimate(snapshots: SnapshotLike[], opts: DecimateOptions): Deci
     steps_from: stepsFrom,
     steps_to: stepsTo,
     last_step: stepsTo.slice(),
+    wall_ms: wall,
     metrics: stats,
   };
 }

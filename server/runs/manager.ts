@@ -323,7 +323,7 @@ export class RunManager {
       if (busy < (this.#limits[e.backend] ?? 1)) {
         this.#queue.splice(i, 1);
         this.#running.set(e.backend, busy + 1);
-        this.#execute(e, e.live);
+        this.#execute(e, e.live).catch((err) => console.error(`run ${e.id}:`, err));
       } else i++;
     }
   }

@@ -1,0 +1,43 @@
+/**
+ * Experiment panels: figures that are not line charts (bars, scatter, heat maps), fed by a
+ * run's frames. An experiment registers one renderer under its id; the dashboard creates it
+ * when a shown run belongs to that experiment and calls update() in an animation frame
+ * whenever a shown run received a frame.
+ */
+import type { FrameRecord } from "../../../server/runs/records.ts";
+import type { RunSpec } from "../../../server/experiments/types.ts";
+
+export interface PanelRun {
+  id: string;
+  label: string;
+  colour: string;
+  spec: RunSpec;
+  /** Latest frame of each name this run streamed. */
+  frames: ReadonlyMap<string, FrameRecord>;
+  /** Earlier frames too, oldest first (bounded: thinned past a cap), for panels that animate. */
+  frameHistory?: ReadonlyMap<string, readonly FrameRecord[]>;
+}
+
+export interface PanelInstance {
+  update(runs: PanelRun[]): void;
+  /** What the panel currently shows, for tests (plain data). */
+  debug?(): unknown;
+  destroy(): void;
+}
+
+export interface PanelDefinition {
+  title: string;
+  /** Frame names the panel needs; runs without any of them are passed all the same. */
+  frames: string[];
+  create(container: HTMLElement): PanelInstance;
+}
+
+const panels = new Map<string, PanelDefinition>();
+
+export function registerPanel(experiment: string, panel: PanelDefinition): void {
+  panels.set(experiment, panel);
+}
+
+export function panelFor(experiment: string): PanelDefinition | undefined {
+  return panels.get(experiment);
+}

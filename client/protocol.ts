@@ -1,0 +1,172 @@
+/**
+ * The wire format of the lab's stream (`/api/stream`), shared by the server, the subscriber
+ * library and the dashboard. docs/protocol.md is the prose version of this file; keep the two
+ * in step. Record shapes come from the run log (server/runs/records.ts): a streamed record is
+ * the logged record plus the `run` it belongs to.
+ */
+import { Packr } from "msgpackr";
+import type {
+  EventRecord,
+  FrameRecord,
+  HeaderRecord,
+  RunStatus,
+  SnapshotRecord,
+  StatusRecord,
+} from "../server/runs/records.ts";
+
+export type { EventRecord, FrameRecord, HeaderRecord, RunStatus, SnapshotRecord, StatusRecord };
+
+/** The one codec: typed arrays travel as msgpack ext type 0x74, maps decode as plain objects. */
+export const wirePackr = new Packr({ moreTypes: true, useRecords: false, mapsAsObjects: true });
+
+/** Larger client→server messages are refused with an error (the socket stays open). */
+export const MAX_CLIENT_MESSAGE_BYTES = 64 * 1024;
+/** Close code for a subscriber that stayed stuck (not reading) past the server's limit. */
+export const CLOSE_STALLED = 4008;
+/** Close code when the server shuts down. */
+export const CLOSE_GOING_AWAY = 1001;
+/** `since` value meaning "nothing old, only records from now on". */
+export const SINCE_LIVE = -1;
+
+// ---- client → server -------------------------------------------------------------------
+
+export interface SubscribeRequest {
+  type: "subscribe";
+  /** Run ids, or "*" for every run, including runs created later. */
+  runs: string[] | "*";
+  /** Last seq seen per run: the server sends records with a larger seq. Absent means 0. */
+  since?: Record<string, number>;
+  /** Whether to receive frame records (large per-coordinate arrays). Default true. */
+  frames?: boolean;
+}
+
+export interface UnsubscribeRequest {
+  type: "unsubscribe";
+  runs: string[] | "*";
+}
+
+export interface HistoryRequest {
+  type: "history";
+  /** Chosen by the client; echoed in the reply (or in an error). */
+  req: number;
+  run: string;
+  from_step?: number;
+  to_step?: number;
+  /** Number of buckets (min, max, last per bucket). Absent: one bucket per snapshot. */
+  buckets?: number;
+  /** Metric names to include. Absent: all of the run's metrics. */
+  metrics?: string[];
+}
+
+export interface PingRequest {
+  type: "ping";
+  req: number;
+}
+
+export type ClientMessage = SubscribeRequest | UnsubscribeRequest | HistoryRequest | PingRequest;
+
+// ---- server → client -------------------------------------------------------------------
+
+export interface HelloMessage {
+  type: "hello";
+  run: string;
+  header: HeaderRecord;
+  status: RunStatus;
+  /** The run's last seq when the hello was sent. */
+  last_seq: number;
+  /** The step of the run's latest snapshot. */
+  step: number;
+}
+
+export type SnapshotMessage = SnapshotRecord & { run: string };
+export type EventMessage = EventRecord & { run: string };
+export type FrameMessage = FrameRecord & { run: string };
+export type StatusMessage = StatusRecord & { run: string };
+export type RecordMessage = SnapshotMessage | EventMessage | FrameMessage | StatusMessage;
+
+export interface SkippedMessage {
+  type: "skipped";
+  run: string;
+  /** Inclusive range of seqs this subscriber will not receive. */
+  from_seq: number;
+  to_seq: number;
+  reason: "slow_consumer";
+}
+
+export interface HistoryBucketStats {
+  /** [bucket × replica], row-major: entry b·replicas + r. */
+  min: Float32Array;
+  max: Float32Array;
+  last: Float32Array;
+}
+
+export interface HistoryReply {
+  type: "history";
+  req: number;
+  run: string;
+  from_step: number;
+  to_step: number;
+  replicas: number;
+  /** Snapshots in [from_step, to_step] that went into the buckets. */
+  snapshots: number;
+  /** Non-empty buckets, in step order. */
+  buckets: number;
+  /** First and last snapshot step inside each bucket (equal when a bucket holds one snapshot). */
+  steps_from: Float64Array;
+  steps_to: Float64Array;
+  /** Step of the snapshot whose values are `last` (same as steps_to). */
+  last_step: Float64Array;
+  /** wall_ms of that snapshot. */
+  wall_ms: Float64Array;
+  metrics: Record<string, HistoryBucketStats>;
+}
+
+export interface PongMessage {
+  type: "pong";
+  req: number;
+  /** Server clock, Unix epoch milliseconds. */
+  time: number;
+}
+
+export interface RemovedMessage {
+  type: "removed";
+  run: string;
+}
+
+export type ErrorCode =
+  | "malformed"
+  | "too_large"
+  | "unknown_type"
+  | "bad_request"
+  | "unknown_run"
+  | "internal";
+
+export interface ErrorMessage {
+  type: "error";
+  req?: number;
+  run?: string;
+  code: ErrorCode;
+  message: string;
+}
+
+export type ServerMessage =
+  | HelloMessage
+  | RecordMessage
+  | SkippedMessage
+  | HistoryReply
+  | PongMessage
+  | RemovedMessage
+  | ErrorMessage;
+
+/**
+ * The stream URL for a lab base URL: http(s)://host:port → ws(s)://host:port/api/stream,
+ * with the token as a query parameter (browsers cannot set headers on a WebSocket).
+ */
+export function streamUrl(base: string, token?: string): string {
+  const u = new URL(base);
+  if (u.protocol === "http:") u.protocol = "ws:";
+  else if (u.protocol === "https:") u.protocol = "wss:";
+  if (!u.pathname.endsWith("/api/stream")) u.pathname = u.pathname.replace(/\/?$/, "/api/stream");
+  if (token) u.searchParams.set("token", token);
+  return u.toString();
+}

@@ -1,0 +1,184 @@
+/**
+ * The lab's HTTP API on Hono, as a factory so tests can call `app.request()` without a
+ * socket. Routes: docs/protocol.md §HTTP. JSON everywhere, errors as {error, errors?}.
+ */
+import { Hono } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import { EXPERIMENTS } from "../experiments/registry.ts";
+import type { RunManager } from "../runs/manager.ts";
+import { recordsToCsv, recordToJson } from "../runs/export.ts";
+import { codeVersion } from "../version.ts";
+import type { StreamHub } from "./stream.ts";
+import { requireToken } from "./auth.ts";
+import { userError } from "./errors.ts";
+import { serveStatic } from "./static.ts";
+import type { BackendReport } from "./health.ts";
+
+export interface AppOptions {
+  manager: RunManager;
+  /** Absent: /api/stream answers 503 (tests of the HTTP surface alone). */
+  hub?: StreamHub;
+  token?: string;
+  /** Directory with the built dashboard; absent or missing: / explains how to build it. */
+  staticDir?: string;
+  backends: () => Promise<BackendReport>;
+}
+
+const MAX_SPEC_BYTES = 1024 * 1024;
+
+export function createApp(opts: AppOptions): Hono {
+  const { manager } = opts;
+  const app = new Hono();
+
+  app.onError((err, c) => {
+    console.error(`${c.req.method} ${c.req.path}:`, err);
+    return c.json({ error: `internal error: ${err.message}` }, 500);
+  });
+
+  app.use("/api/*", requireToken(opts.token));
+
+  app.get("/api/health", async (c) => {
+    const report = await opts.backends();
+    return c.json({
+      ok: true,
+      version: codeVersion(),
+      ...report,
+      runs_in_flight: manager.inFlight(),
+      runs_queued: manager.queued(),
+      runs_total: manager.ids().length,
+      stream: opts.hub?.stats(),
+      auth: opts.token ? "token" : "none",
+    });
+  });
+
+  app.get("/api/experiments", (c) =>
+    c.json(
+      Object.values(EXPERIMENTS).map((e) => ({
+        id: e.id,
+        title: e.title,
+        paper: e.paper,
+        notes: e.notes,
+        params: e.params,
+        metrics: e.metrics,
+        frames: (e.frames ?? []).map((f) => ({ name: f.name, doc: f.doc })),
+        defaults: e.defaults,
+      })),
+    ));
+
+  app.get("/api/runs", (c) => c.json(manager.summaries()));
+
+  app.post(
+    "/api/runs",
+    bodyLimit({
+      maxSize: MAX_SPEC_BYTES,
+      onError: (c) => c.json({ error: `request body over ${MAX_SPEC_BYTES} bytes` }, 413),
+    }),
+    async (c) => {
+      let body: unknown;
+      try {
+        body = JSON.parse(await c.req.text());
+      } catch (e) {
+        const message = `malformed JSON: ${e instanceof Error ? e.message : e}`;
+        return c.json({ error: message, errors: [{ field: "(body)", message }] }, 400);
+      }
+      try {
+        const id = await manager.submit(body);
+        return c.json({ id }, 201);
+      } catch (e) {
+        const mapped = userError(e);
+        if (mapped) return c.json(mapped.body, mapped.status);
+        throw e;
+      }
+    },
+  );
+
+  const notFound = (id: string) => ({ error: `no run with id ${JSON.stringify(id)}` });
+
+  app.get("/api/runs/:id", (c) => {
+    const d = manager.detail(c.req.param("id"));
+    if (!d) return c.json(notFound(c.req.param("id")), 404);
+    return c.json(recordToJson(d));
+  });
+
+  app.post("/api/runs/:id/stop", async (c) => {
+    const id = c.req.param("id");
+    if (!manager.has(id)) return c.json(notFound(id), 404);
+    const stopped = await manager.stop(id);
+    const status = manager.status(id);
+    if (!stopped) {
+      return c.json({ id, status, error: `run ${id} has already ended (${status})` }, 409);
+    }
+    return c.json({ id, status });
+  });
+
+  app.delete("/api/runs/:id", async (c) => {
+    const id = c.req.param("id");
+    if (!(await manager.remove(id))) return c.json(notFound(id), 404);
+    return c.json({ id, deleted: true });
+  });
+
+  app.get("/api/runs/:id/metrics.csv", async (c) => {
+    const id = c.req.param("id");
+    const header = manager.header(id);
+    if (!header) return c.json(notFound(id), 404);
+    const csv = recordsToCsv(header, await manager.allRecords(id));
+    return c.body(csv, 200, {
+      "content-type": "text/csv; charset=utf-8",
+      "content-disposition": `attachment; filename="${id}.csv"`,
+    });
+  });
+
+  /** The run log itself: the reproducible record of a run (see server/runs/runlog.ts). */
+  app.get("/api/runs/:id/log", async (c) => {
+    const id = c.req.param("id");
+    const detail = manager.detail(id);
+    if (!detail) return c.json(notFound(id), 404);
+    return c.body(await Deno.readFile(detail.path), 200, {
+      "content-type": "application/octet-stream",
+      "content-disposition": `attachment; filename="${id}.lablog"`,
+    });
+  });
+
+  app.get("/api/stream", (c) => {
+    if (!opts.hub) return c.json({ error: "the stream is not available here" }, 503);
+    if (c.req.header("upgrade")?.toLowerCase() !== "websocket") {
+      return c.json({
+        error: "this endpoint is a WebSocket (msgpack frames); see docs/protocol.md",
+      }, 426);
+    }
+    // Under Deno.serve, Hono's env is the connection info. Read it before upgrading: once
+    // the request is upgraded, Deno's remoteAddr getter throws "Request closed".
+    const addr = (c.env as Deno.ServeHandlerInfo<Deno.NetAddr> | undefined)?.remoteAddr;
+    let upgraded;
+    try {
+      upgraded = Deno.upgradeWebSocket(c.req.raw);
+    } catch (e) {
+      // e.g. the client went away mid-handshake; nothing to serve.
+      return c.json({ error: `cannot upgrade: ${e instanceof Error ? e.message : e}` }, 400);
+    }
+    const { socket, response } = upgraded;
+    opts.hub.attach(socket, addr ? `${addr.hostname}:${addr.port}` : undefined);
+    return response;
+  });
+
+  app.all(
+    "/api/*",
+    (c) => c.json({ error: `no such endpoint: ${c.req.method} ${c.req.path}` }, 404),
+  );
+
+  app.get("*", async (c) => {
+    const res = opts.staticDir ? await serveStatic(opts.staticDir, c.req.path) : undefined;
+    if (res) return res;
+    if (c.req.path === "/" || c.req.path === "/index.html") {
+      return c.html(
+        "<!doctype html><title>lab</title><p>The dashboard is not built. Run <code>deno task build</code> " +
+          "(or start the lab with <code>deno task serve</code>, which builds first). The API is at " +
+          '<a href="/api/health">/api/health</a>.</p>',
+        503,
+      );
+    }
+    return c.json({ error: `not found: ${c.req.path}` }, 404);
+  });
+
+  return app;
+}

@@ -1,0 +1,121 @@
+/**
+ * `deno task serve`: the lab's API, stream and dashboard.
+ *   --port=8420 --host=127.0.0.1 --data=./data --token=… (or LAB_TOKEN)
+ *   --max-concurrent=N | BACKEND:N,…   runs computing at once per backend
+ *   --max-run-mb=N                      largest estimated device memory of one run
+ * Listening on a non-loopback address without a token is refused: anyone who can reach the
+ * port could otherwise start runs on this machine.
+ */
+import { parseCliArgs, UsageError } from "./cli/args.ts";
+import type { BackendName } from "./experiments/types.ts";
+import { startLab } from "./api/server.ts";
+import { backendReport } from "./api/health.ts";
+import { formatBytes } from "./runs/manager.ts";
+
+const USAGE =
+  `usage: deno task serve [--port=8420] [--host=127.0.0.1] [--data=./data] [--token=TOKEN]
+       [--max-concurrent=N | BACKEND:N,...] [--max-run-mb=N]
+  The token may also come from the LAB_TOKEN environment variable; it is required when
+  --host is not a loopback address.`;
+
+export function isLoopback(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, "").toLowerCase();
+  return h === "localhost" || h === "::1" || /^127\.\d+\.\d+\.\d+$/.test(h);
+}
+
+function intFlag(flags: Map<string, string | true>, name: string, min: number, max: number) {
+  const raw = flags.get(name);
+  if (raw === undefined) return undefined;
+  const n = Number(raw);
+  if (raw === true || !Number.isInteger(n) || n < min || n > max) {
+    throw new UsageError(`--${name} must be an integer in [${min}, ${max}], got ${raw}`);
+  }
+  return n;
+}
+
+export function parseConcurrency(raw: string): Partial<Record<BackendName, number>> {
+  const backends: BackendName[] = ["webgpu", "wasm", "reference"];
+  const out: Partial<Record<BackendName, number>> = {};
+  const bad = () =>
+    new UsageError(`--max-concurrent must be N or BACKEND:N,... (backends ${backends.join(", ")})`);
+  if (/^\d+$/.test(raw)) {
+    const n = Number(raw);
+    if (n < 1) throw bad();
+    for (const b of backends) out[b] = n;
+    return out;
+  }
+  for (const part of raw.split(",")) {
+    const [name, value] = part.split(":");
+    const n = Number(value);
+    if (!backends.includes(name as BackendName) || !Number.isInteger(n) || n < 1) throw bad();
+    out[name as BackendName] = n;
+  }
+  return out;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const { flags, positional } = parseCliArgs(argv);
+  if (flags.has("help") || positional.length) {
+    console.log(USAGE);
+    return positional.length ? 2 : 0;
+  }
+  const known = new Set(["port", "host", "data", "token", "max-concurrent", "max-run-mb", "help"]);
+  for (const k of flags.keys()) {
+    if (!known.has(k)) throw new UsageError(`unknown option --${k}\n${USAGE}`);
+  }
+  const port = intFlag(flags, "port", 0, 65535) ?? 8420;
+  const host = String(flags.get("host") ?? "127.0.0.1");
+  const data = String(flags.get("data") ?? "./data");
+  const tokenFlag = flags.get("token");
+  if (tokenFlag === true) throw new UsageError("--token needs a value: --token=SECRET");
+  const token = tokenFlag ?? Deno.env.get("LAB_TOKEN") ?? undefined;
+  if (!token && !isLoopback(host)) {
+    throw new UsageError(
+      `refusing to listen on ${host} without a token: anyone who can reach it could start runs. ` +
+        "Pass --token=SECRET or set LAB_TOKEN, or use --host=127.0.0.1.",
+    );
+  }
+  const concurrency = flags.get("max-concurrent");
+  const maxRunMb = intFlag(flags, "max-run-mb", 1, 1 << 30);
+
+  const lab = await startLab({
+    port,
+    hostname: host,
+    token: token || undefined,
+    dataDir: data,
+    maxConcurrent: typeof concurrency === "string" ? parseConcurrency(concurrency) : undefined,
+    memoryLimitBytes: maxRunMb ? maxRunMb * 2 ** 20 : undefined,
+  });
+  console.log(`lab listening on ${lab.url} (data: ${data}, auth: ${token ? "token" : "none"})`);
+  const report = await backendReport();
+  const list = Object.entries(report.backends)
+    .map(([n, p]) => `${n}: ${p.available ? p.adapter : `unavailable (${p.reason ?? "?"})`}`)
+    .join("; ");
+  console.log(`backends: ${list}; auto → ${report.default_backend}`);
+  console.log(`run memory limit: ${formatBytes(lab.manager.memoryLimitBytes)}`);
+
+  const { promise: stopped, resolve } = Promise.withResolvers<void>();
+  const onSignal = () => resolve();
+  Deno.addSignalListener("SIGINT", onSignal);
+  Deno.addSignalListener("SIGTERM", onSignal);
+  await stopped;
+  console.log("shutting down: runs in flight are marked interrupted");
+  await lab.shutdown();
+  return 0;
+}
+
+if (import.meta.main) {
+  // Last resort: a bug in one request or run is logged, and the lab goes on serving the rest.
+  globalThis.addEventListener("unhandledrejection", (e) => {
+    console.error("unhandled rejection:", e.reason);
+    e.preventDefault();
+  });
+  let code: number;
+  try {
+    code = await main(Deno.args);
+  } catch (e) {
+    console.error(`error: ${e instanceof Error ? e.message : String(e)}`);
+    code = e instanceof UsageError ? 2 : 1;
+  }
+  Deno.exit(code);
+}

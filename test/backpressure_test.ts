@@ -1,0 +1,126 @@
+/**
+ * A subscriber that stops reading must not slow the run it watches or any other subscriber.
+ *
+ * Two identical runs compute at the same time (same machine load for both, so the comparison
+ * does not depend on what else this CI box is doing). Run B has, besides a normal subscriber,
+ * a raw TCP WebSocket client that completes the handshake, subscribes and never reads: the
+ * kernel's socket buffers fill (a few MB on loopback), then the server's bufferedAmount
+ * passes the high-water mark. A third client pauses reading for a while and then drains.
+ *
+ * Margin: if the server waited on the stalled socket, run B would stop dead at the point the
+ * buffers filled and never finish; if it queued everything for it, memory and GC would grow
+ * with the run. Either shows up as B far slower than A. Equal-load concurrent runs agree to
+ * within ~20% here; the test allows B 1.6× A's compute time.
+ */
+import assert from "node:assert/strict";
+import {
+  assertContiguous,
+  RawStream,
+  smallSpec,
+  startTestLab,
+  submit,
+  waitFor,
+} from "./lab_harness.ts";
+import { TcpWsClient } from "./tcp_ws_client.ts";
+import { CLOSE_STALLED } from "../client/protocol.ts";
+
+Deno.test(
+  "a stalled subscriber slows neither the run nor the other subscribers; a slow one gets skipped",
+  { sanitizeOps: false, sanitizeResources: false },
+  async () => {
+    const lab = await startTestLab({
+      maxConcurrent: { wasm: 2 },
+      stream: { highWaterBytes: 256 * 1024, lowWaterBytes: 64 * 1024, stallLimitMs: 2500 },
+    });
+    const stalled = await TcpWsClient.connect(lab.port);
+    const paused = await TcpWsClient.connect(lab.port);
+    try {
+      // 4000 snapshots of ~4 KB (256 replicas × 4 metrics × 4 bytes): about 16 MB, several
+      // times what the kernel buffers of one loopback connection hold.
+      const spec = smallSpec({ replicas: 256, steps: 40_000, every: 10 }, { d: 8, n: 4, r: 2 });
+      const normal = new RawStream(lab.url);
+      await normal.send({ type: "subscribe", runs: "*" });
+      const a = await submit(lab.url, spec);
+      const b = await submit(lab.url, spec);
+      await stalled.sendJson({ type: "subscribe", runs: [b] });
+      await paused.sendJson({ type: "subscribe", runs: [b] });
+
+      // The paused client reads a little, stops until the server finds its socket full and a
+      // further 1.2 s (past the 1 s lag limit), then drains.
+      const pausedDone = (async () => {
+        const first = await paused.readMessages((m) => m.type === "snapshot");
+        const me = `127.0.0.1:${paused.conn.localAddr.port}`;
+        await waitFor(
+          () => lab.hub.sockets().some((s) => s.peer === me && s.congested_ms > 0 && s.behind > 0),
+          "the paused socket to fill up",
+        );
+        await new Promise((r) => setTimeout(r, 1200));
+        const rest = await paused.readMessages((m) =>
+          m.type === "status" && m.status === "finished"
+        );
+        return [...first.messages, ...rest.messages];
+      })();
+
+      let sawCongestion = false;
+      await waitFor(
+        () => {
+          if (lab.hub.stats().congested > 0) sawCongestion = true;
+          return normal.finished(a) && normal.finished(b);
+        },
+        "both runs to finish",
+        60_000,
+        10,
+      );
+      assert.ok(sawCongestion, "the stalled socket went over the high-water mark during the run");
+
+      // The run's own clock: compute time of each run (both computed side by side).
+      const wall = (run: string) =>
+        normal.of("snapshot").filter((s) => s.run === run).at(-1)!.wall_ms;
+      const [wa, wb] = [wall(a), wall(b)];
+      console.log(`run A ${wa.toFixed(0)} ms, run B (stalled subscriber) ${wb.toFixed(0)} ms`);
+      assert.ok(wb < 1.6 * wa, `stalled run took ${wb.toFixed(0)} ms vs ${wa.toFixed(0)} ms`);
+
+      // The normal subscriber got everything of both runs, nothing skipped.
+      for (const run of [a, b]) {
+        assertContiguous(normal.seqs(run));
+        assert.equal(normal.seqs(run).length, lab.manager.lastSeq(run));
+      }
+      assert.equal(normal.of("skipped").length, 0);
+
+      // The slow one: every seq either delivered or reported skipped, once, in order; it has
+      // the final snapshot and the finished status.
+      const got = await pausedDone;
+      const skipped = got.filter((m) => m.type === "skipped");
+      assert.ok(
+        skipped.length > 0,
+        `the paused subscriber was told what it skipped (got ${got.length} of ${
+          lab.manager.lastSeq(b)
+        }; ${JSON.stringify(lab.hub.sockets())})`,
+      );
+      const covered: number[] = [];
+      for (const m of got) {
+        if (m.type === "skipped") {
+          assert.equal(m.reason, "slow_consumer");
+          for (let s = m.from_seq as number; s <= (m.to_seq as number); s++) covered.push(s);
+        } else if (typeof m.seq === "number") covered.push(m.seq);
+      }
+      assertContiguous(covered);
+      assert.equal(covered.length, lab.manager.lastSeq(b));
+      const lastSnap = got.filter((m) => m.type === "snapshot").at(-1)!;
+      assert.equal(lastSnap.step, 40_000);
+
+      // The stalled one is closed with a reason once stuck past the limit. Its close frame sits
+      // behind the data it never read; reading now drains the data and finds it.
+      await waitFor(() => lab.hub.stats().stalled_closed >= 1, "stalled socket closed", 15_000);
+      const drained = await stalled.readMessages(() => false);
+      assert.equal(drained.close?.code, CLOSE_STALLED);
+      assert.match(drained.close!.reason, /^stalled: \d+ bytes unread for over 3s$/);
+      assert.ok(drained.messages.length < lab.manager.lastSeq(b), "it got only part of the run");
+      await normal.close();
+    } finally {
+      stalled.close();
+      paused.close();
+      await lab.close();
+    }
+  },
+);
