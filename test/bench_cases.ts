@@ -17,6 +17,21 @@ export interface BenchCase {
 
 export const BENCH_CASES: BenchCase[] = [
   {
+    experiment: "linear-label-noise",
+    // The released code's size (m = 1000, d = 20, n = 200, σ = 4), label-noise SGD, no frames.
+    params: { algo: "label-noise-sgd", frame_every: 0 },
+    batchReplicas: 64,
+    steps: (R, backend, software) =>
+      backend === "webgpu"
+        ? (software ? (R === 1 ? 2_000 : 100) : (R === 1 ? 50_000 : 20_000))
+        : Math.max(2_000, Math.floor(100_000 / R)),
+    // h = Wx and the rank-1 update of W: two m×d multiply-adds; O(m) for a, S and f.
+    flopsPerReplicaStep: (spec) => {
+      const m = spec.params.m as number, d = spec.params.d as number;
+      return 4 * m * d + 12 * m;
+    },
+  },
+  {
     experiment: "shape-matters",
     params: { algo: "label-noise" },
     batchReplicas: 256,

@@ -7,6 +7,7 @@ import type { KernelSession, RunSpec } from "../../experiments/types.ts";
 import { probeGpu } from "./device.ts";
 import { openShapeMattersGpu } from "./shape_matters.ts";
 import { openLinearLabelNoiseGpu } from "./linear_label_noise.ts";
+import { openPegrGpu } from "./pegr.ts";
 
 export type WebGpuSessionFactory = (spec: RunSpec) => Promise<KernelSession>;
 
@@ -14,6 +15,7 @@ export type WebGpuSessionFactory = (spec: RunSpec) => Promise<KernelSession>;
 export const WEBGPU_SESSIONS: Record<string, WebGpuSessionFactory> = {
   "shape-matters": (spec) => openShapeMattersGpu(spec),
   "linear-label-noise": (spec) => openLinearLabelNoiseGpu(spec),
+  pegr: (spec) => openPegrGpu(spec),
 };
 
 export const webgpuBackend: ComputeBackend = {

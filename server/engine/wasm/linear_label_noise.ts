@@ -1,0 +1,202 @@
+/**
+ * KernelSession for `linear-label-noise` on the wasm kernel (kernels-as/linear_label_noise.ts).
+ * This side copies the prepared float32 data in once (padding rows to whole f32x4 vectors and
+ * transposing W(0) to the kernel's neuron-minor layout), splits each advance() at the metric
+ * buffer's capacity, and turns what the kernel wrote into snapshots, divergence events and
+ * the per-neuron frame. Frames at fixed steps and the lazy-escape event come from
+ * wrapLinearSession, as for every backend.
+ */
+import type {
+  AdvanceResult,
+  KernelSession,
+  RunEvent,
+  RunSpec,
+  Snapshot,
+} from "../../experiments/types.ts";
+import {
+  type LinearPrepared,
+  NEURON_FRAME,
+  prepareLinearLabelNoise,
+} from "../../experiments/linear_label_noise_setup.ts";
+import { LINEAR_METRIC_NAMES } from "../../experiments/linear_label_noise_reference.ts";
+import { isFrameStep, wrapLinearSession } from "../../experiments/linear_label_noise_session.ts";
+import { nextSnapshotStep, stampWallTimes } from "../snapshots.ts";
+
+/** The exports of build/wasm/linear_label_noise.wasm (pointers are byte offsets). */
+export interface LinearKernelExports {
+  memory: WebAssembly.Memory;
+  setup(
+    m: number,
+    d: number,
+    n: number,
+    nTest: number,
+    replicas: number,
+    dataSets: number,
+    initSets: number,
+    algo: number,
+    online: number,
+    gaussian: number,
+    seed: number,
+    period: number,
+    gdFrom: number,
+  ): void;
+  paddedNeurons(): number;
+  paddedDim(): number;
+  xPtr(): number;
+  yPtr(): number;
+  xTestPtr(): number;
+  yTestPtr(): number;
+  thetaStarPtr(): number;
+  w0Ptr(): number;
+  a0Ptr(): number;
+  hyperPtr(): number;
+  divergedPtr(): number;
+  alloc(bytes: number): number;
+  resetState(): void;
+  metricsNow(out: number): void;
+  advance(from: number, count: number, every: number, total: number, out: number): number;
+  writeFrame(out: number): void;
+}
+
+/** Metric read-back buffer, in floats: bounds the snapshots one kernel call may produce. */
+const METRIC_BUFFER_FLOATS = 1 << 20;
+
+/** Copies rows of `width` floats into rows of `paddedWidth` (the rest stays 0). */
+function copyRows(dst: Float32Array, src: Float32Array, width: number, paddedWidth: number) {
+  const rows = src.length / width;
+  for (let row = 0; row < rows; row++) {
+    dst.set(src.subarray(row * width, row * width + width), row * paddedWidth);
+  }
+}
+
+function loadKernelData(k: LinearKernelExports, prep: LinearPrepared): void {
+  const { m, d, n, nTest, replicas: R } = prep;
+  const dataSets = prep.dataPerReplica ? R : 1;
+  const initSets = prep.initPerReplica ? R : 1;
+  const mp = k.paddedNeurons(), dp = k.paddedDim();
+  const f32 = (ptr: number, length: number) => new Float32Array(k.memory.buffer, ptr, length);
+  copyRows(f32(k.xPtr(), dataSets * n * dp), prep.X, d, dp);
+  f32(k.yPtr(), dataSets * n).set(prep.y);
+  copyRows(f32(k.xTestPtr(), dataSets * nTest * dp), prep.Xtest, d, dp);
+  f32(k.yTestPtr(), dataSets * nTest).set(prep.ytest);
+  copyRows(f32(k.thetaStarPtr(), dataSets * dp), prep.thetaStar, d, dp);
+  // W(0) is [set][m][d] in the prepared data and [set][d][mp] in the kernel.
+  const w0 = f32(k.w0Ptr(), initSets * d * mp);
+  for (let s = 0; s < initSets; s++) {
+    for (let i = 0; i < m; i++) {
+      for (let c = 0; c < d; c++) w0[(s * d + c) * mp + i] = prep.W0[(s * m + i) * d + c];
+    }
+  }
+  copyRows(f32(k.a0Ptr(), R * mp), prep.A0, m, mp);
+  const hyper = f32(k.hyperPtr(), 4 * R);
+  for (let r = 0; r < R; r++) hyper.set([prep.lr[r], prep.sigma[r], prep.chainAmp[r], 0], 4 * r);
+}
+
+export function openLinearLabelNoiseSession(
+  spec: RunSpec,
+  instance: WebAssembly.Instance,
+): KernelSession {
+  const prep = prepareLinearLabelNoise(spec);
+  const k = instance.exports as unknown as LinearKernelExports;
+  const R = prep.replicas;
+  const M = LINEAR_METRIC_NAMES.length;
+  k.setup(
+    prep.m,
+    prep.d,
+    prep.n,
+    prep.nTest,
+    R,
+    prep.dataPerReplica ? R : 1,
+    prep.initPerReplica ? R : 1,
+    prep.algoCode,
+    prep.online ? 1 : 0,
+    prep.gaussianNoise ? 1 : 0,
+    prep.seed >>> 0,
+    prep.period,
+    prep.gdFrom,
+  );
+  const maxSnaps = Math.max(1, Math.floor(METRIC_BUFFER_FLOATS / (M * R)));
+  const metricsPtr = k.alloc(maxSnaps * M * R * 4);
+  const frameWidth = 3 * prep.m;
+  const framePtr = prep.frameEvery > 0 ? k.alloc(R * frameWidth * 4) : 0;
+  // Memory may have grown during the allocations above, so views are made after them.
+  loadKernelData(k, prep);
+  k.resetState();
+  const f32 = (ptr: number, length: number) => new Float32Array(k.memory.buffer, ptr, length);
+  const reported = new Uint8Array(R);
+
+  let step = 0;
+  let reportedInitial = false;
+  let disposed = false;
+  const startMs = performance.now();
+
+  function readSnapshot(at: number, index: number): Snapshot {
+    const metrics: Record<string, Float32Array> = {};
+    LINEAR_METRIC_NAMES.forEach((name, q) => {
+      metrics[name] = f32(metricsPtr + (index * M + q) * R * 4, R).slice();
+    });
+    return { step: at, wallMs: 0, metrics };
+  }
+
+  function runCall(end: number, out: Snapshot[]): void {
+    const count = k.advance(step, end - step, spec.every, spec.steps, metricsPtr);
+    let at = step;
+    for (let index = 0; index < count; index++) {
+      at = nextSnapshotStep(at, spec.every, spec.steps);
+      out.push(readSnapshot(at, index));
+    }
+    step = end;
+  }
+
+  function newDivergences(): RunEvent[] {
+    const events: RunEvent[] = [];
+    new Float64Array(k.memory.buffer, k.divergedPtr(), R).forEach((at, replica) => {
+      if (at >= 0 && !reported[replica]) {
+        reported[replica] = 1;
+        events.push({ type: "replica_diverged", step: at, replica });
+      }
+    });
+    return events.sort((a, b) => a.step - b.step);
+  }
+
+  const session: KernelSession = {
+    backend: "wasm",
+    adapter: `wasm-simd128 (V8 ${Deno.version.v8})`,
+    get step() {
+      return step;
+    },
+    advance(target: number): Promise<AdvanceResult> {
+      if (disposed) return Promise.reject(new Error("session disposed"));
+      const t0 = performance.now() - startMs;
+      const from = step;
+      const result: AdvanceResult = { snapshots: [], events: [], frames: [] };
+      target = Math.min(target, spec.steps);
+      if (!reportedInitial) {
+        k.metricsNow(metricsPtr);
+        result.snapshots.push(readSnapshot(0, 0));
+        reportedInitial = true;
+      }
+      while (step < target) {
+        const bufferEnd = (Math.floor(step / spec.every) + maxSnaps) * spec.every;
+        runCall(Math.min(target, bufferEnd), result.snapshots);
+      }
+      result.events.push(...newDivergences());
+      // Frames cost an m×d pass: only at the steps the wrapper keeps.
+      if (framePtr && isFrameStep(step, spec, prep.frameEvery)) {
+        k.writeFrame(framePtr);
+        result.frames.push({
+          step,
+          name: NEURON_FRAME,
+          width: frameWidth,
+          values: f32(framePtr, R * frameWidth).slice(),
+        });
+      }
+      stampWallTimes(result.snapshots, from, step, t0, performance.now() - startMs);
+      return Promise.resolve(result);
+    },
+    dispose() {
+      disposed = true;
+    },
+  };
+  return wrapLinearSession(session, prep, spec);
+}

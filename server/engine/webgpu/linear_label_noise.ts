@@ -1,0 +1,555 @@
+/**
+ * WebGPU session for `linear-label-noise`: kernels-wgsl/linear_label_noise.wgsl advances every
+ * replica (one workgroup each) by many steps per dispatch; metrics are computed on the device
+ * at snapshot steps and read back once per round, with divergences and, at frame steps, the
+ * per-neuron frame. Frames at fixed steps and the lazy-escape event come from
+ * wrapLinearSession, as for every backend.
+ *
+ * Dispatches are cut at every snapshot step, at the switch to GD and at every periodic noise
+ * switch (so the step kind and the noise flag are per-dispatch uniforms), and after at most
+ * `maxStepsPerDispatch` steps (GPU watchdogs kill long dispatches). Each dispatch reads its
+ * parameters from its own 256-byte slot of one uniform buffer (dynamic offset).
+ */
+import {
+  type LinearPrepared,
+  NEURON_FRAME,
+  noiseOn,
+  prepareLinearLabelNoise,
+  stepKind,
+} from "../../experiments/linear_label_noise_setup.ts";
+import { LINEAR_METRIC_NAMES } from "../../experiments/linear_label_noise_reference.ts";
+import { isFrameStep, wrapLinearSession } from "../../experiments/linear_label_noise_session.ts";
+import type {
+  AdvanceResult,
+  KernelSession,
+  RunEvent,
+  RunSpec,
+  Snapshot,
+} from "../../experiments/types.ts";
+import { isSnapshotStep, nextSnapshotStep, stampWallTimes } from "../snapshots.ts";
+import { checked, getGpu, type Gpu, unlessLost } from "./device.ts";
+import { assemble, computePipeline, constHeader } from "./wgsl.ts";
+
+export interface LinearGpuOptions {
+  /** Upper bound on updates per dispatch (default: from a work budget). */
+  maxStepsPerDispatch?: number;
+  /** Threads per workgroup, a power of two (one workgroup per replica). */
+  workgroupSize?: number;
+  /** Cap dispatches by llvmpipe's loop limit (default true; tests turn it off to see the check). */
+  respectLoopLimit?: boolean;
+}
+
+const PARAMS_BYTES = 48; // struct Params in the WGSL
+const NMET = 16; // floats per (slot, replica) in the metrics buffer
+const NO_SNAP = 0xFFFFFFFF;
+const KIND_CODE = { sgd: 0, gd: 1, oscillation: 2 } as const;
+const METRICS_BYTES_CAP = 16 << 20;
+const MAX_SLOTS = 4096;
+const MAX_DISPATCHES_PER_ROUND = 1024;
+/** Multiply-adds one dispatch may do across all replicas (≈ 3·m·d per replica-step). */
+const WORK_PER_DISPATCH = 1 << 27;
+const MAX_STEPS_PER_DISPATCH = 8192;
+
+export function stepsPerDispatch(replicas: number, m: number, d: number): number {
+  const perStep = replicas * (3 * m * d + 64);
+  return Math.max(1, Math.min(MAX_STEPS_PER_DISPATCH, Math.floor(WORK_PER_DISPATCH / perStep)));
+}
+
+/**
+ * llvmpipe ends all loops of a shader invocation once they have run 65535 iterations in
+ * total (Mesa gallivm's LP_MAX_TGSI_LOOP_ITERATIONS, one counter for every loop), with no
+ * error; dispatches there must stay below it. A margin covers the compiler's own loops.
+ */
+const LLVMPIPE_LOOP_BUDGET = 60000;
+const PHILOX_LOOP = 11; // the ten rounds of philox4x32 and the exit test
+
+export function isLlvmpipe(gpu: Gpu): boolean {
+  return /llvmpipe/i.test(gpu.adapterName);
+}
+
+/**
+ * Loop iterations of the busiest invocation (thread 0), counting each loop's trip count plus
+ * one: per SGD step, per GD/oscillation step, and once per dispatch (metrics, frame, checks).
+ */
+export function loopIterations(
+  m: number,
+  d: number,
+  n: number,
+  nTest: number,
+  wg: number,
+  online: boolean,
+) {
+  const per = (len: number) => Math.ceil(len / wg);
+  const npt = per(m), ch = Math.max(1, Math.floor(wg / d)), log = Math.log2(wg) + 1;
+  const sample = online
+    ? per(Math.ceil(d / 4)) * (PHILOX_LOOP + 5) + d + 2
+    : PHILOX_LOOP + per(d) + 1;
+  const sgd = 1 + sample + PHILOX_LOOP + 2 * (npt * (d + 2) + 1) + log + d + 1;
+  const theta = per(d * ch) * (Math.ceil(m / ch) + 1) + 1 + per(d) * (ch + 1) + 1;
+  const gradient = online ? per(d) + 1 : per(n) * (d + 2) + 1 + per(d) * (n + 1) + 1;
+  const gd = 1 + theta + d + 1 + gradient + d + 1 + npt * (d + 3 + PHILOX_LOOP) + 1;
+  const perDispatch = 2 * (npt * (d + 2) + 1) + theta + d + 1 + per(n) * (d + 2) +
+    per(nTest) * (d + 2) + 5 * log + npt * (d + 2) + 8;
+  return { sgd, gd, perDispatch };
+}
+
+/** Most updates per dispatch that keep llvmpipe's loop counter in budget (0: none). */
+export function llvmpipeStepLimit(
+  prep: LinearPrepared,
+  wg: number,
+  kind: "sgd" | "gd",
+): number {
+  const it = loopIterations(prep.m, prep.d, Math.max(1, prep.n), prep.nTest, wg, prep.online);
+  return Math.max(0, Math.floor((LLVMPIPE_LOOP_BUDGET - it.perDispatch) / it[kind]));
+}
+
+/** Threads per workgroup: enough for the neurons, at most 256 (the WebGPU default limit). */
+function defaultWorkgroupSize(m: number): number {
+  let wg = 32;
+  while (wg < m && wg < 256) wg *= 2;
+  return wg;
+}
+
+interface Dispatch {
+  start: number;
+  count: number;
+  seq: number;
+  slot: number;
+  kind: number;
+  noiseOn: boolean;
+  frame: boolean;
+}
+
+const layouts = new WeakMap<GPUDevice, { group: GPUBindGroupLayout; pipe: GPUPipelineLayout }>();
+
+function layoutFor(device: GPUDevice) {
+  let l = layouts.get(device);
+  if (!l) {
+    const storage = (binding: number, type: GPUBufferBindingType) => ({
+      binding,
+      visibility: GPUShaderStage.COMPUTE,
+      buffer: { type },
+    });
+    const group = device.createBindGroupLayout({
+      label: "linear-label-noise",
+      entries: [
+        {
+          binding: 0,
+          visibility: GPUShaderStage.COMPUTE,
+          buffer: { type: "uniform", hasDynamicOffset: true, minBindingSize: PARAMS_BYTES },
+        },
+        storage(1, "read-only-storage"),
+        storage(2, "read-only-storage"),
+        storage(3, "read-only-storage"),
+        storage(4, "storage"),
+        storage(5, "storage"),
+        storage(6, "storage"),
+        storage(7, "storage"),
+        storage(8, "storage"),
+      ],
+    });
+    l = { group, pipe: device.createPipelineLayout({ bindGroupLayouts: [group] }) };
+    layouts.set(device, l);
+  }
+  return l;
+}
+
+/** Data, initial state and constants laid out as the kernel reads them. */
+function deviceLayout(prep: LinearPrepared, wg: number) {
+  const { m, d, nTest, replicas: R } = prep;
+  const n = Math.max(1, prep.n);
+  const dataSets = prep.dataPerReplica ? R : 1;
+  const initSets = prep.initPerReplica ? R : 1;
+  const offY = dataSets * prep.n * d;
+  const offXT = offY + dataSets * prep.n;
+  const offYT = offXT + dataSets * nTest * d;
+  const offStar = offYT + dataSets * nTest;
+  const data = new Float32Array(offStar + dataSets * d);
+  data.set(prep.X, 0);
+  data.set(prep.y, offY);
+  data.set(prep.Xtest, offXT);
+  data.set(prep.ytest, offYT);
+  data.set(prep.thetaStar, offStar);
+  // init = W0 [set][d][m] | a0 [R][m] | c0 [R][m], c0 in float64 then rounded.
+  const offA0 = initSets * d * m;
+  const offC0 = offA0 + R * m;
+  const init = new Float32Array(offC0 + R * m);
+  for (let s = 0; s < initSets; s++) {
+    for (let i = 0; i < m; i++) {
+      for (let k = 0; k < d; k++) init[(s * d + k) * m + i] = prep.W0[(s * m + i) * d + k];
+    }
+  }
+  init.set(prep.A0, offA0);
+  for (let r = 0; r < R; r++) {
+    const w0 = (prep.initPerReplica ? r : 0) * m * d;
+    for (let i = 0; i < m; i++) {
+      let s = 0;
+      for (let k = 0; k < d; k++) s += prep.W0[w0 + i * d + k] ** 2;
+      init[offC0 + r * m + i] = s - prep.A0[r * m + i] ** 2;
+    }
+  }
+  const stateFloats = d * m + 3 * m;
+  const state = new Float32Array(R * stateFloats);
+  for (let r = 0; r < R; r++) {
+    const s = prep.initPerReplica ? r : 0;
+    state.set(init.subarray(s * d * m, (s + 1) * d * m), r * stateFloats);
+    state.set(prep.A0.subarray(r * m, (r + 1) * m), r * stateFloats + d * m);
+  }
+  const ch = Math.max(1, Math.floor(wg / d));
+  const consts = {
+    M: m,
+    D: d,
+    N: n,
+    NT: nTest,
+    WG: wg,
+    NPT: Math.ceil(m / wg),
+    NB: Math.ceil(d / 4),
+    CH: ch,
+    SH_TP: d * ch,
+    ONLINE: prep.online,
+    GAUSSIAN: prep.gaussianNoise,
+    DATA_PER_REPLICA: prep.dataPerReplica,
+    INIT_PER_REPLICA: prep.initPerReplica,
+    OFF_Y: offY,
+    OFF_XT: offXT,
+    OFF_YT: offYT,
+    OFF_STAR: offStar,
+    OFF_A0: offA0,
+    OFF_C0: offC0,
+  };
+  const workgroupBytes = 4 * (2 * d + d + d + d * ch) + 16 * wg + 8;
+  return { data, init, state, consts, n, workgroupBytes };
+}
+
+export async function openLinearLabelNoiseGpu(
+  spec: RunSpec,
+  options: LinearGpuOptions = {},
+): Promise<KernelSession> {
+  const startMs = performance.now();
+  const prep = prepareLinearLabelNoise(spec);
+  const gpu = await getGpu();
+  const { device } = gpu;
+  const { m, d, replicas: R } = prep;
+  const wg = options.workgroupSize ?? defaultWorkgroupSize(m);
+  const layoutData = deviceLayout(prep, wg);
+  const limits = device.limits;
+  if (layoutData.workgroupBytes > limits.maxComputeWorkgroupStorageSize) {
+    throw new Error(
+      `linear-label-noise on WebGPU keeps the sample and θ in workgroup memory: d = ${d} needs ` +
+        `${layoutData.workgroupBytes} bytes, over this device's ${limits.maxComputeWorkgroupStorageSize}` +
+        ` (${gpu.adapterName}); use a smaller d or the wasm backend`,
+    );
+  }
+  const maxSteps = Math.max(1, options.maxStepsPerDispatch ?? stepsPerDispatch(R, m, d));
+  // On llvmpipe every dispatch must fit the loop budget (kind by kind, see plan()).
+  const loopCap = { sgd: Infinity, gd: Infinity };
+  if (isLlvmpipe(gpu) && options.respectLoopLimit !== false) {
+    loopCap.sgd = llvmpipeStepLimit(prep, wg, "sgd");
+    loopCap.gd = llvmpipeStepLimit(prep, wg, "gd");
+    if (Math.min(loopCap.sgd, loopCap.gd) < 1) {
+      throw new Error(
+        `linear-label-noise with m=${m}, d=${d} does not fit llvmpipe's limit of 65535 loop ` +
+          `iterations per shader invocation with ${wg} threads; use a GPU adapter or wasm`,
+      );
+    }
+  }
+  const groupsX = Math.min(R, limits.maxComputeWorkgroupsPerDimension);
+  const groupsY = Math.ceil(R / groupsX);
+  const paramStride = Math.max(256, limits.minUniformBufferOffsetAlignment);
+  const totalSnapshots = Math.floor(spec.steps / spec.every) + 2;
+  const slots = Math.max(
+    1,
+    Math.min(MAX_SLOTS, totalSnapshots, Math.floor(METRICS_BYTES_CAP / (4 * NMET * R))),
+  );
+  const frameFloats = prep.frameEvery > 0 ? R * 3 * m : 4;
+  const sizes = {
+    data: 4 * layoutData.data.length,
+    init: 4 * layoutData.init.length,
+    hyper: 16 * R,
+    state: 4 * layoutData.state.length,
+    status: 16 * R,
+    metrics: 4 * NMET * R * slots,
+    frame: 4 * frameFloats,
+    scratch: 4 * R * layoutData.n,
+  };
+  for (const [name, bytes] of Object.entries(sizes)) {
+    if (bytes > limits.maxStorageBufferBindingSize || bytes > limits.maxBufferSize) {
+      throw new Error(
+        `linear-label-noise on WebGPU: the ${name} buffer needs ${bytes} bytes, over this ` +
+          `device's limit of ${
+            Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize)
+          } (${gpu.adapterName}); use fewer replicas, shared init or shared data`,
+      );
+    }
+  }
+  const readOff = { status: sizes.metrics, frame: sizes.metrics + sizes.status };
+  const readBytes = sizes.metrics + sizes.status + sizes.frame;
+
+  const code = await assemble(constHeader(layoutData.consts), [
+    "philox.wgsl",
+    "linear_label_noise.wgsl",
+  ]);
+  const layout = layoutFor(device);
+  const pipeline = await computePipeline(gpu, "linear_label_noise", code, "advance", layout.pipe);
+
+  const buffers: GPUBuffer[] = [];
+  const { bindGroup, paramsBuf, metricsBuf, statusBuf, frameBuf, readBuf } = await checked(
+    gpu,
+    "allocating linear-label-noise buffers",
+    () => {
+      const S = GPUBufferUsage.STORAGE, DST = GPUBufferUsage.COPY_DST;
+      const SRC = GPUBufferUsage.COPY_SRC;
+      const make = (label: string, size: number, usage: number, data?: ArrayBufferView) => {
+        const buffer = device.createBuffer({ label, size: Math.max(16, size), usage });
+        buffers.push(buffer);
+        if (data) {
+          device.queue.writeBuffer(buffer, 0, data.buffer, data.byteOffset, data.byteLength);
+        }
+        return buffer;
+      };
+      const hyper = new Float32Array(4 * R);
+      for (let r = 0; r < R; r++) {
+        hyper.set([prep.lr[r], prep.sigma[r], prep.chainAmp[r], 0], 4 * r);
+      }
+      const bound = [
+        make("data", sizes.data, S | DST, layoutData.data),
+        make("init", sizes.init, S | DST, layoutData.init),
+        make("hyper", sizes.hyper, S | DST, hyper),
+        make("state", sizes.state, S | DST, layoutData.state),
+        make("status", sizes.status, S | SRC), // zero: nobody diverged
+        make("metrics", sizes.metrics, S | SRC),
+        make("frame", sizes.frame, S | SRC),
+        make("scratch", sizes.scratch, S),
+      ];
+      const paramsBuf = make(
+        "params",
+        paramStride * MAX_DISPATCHES_PER_ROUND,
+        GPUBufferUsage.UNIFORM | DST,
+      );
+      const readBuf = make("readback", readBytes, GPUBufferUsage.MAP_READ | DST);
+      const bindGroup = device.createBindGroup({
+        layout: layout.group,
+        entries: [
+          { binding: 0, resource: { buffer: paramsBuf, size: PARAMS_BYTES } },
+          ...bound.map((buffer, i) => ({ binding: i + 1, resource: { buffer } })),
+        ],
+      });
+      return {
+        bindGroup,
+        paramsBuf,
+        statusBuf: bound[4],
+        metricsBuf: bound[5],
+        frameBuf: bound[6],
+        readBuf,
+      };
+    },
+  );
+
+  let step = 0;
+  let reportedInitial = false;
+  let seq = 0;
+  let disposed = false;
+  const divergedAt = new Float64Array(R).fill(-1);
+
+  /** The next step after s at which the step kind or the periodic noise flag changes. */
+  function nextPhaseChange(s: number): number {
+    let next = Infinity;
+    if (prep.gdFrom > s) next = prep.gdFrom;
+    if (prep.algo === "periodic" && stepKind(prep, s) === "sgd") {
+      next = Math.min(next, (Math.floor(s / prep.period) + 1) * prep.period);
+    }
+    return next;
+  }
+
+  function plan(from: number, target: number, withInitial: boolean): Dispatch[] {
+    const out: Dispatch[] = [];
+    const nextSeq = () => (seq = seq >= 0xFFFFFFFE ? 1 : seq + 1);
+    const base = { kind: 0, noiseOn: false, frame: false };
+    if (withInitial) {
+      out.push({ ...base, start: from, count: 0, seq: nextSeq(), slot: 0, frame: target === 0 });
+    }
+    for (let s = from; s < target;) {
+      const kind = stepKind(prep, s);
+      const e = Math.min(
+        target,
+        s + Math.min(maxSteps, loopCap[kind === "sgd" ? "sgd" : "gd"]),
+        nextSnapshotStep(s, spec.every, spec.steps),
+        nextPhaseChange(s),
+      );
+      out.push({
+        start: s,
+        count: e - s,
+        seq: nextSeq(),
+        slot: isSnapshotStep(e, spec.every, spec.steps) ? 0 : NO_SNAP,
+        kind: KIND_CODE[kind],
+        noiseOn: noiseOn(prep, s),
+        frame: false,
+      });
+      s = e;
+    }
+    // The frame, when due, is written by the call's last dispatch.
+    if (out.length && prep.frameEvery > 0 && isFrameStep(target, spec, prep.frameEvery)) {
+      out[out.length - 1].frame = true;
+    }
+    return out;
+  }
+
+  function rounds(dispatches: Dispatch[]): Dispatch[][] {
+    const out: Dispatch[][] = [];
+    let cur: Dispatch[] = [];
+    let used = 0;
+    for (const dsp of dispatches) {
+      const snap = dsp.slot !== NO_SNAP;
+      if (cur.length === MAX_DISPATCHES_PER_ROUND || (snap && used === slots)) {
+        out.push(cur);
+        cur = [];
+        used = 0;
+      }
+      if (snap) dsp.slot = used++;
+      cur.push(dsp);
+    }
+    if (cur.length) out.push(cur);
+    return out;
+  }
+
+  function encodeParams(round: Dispatch[]): ArrayBuffer {
+    const data = new ArrayBuffer(paramStride * round.length);
+    round.forEach((dsp, i) => {
+      const u = new Uint32Array(data, i * paramStride, PARAMS_BYTES / 4);
+      u.set([
+        dsp.start % 4294967296,
+        dsp.count,
+        dsp.seq,
+        dsp.slot,
+        prep.seed >>> 0,
+        R,
+        groupsX,
+        dsp.kind,
+        dsp.noiseOn ? 1 : 0,
+        dsp.frame ? 1 : 0,
+        1 + (dsp.seq & 7), // canary trip count: varies so a stale pass cannot match
+        0,
+      ]);
+    });
+    return data;
+  }
+
+  async function runRound(round: Dispatch[]) {
+    const used = round.filter((dsp) => dsp.slot !== NO_SNAP).length;
+    const metricsBytes = 4 * NMET * R * used;
+    const withFrame = round.some((dsp) => dsp.frame);
+    await checked(gpu, "linear-label-noise advance", () => {
+      device.queue.writeBuffer(paramsBuf, 0, encodeParams(round));
+      const encoder = device.createCommandEncoder();
+      const pass = encoder.beginComputePass();
+      pass.setPipeline(pipeline);
+      round.forEach((_, i) => {
+        pass.setBindGroup(0, bindGroup, [i * paramStride]);
+        pass.dispatchWorkgroups(groupsX, groupsY);
+      });
+      pass.end();
+      if (metricsBytes) encoder.copyBufferToBuffer(metricsBuf, 0, readBuf, 0, metricsBytes);
+      encoder.copyBufferToBuffer(statusBuf, 0, readBuf, readOff.status, sizes.status);
+      if (withFrame) encoder.copyBufferToBuffer(frameBuf, 0, readBuf, readOff.frame, sizes.frame);
+      device.queue.submit([encoder.finish()]);
+    });
+    await unlessLost(gpu, readBuf.mapAsync(GPUMapMode.READ, 0, readBytes));
+    try {
+      const mapped = readBuf.getMappedRange(0, readBytes);
+      return {
+        metrics: new Float32Array(mapped.slice(0, metricsBytes)),
+        status: new Uint32Array(mapped.slice(readOff.status, readOff.status + sizes.status)),
+        frame: withFrame
+          ? new Float32Array(mapped.slice(readOff.frame, readOff.frame + sizes.frame))
+          : undefined,
+      };
+    } finally {
+      readBuf.unmap();
+    }
+  }
+
+  function collect(round: Dispatch[], data: Awaited<ReturnType<typeof runRound>>) {
+    const events: RunEvent[] = [];
+    const startOf = new Map(round.map((dsp) => [dsp.seq, dsp.start]));
+    for (let r = 0; r < R; r++) {
+      if (startOf.has(data.status[4 * r + 2])) {
+        throw new Error(
+          `${gpu.adapterName} cut a linear-label-noise dispatch short (replica ${r}): its loop ` +
+            `limit was hit, so the results would be wrong; open the session with a smaller ` +
+            `maxStepsPerDispatch`,
+        );
+      }
+      const at = startOf.get(data.status[4 * r]);
+      if (divergedAt[r] < 0 && at !== undefined) {
+        divergedAt[r] = at + data.status[4 * r + 1];
+        events.push({ type: "replica_diverged", step: divergedAt[r], replica: r });
+      }
+    }
+    const snapshots: Snapshot[] = [];
+    for (const dsp of round) {
+      if (dsp.slot === NO_SNAP) continue;
+      const at = dsp.start + dsp.count;
+      const metrics: Record<string, Float32Array> = {};
+      LINEAR_METRIC_NAMES.forEach((name, q) => {
+        const values = new Float32Array(R);
+        for (let r = 0; r < R; r++) {
+          const dead = divergedAt[r] >= 0 && divergedAt[r] <= at;
+          values[r] = dead ? NaN : data.metrics[(dsp.slot * R + r) * NMET + q];
+        }
+        metrics[name] = values;
+      });
+      // Oscillation has no balance identity (the forced chain is not a gradient step).
+      if (prep.algo === "oscillation") metrics.balance_residual.fill(NaN);
+      snapshots.push({ step: at, wallMs: 0, metrics });
+    }
+    return { events, snapshots };
+  }
+
+  async function advanceTo(target: number): Promise<AdvanceResult> {
+    if (disposed) throw new Error("linear-label-noise WebGPU session used after dispose()");
+    const t0 = performance.now() - startMs;
+    const from = step;
+    const result: AdvanceResult = { snapshots: [], events: [], frames: [] };
+    const to = Math.max(step, Math.min(Math.floor(target), spec.steps));
+    for (const round of rounds(plan(step, to, !reportedInitial))) {
+      const data = await runRound(round);
+      const { events, snapshots } = collect(round, data);
+      result.events.push(...events);
+      result.snapshots.push(...snapshots);
+      if (data.frame) {
+        const values = data.frame.subarray(0, R * 3 * m);
+        for (let r = 0; r < R; r++) {
+          if (divergedAt[r] >= 0) values.fill(NaN, r * 3 * m, (r + 1) * 3 * m);
+        }
+        result.frames.push({ step: to, name: NEURON_FRAME, width: 3 * m, values });
+      }
+    }
+    reportedInitial = true;
+    step = to;
+    result.events.sort((a, b) =>
+      a.step - b.step || (a as { replica: number }).replica - (b as { replica: number }).replica
+    );
+    stampWallTimes(result.snapshots, from, step, t0, performance.now() - startMs);
+    return result;
+  }
+
+  let queue: Promise<unknown> = Promise.resolve();
+  const session: KernelSession = {
+    backend: "webgpu",
+    adapter: gpu.adapterName,
+    get step() {
+      return step;
+    },
+    advance(target: number) {
+      const next = queue.then(() => advanceTo(target));
+      queue = next.catch(() => {});
+      return next;
+    },
+    dispose() {
+      if (disposed) return;
+      disposed = true;
+      for (const b of buffers) b.destroy();
+    },
+  };
+  return wrapLinearSession(session, prep, spec);
+}
