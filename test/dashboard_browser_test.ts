@@ -179,11 +179,12 @@ Deno.test({
         page,
         (l) => l.runs(),
       );
+      // Runs carry the preset's names (the spec's `name`), in the preset's order.
       assert.deepEqual(runs.map((r) => r.label.split(" · ")[0]), [
-        "gd",
-        "label-noise",
-        "minibatch-noise",
-        "gaussian",
+        "GD",
+        "label noise",
+        "mini-batch noise",
+        "Gaussian noise",
       ]);
       assert.equal(new Set(runs.map((r) => r.colour)).size, 4, "distinct colours");
       assert.deepEqual(await lab(page, (l) => l.state().metrics), METRICS);
@@ -381,7 +382,7 @@ Deno.test({
       const csv = await Deno.readTextFile((await csvDownload.path())!);
       const csvLines = csv.trim().split("\n");
       assert.equal(csvLines.length, STEPS / EVERY + 2);
-      assert.match(csvLines[0], /^step,gd · \w+ \[shape-matters-[^\]]+\] min,/);
+      assert.match(csvLines[0], /^step,GD · \w+ \[shape-matters-[^\]]+\] min,/);
       const [pngDownload] = await Promise.all([
         page.waitForEvent("download"),
         card0.locator("button", { hasText: "PNG" }).click(),

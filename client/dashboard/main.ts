@@ -66,6 +66,7 @@ interface RunEntry {
 function runLabel(spec: RunSpec | null, id: string): string {
   const algo = spec?.params?.algo;
   const tail = id.slice(-4);
+  if (spec?.name) return `${spec.name} · ${tail}`;
   return typeof algo === "string" ? `${algo} · ${tail}` : `${spec?.experiment ?? "run"} · ${tail}`;
 }
 
@@ -583,15 +584,22 @@ class Dashboard {
     return all;
   }
 
-  private metricInfo(metric: string): { doc: string; log: boolean } {
-    for (const e of this.experiments.values()) {
+  /** A metric's doc and scale, from the experiments of the shown runs first (names repeat). */
+  private metricInfo(metric: string, visible: RunEntry[] = []): { doc: string; log: boolean } {
+    const shown = visible.map((r) => this.experiments.get(r.experiment)).filter((e) => e);
+    for (const e of [...shown, ...this.experiments.values()]) {
+      if (!e) continue;
       const m = e.metrics.find((x) => x.name === metric);
       if (m) return { doc: m.doc, log: m.scale === "log" };
     }
     return { doc: "", log: false };
   }
 
+  /** The runs the charts last drew, so chips and charts read the same metric docs. */
+  private shownRuns: RunEntry[] = [];
+
   private renderCharts(visible: RunEntry[]): void {
+    this.shownRuns = visible;
     for (const e of visible) e.series!.setSmoothing(this.state.smoothing);
     const available = this.availableMetrics(visible);
     const wanted = this.state.metrics === null
@@ -609,7 +617,7 @@ class Dashboard {
     wanted.forEach((m, index) => {
       let chart = this.charts.get(m);
       if (!chart) {
-        const info = this.metricInfo(m);
+        const info = this.metricInfo(m, visible);
         chart = new MetricChart(m, info.doc, info.log, {
           setZoom: (z) => this.setZoom(z),
           setYLog: (metric, log) => this.setState({ ylog: { ...this.state.ylog, [metric]: log } }),
@@ -644,7 +652,7 @@ class Dashboard {
         const on = wanted.includes(m);
         this.metricChips.append(h(`button.chip${on ? ".on" : ""}`, {
           "data-metric": m,
-          title: this.metricInfo(m).doc,
+          title: this.metricInfo(m, this.shownRuns).doc,
           onclick: () => {
             const next = on ? wanted.filter((x) => x !== m) : [...wanted, m];
             this.setState({ metrics: next });

@@ -51,6 +51,7 @@ export function presetSpecs(preset: Preset, o: PresetOverrides = {}): Record<str
   const steps = o.steps ?? preset.steps;
   return preset.runs.map((run) => ({
     experiment: preset.experiment,
+    name: run.label,
     params: run.params,
     replicas: o.replicas ?? preset.replicas,
     steps,

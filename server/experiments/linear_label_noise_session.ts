@@ -52,6 +52,7 @@ export function wrapLinearSession(
           type: "phase_change",
           step: s.step,
           phase: LAZY_ESCAPE_PHASE,
+          replica: r,
           detail: `replica ${r}: min_i ‖w_i − w_i(0)‖ = ${dist[r].toPrecision(4)} > 1/√m = ${
             radius.toPrecision(4)
           }`,

@@ -104,6 +104,12 @@ export function validateRunSpec(input: unknown): RunSpec {
       });
     } else backend = body.backend as BackendChoice;
   }
+  let name: string | undefined;
+  if (body.name !== undefined) {
+    if (typeof body.name !== "string" || body.name.length > 120) {
+      errors.push({ field: "name", message: "must be a string of at most 120 characters" });
+    } else if (body.name.trim()) name = body.name.trim();
+  }
   let paramsIn: Record<string, unknown> = {};
   if (body.params !== undefined) {
     if (typeof body.params !== "object" || body.params === null || Array.isArray(body.params)) {
@@ -112,5 +118,5 @@ export function validateRunSpec(input: unknown): RunSpec {
   }
   const params = resolveParams(exp.params, paramsIn, replicas, errors);
   if (errors.length) throw new SpecError(errors);
-  return { experiment: exp.id, params, replicas, steps, every, backend };
+  return { experiment: exp.id, params, replicas, steps, every, backend, ...(name ? { name } : {}) };
 }

@@ -16,6 +16,8 @@ export interface RunSpec {
   steps: number;
   every: number;
   backend: BackendChoice;
+  /** Optional human label (e.g. a preset's "label noise"); shown by the dashboard and CLI. */
+  name?: string;
 }
 
 /** Metric values at one step: one Float32Array (value per replica) per metric name. */
@@ -32,7 +34,7 @@ export type RunEvent =
   & (
     | { type: "lr_change"; factor: number; lr_scale: number }
     | { type: "replica_diverged"; replica: number }
-    | { type: "phase_change"; phase: string; detail?: string }
+    | { type: "phase_change"; phase: string; detail?: string; replica?: number }
     | { type: "noise_off"; detail?: string }
     | { type: "note"; detail: string }
   );
