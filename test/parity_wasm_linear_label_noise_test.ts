@@ -19,8 +19,9 @@
 import assert from "node:assert/strict";
 import { ensureWasm } from "../server/build_wasm.ts";
 import { getExperiment, validateRunSpec } from "../server/experiments/registry.ts";
-import type { AdvanceResult, KernelSession, RunSpec } from "../server/experiments/types.ts";
+import type { AdvanceResult, RunSpec } from "../server/experiments/types.ts";
 import { wasmBackend } from "../server/engine/wasm/backend.ts";
+import { assertSameEvents, assertSnapshotsMatch, collect, relClose } from "./parity_helpers.ts";
 
 await ensureWasm();
 
@@ -58,44 +59,18 @@ function spec(params: Record<string, unknown>, extra: Record<string, unknown> = 
   });
 }
 
-async function collect(session: KernelSession, targets: number[]): Promise<AdvanceResult> {
-  const all: AdvanceResult = { snapshots: [], events: [], frames: [] };
-  for (const target of targets) {
-    const r = await session.advance(target);
-    all.snapshots.push(...r.snapshots);
-    all.events.push(...r.events);
-    all.frames.push(...r.frames);
-  }
-  return all;
+function close(name: string, want: number, got: number): boolean {
+  return relClose(want, got, REL_TOL, ABS_FLOOR[name] ?? 0);
 }
 
-function close(name: string, want: number, got: number): boolean {
-  if (Number.isNaN(want) || Number.isNaN(got)) return Number.isNaN(want) && Number.isNaN(got);
-  const tol = REL_TOL * Math.max(Math.abs(want), Math.abs(got)) + (ABS_FLOOR[name] ?? 0);
-  return Math.abs(want - got) <= tol;
+/** balance_residual is exact in float64 and bounded in float32; the rest within tolerance. */
+function metricClose(name: string, want: number, got: number): boolean {
+  if (name !== "balance_residual") return close(name, want, got);
+  return Number.isNaN(want) ? Number.isNaN(got) : want < 1e-12 && got < 5e-5;
 }
 
 function assertMatch(want: AdvanceResult, got: AdvanceResult, what: string) {
-  assert.deepEqual(got.snapshots.map((s) => s.step), want.snapshots.map((s) => s.step), what);
-  want.snapshots.forEach((ws, index) => {
-    const gs = got.snapshots[index];
-    for (const [name, values] of Object.entries(ws.metrics)) {
-      values.forEach((w, r) => {
-        const g = gs.metrics[name][r];
-        if (name === "balance_residual") {
-          assert.ok(
-            Number.isNaN(w) ? Number.isNaN(g) : w < 1e-12 && g < 5e-5,
-            `${what}: balance at step ${ws.step}, replica ${r}: reference ${w}, wasm ${g}`,
-          );
-        } else {
-          assert.ok(
-            close(name, w, g),
-            `${what}: ${name} at step ${ws.step}, replica ${r}: ${w} vs ${g}`,
-          );
-        }
-      });
-    }
-  });
+  assertSnapshotsMatch(want, got, what, metricClose);
   assert.deepEqual(got.frames.map((f) => f.step), want.frames.map((f) => f.step), `${what} frames`);
   want.frames.forEach((wf, i) => {
     const gf = got.frames[i];
@@ -104,8 +79,7 @@ function assertMatch(want: AdvanceResult, got: AdvanceResult, what: string) {
       assert.ok(close("frame", w, gf.values[j]) || Math.abs(w - gf.values[j]) < 2e-6, `${what}`);
     });
   });
-  const key = (e: { step: number; type: string }) => `${e.step}:${e.type}:${JSON.stringify(e)}`;
-  assert.deepEqual(got.events.map(key), want.events.map(key), `${what} events`);
+  assertSameEvents(want, got, what);
 }
 
 const CASES: Record<string, unknown>[] = [

@@ -17,8 +17,9 @@
 import assert from "node:assert/strict";
 import { ensureWasm } from "../server/build_wasm.ts";
 import { getExperiment, validateRunSpec } from "../server/experiments/registry.ts";
-import type { AdvanceResult, KernelSession, RunSpec } from "../server/experiments/types.ts";
+import type { AdvanceResult, RunSpec } from "../server/experiments/types.ts";
 import { wasmBackend } from "../server/engine/wasm/backend.ts";
+import { collect } from "./parity_helpers.ts";
 
 await ensureWasm();
 
@@ -45,16 +46,6 @@ function spec(params: Record<string, unknown>, extra: Record<string, unknown> = 
     },
     ...extra,
   });
-}
-
-async function collect(session: KernelSession, targets: number[]): Promise<AdvanceResult> {
-  const all: AdvanceResult = { snapshots: [], events: [], frames: [] };
-  for (const target of targets) {
-    const r = await session.advance(target);
-    all.snapshots.push(...r.snapshots);
-    all.events.push(...r.events);
-  }
-  return all;
 }
 
 async function compare(s: RunSpec, targets = [s.steps]) {

@@ -10,6 +10,7 @@ import { ensureWasm } from "../server/build_wasm.ts";
 import { getExperiment, validateRunSpec } from "../server/experiments/registry.ts";
 import type { AdvanceResult, KernelSession, RunSpec } from "../server/experiments/types.ts";
 import { wasmBackend } from "../server/engine/wasm/backend.ts";
+import { collect } from "./parity_helpers.ts";
 
 await ensureWasm();
 
@@ -47,18 +48,6 @@ function spec(params: Record<string, unknown>, extra: Record<string, unknown> = 
 
 function referenceSession(s: RunSpec): KernelSession {
   return experiment.reference(experiment.prepare(s), s);
-}
-
-/** Advances a session through `targets` and concatenates what the calls returned. */
-async function collect(session: KernelSession, targets: number[]): Promise<AdvanceResult> {
-  const all: AdvanceResult = { snapshots: [], events: [], frames: [] };
-  for (const target of targets) {
-    const r = await session.advance(target);
-    all.snapshots.push(...r.snapshots);
-    all.events.push(...r.events);
-    all.frames.push(...r.frames);
-  }
-  return all;
 }
 
 /**

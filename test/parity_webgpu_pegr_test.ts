@@ -35,9 +35,10 @@
 import assert from "node:assert/strict";
 import { getExperiment, validateRunSpec } from "../server/experiments/registry.ts";
 import { PEGR_METRICS } from "../server/experiments/pegr.ts";
-import type { AdvanceResult, KernelSession, RunSpec } from "../server/experiments/types.ts";
-import { getGpu, isLlvmpipe } from "../server/engine/webgpu/device.ts";
+import type { AdvanceResult, RunSpec } from "../server/experiments/types.ts";
+import { getGpu } from "../server/engine/webgpu/device.ts";
 import { webgpuBackend } from "../server/engine/webgpu/backend.ts";
+import { onLlvmpipe, runAll } from "./parity_helpers.ts";
 import { openPegrGpu, type PegrGpuOptions } from "../server/engine/webgpu/pegr.ts";
 
 const experiment = getExperiment("pegr");
@@ -92,12 +93,6 @@ function specFor(params: Record<string, unknown>, extra: Record<string, unknown>
     },
     ...extra,
   });
-}
-
-async function runAll(session: KernelSession, targets: number[]): Promise<AdvanceResult[]> {
-  const out: AdvanceResult[] = [];
-  for (const t of targets) out.push(await session.advance(t));
-  return out;
 }
 
 function reference(spec: RunSpec, targets = TARGETS): Promise<AdvanceResult[]> {
@@ -322,11 +317,7 @@ Deno.test("divergence: a huge lr on one replica is reported once, that replica r
 });
 
 Deno.test("a dispatch cut short by llvmpipe's loop limit is an error, not wrong numbers", async () => {
-  const gpuInfo = await getGpu();
-  if (!isLlvmpipe(gpuInfo)) {
-    console.log(`${gpuInfo.adapterName} has no loop limit; nothing to check`);
-    return;
-  }
+  if (!(await onLlvmpipe())) return;
   const spec = specFor({ algo: "gd" }, { steps: 3000, every: 3000 });
   const gpu = await openPegrGpu(spec, { maxStepsPerDispatch: 3000, respectLoopLimit: false });
   try {

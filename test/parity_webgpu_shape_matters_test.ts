@@ -24,8 +24,9 @@ import {
 } from "../server/experiments/shape_matters.ts";
 import type { AdvanceResult, KernelSession, RunSpec } from "../server/experiments/types.ts";
 import { steppedReferenceSession } from "../server/engine/reference.ts";
-import { getGpu, isLlvmpipe } from "../server/engine/webgpu/device.ts";
+import { getGpu } from "../server/engine/webgpu/device.ts";
 import { webgpuBackend } from "../server/engine/webgpu/backend.ts";
+import { onLlvmpipe, runAll } from "./parity_helpers.ts";
 import {
   openShapeMattersGpu,
   type ShapeMattersGpuOptions,
@@ -69,12 +70,6 @@ function specFor(algo: string, noise?: string, extra: Record<string, unknown> = 
       ...extra,
     },
   });
-}
-
-async function runAll(session: KernelSession, targets: number[]): Promise<AdvanceResult[]> {
-  const out: AdvanceResult[] = [];
-  for (const t of targets) out.push(await session.advance(t));
-  return out;
 }
 
 function close(got: number, want: number, what: string) {
@@ -271,11 +266,7 @@ Deno.test("a 1000-step call with no snapshot inside matches the reference", asyn
 });
 
 Deno.test("a dispatch cut short by llvmpipe's loop limit is an error, not wrong numbers", async () => {
-  const gpuInfo = await getGpu();
-  if (!isLlvmpipe(gpuInfo)) {
-    console.log(`${gpuInfo.adapterName} has no loop limit; nothing to check`);
-    return;
-  }
+  if (!(await onLlvmpipe())) return;
   const spec = validateRunSpec({
     experiment: "shape-matters",
     replicas: 1,

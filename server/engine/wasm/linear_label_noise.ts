@@ -6,13 +6,7 @@
  * the per-neuron frame. Frames at fixed steps and the lazy-escape event come from
  * wrapLinearSession, as for every backend.
  */
-import type {
-  AdvanceResult,
-  KernelSession,
-  RunEvent,
-  RunSpec,
-  Snapshot,
-} from "../../experiments/types.ts";
+import type { AdvanceResult, KernelSession, RunSpec, Snapshot } from "../../experiments/types.ts";
 import {
   type LinearPrepared,
   NEURON_FRAME,
@@ -20,6 +14,7 @@ import {
 } from "../../experiments/linear_label_noise_setup.ts";
 import { LINEAR_METRIC_NAMES } from "../../experiments/linear_label_noise_reference.ts";
 import { isFrameStep, wrapLinearSession } from "../../experiments/linear_label_noise_session.ts";
+import { metricBufferSnapshot, newDivergences, WASM_ADAPTER } from "../session_results.ts";
 import { nextSnapshotStep, stampWallTimes } from "../snapshots.ts";
 
 /** The exports of build/wasm/linear_label_noise.wasm (pointers are byte offsets). */
@@ -131,11 +126,7 @@ export function openLinearLabelNoiseSession(
   const startMs = performance.now();
 
   function readSnapshot(at: number, index: number): Snapshot {
-    const metrics: Record<string, Float32Array> = {};
-    LINEAR_METRIC_NAMES.forEach((name, q) => {
-      metrics[name] = f32(metricsPtr + (index * M + q) * R * 4, R).slice();
-    });
-    return { step: at, wallMs: 0, metrics };
+    return metricBufferSnapshot(k.memory.buffer, metricsPtr, index, LINEAR_METRIC_NAMES, R, at);
   }
 
   function runCall(end: number, out: Snapshot[]): void {
@@ -148,20 +139,9 @@ export function openLinearLabelNoiseSession(
     step = end;
   }
 
-  function newDivergences(): RunEvent[] {
-    const events: RunEvent[] = [];
-    new Float64Array(k.memory.buffer, k.divergedPtr(), R).forEach((at, replica) => {
-      if (at >= 0 && !reported[replica]) {
-        reported[replica] = 1;
-        events.push({ type: "replica_diverged", step: at, replica });
-      }
-    });
-    return events.sort((a, b) => a.step - b.step);
-  }
-
   const session: KernelSession = {
     backend: "wasm",
-    adapter: `wasm-simd128 (V8 ${Deno.version.v8})`,
+    adapter: WASM_ADAPTER,
     get step() {
       return step;
     },
@@ -180,7 +160,9 @@ export function openLinearLabelNoiseSession(
         const bufferEnd = (Math.floor(step / spec.every) + maxSnaps) * spec.every;
         runCall(Math.min(target, bufferEnd), result.snapshots);
       }
-      result.events.push(...newDivergences());
+      result.events.push(
+        ...newDivergences(new Float64Array(k.memory.buffer, k.divergedPtr(), R), reported),
+      );
       // Frames cost an m×d pass: only at the steps the wrapper keeps.
       if (framePtr && isFrameStep(step, spec, prep.frameEvery)) {
         k.writeFrame(framePtr);

@@ -6,13 +6,7 @@
  * functions (pegrMetrics), so every backend reports the same definitions. A snapshot costs
  * O(m·n·d) here plus O(m·n_test·d) in the kernel, against O(m·n·d) per training step.
  */
-import type {
-  AdvanceResult,
-  KernelSession,
-  RunEvent,
-  RunSpec,
-  Snapshot,
-} from "../../experiments/types.ts";
+import type { AdvanceResult, KernelSession, RunSpec, Snapshot } from "../../experiments/types.ts";
 import {
   PEGR_METRICS,
   pegrMetrics,
@@ -21,6 +15,7 @@ import {
   preparePegr,
   replicaView,
 } from "../../experiments/pegr.ts";
+import { newDivergences, settled, WASM_ADAPTER } from "../session_results.ts";
 import { isSnapshotStep, nextSnapshotStep, stampWallTimes } from "../snapshots.ts";
 
 /** The exports of build/wasm/pegr.wasm (pointers are byte offsets into memory). */
@@ -151,17 +146,6 @@ export function openPegrSession(spec: RunSpec, instance: WebAssembly.Instance): 
     return { step: at, wallMs: 0, metrics };
   }
 
-  function newDivergences(): RunEvent[] {
-    const events: RunEvent[] = [];
-    diverged().forEach((at, replica) => {
-      if (at >= 0 && !reported[replica]) {
-        reported[replica] = 1;
-        events.push({ type: "replica_diverged", step: at, replica });
-      }
-    });
-    return events.sort((a, b) => a.step - b.step);
-  }
-
   function advanceNow(target: number): AdvanceResult {
     const t0 = performance.now() - startMs;
     const from = step;
@@ -180,23 +164,19 @@ export function openPegrSession(spec: RunSpec, instance: WebAssembly.Instance): 
         result.snapshots.push(snapshot(step));
       }
     }
-    result.events.push(...newDivergences());
+    result.events.push(...newDivergences(diverged(), reported));
     stampWallTimes(result.snapshots, from, step, t0, performance.now() - startMs);
     return result;
   }
 
   return {
     backend: "wasm",
-    adapter: `wasm-simd128 (V8 ${Deno.version.v8})`,
+    adapter: WASM_ADAPTER,
     get step() {
       return step;
     },
     advance(target: number): Promise<AdvanceResult> {
-      try {
-        return Promise.resolve(advanceNow(target));
-      } catch (e) {
-        return Promise.reject(e);
-      }
+      return settled(() => advanceNow(target));
     },
     dispose() {
       exports = null;

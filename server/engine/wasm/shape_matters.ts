@@ -5,15 +5,10 @@
  * the metric buffer's capacity, and turns what the kernel wrote into snapshots, divergence
  * events and the v⊙v frame with the reference session's semantics (server/engine/backend.ts).
  */
-import type {
-  AdvanceResult,
-  KernelSession,
-  RunEvent,
-  RunSpec,
-  Snapshot,
-} from "../../experiments/types.ts";
+import type { AdvanceResult, KernelSession, RunSpec, Snapshot } from "../../experiments/types.ts";
 import { prepareShapeMatters, SHAPE_MATTERS_METRICS } from "../../experiments/shape_matters.ts";
 import { scheduleFactor } from "../../experiments/schema.ts";
+import { metricBufferSnapshot, newDivergences, settled, WASM_ADAPTER } from "../session_results.ts";
 import { nextSnapshotStep, stampWallTimes } from "../snapshots.ts";
 
 /** The exports of build/wasm/shape_matters.wasm (pointers are byte offsets into memory). */
@@ -115,11 +110,7 @@ export function openShapeMattersSession(
   const startMs = performance.now();
 
   function readSnapshot(at: number, index: number): Snapshot {
-    const metrics: Record<string, Float32Array> = {};
-    METRIC_NAMES.forEach((name, m) => {
-      metrics[name] = f32(metricsPtr + (index * M + m) * R * 4, R).slice();
-    });
-    return { step: at, wallMs: 0, metrics };
+    return metricBufferSnapshot(kernel().memory.buffer, metricsPtr, index, METRIC_NAMES, R, at);
   }
 
   /** One kernel call from `step` to `end` (no milestone inside, snapshots fit the buffer). */
@@ -145,18 +136,6 @@ export function openShapeMattersSession(
     return Math.min(target, milestone, bufferEnd, step + MAX_CALL_STEPS);
   }
 
-  /** replica_diverged for replicas the kernel froze since the last call, in step order. */
-  function newDivergences(): RunEvent[] {
-    const events: RunEvent[] = [];
-    diverged().forEach((at, replica) => {
-      if (at >= 0 && !reported[replica]) {
-        reported[replica] = 1;
-        events.push({ type: "replica_diverged", step: at, replica });
-      }
-    });
-    return events.sort((a, b) => a.step - b.step);
-  }
-
   function advanceNow(target: number): AdvanceResult {
     const t0 = performance.now() - startMs;
     const from = step;
@@ -168,7 +147,7 @@ export function openShapeMattersSession(
       reportedInitial = true;
     }
     while (step < target) runCall(callEnd(target), result.snapshots);
-    result.events.push(...newDivergences());
+    result.events.push(...newDivergences(diverged(), reported));
     kernel().writeVSquared(framePtr);
     result.frames.push({ step, name: "v_sq", width: d, values: f32(framePtr, R * d).slice() });
     stampWallTimes(result.snapshots, from, step, t0, performance.now() - startMs);
@@ -177,17 +156,13 @@ export function openShapeMattersSession(
 
   return {
     backend: "wasm",
-    adapter: `wasm-simd128 (V8 ${Deno.version.v8})`,
+    adapter: WASM_ADAPTER,
     get step() {
       return step;
     },
     advance(target: number): Promise<AdvanceResult> {
       // A kernel trap (or a disposed session) rejects the promise instead of throwing.
-      try {
-        return Promise.resolve(advanceNow(target));
-      } catch (e) {
-        return Promise.reject(e);
-      }
+      return settled(() => advanceNow(target));
     },
     dispose() {
       exports = null;

@@ -19,15 +19,30 @@ import {
 } from "../../experiments/linear_label_noise_setup.ts";
 import { LINEAR_METRIC_NAMES } from "../../experiments/linear_label_noise_reference.ts";
 import { isFrameStep, wrapLinearSession } from "../../experiments/linear_label_noise_session.ts";
-import type {
-  AdvanceResult,
-  KernelSession,
-  RunEvent,
-  RunSpec,
-  Snapshot,
-} from "../../experiments/types.ts";
-import { isSnapshotStep, nextSnapshotStep, stampWallTimes } from "../snapshots.ts";
-import { checked, getGpu, type Gpu, unlessLost } from "./device.ts";
+import type { AdvanceResult, KernelSession, RunSpec } from "../../experiments/types.ts";
+import { sortByStepAndReplica } from "../session_results.ts";
+import { stampWallTimes } from "../snapshots.ts";
+import { checked, getGpu, isLlvmpipe } from "./device.ts";
+import {
+  dispatchSequence,
+  MAX_DISPATCHES_PER_ROUND,
+  planDispatches,
+  type PlannedDispatch,
+  snapshotsIn,
+  snapshotSlots,
+  splitRounds,
+} from "./dispatch_plan.ts";
+import {
+  bufferMaker,
+  dispatchEach,
+  encodeParams,
+  paramsAndStorageLayout,
+  paramStride as paramStrideOf,
+  roundDivergences,
+  roundSnapshots,
+  serialisedGpuSession,
+  submitRound,
+} from "./rounds.ts";
 import { assemble, computePipeline, constHeader } from "./wgsl.ts";
 
 export interface LinearGpuOptions {
@@ -41,11 +56,7 @@ export interface LinearGpuOptions {
 
 const PARAMS_BYTES = 48; // struct Params in the WGSL
 const NMET = 16; // floats per (slot, replica) in the metrics buffer
-const NO_SNAP = 0xFFFFFFFF;
 const KIND_CODE = { sgd: 0, gd: 1, oscillation: 2 } as const;
-const METRICS_BYTES_CAP = 16 << 20;
-const MAX_SLOTS = 4096;
-const MAX_DISPATCHES_PER_ROUND = 1024;
 /** Multiply-adds one dispatch may do across all replicas (≈ 3·m·d per replica-step). */
 const WORK_PER_DISPATCH = 1 << 27;
 const MAX_STEPS_PER_DISPATCH = 8192;
@@ -63,9 +74,7 @@ export function stepsPerDispatch(replicas: number, m: number, d: number): number
 const LLVMPIPE_LOOP_BUDGET = 60000;
 const PHILOX_LOOP = 11; // the ten rounds of philox4x32 and the exit test
 
-export function isLlvmpipe(gpu: Gpu): boolean {
-  return /llvmpipe/i.test(gpu.adapterName);
-}
+export { isLlvmpipe };
 
 /**
  * Loop iterations of the busiest invocation (thread 0), counting each loop's trip count plus
@@ -110,48 +119,23 @@ function defaultWorkgroupSize(m: number): number {
   return wg;
 }
 
-interface Dispatch {
-  start: number;
-  count: number;
-  seq: number;
-  slot: number;
+interface Dispatch extends PlannedDispatch {
   kind: number;
   noiseOn: boolean;
   frame: boolean;
 }
 
-const layouts = new WeakMap<GPUDevice, { group: GPUBindGroupLayout; pipe: GPUPipelineLayout }>();
-
 function layoutFor(device: GPUDevice) {
-  let l = layouts.get(device);
-  if (!l) {
-    const storage = (binding: number, type: GPUBufferBindingType) => ({
-      binding,
-      visibility: GPUShaderStage.COMPUTE,
-      buffer: { type },
-    });
-    const group = device.createBindGroupLayout({
-      label: "linear-label-noise",
-      entries: [
-        {
-          binding: 0,
-          visibility: GPUShaderStage.COMPUTE,
-          buffer: { type: "uniform", hasDynamicOffset: true, minBindingSize: PARAMS_BYTES },
-        },
-        storage(1, "read-only-storage"),
-        storage(2, "read-only-storage"),
-        storage(3, "read-only-storage"),
-        storage(4, "storage"),
-        storage(5, "storage"),
-        storage(6, "storage"),
-        storage(7, "storage"),
-        storage(8, "storage"),
-      ],
-    });
-    l = { group, pipe: device.createPipelineLayout({ bindGroupLayouts: [group] }) };
-    layouts.set(device, l);
-  }
-  return l;
+  return paramsAndStorageLayout(device, "linear-label-noise", PARAMS_BYTES, [
+    "read-only-storage",
+    "read-only-storage",
+    "read-only-storage",
+    "storage",
+    "storage",
+    "storage",
+    "storage",
+    "storage",
+  ]);
 }
 
 /** Data, initial state and constants laid out as the kernel reads them. */
@@ -255,12 +239,8 @@ export async function openLinearLabelNoiseGpu(
   }
   const groupsX = Math.min(R, limits.maxComputeWorkgroupsPerDimension);
   const groupsY = Math.ceil(R / groupsX);
-  const paramStride = Math.max(256, limits.minUniformBufferOffsetAlignment);
-  const totalSnapshots = Math.floor(spec.steps / spec.every) + 2;
-  const slots = Math.max(
-    1,
-    Math.min(MAX_SLOTS, totalSnapshots, Math.floor(METRICS_BYTES_CAP / (4 * NMET * R))),
-  );
+  const paramStride = paramStrideOf(device);
+  const slots = snapshotSlots(spec, 4 * NMET * R);
   const frameFloats = prep.frameEvery > 0 ? R * 3 * m : 4;
   const sizes = {
     data: 4 * layoutData.data.length,
@@ -299,14 +279,7 @@ export async function openLinearLabelNoiseGpu(
     () => {
       const S = GPUBufferUsage.STORAGE, DST = GPUBufferUsage.COPY_DST;
       const SRC = GPUBufferUsage.COPY_SRC;
-      const make = (label: string, size: number, usage: number, data?: ArrayBufferView) => {
-        const buffer = device.createBuffer({ label, size: Math.max(16, size), usage });
-        buffers.push(buffer);
-        if (data) {
-          device.queue.writeBuffer(buffer, 0, data.buffer, data.byteOffset, data.byteLength);
-        }
-        return buffer;
-      };
+      const make = bufferMaker(device, buffers);
       const hyper = new Float32Array(4 * R);
       for (let r = 0; r < R; r++) {
         hyper.set([prep.lr[r], prep.sigma[r], prep.chainAmp[r], 0], 4 * r);
@@ -347,8 +320,7 @@ export async function openLinearLabelNoiseGpu(
 
   let step = 0;
   let reportedInitial = false;
-  let seq = 0;
-  let disposed = false;
+  const nextSeq = dispatchSequence();
   const divergedAt = new Float64Array(R).fill(-1);
 
   /** The next step after s at which the step kind or the periodic noise flag changes. */
@@ -362,31 +334,24 @@ export async function openLinearLabelNoiseGpu(
   }
 
   function plan(from: number, target: number, withInitial: boolean): Dispatch[] {
-    const out: Dispatch[] = [];
-    const nextSeq = () => (seq = seq >= 0xFFFFFFFE ? 1 : seq + 1);
-    const base = { kind: 0, noiseOn: false, frame: false };
-    if (withInitial) {
-      out.push({ ...base, start: from, count: 0, seq: nextSeq(), slot: 0, frame: target === 0 });
-    }
-    for (let s = from; s < target;) {
-      const kind = stepKind(prep, s);
-      const e = Math.min(
-        target,
-        s + Math.min(maxSteps, loopCap[kind === "sgd" ? "sgd" : "gd"]),
-        nextSnapshotStep(s, spec.every, spec.steps),
-        nextPhaseChange(s),
-      );
-      out.push({
-        start: s,
-        count: e - s,
-        seq: nextSeq(),
-        slot: isSnapshotStep(e, spec.every, spec.steps) ? 0 : NO_SNAP,
-        kind: KIND_CODE[kind],
-        noiseOn: noiseOn(prep, s),
-        frame: false,
-      });
-      s = e;
-    }
+    const out: Dispatch[] = planDispatches<Omit<Dispatch, keyof PlannedDispatch>>(
+      spec,
+      from,
+      target,
+      {
+        nextSeq,
+        initial: withInitial ? { kind: 0, noiseOn: false, frame: target === 0 } : undefined,
+        cutAfter: (s) => {
+          const cap = loopCap[stepKind(prep, s) === "sgd" ? "sgd" : "gd"];
+          return Math.min(s + Math.min(maxSteps, cap), nextPhaseChange(s));
+        },
+        fields: (s) => ({
+          kind: KIND_CODE[stepKind(prep, s)],
+          noiseOn: noiseOn(prep, s),
+          frame: false,
+        }),
+      },
+    );
     // The frame, when due, is written by the call's last dispatch.
     if (out.length && prep.frameEvery > 0 && isFrameStep(target, spec, prep.frameEvery)) {
       out[out.length - 1].frame = true;
@@ -394,28 +359,10 @@ export async function openLinearLabelNoiseGpu(
     return out;
   }
 
-  function rounds(dispatches: Dispatch[]): Dispatch[][] {
-    const out: Dispatch[][] = [];
-    let cur: Dispatch[] = [];
-    let used = 0;
-    for (const dsp of dispatches) {
-      const snap = dsp.slot !== NO_SNAP;
-      if (cur.length === MAX_DISPATCHES_PER_ROUND || (snap && used === slots)) {
-        out.push(cur);
-        cur = [];
-        used = 0;
-      }
-      if (snap) dsp.slot = used++;
-      cur.push(dsp);
-    }
-    if (cur.length) out.push(cur);
-    return out;
-  }
-
-  function encodeParams(round: Dispatch[]): ArrayBuffer {
-    const data = new ArrayBuffer(paramStride * round.length);
-    round.forEach((dsp, i) => {
-      const u = new Uint32Array(data, i * paramStride, PARAMS_BYTES / 4);
+  function runRound(round: Dispatch[]) {
+    const metricsBytes = 4 * NMET * R * snapshotsIn(round);
+    const withFrame = round.some((dsp) => dsp.frame);
+    const params = encodeParams(round, paramStride, PARAMS_BYTES, (u, _f, dsp) => {
       u.set([
         dsp.start % 4294967296,
         dsp.count,
@@ -431,90 +378,52 @@ export async function openLinearLabelNoiseGpu(
         0,
       ]);
     });
-    return data;
-  }
-
-  async function runRound(round: Dispatch[]) {
-    const used = round.filter((dsp) => dsp.slot !== NO_SNAP).length;
-    const metricsBytes = 4 * NMET * R * used;
-    const withFrame = round.some((dsp) => dsp.frame);
-    await checked(gpu, "linear-label-noise advance", () => {
-      device.queue.writeBuffer(paramsBuf, 0, encodeParams(round));
-      const encoder = device.createCommandEncoder();
-      const pass = encoder.beginComputePass();
-      pass.setPipeline(pipeline);
-      round.forEach((_, i) => {
-        pass.setBindGroup(0, bindGroup, [i * paramStride]);
-        pass.dispatchWorkgroups(groupsX, groupsY);
-      });
-      pass.end();
-      if (metricsBytes) encoder.copyBufferToBuffer(metricsBuf, 0, readBuf, 0, metricsBytes);
-      encoder.copyBufferToBuffer(statusBuf, 0, readBuf, readOff.status, sizes.status);
-      if (withFrame) encoder.copyBufferToBuffer(frameBuf, 0, readBuf, readOff.frame, sizes.frame);
-      device.queue.submit([encoder.finish()]);
-    });
-    await unlessLost(gpu, readBuf.mapAsync(GPUMapMode.READ, 0, readBytes));
-    try {
-      const mapped = readBuf.getMappedRange(0, readBytes);
-      return {
+    return submitRound(
+      gpu,
+      "linear-label-noise advance",
+      { paramsBuf, readBuf },
+      params,
+      readBytes,
+      (encoder) => {
+        const pass = encoder.beginComputePass();
+        dispatchEach(pass, pipeline, bindGroup, round.length, paramStride, groupsX, groupsY);
+        pass.end();
+        if (metricsBytes) encoder.copyBufferToBuffer(metricsBuf, 0, readBuf, 0, metricsBytes);
+        encoder.copyBufferToBuffer(statusBuf, 0, readBuf, readOff.status, sizes.status);
+        if (withFrame) {
+          encoder.copyBufferToBuffer(frameBuf, 0, readBuf, readOff.frame, sizes.frame);
+        }
+      },
+      (mapped) => ({
         metrics: new Float32Array(mapped.slice(0, metricsBytes)),
         status: new Uint32Array(mapped.slice(readOff.status, readOff.status + sizes.status)),
         frame: withFrame
           ? new Float32Array(mapped.slice(readOff.frame, readOff.frame + sizes.frame))
           : undefined,
-      };
-    } finally {
-      readBuf.unmap();
-    }
-  }
-
-  function collect(round: Dispatch[], data: Awaited<ReturnType<typeof runRound>>) {
-    const events: RunEvent[] = [];
-    const startOf = new Map(round.map((dsp) => [dsp.seq, dsp.start]));
-    for (let r = 0; r < R; r++) {
-      if (startOf.has(data.status[4 * r + 2])) {
-        throw new Error(
-          `${gpu.adapterName} cut a linear-label-noise dispatch short (replica ${r}): its loop ` +
-            `limit was hit, so the results would be wrong; open the session with a smaller ` +
-            `maxStepsPerDispatch`,
-        );
-      }
-      const at = startOf.get(data.status[4 * r]);
-      if (divergedAt[r] < 0 && at !== undefined) {
-        divergedAt[r] = at + data.status[4 * r + 1];
-        events.push({ type: "replica_diverged", step: divergedAt[r], replica: r });
-      }
-    }
-    const snapshots: Snapshot[] = [];
-    for (const dsp of round) {
-      if (dsp.slot === NO_SNAP) continue;
-      const at = dsp.start + dsp.count;
-      const metrics: Record<string, Float32Array> = {};
-      LINEAR_METRIC_NAMES.forEach((name, q) => {
-        const values = new Float32Array(R);
-        for (let r = 0; r < R; r++) {
-          const dead = divergedAt[r] >= 0 && divergedAt[r] <= at;
-          values[r] = dead ? NaN : data.metrics[(dsp.slot * R + r) * NMET + q];
-        }
-        metrics[name] = values;
-      });
-      // Oscillation has no balance identity (the forced chain is not a gradient step).
-      if (prep.algo === "oscillation") metrics.balance_residual.fill(NaN);
-      snapshots.push({ step: at, wallMs: 0, metrics });
-    }
-    return { events, snapshots };
+      }),
+    );
   }
 
   async function advanceTo(target: number): Promise<AdvanceResult> {
-    if (disposed) throw new Error("linear-label-noise WebGPU session used after dispose()");
     const t0 = performance.now() - startMs;
     const from = step;
     const result: AdvanceResult = { snapshots: [], events: [], frames: [] };
     const to = Math.max(step, Math.min(Math.floor(target), spec.steps));
-    for (const round of rounds(plan(step, to, !reportedInitial))) {
+    for (const round of splitRounds(plan(step, to, !reportedInitial), slots)) {
       const data = await runRound(round);
-      const { events, snapshots } = collect(round, data);
-      result.events.push(...events);
+      result.events.push(
+        ...roundDivergences(gpu, "linear-label-noise", round, data.status, divergedAt),
+      );
+      const snapshots = roundSnapshots(
+        round,
+        LINEAR_METRIC_NAMES,
+        divergedAt,
+        (slot, r, q) => data.metrics[(slot * R + r) * NMET + q],
+      );
+      // Oscillation has no balance identity (the forced chain is not a gradient step).
+      if (prep.algo === "oscillation") {
+        for (const snap of snapshots) snap.metrics.balance_residual.fill(NaN);
+      }
       result.snapshots.push(...snapshots);
       if (data.frame) {
         const values = data.frame.subarray(0, R * 3 * m);
@@ -526,30 +435,17 @@ export async function openLinearLabelNoiseGpu(
     }
     reportedInitial = true;
     step = to;
-    result.events.sort((a, b) =>
-      a.step - b.step || (a as { replica: number }).replica - (b as { replica: number }).replica
-    );
+    sortByStepAndReplica(result.events);
     stampWallTimes(result.snapshots, from, step, t0, performance.now() - startMs);
     return result;
   }
 
-  let queue: Promise<unknown> = Promise.resolve();
-  const session: KernelSession = {
-    backend: "webgpu",
-    adapter: gpu.adapterName,
-    get step() {
-      return step;
-    },
-    advance(target: number) {
-      const next = queue.then(() => advanceTo(target));
-      queue = next.catch(() => {});
-      return next;
-    },
-    dispose() {
-      if (disposed) return;
-      disposed = true;
-      for (const b of buffers) b.destroy();
-    },
-  };
+  const session = serialisedGpuSession(
+    gpu,
+    "linear-label-noise",
+    () => step,
+    advanceTo,
+    buffers,
+  );
   return wrapLinearSession(session, prep, spec);
 }

@@ -23,22 +23,31 @@
  * coefficient arithmetic in float64. test/parity_webgpu_pegr_test.ts states the tolerances.
  */
 import { PEGR_METRICS, type PegrPrepared, preparePegr } from "../../experiments/pegr.ts";
-import type {
-  AdvanceResult,
-  KernelSession,
-  RunEvent,
-  RunSpec,
-  Snapshot,
-} from "../../experiments/types.ts";
-import { isSnapshotStep, nextSnapshotStep, stampWallTimes } from "../snapshots.ts";
+import type { AdvanceResult, KernelSession, RunSpec } from "../../experiments/types.ts";
+import { sortByStepAndReplica } from "../session_results.ts";
+import { stampWallTimes } from "../snapshots.ts";
+import { checked, getGpu, type Gpu, isLlvmpipe, LLVMPIPE_LOOP_LIMIT } from "./device.ts";
 import {
-  checked,
-  getGpu,
-  type Gpu,
-  isLlvmpipe,
-  LLVMPIPE_LOOP_LIMIT,
-  unlessLost,
-} from "./device.ts";
+  dispatchSequence,
+  MAX_DISPATCHES_PER_ROUND,
+  NO_SNAP,
+  planDispatches,
+  type PlannedDispatch,
+  roundEnd,
+  snapshotsIn,
+  snapshotSlots,
+  splitRounds,
+} from "./dispatch_plan.ts";
+import {
+  bufferMaker,
+  encodeParams,
+  paramsAndStorageLayout,
+  paramStride as paramStrideOf,
+  roundDivergences,
+  roundSnapshots,
+  serialisedGpuSession,
+  submitRound,
+} from "./rounds.ts";
 import { assemble, computePipeline, constHeader } from "./wgsl.ts";
 
 export interface PegrGpuOptions {
@@ -59,11 +68,7 @@ const METRIC_NAMES = PEGR_METRICS.map((m) => m.name);
 const TEST_ACCURACY = METRIC_NAMES.indexOf("test_accuracy");
 const NMET = 12; // floats per (slot, replica) in the metrics buffer (11 used)
 const PARAMS_BYTES = 80; // struct Params in the WGSL (72 bytes), rounded up to 16
-const NO_SNAP = 0xFFFFFFFF;
 const WG_TEST = 64; // threads per test_acc workgroup: one test point each
-const METRICS_BYTES_CAP = 16 << 20;
-const MAX_SLOTS = 4096;
-const MAX_DISPATCHES_PER_ROUND = 1024;
 /**
  * Multiply-adds one dispatch may do across all replicas (≈ 4·m·n·d per replica-step, the
  * forward and update passes): a few ms on an H100, well under a second on GPUs 50× slower.
@@ -145,45 +150,18 @@ function chooseWorkgroupSize(gpu: Gpu, prep: PegrPrepared, requested?: number): 
   return wg;
 }
 
-const layouts = new WeakMap<GPUDevice, { group: GPUBindGroupLayout; pipe: GPUPipelineLayout }>();
-
 function layoutFor(device: GPUDevice) {
-  let l = layouts.get(device);
-  if (!l) {
-    const storage = (binding: number, type: GPUBufferBindingType) => ({
-      binding,
-      visibility: GPUShaderStage.COMPUTE,
-      buffer: { type },
-    });
-    const group = device.createBindGroupLayout({
-      label: "pegr",
-      entries: [
-        {
-          binding: 0,
-          visibility: GPUShaderStage.COMPUTE,
-          buffer: { type: "uniform", hasDynamicOffset: true, minBindingSize: PARAMS_BYTES },
-        },
-        storage(1, "read-only-storage"),
-        storage(2, "read-only-storage"),
-        storage(3, "storage"),
-        storage(4, "storage"),
-        storage(5, "storage"),
-        storage(6, "storage"),
-      ],
-    });
-    l = { group, pipe: device.createPipelineLayout({ bindGroupLayouts: [group] }) };
-    layouts.set(device, l);
-  }
-  return l;
+  return paramsAndStorageLayout(device, "pegr", PARAMS_BYTES, [
+    "read-only-storage",
+    "read-only-storage",
+    "storage",
+    "storage",
+    "storage",
+    "storage",
+  ]);
 }
 
-interface Dispatch {
-  /** Absolute step before the dispatch's first update. */
-  start: number;
-  count: number;
-  seq: number;
-  /** Snapshot slot of the state after the dispatch (start + count), or NO_SNAP. */
-  slot: number;
+interface Dispatch extends PlannedDispatch {
   /** λ in force for the dispatch's updates, and at the snapshot step. */
   regOn: boolean;
   snapRegOn: boolean;
@@ -242,12 +220,8 @@ export async function openPegrGpu(
   if (testBlocks > maxDim) {
     throw new Error(`pegr on WebGPU: n_test=${nTest} needs more than ${maxDim} workgroups`);
   }
-  const paramStride = Math.max(256, limits.minUniformBufferOffsetAlignment);
-  const totalSnapshots = Math.floor(spec.steps / spec.every) + 2;
-  const slots = Math.max(
-    1,
-    Math.min(MAX_SLOTS, totalSnapshots, Math.floor(METRICS_BYTES_CAP / (4 * NMET * R))),
-  );
+  const paramStride = paramStrideOf(device);
+  const slots = snapshotSlots(spec, 4 * NMET * R);
 
   // Offsets (vec4 units in `rows`, floats in `aux`, words in `flags`).
   const off = {
@@ -308,14 +282,7 @@ export async function openPegrGpu(
     () => {
       const S = GPUBufferUsage.STORAGE, DST = GPUBufferUsage.COPY_DST;
       const SRC = GPUBufferUsage.COPY_SRC;
-      const make = (label: string, size: number, usage: number, data?: ArrayBufferView) => {
-        const buffer = device.createBuffer({ label, size: Math.max(16, size), usage });
-        buffers.push(buffer);
-        if (data) {
-          device.queue.writeBuffer(buffer, 0, data.buffer, data.byteOffset, data.byteLength);
-        }
-        return buffer;
-      };
+      const make = bufferMaker(device, buffers);
       const rows = new Float32Array(sizes.rows / 4);
       copyPadded(rows, 0, prep.Z, sets * n, d);
       copyPadded(rows, 4 * off.zt, prep.ZTest, sets * nTest, d);
@@ -371,66 +338,29 @@ export async function openPegrGpu(
 
   let step = 0;
   let reportedInitial = false;
-  let seq = 0;
-  let disposed = false;
+  const nextSeq = dispatchSequence();
   /** Absolute step at which each replica diverged (the event's step), or -1. */
   const divergedAt = new Float64Array(R).fill(-1);
 
   /** The dispatches taking the run from `from` to `target`, in order. */
   function plan(from: number, target: number, withInitial: boolean): Dispatch[] {
-    const out: Dispatch[] = [];
-    const nextSeq = () => (seq = seq >= 0xFFFFFFFE ? 1 : seq + 1);
     const regOn = (t: number) => t < prep.regOff;
-    if (withInitial) {
-      out.push({
-        start: from,
-        count: 0,
-        seq: nextSeq(),
-        slot: 0,
-        regOn: false,
-        snapRegOn: regOn(from),
-      });
-    }
-    for (let s = from; s < target;) {
-      let e = Math.min(target, s + maxSteps, nextSnapshotStep(s, spec.every, spec.steps));
-      if (s < prep.regOff && prep.regOff < e) e = prep.regOff;
-      out.push({
-        start: s,
-        count: e - s,
-        seq: nextSeq(),
-        slot: isSnapshotStep(e, spec.every, spec.steps) ? 0 : NO_SNAP,
-        regOn: regOn(s),
-        snapRegOn: regOn(e),
-      });
-      s = e;
-    }
-    return out;
+    return planDispatches(spec, from, target, {
+      nextSeq,
+      initial: withInitial ? { regOn: false, snapRegOn: regOn(from) } : undefined,
+      // A dispatch ends at pegr_off, so that λ is in force for all or none of its updates.
+      cutAfter: (s) => Math.min(s + maxSteps, s < prep.regOff ? prep.regOff : Infinity),
+      fields: (s, e) => ({ regOn: regOn(s), snapRegOn: regOn(e) }),
+    });
   }
 
-  /** Cuts a plan into rounds that fit the params and metrics buffers; numbers the slots. */
-  function rounds(dispatches: Dispatch[]): Dispatch[][] {
-    const out: Dispatch[][] = [];
-    let cur: Dispatch[] = [];
-    let used = 0;
-    for (const dsp of dispatches) {
-      const snap = dsp.slot !== NO_SNAP;
-      if (cur.length === MAX_DISPATCHES_PER_ROUND || (snap && used === slots)) {
-        out.push(cur);
-        cur = [];
-        used = 0;
-      }
-      if (snap) dsp.slot = used++;
-      cur.push(dsp);
-    }
-    if (cur.length) out.push(cur);
-    return out;
-  }
-
-  function encodeParams(round: Dispatch[]): ArrayBuffer {
-    const data = new ArrayBuffer(paramStride * round.length);
-    round.forEach((dsp, i) => {
-      const u = new Uint32Array(data, i * paramStride, PARAMS_BYTES / 4);
-      const f = new Float32Array(data, i * paramStride, PARAMS_BYTES / 4);
+  /** Submits one round and reads back metrics, divergences and test counts with one map. */
+  function runRound(round: Dispatch[]) {
+    const used = snapshotsIn(round);
+    const metricsBytes = 4 * NMET * R * used;
+    const flagsBytes = 4 * (off.cnt + used * R);
+    const readBytes = metricsBytes + flagsBytes;
+    const params = encodeParams(round, paramStride, PARAMS_BYTES, (u, f, dsp) => {
       u[0] = dsp.count;
       u[1] = dsp.seq;
       u[2] = dsp.slot;
@@ -450,128 +380,64 @@ export async function openPegrGpu(
       u[16] = off.cnt;
       u[17] = 0; // P.zero
     });
-    return data;
-  }
-
-  /** Submits one round and reads back metrics, divergences and test counts with one map. */
-  async function runRound(round: Dispatch[]) {
-    const used = round.filter((dsp) => dsp.slot !== NO_SNAP).length;
-    const metricsBytes = 4 * NMET * R * used;
-    const flagsBytes = 4 * (off.cnt + used * R);
-    const readBytes = metricsBytes + flagsBytes;
-    await checked(gpu, "pegr advance", () => {
-      device.queue.writeBuffer(paramsBuf, 0, encodeParams(round));
-      const encoder = device.createCommandEncoder();
-      if (used) encoder.clearBuffer(flagsBuf, 4 * off.cnt, 4 * used * R);
-      const pass = encoder.beginComputePass();
-      round.forEach((dsp, i) => {
-        pass.setBindGroup(0, bindGroup, [i * paramStride]);
-        pass.setPipeline(advancePipe);
-        pass.dispatchWorkgroups(groupsX, groupsY);
-        if (dsp.slot !== NO_SNAP) {
-          pass.setPipeline(testPipe);
-          pass.dispatchWorkgroups(testBlocks, groupsX, groupsY);
-        }
-      });
-      pass.end();
-      if (metricsBytes) encoder.copyBufferToBuffer(metricsBuf, 0, readBuf, 0, metricsBytes);
-      encoder.copyBufferToBuffer(flagsBuf, 0, readBuf, metricsBytes, flagsBytes);
-      device.queue.submit([encoder.finish()]);
-    });
-    await unlessLost(gpu, readBuf.mapAsync(GPUMapMode.READ, 0, readBytes));
-    try {
-      const mapped = readBuf.getMappedRange(0, readBytes);
-      return {
+    return submitRound(
+      gpu,
+      "pegr advance",
+      { paramsBuf, readBuf },
+      params,
+      readBytes,
+      (encoder) => {
+        if (used) encoder.clearBuffer(flagsBuf, 4 * off.cnt, 4 * used * R);
+        const pass = encoder.beginComputePass();
+        round.forEach((dsp, i) => {
+          pass.setBindGroup(0, bindGroup, [i * paramStride]);
+          pass.setPipeline(advancePipe);
+          pass.dispatchWorkgroups(groupsX, groupsY);
+          if (dsp.slot !== NO_SNAP) {
+            pass.setPipeline(testPipe);
+            pass.dispatchWorkgroups(testBlocks, groupsX, groupsY);
+          }
+        });
+        pass.end();
+        if (metricsBytes) encoder.copyBufferToBuffer(metricsBuf, 0, readBuf, 0, metricsBytes);
+        encoder.copyBufferToBuffer(flagsBuf, 0, readBuf, metricsBytes, flagsBytes);
+      },
+      (mapped) => ({
         metrics: new Float32Array(mapped.slice(0, metricsBytes)),
         flags: new Uint32Array(mapped.slice(metricsBytes, readBytes)),
-      };
-    } finally {
-      readBuf.unmap();
-    }
-  }
-
-  /** Snapshots and divergence events of one round, from its readback. */
-  function collect(round: Dispatch[], data: Awaited<ReturnType<typeof runRound>>) {
-    const events: RunEvent[] = [];
-    const startOf = new Map(round.map((dsp) => [dsp.seq, dsp.start]));
-    for (let r = 0; r < R; r++) {
-      if (startOf.has(data.flags[4 * r + 2])) {
-        throw new Error(
-          `${gpu.adapterName} cut a pegr dispatch short (replica ${r}): its loop limit was ` +
-            `hit, so the results would be wrong; open the session with a smaller ` +
-            `maxStepsPerDispatch`,
-        );
-      }
-      const at = startOf.get(data.flags[4 * r]);
-      if (divergedAt[r] < 0 && at !== undefined) {
-        divergedAt[r] = at + data.flags[4 * r + 1];
-        events.push({ type: "replica_diverged", step: divergedAt[r], replica: r });
-      }
-    }
-    const snapshots: Snapshot[] = [];
-    for (const dsp of round) {
-      if (dsp.slot === NO_SNAP) continue;
-      const at = dsp.start + dsp.count;
-      const metrics: Record<string, Float32Array> = {};
-      METRIC_NAMES.forEach((name, k) => {
-        const values = new Float32Array(R);
-        for (let r = 0; r < R; r++) {
-          const dead = divergedAt[r] >= 0 && divergedAt[r] <= at;
-          values[r] = dead
-            ? NaN
-            : k === TEST_ACCURACY
-            ? data.flags[off.cnt + dsp.slot * R + r] / nTest
-            : data.metrics[(dsp.slot * R + r) * NMET + k];
-        }
-        metrics[name] = values;
-      });
-      snapshots.push({ step: at, wallMs: 0, metrics });
-    }
-    return { events, snapshots };
+      }),
+    );
   }
 
   async function advanceTo(target: number): Promise<AdvanceResult> {
-    if (disposed) throw new Error("pegr WebGPU session used after dispose()");
     const t0 = performance.now() - startMs;
     const from = step;
     const result: AdvanceResult = { snapshots: [], events: [], frames: [] };
     const to = Number.isNaN(target)
       ? step
       : Math.max(step, Math.min(Math.floor(target), spec.steps));
-    for (const round of rounds(plan(step, to, !reportedInitial))) {
+    for (const round of splitRounds(plan(step, to, !reportedInitial), slots)) {
       const data = await runRound(round);
-      const { events, snapshots } = collect(round, data);
-      result.events.push(...events);
-      result.snapshots.push(...snapshots);
-      const last = round[round.length - 1];
-      step = last.start + last.count;
+      result.events.push(...roundDivergences(gpu, "pegr", round, data.flags, divergedAt));
+      result.snapshots.push(
+        ...roundSnapshots(
+          round,
+          METRIC_NAMES,
+          divergedAt,
+          (slot, r, k) =>
+            k === TEST_ACCURACY
+              ? data.flags[off.cnt + slot * R + r] / nTest
+              : data.metrics[(slot * R + r) * NMET + k],
+        ),
+      );
+      step = roundEnd(round);
     }
     reportedInitial = true;
     step = to;
-    result.events.sort((a, b) =>
-      a.step - b.step || (a as { replica: number }).replica - (b as { replica: number }).replica
-    );
+    sortByStepAndReplica(result.events);
     stampWallTimes(result.snapshots, from, step, t0, performance.now() - startMs);
     return result;
   }
 
-  // Calls are serialised: a second advance() waits for the first instead of interleaving.
-  let queue: Promise<unknown> = Promise.resolve();
-  return {
-    backend: "webgpu",
-    adapter: gpu.adapterName,
-    get step() {
-      return step;
-    },
-    advance(target: number) {
-      const next = queue.then(() => advanceTo(target));
-      queue = next.catch(() => {});
-      return next;
-    },
-    dispose() {
-      if (disposed) return;
-      disposed = true;
-      for (const b of buffers) b.destroy();
-    },
-  };
+  return serialisedGpuSession(gpu, "pegr", () => step, advanceTo, buffers);
 }

@@ -16,22 +16,31 @@ import {
   type ShapeMattersPrepared,
 } from "../../experiments/shape_matters.ts";
 import { scheduleFactor, type ScheduleValue } from "../../experiments/schema.ts";
-import type {
-  AdvanceResult,
-  KernelSession,
-  RunEvent,
-  RunSpec,
-  Snapshot,
-} from "../../experiments/types.ts";
-import { isSnapshotStep, nextSnapshotStep, stampWallTimes } from "../snapshots.ts";
+import type { AdvanceResult, KernelSession, RunSpec } from "../../experiments/types.ts";
+import { sortByStepAndReplica } from "../session_results.ts";
+import { stampWallTimes } from "../snapshots.ts";
+import { checked, getGpu, type Gpu, isLlvmpipe, LLVMPIPE_LOOP_LIMIT } from "./device.ts";
 import {
-  checked,
-  getGpu,
-  type Gpu,
-  isLlvmpipe,
-  LLVMPIPE_LOOP_LIMIT,
-  unlessLost,
-} from "./device.ts";
+  dispatchSequence,
+  MAX_DISPATCHES_PER_ROUND,
+  planDispatches,
+  type PlannedDispatch,
+  roundEnd,
+  snapshotsIn,
+  snapshotSlots,
+  splitRounds,
+} from "./dispatch_plan.ts";
+import {
+  bufferMaker,
+  dispatchEach,
+  encodeParams,
+  paramsAndStorageLayout,
+  paramStride as paramStrideOf,
+  roundDivergences,
+  roundSnapshots,
+  serialisedGpuSession,
+  submitRound,
+} from "./rounds.ts";
 import { assemble, computePipeline, constHeader } from "./wgsl.ts";
 
 export interface ShapeMattersGpuOptions {
@@ -47,11 +56,6 @@ export interface ShapeMattersGpuOptions {
 
 const METRIC_NAMES = SHAPE_MATTERS_METRICS.map((m) => m.name);
 const PARAMS_BYTES = 48; // struct Params in the WGSL (36 bytes), rounded up to 16
-const NO_SNAP = 0xFFFFFFFF;
-/** Metrics read back per round; more snapshots than fit in one call take several rounds. */
-const METRICS_BYTES_CAP = 16 << 20;
-const MAX_SLOTS = 4096;
-const MAX_DISPATCHES_PER_ROUND = 1024;
 /**
  * Multiply-adds one dispatch may do across all replicas (≈2·n·d per replica-step): about
  * 5 ms on an H100 (where 1-step dispatches cost 25% in launches at 65536 replicas), so still
@@ -87,13 +91,8 @@ export function llvmpipeStepLimit(d: number, n: number, wg: number): number {
   return Math.max(0, Math.floor((LLVMPIPE_LOOP_BUDGET - perDispatch) / perStep));
 }
 
-interface Dispatch {
-  /** Absolute step before the dispatch's first update. */
-  start: number;
-  count: number;
-  seq: number;
-  /** Snapshot step (start + count) and its slot, if the dispatch ends on one. */
-  slot: number;
+interface Dispatch extends PlannedDispatch {
+  /** Learning-rate schedule factor of the dispatch's updates. */
   factor: number;
 }
 
@@ -126,36 +125,16 @@ function nextMilestone(schedule: ScheduleValue, step: number): number {
   return Infinity;
 }
 
-const layouts = new WeakMap<GPUDevice, { group: GPUBindGroupLayout; pipe: GPUPipelineLayout }>();
-
 function layoutFor(device: GPUDevice) {
-  let l = layouts.get(device);
-  if (!l) {
-    const storage = (type: GPUBufferBindingType) => ({
-      visibility: GPUShaderStage.COMPUTE,
-      buffer: { type },
-    });
-    const group = device.createBindGroupLayout({
-      label: "shape-matters",
-      entries: [
-        {
-          binding: 0,
-          visibility: GPUShaderStage.COMPUTE,
-          buffer: { type: "uniform", hasDynamicOffset: true, minBindingSize: PARAMS_BYTES },
-        },
-        { binding: 1, ...storage("read-only-storage") },
-        { binding: 2, ...storage("read-only-storage") },
-        { binding: 3, ...storage("read-only-storage") },
-        { binding: 4, ...storage("storage") },
-        { binding: 5, ...storage("storage") },
-        { binding: 6, ...storage("storage") },
-        { binding: 7, ...storage("storage") },
-      ],
-    });
-    l = { group, pipe: device.createPipelineLayout({ bindGroupLayouts: [group] }) };
-    layouts.set(device, l);
-  }
-  return l;
+  return paramsAndStorageLayout(device, "shape-matters", PARAMS_BYTES, [
+    "read-only-storage",
+    "read-only-storage",
+    "read-only-storage",
+    "storage",
+    "storage",
+    "storage",
+    "storage",
+  ]);
 }
 
 /** Kernel constants for one run; identical runs share the compiled pipeline. */
@@ -200,12 +179,8 @@ export async function openShapeMattersGpu(
   // More than 65535 replicas need a second grid dimension; split them evenly.
   const groupsY = Math.ceil(R / limits.maxComputeWorkgroupsPerDimension);
   const groupsX = Math.ceil(R / groupsY);
-  const paramStride = Math.max(256, limits.minUniformBufferOffsetAlignment);
-  const totalSnapshots = Math.floor(spec.steps / spec.every) + 2;
-  const slots = Math.max(
-    1,
-    Math.min(MAX_SLOTS, totalSnapshots, Math.floor(METRICS_BYTES_CAP / (16 * R))),
-  );
+  const paramStride = paramStrideOf(device);
+  const slots = snapshotSlots(spec, 16 * R);
 
   const sizes = {
     X: 4 * sets * n * d,
@@ -239,14 +214,7 @@ export async function openShapeMattersGpu(
     () => {
       const S = GPUBufferUsage.STORAGE, DST = GPUBufferUsage.COPY_DST;
       const SRC = GPUBufferUsage.COPY_SRC;
-      const make = (label: string, size: number, usage: number, data?: ArrayBufferView) => {
-        const buffer = device.createBuffer({ label, size: Math.max(16, size), usage });
-        buffers.push(buffer);
-        if (data) {
-          device.queue.writeBuffer(buffer, 0, data.buffer, data.byteOffset, data.byteLength);
-        }
-        return buffer;
-      };
+      const make = bufferMaker(device, buffers);
       const labels = new Float32Array(d + sets * n);
       labels.set(prep.vStarSq, 0);
       labels.set(prep.y, d);
@@ -287,61 +255,25 @@ export async function openShapeMattersGpu(
 
   let step = 0;
   let reportedInitial = false;
-  let seq = 0;
-  let disposed = false;
+  const nextSeq = dispatchSequence();
   /** Absolute step at which each replica diverged (the event's step), or -1. */
   const divergedAt = new Float64Array(R).fill(-1);
   let lastState = new Float32Array(R * d).fill(prep.v0);
 
   /** The dispatches taking the run from `from` to `target`, in order. */
   function plan(from: number, target: number, withInitial: boolean): Dispatch[] {
-    const out: Dispatch[] = [];
-    const nextSeq = () => (seq = seq >= 0xFFFFFFFE ? 1 : seq + 1);
-    if (withInitial) out.push({ start: from, count: 0, seq: nextSeq(), slot: 0, factor: 1 });
-    for (let s = from; s < target;) {
-      const e = Math.min(
-        target,
-        s + maxSteps,
-        nextSnapshotStep(s, spec.every, spec.steps),
-        nextMilestone(prep.schedule, s),
-      );
-      const snap = isSnapshotStep(e, spec.every, spec.steps);
-      out.push({
-        start: s,
-        count: e - s,
-        seq: nextSeq(),
-        slot: snap ? 0 : NO_SNAP,
-        factor: scheduleFactor(prep.schedule, s),
-      });
-      s = e;
-    }
-    return out;
+    return planDispatches(spec, from, target, {
+      nextSeq,
+      initial: withInitial ? { factor: 1 } : undefined,
+      cutAfter: (s) => Math.min(s + maxSteps, nextMilestone(prep.schedule, s)),
+      fields: (s) => ({ factor: scheduleFactor(prep.schedule, s) }),
+    });
   }
 
-  /** Cuts a plan into rounds that fit the params and metrics buffers; numbers the slots. */
-  function rounds(dispatches: Dispatch[]): Dispatch[][] {
-    const out: Dispatch[][] = [];
-    let cur: Dispatch[] = [];
-    let used = 0;
-    for (const dsp of dispatches) {
-      const snap = dsp.slot !== NO_SNAP;
-      if (cur.length === MAX_DISPATCHES_PER_ROUND || (snap && used === slots)) {
-        out.push(cur);
-        cur = [];
-        used = 0;
-      }
-      if (snap) dsp.slot = used++;
-      cur.push(dsp);
-    }
-    if (cur.length) out.push(cur);
-    return out;
-  }
-
-  function encodeParams(round: Dispatch[]): ArrayBuffer {
-    const data = new ArrayBuffer(paramStride * round.length);
-    round.forEach((dsp, i) => {
-      const u = new Uint32Array(data, i * paramStride, PARAMS_BYTES / 4);
-      const f = new Float32Array(data, i * paramStride, PARAMS_BYTES / 4);
+  /** Submits one round and reads back metrics, status and state with one mapAsync. */
+  function runRound(round: Dispatch[]) {
+    const metricsBytes = 16 * R * snapshotsIn(round);
+    const params = encodeParams(round, paramStride, PARAMS_BYTES, (u, f, dsp) => {
       u[0] = dsp.start % 4294967296;
       u[1] = dsp.count;
       u[2] = dsp.seq;
@@ -352,98 +284,52 @@ export async function openShapeMattersGpu(
       u[7] = groupsX;
       u[8] = 2; // canary trip count
     });
-    return data;
-  }
-
-  /** Submits one round and reads back metrics, status and state with one mapAsync. */
-  async function runRound(round: Dispatch[]) {
-    const used = round.filter((dsp) => dsp.slot !== NO_SNAP).length;
-    const metricsBytes = 16 * R * used;
-    await checked(gpu, "shape-matters advance", () => {
-      device.queue.writeBuffer(paramsBuf, 0, encodeParams(round));
-      const encoder = device.createCommandEncoder();
-      const pass = encoder.beginComputePass();
-      pass.setPipeline(pipeline);
-      round.forEach((_, i) => {
-        pass.setBindGroup(0, bindGroup, [i * paramStride]);
-        pass.dispatchWorkgroups(groupsX, groupsY);
-      });
-      pass.end();
-      if (metricsBytes) encoder.copyBufferToBuffer(metricsBuf, 0, readBuf, 0, metricsBytes);
-      encoder.copyBufferToBuffer(statusBuf, 0, readBuf, readOff.status, sizes.status);
-      encoder.copyBufferToBuffer(stateBuf, 0, readBuf, readOff.state, sizes.state);
-      device.queue.submit([encoder.finish()]);
-    });
-    await unlessLost(gpu, readBuf.mapAsync(GPUMapMode.READ, 0, readBytes));
-    try {
-      const mapped = readBuf.getMappedRange(0, readBytes);
-      return {
+    return submitRound(
+      gpu,
+      "shape-matters advance",
+      { paramsBuf, readBuf },
+      params,
+      readBytes,
+      (encoder) => {
+        const pass = encoder.beginComputePass();
+        dispatchEach(pass, pipeline, bindGroup, round.length, paramStride, groupsX, groupsY);
+        pass.end();
+        if (metricsBytes) encoder.copyBufferToBuffer(metricsBuf, 0, readBuf, 0, metricsBytes);
+        encoder.copyBufferToBuffer(statusBuf, 0, readBuf, readOff.status, sizes.status);
+        encoder.copyBufferToBuffer(stateBuf, 0, readBuf, readOff.state, sizes.state);
+      },
+      (mapped) => ({
         metrics: new Float32Array(mapped.slice(0, metricsBytes)),
         status: new Uint32Array(mapped.slice(readOff.status, readOff.status + sizes.status)),
         state: new Float32Array(mapped.slice(readOff.state, readOff.state + sizes.state)),
-      };
-    } finally {
-      readBuf.unmap();
-    }
-  }
-
-  /** Snapshots and divergence events of one round, from its readback. */
-  function collect(round: Dispatch[], data: Awaited<ReturnType<typeof runRound>>) {
-    const events: RunEvent[] = [];
-    const startOf = new Map(round.map((dsp) => [dsp.seq, dsp.start]));
-    for (let r = 0; r < R; r++) {
-      if (startOf.has(data.status[4 * r + 2])) {
-        throw new Error(
-          `${gpu.adapterName} cut a shape-matters dispatch short (replica ${r}): its loop ` +
-            `limit was hit, so the results would be wrong; open the session with a smaller ` +
-            `maxStepsPerDispatch`,
-        );
-      }
-      const at = startOf.get(data.status[4 * r]);
-      if (divergedAt[r] < 0 && at !== undefined) {
-        divergedAt[r] = at + data.status[4 * r + 1];
-        events.push({ type: "replica_diverged", step: divergedAt[r], replica: r });
-      }
-    }
-    const snapshots: Snapshot[] = [];
-    for (const dsp of round) {
-      if (dsp.slot === NO_SNAP) continue;
-      const at = dsp.start + dsp.count;
-      const metrics: Record<string, Float32Array> = {};
-      METRIC_NAMES.forEach((name, m) => {
-        const values = new Float32Array(R);
-        for (let r = 0; r < R; r++) {
-          const dead = divergedAt[r] >= 0 && divergedAt[r] <= at;
-          values[r] = dead ? NaN : data.metrics[(dsp.slot * R + r) * 4 + m];
-        }
-        metrics[name] = values;
-      });
-      snapshots.push({ step: at, wallMs: 0, metrics });
-    }
-    return { events, snapshots };
+      }),
+    );
   }
 
   async function advanceTo(target: number): Promise<AdvanceResult> {
-    if (disposed) throw new Error("shape-matters WebGPU session used after dispose()");
     const t0 = performance.now() - startMs;
     const from = step;
     const result: AdvanceResult = { snapshots: [], events: [], frames: [] };
     const to = Number.isNaN(target)
       ? step
       : Math.max(step, Math.min(Math.floor(target), spec.steps));
-    for (const round of rounds(plan(step, to, !reportedInitial))) {
+    for (const round of splitRounds(plan(step, to, !reportedInitial), slots)) {
       const data = await runRound(round);
-      const { events, snapshots } = collect(round, data);
-      result.events.push(...events);
-      result.snapshots.push(...snapshots);
+      result.events.push(...roundDivergences(gpu, "shape-matters", round, data.status, divergedAt));
+      result.snapshots.push(
+        ...roundSnapshots(
+          round,
+          METRIC_NAMES,
+          divergedAt,
+          (slot, r, m) => data.metrics[(slot * R + r) * 4 + m],
+        ),
+      );
       lastState = data.state;
-      step = round[round.length - 1].start + round[round.length - 1].count;
+      step = roundEnd(round);
     }
     reportedInitial = true;
     step = to;
-    result.events.sort((a, b) =>
-      a.step - b.step || (a as { replica: number }).replica - (b as { replica: number }).replica
-    );
+    sortByStepAndReplica(result.events);
     const values = new Float32Array(R * d);
     for (let i = 0; i < values.length; i++) values[i] = lastState[i] * lastState[i];
     result.frames.push({ step, name: "v_sq", values, width: d });
@@ -451,23 +337,5 @@ export async function openShapeMattersGpu(
     return result;
   }
 
-  // Calls are serialised: a second advance() waits for the first instead of interleaving.
-  let queue: Promise<unknown> = Promise.resolve();
-  return {
-    backend: "webgpu",
-    adapter: gpu.adapterName,
-    get step() {
-      return step;
-    },
-    advance(target: number) {
-      const next = queue.then(() => advanceTo(target));
-      queue = next.catch(() => {});
-      return next;
-    },
-    dispose() {
-      if (disposed) return;
-      disposed = true;
-      for (const b of buffers) b.destroy();
-    },
-  };
+  return serialisedGpuSession(gpu, "shape-matters", () => step, advanceTo, buffers);
 }

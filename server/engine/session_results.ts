@@ -1,0 +1,83 @@
+/**
+ * Snapshots and divergence events as every kernel session reports them, whatever wrote the
+ * numbers (a wasm kernel's memory, a WebGPU readback): a diverged replica's metrics read NaN
+ * from its divergence step on, and each divergence is reported once, in step order.
+ */
+import type { AdvanceResult, RunEvent, Snapshot } from "../experiments/types.ts";
+
+/**
+ * The snapshot at step `at`: metric `k` of replica `r` is `value(r, k)`, NaN for replicas
+ * that diverged at or before `at` (divergedAt[r] ≥ 0 is the step of the divergence).
+ */
+export function maskDiverged(
+  at: number,
+  names: readonly string[],
+  divergedAt: ArrayLike<number>,
+  value: (r: number, k: number) => number,
+): Snapshot {
+  const R = divergedAt.length;
+  const metrics: Record<string, Float32Array> = {};
+  names.forEach((name, k) => {
+    const values = new Float32Array(R);
+    for (let r = 0; r < R; r++) {
+      const dead = divergedAt[r] >= 0 && divergedAt[r] <= at;
+      values[r] = dead ? NaN : value(r, k);
+    }
+    metrics[name] = values;
+  });
+  return { step: at, wallMs: 0, metrics };
+}
+
+/** Orders replica_diverged events by step, then replica. */
+export function sortByStepAndReplica(events: RunEvent[]): RunEvent[] {
+  return events.sort((a, b) =>
+    a.step - b.step || (a as { replica: number }).replica - (b as { replica: number }).replica
+  );
+}
+
+/**
+ * The snapshot at step `at` from a kernel's metric buffer laid out [snapshot][metric][replica]
+ * in float32 at byte offset `ptr` of `memory`; `index` is the snapshot's place in the buffer.
+ */
+export function metricBufferSnapshot(
+  memory: ArrayBuffer,
+  ptr: number,
+  index: number,
+  names: readonly string[],
+  R: number,
+  at: number,
+): Snapshot {
+  const M = names.length;
+  const metrics: Record<string, Float32Array> = {};
+  names.forEach((name, q) => {
+    metrics[name] = new Float32Array(memory, ptr + (index * M + q) * R * 4, R).slice();
+  });
+  return { step: at, wallMs: 0, metrics };
+}
+
+/**
+ * replica_diverged for the replicas a kernel froze (diverged[r] ≥ 0, its divergence step)
+ * that were not reported yet, in step order; marks them in `reported`.
+ */
+export function newDivergences(diverged: Float64Array, reported: Uint8Array): RunEvent[] {
+  const events: RunEvent[] = [];
+  diverged.forEach((at, replica) => {
+    if (at >= 0 && !reported[replica]) {
+      reported[replica] = 1;
+      events.push({ type: "replica_diverged", step: at, replica });
+    }
+  });
+  return events.sort((a, b) => a.step - b.step);
+}
+
+/** The adapter name of the wasm sessions. */
+export const WASM_ADAPTER = `wasm-simd128 (V8 ${Deno.version.v8})`;
+
+/** A synchronous advance() as a promise: an error (a kernel trap) rejects it instead of throwing. */
+export function settled(advanceNow: () => AdvanceResult): Promise<AdvanceResult> {
+  try {
+    return Promise.resolve(advanceNow());
+  } catch (e) {
+    return Promise.reject(e);
+  }
+}

@@ -1,0 +1,225 @@
+/**
+ * One round of a WebGPU session: per-dispatch params in 256-byte slots of one uniform
+ * buffer (dynamic offsets), one submission, one readback; then the round's divergence
+ * events and snapshots from the status words and metrics the kernel wrote. Also the
+ * buffer, layout and session plumbing the sessions share.
+ *
+ * Status words, as every kernel writes them, four per replica: the seq of the dispatch in
+ * which the replica diverged and the update within it, and the seq of a dispatch that was
+ * cut short (its canary loop did not finish).
+ */
+import type { AdvanceResult, KernelSession, RunEvent, Snapshot } from "../../experiments/types.ts";
+import { maskDiverged } from "../session_results.ts";
+import { checked, type Gpu, unlessLost } from "./device.ts";
+import { NO_SNAP, type PlannedDispatch } from "./dispatch_plan.ts";
+
+/** Bytes between two dispatches' params: 256 or the device's uniform offset alignment. */
+export function paramStride(device: GPUDevice): number {
+  return Math.max(256, device.limits.minUniformBufferOffsetAlignment);
+}
+
+/** Writes each dispatch's params into its slot, through u32 and f32 views of it. */
+export function encodeParams<T>(
+  round: T[],
+  stride: number,
+  paramsBytes: number,
+  write: (u: Uint32Array, f: Float32Array, dsp: T) => void,
+): ArrayBuffer {
+  const data = new ArrayBuffer(stride * round.length);
+  round.forEach((dsp, i) => {
+    write(
+      new Uint32Array(data, i * stride, paramsBytes / 4),
+      new Float32Array(data, i * stride, paramsBytes / 4),
+      dsp,
+    );
+  });
+  return data;
+}
+
+/** One dispatch of `pipeline` per planned dispatch, each with its own params slot. */
+export function dispatchEach(
+  pass: GPUComputePassEncoder,
+  pipeline: GPUComputePipeline,
+  bindGroup: GPUBindGroup,
+  count: number,
+  stride: number,
+  groupsX: number,
+  groupsY: number,
+): void {
+  pass.setPipeline(pipeline);
+  for (let i = 0; i < count; i++) {
+    pass.setBindGroup(0, bindGroup, [i * stride]);
+    pass.dispatchWorkgroups(groupsX, groupsY);
+  }
+}
+
+export interface RoundIo {
+  paramsBuf: GPUBuffer;
+  readBuf: GPUBuffer;
+}
+
+/**
+ * Writes the round's params, records its commands with `encode` (dispatches and the copies
+ * into the readback buffer), submits, and reads the first `readBytes` of the readback
+ * buffer with one mapAsync: `read` gets the mapped range and must copy what it keeps.
+ */
+export async function submitRound<T>(
+  gpu: Gpu,
+  what: string,
+  io: RoundIo,
+  params: ArrayBuffer,
+  readBytes: number,
+  encode: (encoder: GPUCommandEncoder) => void,
+  read: (mapped: ArrayBuffer) => T,
+): Promise<T> {
+  const { device } = gpu;
+  await checked(gpu, what, () => {
+    device.queue.writeBuffer(io.paramsBuf, 0, params);
+    const encoder = device.createCommandEncoder();
+    encode(encoder);
+    device.queue.submit([encoder.finish()]);
+  });
+  await unlessLost(gpu, io.readBuf.mapAsync(GPUMapMode.READ, 0, readBytes));
+  try {
+    return read(io.readBuf.getMappedRange(0, readBytes));
+  } finally {
+    io.readBuf.unmap();
+  }
+}
+
+/**
+ * replica_diverged events of one round from the status words (recording each replica's
+ * divergence step in `divergedAt`); throws if a dispatch of the round was cut short.
+ */
+export function roundDivergences(
+  gpu: Gpu,
+  experiment: string,
+  round: PlannedDispatch[],
+  status: Uint32Array,
+  divergedAt: Float64Array,
+): RunEvent[] {
+  const events: RunEvent[] = [];
+  const startOf = new Map(round.map((dsp) => [dsp.seq, dsp.start]));
+  for (let r = 0; r < divergedAt.length; r++) {
+    if (startOf.has(status[4 * r + 2])) {
+      throw new Error(
+        `${gpu.adapterName} cut a ${experiment} dispatch short (replica ${r}): its loop ` +
+          `limit was hit, so the results would be wrong; open the session with a smaller ` +
+          `maxStepsPerDispatch`,
+      );
+    }
+    const at = startOf.get(status[4 * r]);
+    if (divergedAt[r] < 0 && at !== undefined) {
+      divergedAt[r] = at + status[4 * r + 1];
+      events.push({ type: "replica_diverged", step: divergedAt[r], replica: r });
+    }
+  }
+  return events;
+}
+
+/**
+ * Snapshots of one round: metric `k` of replica `r` in `slot` is `value(slot, r, k)`, NaN for
+ * replicas that diverged at or before the snapshot step.
+ */
+export function roundSnapshots(
+  round: PlannedDispatch[],
+  names: readonly string[],
+  divergedAt: Float64Array,
+  value: (slot: number, r: number, k: number) => number,
+): Snapshot[] {
+  const snapshots: Snapshot[] = [];
+  for (const dsp of round) {
+    if (dsp.slot === NO_SNAP) continue;
+    const at = dsp.start + dsp.count;
+    snapshots.push(maskDiverged(at, names, divergedAt, (r, k) => value(dsp.slot, r, k)));
+  }
+  return snapshots;
+}
+
+/** Creates buffers (at least 16 bytes, with initial data if given), recording them in `buffers`. */
+export function bufferMaker(device: GPUDevice, buffers: GPUBuffer[]) {
+  return (label: string, size: number, usage: number, data?: ArrayBufferView): GPUBuffer => {
+    const buffer = device.createBuffer({ label, size: Math.max(16, size), usage });
+    buffers.push(buffer);
+    if (data) {
+      device.queue.writeBuffer(buffer, 0, data.buffer, data.byteOffset, data.byteLength);
+    }
+    return buffer;
+  };
+}
+
+interface Layout {
+  group: GPUBindGroupLayout;
+  pipe: GPUPipelineLayout;
+}
+const layouts = new WeakMap<GPUDevice, Map<string, Layout>>();
+
+/**
+ * The bind group layout (cached per device and label) of the sessions' kernels: binding 0 the
+ * params slot (a uniform with a dynamic offset), bindings 1, 2, … storage buffers.
+ */
+export function paramsAndStorageLayout(
+  device: GPUDevice,
+  label: string,
+  paramsBytes: number,
+  storage: GPUBufferBindingType[],
+): Layout {
+  let byLabel = layouts.get(device);
+  if (!byLabel) layouts.set(device, byLabel = new Map());
+  let l = byLabel.get(label);
+  if (!l) {
+    const group = device.createBindGroupLayout({
+      label,
+      entries: [
+        {
+          binding: 0,
+          visibility: GPUShaderStage.COMPUTE,
+          buffer: { type: "uniform", hasDynamicOffset: true, minBindingSize: paramsBytes },
+        },
+        ...storage.map((type, i) => ({
+          binding: i + 1,
+          visibility: GPUShaderStage.COMPUTE,
+          buffer: { type },
+        })),
+      ],
+    });
+    l = { group, pipe: device.createPipelineLayout({ bindGroupLayouts: [group] }) };
+    byLabel.set(label, l);
+  }
+  return l;
+}
+
+/**
+ * The KernelSession of a WebGPU run: advance() calls are serialised (a second one waits for
+ * the first instead of interleaving) and refused after dispose(), which destroys the buffers.
+ */
+export function serialisedGpuSession(
+  gpu: Gpu,
+  experiment: string,
+  stepOf: () => number,
+  advanceTo: (target: number) => Promise<AdvanceResult>,
+  buffers: GPUBuffer[],
+): KernelSession {
+  let disposed = false;
+  let queue: Promise<unknown> = Promise.resolve();
+  return {
+    backend: "webgpu",
+    adapter: gpu.adapterName,
+    get step() {
+      return stepOf();
+    },
+    advance(target: number) {
+      const next = queue.then(() => {
+        if (disposed) throw new Error(`${experiment} WebGPU session used after dispose()`);
+        return advanceTo(target);
+      });
+      queue = next.catch(() => {});
+      return next;
+    },
+    dispose() {
+      if (disposed) return;
+      disposed = true;
+      for (const b of buffers) b.destroy();
+    },
+  };
+}
