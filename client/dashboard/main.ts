@@ -19,6 +19,7 @@ import { presetsView } from "./presets_view.ts";
 import { renderToolbar } from "./toolbar.ts";
 import "./presets_pegr.ts";
 import "./presets_linear_label_noise.ts";
+import "./presets_pq.ts";
 import { RunsList } from "./runs_list.ts";
 import { RunSeries } from "./series.ts";
 import { defaultState, stateFromQuery, stateToQuery, type ViewState } from "./state.ts";

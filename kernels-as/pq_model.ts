@@ -1,0 +1,522 @@
+// @ts-nocheck: AssemblyScript source (i32, f32, v128, f32x4, load<T>): asc type-checks it.
+/**
+ * The P/Q kernels of `large-lr` and `label-noise-anneal` (server/experiments/pq_model.ts,
+ * large_lr.ts, label_noise_anneal.ts): R replicas of the block-diagonal two-ReLU network
+ * f(x) = Σ a_j ReLU(W_j·x1) + Σ b_j ReLU(V_j·x2), float32 state, f32x4 SIMD over the d
+ * coordinates of the P block. The kernel only trains; the host reads the float32 weights
+ * straight from this memory and evaluates the metrics with the float64 reference code, so
+ * metric formulas exist once.
+ *
+ * Algorithms (codes): 0 large-then-small, 1 small, 2 small-preact-noise (full-batch GD with
+ * Gaussian gradient noise ξ ~ N(0, τ_ξ²) and weight decay: U ← (1 − γλ)U − γ(∇L̂ + ξ));
+ * 3 lnsgd-ls, 4 lnsgd-s (batch-1 SGD on one example whose label is flipped with
+ * probability δ); 5 fbgd-ls (full-batch GD, clean labels). The anneal and the stored
+ * activation pattern follow pq_anneal.ts: decided at the start of update t from U_t.
+ * Random draws follow the experiments' headers exactly (Philox, key (seed, replica), counter
+ * step t; normals filled row-major over the d real columns).
+ *
+ * Layout: x1 rows and W, V rows are padded to dp = 4⌈d/4⌉ with zero columns (the padding
+ * of W and V stays 0: its data, gradient and noise are 0). x2 is two floats per example (its
+ * coordinates along z and ζ/r); V's columns 0 and 1 meet the data, all d feel decay and noise.
+ * Replicas run one after another for a whole call (their weights stay in cache).
+ */
+import { fillNormals, philoxBlock, uniform24, uniformIndex, w0, w1 } from "./philox.ts";
+
+const ALGO_LARGE_THEN_SMALL = 0;
+// 1 = small needs no branch of its own (η2 throughout, like the default path).
+const ALGO_SMALL_PREACT = 2;
+const ALGO_LNSGD_LS = 3;
+const ALGO_LNSGD_S = 4;
+const ALGO_FBGD_LS = 5;
+const STREAM_XI_W: u32 = 0;
+const STREAM_XI_V: u32 = 1;
+const STREAM_PREACT: u32 = 2;
+const STREAM_SGD: u32 = 3;
+const SUBSET_P_ONLY = 0;
+const SUBSET_Q_ONLY = 1;
+
+/** Per-replica hyper-parameters (f64, host-written): offsets in HYPER rows of 8. */
+const H_ETA1 = 0;
+const H_ETA2 = 8;
+const H_LAMBDA = 16;
+const H_TAU_XI = 24;
+const H_TAU_PRE = 32;
+const H_DELTA = 40;
+const H_THRESHOLD = 48;
+/** Per-replica state (f64): offsets in STATE rows of 4. */
+const S_ANNEALED_AT = 0;
+const S_LR = 8;
+const S_DIVERGED = 16;
+const S_ANNEAL_LOSS = 24;
+
+let d = 0;
+let dp = 0;
+let half = 0;
+let n = 0;
+let replicas = 0;
+let sets = 1;
+let algo = 0;
+let seed: u32 = 0;
+let annealByLoss = true;
+let annealStep: i64 = 0;
+let checkEvery: i64 = 1;
+let noiseOffStep: i64 = 0;
+
+let X1: usize = 0; // [sets][n][dp] f32
+let X2: usize = 0; // [sets][n][2] f32
+let Y: usize = 0; // [sets][n] f32
+let SUB: usize = 0; // [sets][n] i32
+let A: usize = 0; // [R][half] f32: second layer of W
+let B: usize = 0; // [R][half] f32: second layer of V
+let W: usize = 0; // [R][half][dp] f32
+let V: usize = 0; // [R][half][dp] f32
+let HYPER: usize = 0; // [R][8] f64
+let STATE: usize = 0; // [R][4] f64
+let PATTERN: usize = 0; // [R][n][2·half] u8
+let GW: usize = 0; // [half][dp] f32 scratch: gradient of the W block
+let GV: usize = 0; // [half][2] f32 scratch: gradient of V's columns 0, 1
+let HW: usize = 0; // [half] f32 scratch: pre-activations of one example
+let HV: usize = 0; // [half] f32
+let PRE: usize = 0; // [2·half] f32: pre-activation noise of the step
+let NOISE: usize = 0; // [half·d] f32: gradient noise of the step (unpadded, as drawn)
+
+function allocZeroed(bytes: i32): usize {
+  const p = heap.alloc(<usize> bytes);
+  memory.fill(p, 0, <usize> bytes);
+  return p;
+}
+
+/** Allocates every buffer; call once per instance, then fill data, weights and HYPER. */
+export function setup(
+  dIn: i32,
+  nIn: i32,
+  halfIn: i32,
+  replicasIn: i32,
+  setsIn: i32,
+  algoIn: i32,
+  seedIn: u32,
+): void {
+  d = dIn;
+  dp = (dIn + 3) & ~3;
+  n = nIn;
+  half = halfIn;
+  replicas = replicasIn;
+  sets = setsIn;
+  algo = algoIn;
+  seed = seedIn;
+  X1 = allocZeroed(sets * n * dp * 4);
+  X2 = allocZeroed(sets * n * 8);
+  Y = allocZeroed(sets * n * 4);
+  SUB = allocZeroed(sets * n * 4);
+  A = allocZeroed(replicas * half * 4);
+  B = allocZeroed(replicas * half * 4);
+  W = allocZeroed(replicas * half * dp * 4);
+  V = allocZeroed(replicas * half * dp * 4);
+  HYPER = allocZeroed(replicas * 64);
+  STATE = allocZeroed(replicas * 32);
+  PATTERN = allocZeroed(replicas * n * 2 * half);
+  GW = allocZeroed(half * dp * 4);
+  GV = allocZeroed(half * 8);
+  HW = allocZeroed(((half + 3) & ~3) * 4);
+  HV = allocZeroed(((half + 3) & ~3) * 4);
+  PRE = allocZeroed(2 * half * 4 + 16);
+  NOISE = allocZeroed(half * d * 4 + 16);
+  for (let r = 0; r < replicas; r++) {
+    const s = STATE + (<usize> r << 5);
+    store<f64>(s, -1, S_ANNEALED_AT);
+    store<f64>(s, -1, S_DIVERGED);
+  }
+}
+
+/** The anneal rule and the steps of the schedule (f64: exact integers). */
+export function setSchedule(byLoss: i32, annealAt: f64, every: f64, noiseOff: f64): void {
+  annealByLoss = byLoss != 0;
+  annealStep = <i64> annealAt;
+  checkEvery = <i64> every;
+  noiseOffStep = <i64> noiseOff;
+}
+
+export function paddedDim(): i32 {
+  return dp;
+}
+export function x1Ptr(): usize {
+  return X1;
+}
+export function x2Ptr(): usize {
+  return X2;
+}
+export function yPtr(): usize {
+  return Y;
+}
+export function subsetPtr(): usize {
+  return SUB;
+}
+export function aPtr(): usize {
+  return A;
+}
+export function bPtr(): usize {
+  return B;
+}
+export function wPtr(): usize {
+  return W;
+}
+export function vPtr(): usize {
+  return V;
+}
+export function hyperPtr(): usize {
+  return HYPER;
+}
+export function statePtr(): usize {
+  return STATE;
+}
+export function patternPtr(): usize {
+  return PATTERN;
+}
+
+function hsum(a: v128): f32 {
+  return (f32x4.extract_lane(a, 0) + f32x4.extract_lane(a, 1)) +
+    (f32x4.extract_lane(a, 2) + f32x4.extract_lane(a, 3));
+}
+
+/** ℓ(z) = log(1 + e^(−z)) in float64. */
+function logistic(z: f64): f64 {
+  return z > 0 ? Math.log1p(Math.exp(-z)) : -z + Math.log1p(Math.exp(z));
+}
+
+/** ℓ'(z) = −1/(1 + e^z) in float64. */
+function logisticDeriv(z: f64): f64 {
+  if (z > 0) {
+    const e = Math.exp(-z);
+    return -e / (1 + e);
+  }
+  return -1 / (1 + Math.exp(z));
+}
+
+/**
+ * Pre-activations of example i of the replica's data set into HW, HV (plus the step's
+ * pre-activation noise when `pre`); returns f(x). Four W rows per pass share the x loads.
+ */
+function forward(r: i32, set: i32, i: i32, pre: bool): f32 {
+  const sub = load<i32>(SUB + (<usize> (set * n + i) << 2));
+  const hasP = sub != SUBSET_Q_ONLY;
+  const hasQ = sub != SUBSET_P_ONLY;
+  const rowBytes = <usize> dp << 2;
+  const x = X1 + <usize> (set * n + i) * rowBytes;
+  const w = W + <usize> (r * half) * rowBytes;
+  const a = A + (<usize> (r * half) << 2);
+  const b = B + (<usize> (r * half) << 2);
+  let f: f32 = 0;
+  let j = 0;
+  if (hasP) {
+    for (; j + 4 <= half; j += 4) {
+      const r0 = w + <usize> j * rowBytes;
+      const r1 = r0 + rowBytes;
+      const r2 = r1 + rowBytes;
+      const r3 = r2 + rowBytes;
+      let a0 = f32x4.splat(0);
+      let a1 = f32x4.splat(0);
+      let a2 = f32x4.splat(0);
+      let a3 = f32x4.splat(0);
+      for (let k: usize = 0; k < rowBytes; k += 16) {
+        const xk = v128.load(x + k);
+        a0 = f32x4.add(a0, f32x4.mul(v128.load(r0 + k), xk));
+        a1 = f32x4.add(a1, f32x4.mul(v128.load(r1 + k), xk));
+        a2 = f32x4.add(a2, f32x4.mul(v128.load(r2 + k), xk));
+        a3 = f32x4.add(a3, f32x4.mul(v128.load(r3 + k), xk));
+      }
+      const h = HW + (<usize> j << 2);
+      store<f32>(h, hsum(a0));
+      store<f32>(h, hsum(a1), 4);
+      store<f32>(h, hsum(a2), 8);
+      store<f32>(h, hsum(a3), 12);
+    }
+    for (; j < half; j++) {
+      const row = w + <usize> j * rowBytes;
+      let acc = f32x4.splat(0);
+      for (let k: usize = 0; k < rowBytes; k += 16) {
+        acc = f32x4.add(acc, f32x4.mul(v128.load(row + k), v128.load(x + k)));
+      }
+      store<f32>(HW + (<usize> j << 2), hsum(acc));
+    }
+  } else {
+    memory.fill(HW, 0, <usize> half << 2);
+  }
+  const x2 = X2 + (<usize> (set * n + i) << 3);
+  const c0 = load<f32>(x2), c1 = load<f32>(x2, 4);
+  const v = V + <usize> (r * half) * rowBytes;
+  for (let q = 0; q < half; q++) {
+    let h = load<f32>(HW + (<usize> q << 2));
+    let hv: f32 = 0;
+    if (hasQ) {
+      const row = v + <usize> q * rowBytes;
+      hv = load<f32>(row) * c0 + load<f32>(row, 4) * c1;
+    }
+    if (pre) {
+      h += load<f32>(PRE + (<usize> q << 2));
+      hv += load<f32>(PRE + (<usize> (half + q) << 2));
+      store<f32>(HW + (<usize> q << 2), h);
+    }
+    store<f32>(HV + (<usize> q << 2), hv);
+    if (h > 0) f += load<f32>(a + (<usize> q << 2)) * h;
+    if (hv > 0) f += load<f32>(b + (<usize> q << 2)) * hv;
+  }
+  return f;
+}
+
+/**
+ * Adds c·∇f(x_i) (from HW, HV of the last forward) to the W block at `gw` and to V's
+ * columns 0, 1 at `gv` with row strides `gvStride` bytes: the gradient scratch (GW, GV) for
+ * full-batch GD, or the weights themselves for an SGD step.
+ */
+function addGradient(
+  r: i32,
+  set: i32,
+  i: i32,
+  c: f32,
+  gw: usize,
+  gv: usize,
+  gvStride: usize,
+): void {
+  const sub = load<i32>(SUB + (<usize> (set * n + i) << 2));
+  const rowBytes = <usize> dp << 2;
+  const a = A + (<usize> (r * half) << 2);
+  const b = B + (<usize> (r * half) << 2);
+  if (sub != SUBSET_Q_ONLY) {
+    const x = X1 + <usize> (set * n + i) * rowBytes;
+    for (let j = 0; j < half; j++) {
+      if (load<f32>(HW + (<usize> j << 2)) < 0) continue;
+      const s = f32x4.splat(c * load<f32>(a + (<usize> j << 2)));
+      const g = gw + <usize> j * rowBytes;
+      for (let k: usize = 0; k < rowBytes; k += 16) {
+        v128.store(g + k, f32x4.add(v128.load(g + k), f32x4.mul(s, v128.load(x + k))));
+      }
+    }
+  }
+  if (sub != SUBSET_P_ONLY) {
+    const x2 = X2 + (<usize> (set * n + i) << 3);
+    const c0 = load<f32>(x2), c1 = load<f32>(x2, 4);
+    for (let j = 0; j < half; j++) {
+      if (load<f32>(HV + (<usize> j << 2)) < 0) continue;
+      const s = c * load<f32>(b + (<usize> j << 2));
+      const g = gv + <usize> j * gvStride;
+      store<f32>(g, load<f32>(g) + s * c0);
+      store<f32>(g, load<f32>(g, 4) + s * c1, 4);
+    }
+  }
+}
+
+/** Full-batch gradient of L̂ into GW, GV; returns L̂ (float64 sum of float32 outputs). */
+function fullBatchGradient(r: i32, set: i32, pre: bool): f64 {
+  memory.fill(GW, 0, <usize> (half * dp) << 2);
+  memory.fill(GV, 0, <usize> half << 3);
+  let loss: f64 = 0;
+  const inv: f64 = 1.0 / <f64> n;
+  for (let i = 0; i < n; i++) {
+    const y = <f64> load<f32>(Y + (<usize> (set * n + i) << 2));
+    const z = y * <f64> forward(r, set, i, pre);
+    loss += logistic(z);
+    addGradient(r, set, i, <f32> (logisticDeriv(z) * y * inv), GW, GV, 8);
+  }
+  return loss * inv;
+}
+
+/** Clean training loss (no pre-activation noise), for the loss-threshold anneal of SGD. */
+function cleanLoss(r: i32, set: i32): f64 {
+  let loss: f64 = 0;
+  for (let i = 0; i < n; i++) {
+    const y = <f64> load<f32>(Y + (<usize> (set * n + i) << 2));
+    loss += logistic(y * <f64> forward(r, set, i, false));
+  }
+  return loss / <f64> n;
+}
+
+/** Stores the clean activation pattern of replica r on its training set (pq_model.ts layout). */
+function storePattern(r: i32, set: i32): void {
+  const stride = <usize> (2 * half);
+  const base = PATTERN + <usize> r * <usize> n * stride;
+  for (let i = 0; i < n; i++) {
+    const sub = load<i32>(SUB + (<usize> (set * n + i) << 2));
+    forward(r, set, i, false);
+    const p = base + <usize> i * stride;
+    for (let j = 0; j < half; j++) {
+      const hw = sub != SUBSET_Q_ONLY && load<f32>(HW + (<usize> j << 2)) >= 0;
+      const hv = sub != SUBSET_P_ONLY && load<f32>(HV + (<usize> j << 2)) >= 0;
+      store<u8>(p + <usize> j, hw ? 1 : 0);
+      store<u8>(p + <usize> (half + j), hv ? 1 : 0);
+    }
+  }
+}
+
+function hyper(r: i32, offset: usize): f64 {
+  return load<f64>(HYPER + (<usize> r << 6) + offset);
+}
+
+function annealedAt(r: i32): f64 {
+  return load<f64>(STATE + (<usize> r << 5), S_ANNEALED_AT);
+}
+
+/** Marks replica r annealed at step t (loss = the checked loss) and stores its pattern. */
+function anneal(r: i32, set: i32, t: i64, loss: f64): void {
+  const s = STATE + (<usize> r << 5);
+  store<f64>(s, <f64> t, S_ANNEALED_AT);
+  store<f64>(s, loss, S_ANNEAL_LOSS);
+  storePattern(r, set);
+}
+
+/**
+ * U ← (1 − γλ)U − γ(G + τ_ξ ξ) on both blocks (G of V only in columns 0, 1); returns false
+ * if a new weight is not finite.
+ */
+function noisyDecayUpdate(r: i32, t: u32, gamma: f32): bool {
+  const decay = <f32> (1 - <f64> gamma * hyper(r, H_LAMBDA));
+  const tauXi = <f32> hyper(r, H_TAU_XI);
+  const rowBytes = <usize> dp << 2;
+  let probe = f32x4.splat(0);
+  for (let block = 0; block < 2; block++) {
+    const M = (block == 0 ? W : V) + <usize> (r * half) * rowBytes;
+    fillNormals(seed, <u32> r, t, block == 0 ? STREAM_XI_W : STREAM_XI_V, half * d, NOISE);
+    for (let j = 0; j < half; j++) {
+      const row = M + <usize> j * rowBytes;
+      const noise = NOISE + <usize> (j * d) * 4;
+      if (block == 0) {
+        const g = GW + <usize> j * rowBytes;
+        const dv = f32x4.splat(decay), gv = f32x4.splat(gamma), tv = f32x4.splat(tauXi);
+        let k: usize = 0;
+        // Whole vectors of real columns; the noise rows are unpadded, so read them unaligned.
+        for (; k + 16 <= (<usize> d << 2); k += 16) {
+          const upd = f32x4.add(v128.load(g + k), f32x4.mul(tv, v128.load(noise + k)));
+          const wn = f32x4.sub(f32x4.mul(dv, v128.load(row + k)), f32x4.mul(gv, upd));
+          v128.store(row + k, wn);
+          probe = f32x4.add(probe, f32x4.sub(wn, wn));
+        }
+        for (; k < (<usize> d << 2); k += 4) {
+          const wn = decay * load<f32>(row + k) -
+            gamma * (load<f32>(g + k) + tauXi * load<f32>(noise + k));
+          store<f32>(row + k, wn);
+          probe = f32x4.add(probe, f32x4.splat(wn - wn));
+        }
+      } else {
+        const g = GV + (<usize> j << 3);
+        for (let k = 0; k < d; k++) {
+          const gk: f32 = k < 2 ? load<f32>(g + (<usize> k << 2)) : 0;
+          const p = row + (<usize> k << 2);
+          const vn = decay * load<f32>(p) -
+            gamma * (gk + tauXi * load<f32>(noise + (<usize> k << 2)));
+          store<f32>(p, vn);
+          probe = f32x4.add(probe, f32x4.splat(vn - vn));
+        }
+      }
+    }
+  }
+  return !v128.any_true(f32x4.ne(probe, probe));
+}
+
+/** U ← U − γG (full-batch GD without noise or decay); false if a new weight is not finite. */
+function plainUpdate(r: i32, gamma: f32): bool {
+  const rowBytes = <usize> dp << 2;
+  const w = W + <usize> (r * half) * rowBytes;
+  const v = V + <usize> (r * half) * rowBytes;
+  const gv = f32x4.splat(gamma);
+  let probe = f32x4.splat(0);
+  for (let j = 0; j < half; j++) {
+    const row = w + <usize> j * rowBytes, g = GW + <usize> j * rowBytes;
+    for (let k: usize = 0; k < rowBytes; k += 16) {
+      const wn = f32x4.sub(v128.load(row + k), f32x4.mul(gv, v128.load(g + k)));
+      v128.store(row + k, wn);
+      probe = f32x4.add(probe, f32x4.sub(wn, wn));
+    }
+    const vr = v + <usize> j * rowBytes, q = GV + (<usize> j << 3);
+    const v0 = load<f32>(vr) - gamma * load<f32>(q);
+    const v1 = load<f32>(vr, 4) - gamma * load<f32>(q, 4);
+    store<f32>(vr, v0);
+    store<f32>(vr, v1, 4);
+    probe = f32x4.add(probe, f32x4.splat(v0 - v0 + v1 - v1));
+  }
+  return !v128.any_true(f32x4.ne(probe, probe));
+}
+
+function isAnnealing(): bool {
+  return algo == ALGO_LARGE_THEN_SMALL || algo == ALGO_LNSGD_LS || algo == ALGO_FBGD_LS;
+}
+
+/** Step at which algorithms without an anneal store their reference pattern. */
+function patternStep(): i64 {
+  return algo == ALGO_SMALL_PREACT ? noiseOffStep : annealStep;
+}
+
+/** Update t of replica r; false if it produced a non-finite value. */
+function stepReplica(r: i32, t: i64): bool {
+  const set = sets == 1 ? 0 : r;
+  const tu = <u32> t;
+  const fullBatch = algo != ALGO_LNSGD_LS && algo != ALGO_LNSGD_S;
+  let batchLoss: f64 = 0;
+  if (fullBatch) {
+    const pre = algo == ALGO_SMALL_PREACT && t < noiseOffStep;
+    if (pre) {
+      fillNormals(seed, <u32> r, tu, STREAM_PREACT, 2 * half, PRE);
+      const tau = <f32> hyper(r, H_TAU_PRE);
+      for (let j = 0; j < 2 * half; j++) {
+        const p = PRE + (<usize> j << 2);
+        store<f32>(p, load<f32>(p) * tau);
+      }
+    }
+    batchLoss = fullBatchGradient(r, set, pre);
+    if (!isFinite(batchLoss)) return false;
+  }
+  if (isAnnealing()) {
+    if (annealedAt(r) < 0) {
+      if (!annealByLoss) {
+        if (t == annealStep) anneal(r, set, t, NaN);
+      } else if (t % (fullBatch ? 1 : checkEvery) == 0) {
+        const loss = fullBatch ? batchLoss : cleanLoss(r, set);
+        if (loss <= hyper(r, H_THRESHOLD)) anneal(r, set, t, loss);
+      }
+    }
+  } else if (t == patternStep()) {
+    storePattern(r, set);
+  }
+  const annealed = annealedAt(r) >= 0;
+  const lr64 = isAnnealing() && !annealed ? hyper(r, H_ETA1) : hyper(r, H_ETA2);
+  store<f64>(STATE + (<usize> r << 5), lr64, S_LR);
+  const lr = <f32> lr64;
+  if (algo <= ALGO_SMALL_PREACT) return noisyDecayUpdate(r, tu, lr);
+  if (algo == ALGO_FBGD_LS) return plainUpdate(r, lr);
+  // Label-noise SGD: one example, label times σ (−1 with probability δ).
+  philoxBlock(seed, <u32> r, tu, STREAM_SGD, 0);
+  const i = <i32> uniformIndex(w0, <u32> n);
+  const sigma: f64 = <f64> uniform24(w1) < hyper(r, H_DELTA) ? -1 : 1;
+  const y = sigma * <f64> load<f32>(Y + (<usize> (set * n + i) << 2));
+  const f = forward(r, set, i, false);
+  const c = -lr64 * logisticDeriv(y * <f64> f) * y;
+  if (!isFinite(c) || !isFinite(f)) return false;
+  const rowBytes = <usize> dp << 2;
+  addGradient(
+    r,
+    set,
+    i,
+    <f32> c,
+    W + <usize> (r * half) * rowBytes,
+    V + <usize> (r * half) * rowBytes,
+    rowBytes,
+  );
+  return true;
+}
+
+/**
+ * Advances every live replica from step `from` by `count` steps. A replica whose update t
+ * produces a non-finite value is frozen with diverged = t + 1.
+ */
+export function advance(fromF: f64, count: i32): void {
+  const from = <i64> fromF;
+  const end = from + <i64> count;
+  for (let r = 0; r < replicas; r++) {
+    const s = STATE + (<usize> r << 5);
+    if (load<f64>(s, S_DIVERGED) >= 0) continue;
+    for (let t = from; t < end; t++) {
+      if (!stepReplica(r, t)) {
+        store<f64>(s, <f64> (t + 1), S_DIVERGED);
+        break;
+      }
+    }
+  }
+}

@@ -1,0 +1,307 @@
+/**
+ * KernelSessions for `large-lr` and `label-noise-anneal` on the wasm kernel
+ * (kernels-as/pq_model.ts). The kernel trains; this side copies the prepared data and the
+ * float64 initialisation (rounded to float32) in once, runs the kernel up to each snapshot
+ * step, and evaluates the metrics in float64 from the float32 weights with the reference's
+ * own metric code (pqMetrics), so formulas exist once. Anneals the kernel decided become
+ * phase_change events; non-finite replicas become replica_diverged events, as in
+ * server/engine/reference.ts.
+ */
+import type {
+  AdvanceResult,
+  KernelSession,
+  RunEvent,
+  RunSpec,
+  Snapshot,
+} from "../../experiments/types.ts";
+import {
+  initPQNet,
+  type PQData,
+  pqMetrics,
+  type PQNet,
+  type PQShape,
+} from "../../experiments/pq_model.ts";
+import { annealEvent, type AnnealRule } from "../../experiments/pq_anneal.ts";
+import { LARGE_LR_METRICS, prepareLargeLr } from "../../experiments/large_lr.ts";
+import { LABEL_NOISE_METRICS, prepareLabelNoise } from "../../experiments/label_noise_anneal.ts";
+import { isSnapshotStep, nextSnapshotStep, stampWallTimes } from "../snapshots.ts";
+
+/** The exports of build/wasm/pq_model.wasm (pointers are byte offsets into memory). */
+interface PQExports {
+  memory: WebAssembly.Memory;
+  setup(
+    d: number,
+    n: number,
+    half: number,
+    replicas: number,
+    sets: number,
+    algo: number,
+    seed: number,
+  ): void;
+  setSchedule(byLoss: number, annealStep: number, checkEvery: number, noiseOff: number): void;
+  paddedDim(): number;
+  x1Ptr(): number;
+  x2Ptr(): number;
+  yPtr(): number;
+  subsetPtr(): number;
+  aPtr(): number;
+  bPtr(): number;
+  wPtr(): number;
+  vPtr(): number;
+  hyperPtr(): number;
+  statePtr(): number;
+  patternPtr(): number;
+  advance(from: number, count: number): void;
+}
+
+/** Kernel algorithm codes (kernels-as/pq_model.ts): large-lr 0..2, label-noise 3..5. */
+const LABEL_NOISE_CODE_OFFSET = 3;
+const MAX_TOTAL_BYTES = 3.5 * 2 ** 30;
+
+/** Everything the common session needs from either experiment's prepared run. */
+interface PQRun {
+  shape: PQShape;
+  data: PQData;
+  replicas: number;
+  seed: number;
+  kernelAlgo: number;
+  tau0: Float64Array;
+  /** Rows of 7 per replica: η1, η2, λ, τ_ξ, τ_pre, δ, threshold. */
+  hyper: Float64Array;
+  anneal: AnnealRule;
+  annealStep: number;
+  checkEvery: number;
+  noiseOffStep: number;
+  metricNames: string[];
+}
+
+function checkMemory(shape: PQShape, R: number, sets: number): void {
+  const dp = Math.ceil(shape.d / 4) * 4;
+  const bytes = sets * shape.n * (dp + 4) * 4 + 2 * R * shape.half * dp * 4 +
+    R * shape.n * shape.m + 2 * shape.half * dp * 4;
+  if (bytes > MAX_TOTAL_BYTES) {
+    throw new Error(
+      `this P/Q run needs ${(bytes / 2 ** 30).toFixed(1)} GiB of wasm memory (3.5 GiB at most): ` +
+        `use fewer replicas, data=shared, or a smaller d, m or κ²`,
+    );
+  }
+}
+
+function openPQSession(spec: RunSpec, instance: WebAssembly.Instance, run: PQRun): KernelSession {
+  const { shape, data, replicas: R } = run;
+  const { d, n, half } = shape;
+  checkMemory(shape, R, data.sets);
+  let exports: PQExports | null = instance.exports as unknown as PQExports;
+  const kernel = (): PQExports => {
+    if (!exports) throw new Error(`the wasm ${spec.experiment} session was disposed`);
+    return exports;
+  };
+  const k = kernel();
+  k.setup(d, n, half, R, data.sets, run.kernelAlgo, run.seed >>> 0);
+  k.setSchedule(run.anneal === "loss" ? 1 : 0, run.annealStep, run.checkEvery, run.noiseOffStep);
+  const dp = k.paddedDim();
+  // Views are made per use: they would detach if the memory grew after they were taken.
+  const f32 = (ptr: number, length: number) =>
+    new Float32Array(kernel().memory.buffer, ptr, length);
+  const X1 = f32(k.x1Ptr(), data.sets * n * dp);
+  for (let row = 0; row < data.sets * n; row++) {
+    X1.set(data.x1.subarray(row * d, row * d + d), row * dp);
+  }
+  f32(k.x2Ptr(), data.sets * n * 2).set(data.x2);
+  f32(k.yPtr(), data.sets * n).set(data.y);
+  new Int32Array(k.memory.buffer, k.subsetPtr(), data.sets * n).set(data.subset);
+  new Float64Array(k.memory.buffer, k.hyperPtr(), 8 * R).set(
+    Array.from({ length: R }, (_, r) => [...run.hyper.subarray(7 * r, 7 * r + 7), 0]).flat(),
+  );
+  // The reference's float64 initialisation, rounded once: both backends start identically.
+  const nets: PQNet[] = [];
+  for (let r = 0; r < R; r++) {
+    const net = initPQNet(shape, run.seed, r, run.tau0[r]);
+    nets.push(net);
+    f32(k.aPtr() + r * half * 4, half).set(net.a);
+    f32(k.bPtr() + r * half * 4, half).set(net.b);
+    const W = f32(k.wPtr() + r * half * dp * 4, half * dp);
+    const V = f32(k.vPtr() + r * half * dp * 4, half * dp);
+    for (let j = 0; j < half; j++) {
+      W.set(net.W.subarray(j * d, j * d + d), j * dp);
+      V.set(net.V.subarray(j * d, j * d + d), j * dp);
+    }
+    // The host's float64 copy mirrors the float32 second layer (±1/√m rounded).
+    net.a.set(f32(k.aPtr() + r * half * 4, half));
+    net.b.set(f32(k.bPtr() + r * half * 4, half));
+  }
+  const state = () => new Float64Array(kernel().memory.buffer, kernel().statePtr(), 4 * R);
+  const initialLr = (r: number) =>
+    run.kernelAlgo === 1 || run.kernelAlgo === 2 || run.kernelAlgo === 4
+      ? run.hyper[7 * r + 1]
+      : run.hyper[7 * r];
+  const reportedAnneal = new Uint8Array(R);
+  const reportedDiverged = new Uint8Array(R);
+  const patternBytes = n * 2 * half;
+
+  /** Copies replica r's float32 weights into its float64 network for the metric code. */
+  function syncNet(r: number): PQNet {
+    const net = nets[r];
+    const W = f32(kernel().wPtr() + r * half * dp * 4, half * dp);
+    const V = f32(kernel().vPtr() + r * half * dp * 4, half * dp);
+    for (let j = 0; j < half; j++) {
+      for (let c = 0; c < d; c++) {
+        net.W[j * d + c] = W[j * dp + c];
+        net.V[j * d + c] = V[j * dp + c];
+      }
+    }
+    return net;
+  }
+
+  /** Whether the kernel stored replica r's reference activation pattern yet. */
+  function patternOf(r: number, at: number): Uint8Array | null {
+    const annealedAt = state()[4 * r];
+    const algo = run.kernelAlgo;
+    const annealing = algo === 0 || algo === 3 || algo === 5;
+    const patternStep = algo === 2 ? run.noiseOffStep : run.annealStep;
+    const stored = annealing ? annealedAt >= 0 : at > patternStep;
+    if (!stored) return null;
+    return new Uint8Array(
+      kernel().memory.buffer,
+      kernel().patternPtr() + r * patternBytes,
+      patternBytes,
+    );
+  }
+
+  function snapshot(at: number): Snapshot {
+    const metrics: Record<string, Float32Array> = {};
+    for (const name of run.metricNames) metrics[name] = new Float32Array(R);
+    const st = state();
+    for (let r = 0; r < R; r++) {
+      const diverged = st[4 * r + 2] >= 0;
+      const set = data.perReplica ? r : 0;
+      const values = diverged ? null : pqMetrics(syncNet(r), data, shape, set, patternOf(r, at));
+      if (values) {
+        values.lr = at === 0 ? initialLr(r) : st[4 * r + 1];
+        values.anneal_step = st[4 * r];
+      }
+      for (const name of run.metricNames) metrics[name][r] = values ? values[name] : NaN;
+    }
+    return { step: at, wallMs: 0, metrics };
+  }
+
+  function newEvents(): RunEvent[] {
+    const events: RunEvent[] = [];
+    const st = state();
+    for (let r = 0; r < R; r++) {
+      if (!reportedAnneal[r] && st[4 * r] >= 0) {
+        reportedAnneal[r] = 1;
+        if (run.anneal === "loss") {
+          events.push(annealEvent(r, st[4 * r], st[4 * r + 3], run.hyper[7 * r + 6]));
+        }
+      }
+      if (!reportedDiverged[r] && st[4 * r + 2] >= 0) {
+        reportedDiverged[r] = 1;
+        events.push({ type: "replica_diverged", step: st[4 * r + 2], replica: r });
+      }
+    }
+    return events.sort((a, b) => a.step - b.step);
+  }
+
+  let step = 0;
+  let reportedInitial = false;
+  const startMs = performance.now();
+
+  function advanceNow(target: number): AdvanceResult {
+    const t0 = performance.now() - startMs;
+    const from = step;
+    const result: AdvanceResult = { snapshots: [], events: [], frames: [] };
+    target = Math.min(target, spec.steps);
+    if (!reportedInitial) {
+      result.snapshots.push(snapshot(0));
+      reportedInitial = true;
+    }
+    while (step < target) {
+      const end = Math.min(target, nextSnapshotStep(step, spec.every, spec.steps));
+      kernel().advance(step, end - step);
+      step = end;
+      result.events.push(...newEvents());
+      if (isSnapshotStep(step, spec.every, spec.steps)) result.snapshots.push(snapshot(step));
+    }
+    stampWallTimes(result.snapshots, from, step, t0, performance.now() - startMs);
+    return result;
+  }
+
+  return {
+    backend: "wasm",
+    adapter: `wasm-simd128 (V8 ${Deno.version.v8})`,
+    get step() {
+      return step;
+    },
+    advance(target: number): Promise<AdvanceResult> {
+      try {
+        return Promise.resolve(advanceNow(target));
+      } catch (e) {
+        return Promise.reject(e);
+      }
+    },
+    dispose() {
+      exports = null;
+    },
+  };
+}
+
+export function openLargeLrSession(spec: RunSpec, instance: WebAssembly.Instance): KernelSession {
+  const prep = prepareLargeLr(spec);
+  const R = prep.replicas;
+  const hyper = new Float64Array(7 * R);
+  for (let r = 0; r < R; r++) {
+    hyper.set(
+      [
+        prep.eta1[r],
+        prep.eta2[r],
+        prep.lambda[r],
+        prep.tauXi[r],
+        prep.tauPre[r],
+        0,
+        prep.threshold[r],
+      ],
+      7 * r,
+    );
+  }
+  return openPQSession(spec, instance, {
+    shape: prep.shape,
+    data: prep.data,
+    replicas: R,
+    seed: prep.seed,
+    kernelAlgo: prep.algoCode,
+    tau0: prep.tau0,
+    hyper,
+    anneal: prep.anneal,
+    annealStep: prep.annealStep,
+    checkEvery: 1,
+    noiseOffStep: prep.noiseOffStep,
+    metricNames: LARGE_LR_METRICS.map((m) => m.name),
+  });
+}
+
+export function openLabelNoiseSession(
+  spec: RunSpec,
+  instance: WebAssembly.Instance,
+): KernelSession {
+  const prep = prepareLabelNoise(spec);
+  const R = prep.replicas;
+  const hyper = new Float64Array(7 * R);
+  for (let r = 0; r < R; r++) {
+    hyper.set([prep.eta1[r], prep.eta2[r], 0, 0, 0, prep.delta[r], prep.threshold[r]], 7 * r);
+  }
+  return openPQSession(spec, instance, {
+    shape: prep.shape,
+    data: prep.data,
+    replicas: R,
+    seed: prep.seed,
+    kernelAlgo: LABEL_NOISE_CODE_OFFSET + prep.algoCode,
+    tau0: prep.tau0,
+    hyper,
+    anneal: prep.anneal,
+    annealStep: prep.annealStep,
+    checkEvery: prep.checkEvery,
+    noiseOffStep: Number.MAX_SAFE_INTEGER,
+    metricNames: LABEL_NOISE_METRICS.map((m) => m.name),
+  });
+}

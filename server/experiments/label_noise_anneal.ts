@@ -1,0 +1,317 @@
+/**
+ * On the Synergy Between Label Noise and Learning Rate Annealing in Neural Network Training
+ * (Wei, Ren, Du), Section 3.1: single-example SGD whose label is flipped with probability δ,
+ * fresh at every step, on the P/Q mixture of Li, Wei & Ma (server/experiments/pq_model.ts).
+ * With a large learning rate the accumulated label noise keeps the activation patterns on
+ * the Q rays random, so P is learned from every example that carries it before Q is
+ * memorised (LNSGD-LS); with the small rate only (LNSGD-S), or without label noise
+ * (FBGD-LS), Q is memorised first and P is learned from the P-only examples alone.
+ * Notes: ../shared/papers/seed-000-synergy-label-noise-annealing.md. No weight decay.
+ *
+ * Updates (α_t = η1 until the anneal, then η2; LNSGD-S uses η2 throughout):
+ *   lnsgd-ls, lnsgd-s: U_{t+1} = U_t − α_t ∇_U ℓ(σ_t y_i f(x_i)),  i ~ U[N], σ_t = −1 w.p. δ
+ *   fbgd-ls:           U_{t+1} = U_t − α_t ∇_U L̂(U_t)  (full batch, clean labels)
+ * The anneal (pq_anneal.ts) fires on the clean training loss q·log 2 + ε1, checked every
+ * anneal_check_every steps for SGD (a full pass over the data) and every step for GD.
+ *
+ * Random draws at update t of replica k (key (seed, k), counter step t):
+ *   philoxBlock(seed, k, t, STREAM_SGD, 0) = w0..w3: i = uniformIndex(w0, N);
+ *   the label is flipped iff uniform24(w1) < δ. FBGD-LS draws nothing.
+ */
+import { philoxBlock, uniform24, uniformIndex } from "../rng/philox.ts";
+import { steppedReferenceSession } from "../engine/reference.ts";
+import { type ParamSchema, perReplica } from "./schema.ts";
+import type { ExperimentDefinition, KernelSession, RunEvent, RunSpec } from "./types.ts";
+import {
+  accumulateGradient,
+  activationPattern,
+  annealThreshold,
+  forwardExample,
+  fullBatchGradient,
+  generateRunData,
+  initPQNet,
+  logistic,
+  logisticDeriv,
+  type PQData,
+  pqMetrics,
+  pqMetricSpecs,
+  pqModelParams,
+  type PQNet,
+  type PQShape,
+  pqShape,
+  STREAM_SGD,
+  trainExample,
+  trainLoss,
+} from "./pq_model.ts";
+import {
+  ANNEAL_METRICS,
+  annealEvent,
+  annealParams,
+  type AnnealRule,
+  plannedAnnealEvent,
+  shouldAnneal,
+} from "./pq_anneal.ts";
+
+export const LABEL_NOISE_ALGOS = ["lnsgd-ls", "lnsgd-s", "fbgd-ls"] as const;
+export type LabelNoiseAlgo = typeof LABEL_NOISE_ALGOS[number];
+export const LABEL_NOISE_ALGO_CODE: Record<LabelNoiseAlgo, number> = {
+  "lnsgd-ls": 0,
+  "lnsgd-s": 1,
+  "fbgd-ls": 2,
+};
+
+const SWEEP = "lab sweep, docs/experiments/label-noise-anneal.md";
+
+export const labelNoiseParams: ParamSchema = {
+  algo: {
+    kind: "enum",
+    values: [...LABEL_NOISE_ALGOS],
+    default: "lnsgd-ls",
+    doc: "training algorithm",
+    valueDocs: {
+      "lnsgd-ls": "batch-1 label-flip SGD, η1 then η2 at the anneal",
+      "lnsgd-s": "batch-1 label-flip SGD, η2 throughout",
+      "fbgd-ls": "full-batch GD on clean labels, η1 then η2 at the anneal",
+    },
+    source: "Section 3.1",
+  },
+  ...pqModelParams({
+    d: 64,
+    kappaSq: 0.2,
+    q0: 0.6,
+    rScale: 20,
+    m: 256,
+    tau0: 0.1,
+    nTest: 1000,
+    seed: 1,
+    sweepSource: SWEEP,
+  }),
+  ...annealParams({
+    eta1: 2,
+    eta2: 0.2,
+    epsilon1: 0.05,
+    annealStep: 10000,
+    annealRule: "step",
+    annealAlgos: ["lnsgd-ls", "fbgd-ls"],
+    source: SWEEP,
+  }),
+  delta: {
+    kind: "number",
+    default: 0.1,
+    min: 0,
+    max: 0.5,
+    perReplica: true,
+    doc: "label-flip probability δ (fresh at every step, also after the anneal)",
+    source: "App. B (flip probability 0.1 on CIFAR-100); theory: δ = 1/poly(d)",
+    appliesTo: ["lnsgd-ls", "lnsgd-s"],
+  },
+  anneal_check_every: {
+    kind: "int",
+    default: 100,
+    min: 1,
+    max: 1e9,
+    doc:
+      "SGD steps between checks of the loss-threshold anneal (each check is a pass over the data)",
+    source: "notes §7 (the full training loss every k steps)",
+    appliesTo: ["lnsgd-ls"],
+  },
+};
+
+export interface LabelNoisePrepared {
+  algo: LabelNoiseAlgo;
+  algoCode: number;
+  shape: PQShape;
+  replicas: number;
+  data: PQData;
+  seed: number;
+  tau0: Float64Array;
+  eta1: Float64Array;
+  eta2: Float64Array;
+  delta: Float64Array;
+  anneal: AnnealRule;
+  annealStep: number;
+  epsilon1: number;
+  checkEvery: number;
+  threshold: Float64Array;
+}
+
+export function prepareLabelNoise(spec: RunSpec): LabelNoisePrepared {
+  const p = spec.params;
+  const R = spec.replicas;
+  const shape = pqShape(p);
+  const perReplicaData = p.data === "per-replica";
+  const seed = p.seed as number;
+  const data = generateRunData(shape, seed, perReplicaData ? R : 1);
+  const threshold = new Float64Array(R);
+  for (let k = 0; k < R; k++) {
+    threshold[k] = annealThreshold(data, shape, perReplicaData ? k : 0, p.epsilon1 as number);
+  }
+  const algo = p.algo as LabelNoiseAlgo;
+  return {
+    algo,
+    algoCode: LABEL_NOISE_ALGO_CODE[algo],
+    shape,
+    replicas: R,
+    data,
+    seed,
+    tau0: perReplica(p.tau0, R),
+    eta1: perReplica(p.eta1, R),
+    eta2: perReplica(p.eta2, R),
+    delta: perReplica(p.delta, R),
+    anneal: p.anneal as AnnealRule,
+    annealStep: p.anneal_step as number,
+    epsilon1: p.epsilon1 as number,
+    // Full-batch GD has the loss of every step for free.
+    checkEvery: algo === "fbgd-ls" ? 1 : p.anneal_check_every as number,
+    threshold,
+  };
+}
+
+export interface LabelNoiseReplica {
+  net: PQNet;
+  gW: Float64Array;
+  gV: Float64Array;
+  hW: Float64Array;
+  hV: Float64Array;
+  annealedAt: number;
+  pattern: Uint8Array | null;
+  lr: number;
+}
+
+export function initLabelNoiseReplica(prep: LabelNoisePrepared, replica: number) {
+  const net = initPQNet(prep.shape, prep.seed, replica, prep.tau0[replica]);
+  const state: LabelNoiseReplica = {
+    net,
+    gW: new Float64Array(net.W.length),
+    gV: new Float64Array(net.V.length),
+    hW: new Float64Array(net.half),
+    hV: new Float64Array(net.half),
+    annealedAt: -1,
+    pattern: null,
+    lr: prep.algo === "lnsgd-s" ? prep.eta2[replica] : prep.eta1[replica],
+  };
+  return state;
+}
+
+/** The draws of one SGD step: example index and label sign σ (−1 = flipped). */
+export function sgdDraws(prep: LabelNoisePrepared, replica: number, t: number) {
+  const w = philoxBlock(prep.seed, replica, t, STREAM_SGD, 0);
+  return {
+    i: uniformIndex(w[0], prep.shape.n),
+    sigma: uniform24(w[1]) < prep.delta[replica] ? -1 : 1,
+  };
+}
+
+function dataSet(prep: LabelNoisePrepared, replica: number): number {
+  return prep.data.perReplica ? replica : 0;
+}
+
+/**
+ * Update t of one replica, in place. Returns the anneal event if the replica annealed here
+ * and a number that is non-finite iff the update produced a non-finite output.
+ */
+export function labelNoiseStep(
+  prep: LabelNoisePrepared,
+  state: LabelNoiseReplica,
+  replica: number,
+  t: number,
+): { probe: number; event: RunEvent | null } {
+  const { shape, data } = prep;
+  const { net } = state;
+  const set = dataSet(prep, replica);
+  const fullBatch = prep.algo === "fbgd-ls";
+  let batchLoss = NaN;
+  if (fullBatch) batchLoss = fullBatchGradient(net, data, shape, set, null, state.gW, state.gV);
+  let event: RunEvent | null = null;
+  if (prep.algo !== "lnsgd-s" && state.annealedAt < 0) {
+    let checked = NaN;
+    const loss = () => (checked = fullBatch ? batchLoss : trainLoss(net, data, shape, set));
+    if (
+      shouldAnneal(prep.anneal, t, prep.annealStep, prep.checkEvery, loss, prep.threshold[replica])
+    ) {
+      state.annealedAt = t;
+      state.pattern = activationPattern(net, data, shape, set);
+      if (prep.anneal === "loss") event = annealEvent(replica, t, checked, prep.threshold[replica]);
+    }
+  } else if (prep.algo === "lnsgd-s" && t === prep.annealStep) {
+    state.pattern = activationPattern(net, data, shape, set);
+  }
+  const lr = prep.algo === "lnsgd-s" || state.annealedAt >= 0
+    ? prep.eta2[replica]
+    : prep.eta1[replica];
+  state.lr = lr;
+  if (fullBatch) {
+    for (let k = 0; k < net.W.length; k++) {
+      net.W[k] -= lr * state.gW[k];
+      net.V[k] -= lr * state.gV[k];
+    }
+    return { probe: batchLoss, event };
+  }
+  // One example, label multiplied by σ: ∇ℓ(σ y f) = ℓ'(σ y f)·σ y·∇f.
+  const { i, sigma } = sgdDraws(prep, replica, t);
+  const ex = trainExample(data, shape, set, i);
+  const y = sigma * data.y[ex.index];
+  const f = forwardExample(net, ex, state.hW, state.hV, null);
+  const c = -lr * logisticDeriv(y * f) * y;
+  // accumulateGradient adds c·∇f straight into the weights: U ← U − lr·ℓ'·σy·∇f.
+  accumulateGradient(net, ex, state.hW, state.hV, c, net.W, net.V);
+  return { probe: logistic(y * f) + c, event };
+}
+
+export const LABEL_NOISE_METRICS = [...pqMetricSpecs(), ...ANNEAL_METRICS];
+
+function referenceSession(prep: LabelNoisePrepared, spec: RunSpec): KernelSession {
+  const states = Array.from({ length: prep.replicas }, (_, k) => initLabelNoiseReplica(prep, k));
+  let pending: RunEvent[] = [];
+  return steppedReferenceSession({
+    spec,
+    metricNames: LABEL_NOISE_METRICS.map((m) => m.name),
+    stepReplica: (k, t) => {
+      const { probe, event } = labelNoiseStep(prep, states[k], k, t);
+      if (event) pending.push(event);
+      return [probe];
+    },
+    metricsOf: (k) => {
+      const s = states[k];
+      const out = pqMetrics(s.net, prep.data, prep.shape, dataSet(prep, k), s.pattern);
+      out.lr = s.lr;
+      out.anneal_step = s.annealedAt;
+      return out;
+    },
+    afterStep: () => {
+      const events = pending;
+      pending = [];
+      return events;
+    },
+  });
+}
+
+export const labelNoiseAnneal: ExperimentDefinition<LabelNoisePrepared> = {
+  id: "label-noise-anneal",
+  title: "Label noise and learning-rate annealing: learning order on the P/Q mixture",
+  paper:
+    "Wei, Ren, Du. On the Synergy Between Label Noise and Learning Rate Annealing in Neural Network Training",
+  notes: "seed-000-synergy-label-noise-annealing.md",
+  params: labelNoiseParams,
+  metrics: LABEL_NOISE_METRICS,
+  defaults: { steps: 20000, every: 500, replicas: 5 },
+  prepare: prepareLabelNoise,
+  reference: referenceSession,
+  estimateBytes(spec) {
+    const shape = pqShape(spec.params);
+    const R = spec.replicas;
+    const sets = spec.params.data === "per-replica" ? R : 1;
+    const { n, nTest, d, m } = shape;
+    const dataBytes = 4 * sets * ((n + 2 * nTest) * (d + 4));
+    const replicaBytes = 4 * R * (4 * m / 2 * d + m) + R * n * m;
+    const snapshots = Math.min(Math.ceil(spec.steps / spec.every) + 1, 4096);
+    return dataBytes + replicaBytes + 4 * R * LABEL_NOISE_METRICS.length * snapshots;
+  },
+  plannedEvents(spec) {
+    const p = spec.params;
+    const at = p.anneal_step as number;
+    return p.algo !== "lnsgd-s" && p.anneal === "step" && at < spec.steps
+      ? [plannedAnnealEvent(at)]
+      : [];
+  },
+};

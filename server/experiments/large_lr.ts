@@ -1,0 +1,370 @@
+/**
+ * Towards Explaining the Regularization Effect of Initial Large Learning Rate in Training
+ * Neural Networks (Li, Wei, Ma; NeurIPS 2019, arXiv 1907.04595), Section 3 and App. F.1:
+ * full-batch gradient descent with isotropic Gaussian gradient noise and weight decay on the
+ * P/Q mixture (server/experiments/pq_model.ts). A large learning rate η1 keeps the noise
+ * part of the weights at std τ0 (eq. 3.3), which keeps re-randomising the activation
+ * patterns on the Q rays: the network learns P from every example that carries it, and only
+ * memorises Q after the anneal to η2. A small learning rate throughout memorises Q first and
+ * learns P from the ≈ d/2 P-only examples alone. Notes: ../shared/papers/seed-001-initial-
+ * large-lr.md.
+ *
+ * Update (eqs. 3.1, 3.2), on both blocks U = [W; V]:
+ *   U_{t+1} = (1 − γ_t λ) U_t − γ_t (∇_U L̂(U_t) + ξ_t),   ξ_t ~ N(0, τ_ξ² I),
+ *   τ_ξ = xi_scale·τ0·√(λ(2 − η1λ)/η1)   (stationarity (1 − η1λ)²τ0² + η1²τ_ξ² = τ0², eq. 3.3)
+ * with γ_t = η1 then η2 (large-then-small), η2 throughout (small), or η2 throughout with
+ * pre-activation noise Ξ_t ~ N(0, τ_pre² I_m), shared by all examples of the step, inside
+ * both the loss and the gradient until noise_off_step (small-preact-noise, App. F.1).
+ *
+ * Random draws at update t of replica k (key (seed, k), counter step t; pq_model.ts has the
+ * data and initialisation streams):
+ *   ξ on W: normals(seed, k, t, STREAM_XI_W, (m/2)·d), row-major like W; ξ on V: STREAM_XI_V.
+ *   Ξ: normals(seed, k, t, STREAM_PREACT, m): units 0..m/2−1 of W, then those of V
+ *      (small-preact-noise only, t < noise_off_step).
+ */
+import { normals } from "../rng/philox.ts";
+import { steppedReferenceSession } from "../engine/reference.ts";
+import { type ParamSchema, perReplica } from "./schema.ts";
+import type { ExperimentDefinition, KernelSession, RunEvent, RunSpec } from "./types.ts";
+import {
+  activationPattern,
+  annealThreshold,
+  fullBatchGradient,
+  generateRunData,
+  initPQNet,
+  type PQData,
+  pqMetrics,
+  pqMetricSpecs,
+  pqModelParams,
+  type PQNet,
+  type PQShape,
+  pqShape,
+  STREAM_PREACT,
+  STREAM_XI_V,
+  STREAM_XI_W,
+} from "./pq_model.ts";
+import {
+  ANNEAL_METRICS,
+  annealEvent,
+  annealParams,
+  type AnnealRule,
+  plannedAnnealEvent,
+  shouldAnneal,
+} from "./pq_anneal.ts";
+
+export const LARGE_LR_ALGOS = ["large-then-small", "small", "small-preact-noise"] as const;
+export type LargeLrAlgo = typeof LARGE_LR_ALGOS[number];
+export const LARGE_LR_ALGO_CODE: Record<LargeLrAlgo, number> = {
+  "large-then-small": 0,
+  "small": 1,
+  "small-preact-noise": 2,
+};
+
+const SWEEP = "lab sweep, docs/experiments/large-lr.md";
+
+export const largeLrParams: ParamSchema = {
+  algo: {
+    kind: "enum",
+    values: [...LARGE_LR_ALGOS],
+    default: "large-then-small",
+    doc: "training algorithm (all: full-batch GD + Gaussian gradient noise + weight decay)",
+    valueDocs: {
+      "large-then-small": "γ = η1 until the anneal (loss threshold or step), then η2 (Algorithm 1)",
+      "small": "γ = η2 throughout, same τ0 and τ_ξ (Algorithm 2)",
+      "small-preact-noise":
+        "γ = η2 with pre-activation noise N(0, τ_pre²) until noise_off_step (App. F.1)",
+    },
+    source: "Section 3, App. F.1",
+  },
+  ...pqModelParams({
+    d: 64,
+    kappaSq: 0.2,
+    q0: 0.6,
+    rScale: 20,
+    m: 256,
+    tau0: 1.5,
+    nTest: 1000,
+    seed: 1,
+    sweepSource: SWEEP,
+  }),
+  ...annealParams({
+    eta1: 40,
+    eta2: 0.5,
+    epsilon1: 0.05,
+    annealStep: 1000,
+    annealRule: "step",
+    annealAlgos: ["large-then-small"],
+    source: SWEEP,
+    // Algorithm 2 keeps "the same τ0 and τ_ξ as Algorithm 1": τ_ξ is set by η1 everywhere.
+    eta1Doc: "; it also sets τ_ξ for every algorithm (eq. 3.3)",
+    eta1AppliesTo: [...LARGE_LR_ALGOS],
+  }),
+  lambda_scale: {
+    kind: "number",
+    default: 1,
+    min: 0,
+    max: 1e6,
+    perReplica: true,
+    log: true,
+    doc: "weight decay λ = lambda_scale·d^(−5/4) on W and V",
+    source: "Assumption 3.1 (λ = d^(−5/4))",
+  },
+  xi_scale: {
+    kind: "number",
+    default: 1,
+    min: 0,
+    max: 1e3,
+    perReplica: true,
+    doc: "gradient-noise std τ_ξ = xi_scale·τ0·√(λ(2 − η1λ)/η1); 1 is the stationarity condition",
+    source: "Assumption 3.1, eq. 3.3",
+  },
+  preact_scale: {
+    kind: "number",
+    default: 1,
+    min: 0,
+    max: 1e3,
+    perReplica: true,
+    doc: "pre-activation noise std τ_pre = preact_scale·τ0",
+    source: "App. F.1 (τ_t = τ0)",
+    appliesTo: ["small-preact-noise"],
+  },
+  noise_off_step: {
+    kind: "int",
+    default: 1000,
+    min: 0,
+    max: 1e10,
+    doc: "step from which the pre-activation noise is off",
+    source: `App. F.1 (τ_t = 0 after Õ(d/(η1 ε1)) steps); ${SWEEP}`,
+    appliesTo: ["small-preact-noise"],
+  },
+};
+
+export interface LargeLrPrepared {
+  algo: LargeLrAlgo;
+  algoCode: number;
+  shape: PQShape;
+  replicas: number;
+  data: PQData;
+  seed: number;
+  tau0: Float64Array;
+  eta1: Float64Array;
+  eta2: Float64Array;
+  /** λ per replica (absolute). */
+  lambda: Float64Array;
+  /** τ_ξ per replica (absolute). */
+  tauXi: Float64Array;
+  /** τ_pre per replica (absolute). */
+  tauPre: Float64Array;
+  anneal: AnnealRule;
+  annealStep: number;
+  epsilon1: number;
+  /** q·log 2 + ε1 per replica (its data set's empirical q). */
+  threshold: Float64Array;
+  noiseOffStep: number;
+}
+
+/** τ_ξ from the stationarity condition (1 − η1λ)²τ0² + η1²τ_ξ² = τ0² (eq. 3.3). */
+export function stationaryTauXi(tau0: number, eta1: number, lambda: number): number {
+  if (eta1 <= 0) return 0;
+  return tau0 * Math.sqrt(Math.max(0, lambda * (2 - eta1 * lambda) / eta1));
+}
+
+export function prepareLargeLr(spec: RunSpec): LargeLrPrepared {
+  const p = spec.params;
+  const R = spec.replicas;
+  const shape = pqShape(p);
+  const perReplicaData = p.data === "per-replica";
+  const seed = p.seed as number;
+  const data = generateRunData(shape, seed, perReplicaData ? R : 1);
+  const tau0 = perReplica(p.tau0, R), eta1 = perReplica(p.eta1, R), eta2 = perReplica(p.eta2, R);
+  const lambdaScale = perReplica(p.lambda_scale, R), xiScale = perReplica(p.xi_scale, R);
+  const preScale = perReplica(p.preact_scale, R);
+  const lambda = new Float64Array(R), tauXi = new Float64Array(R), tauPre = new Float64Array(R);
+  const threshold = new Float64Array(R);
+  for (let k = 0; k < R; k++) {
+    lambda[k] = lambdaScale[k] * Math.pow(shape.d, -1.25);
+    tauXi[k] = xiScale[k] * stationaryTauXi(tau0[k], eta1[k], lambda[k]);
+    tauPre[k] = preScale[k] * tau0[k];
+    threshold[k] = annealThreshold(data, shape, perReplicaData ? k : 0, p.epsilon1 as number);
+  }
+  const algo = p.algo as LargeLrAlgo;
+  return {
+    algo,
+    algoCode: LARGE_LR_ALGO_CODE[algo],
+    shape,
+    replicas: R,
+    data,
+    seed,
+    tau0,
+    eta1,
+    eta2,
+    lambda,
+    tauXi,
+    tauPre,
+    anneal: p.anneal as AnnealRule,
+    annealStep: p.anneal_step as number,
+    epsilon1: p.epsilon1 as number,
+    threshold,
+    noiseOffStep: p.noise_off_step as number,
+  };
+}
+
+/** Data set of replica k. */
+export function dataSetOf(prep: { data: PQData }, replica: number): number {
+  return prep.data.perReplica ? replica : 0;
+}
+
+/** The step at which algorithms without an anneal take the reference activation pattern. */
+export function patternStep(prep: LargeLrPrepared): number {
+  return prep.algo === "small-preact-noise" ? prep.noiseOffStep : prep.annealStep;
+}
+
+/** A replica's state between steps. */
+export interface LargeLrReplica {
+  net: PQNet;
+  gW: Float64Array;
+  gV: Float64Array;
+  annealedAt: number;
+  pattern: Uint8Array | null;
+  lr: number;
+}
+
+export function initLargeLrReplica(prep: LargeLrPrepared, replica: number): LargeLrReplica {
+  const net = initPQNet(prep.shape, prep.seed, replica, prep.tau0[replica]);
+  return {
+    net,
+    gW: new Float64Array(net.W.length),
+    gV: new Float64Array(net.V.length),
+    annealedAt: -1,
+    pattern: null,
+    lr: prep.algo === "large-then-small" ? prep.eta1[replica] : prep.eta2[replica],
+  };
+}
+
+/**
+ * Update t of one replica, in place, as eqs. 3.1–3.2 write it. Returns the anneal event if
+ * the replica annealed at this step, and the (possibly noisy) training loss at U_t.
+ */
+export function largeLrStep(
+  prep: LargeLrPrepared,
+  state: LargeLrReplica,
+  replica: number,
+  t: number,
+): { loss: number; event: RunEvent | null } {
+  const { shape, data } = prep;
+  const { net, gW, gV } = state;
+  const set = dataSetOf(prep, replica);
+  const { half, d, m } = shape;
+  let preact: Float64Array | null = null;
+  if (prep.algo === "small-preact-noise" && t < prep.noiseOffStep) {
+    preact = normals(prep.seed, replica, t, STREAM_PREACT, m);
+    for (let j = 0; j < m; j++) preact[j] *= prep.tauPre[replica];
+  }
+  const loss = fullBatchGradient(net, data, shape, set, preact, gW, gV);
+  let event: RunEvent | null = null;
+  if (prep.algo === "large-then-small") {
+    if (
+      state.annealedAt < 0 &&
+      shouldAnneal(prep.anneal, t, prep.annealStep, 1, () => loss, prep.threshold[replica])
+    ) {
+      state.annealedAt = t;
+      state.pattern = activationPattern(net, data, shape, set);
+      if (prep.anneal === "loss") event = annealEvent(replica, t, loss, prep.threshold[replica]);
+    }
+  } else if (t === patternStep(prep)) {
+    state.pattern = activationPattern(net, data, shape, set);
+  }
+  const gamma = prep.algo === "large-then-small" && state.annealedAt < 0
+    ? prep.eta1[replica]
+    : prep.eta2[replica];
+  state.lr = gamma;
+  const decay = 1 - gamma * prep.lambda[replica];
+  const tauXi = prep.tauXi[replica];
+  const xiW = normals(prep.seed, replica, t, STREAM_XI_W, half * d);
+  const xiV = normals(prep.seed, replica, t, STREAM_XI_V, half * d);
+  for (let k = 0; k < half * d; k++) {
+    net.W[k] = decay * net.W[k] - gamma * (gW[k] + tauXi * xiW[k]);
+    net.V[k] = decay * net.V[k] - gamma * (gV[k] + tauXi * xiV[k]);
+  }
+  return { loss, event };
+}
+
+export const LARGE_LR_METRICS = [...pqMetricSpecs(), ...ANNEAL_METRICS];
+
+export function largeLrMetrics(
+  prep: LargeLrPrepared,
+  state: LargeLrReplica,
+  replica: number,
+): Record<string, number> {
+  const out = pqMetrics(state.net, prep.data, prep.shape, dataSetOf(prep, replica), state.pattern);
+  out.lr = state.lr;
+  out.anneal_step = state.annealedAt;
+  return out;
+}
+
+/** Squared norm of both blocks plus the loss: non-finite iff the replica diverged. */
+function finiteProbe(net: PQNet, loss: number): Float64Array {
+  let s = 0;
+  for (const v of net.W) s += v * v;
+  for (const v of net.V) s += v * v;
+  return Float64Array.of(loss, s);
+}
+
+function referenceSession(prep: LargeLrPrepared, spec: RunSpec): KernelSession {
+  const states = Array.from({ length: prep.replicas }, (_, k) => initLargeLrReplica(prep, k));
+  let pending: RunEvent[] = [];
+  return steppedReferenceSession({
+    spec,
+    metricNames: LARGE_LR_METRICS.map((m) => m.name),
+    stepReplica: (k, t) => {
+      const { loss, event } = largeLrStep(prep, states[k], k, t);
+      if (event) pending.push(event);
+      return finiteProbe(states[k].net, loss);
+    },
+    metricsOf: (k) => largeLrMetrics(prep, states[k], k),
+    afterStep: () => {
+      const events = pending;
+      pending = [];
+      return events;
+    },
+  });
+}
+
+export function largeLrPlannedEvents(spec: RunSpec): RunEvent[] {
+  const p = spec.params;
+  const events: RunEvent[] = [];
+  const annealStep = p.anneal_step as number;
+  if (
+    p.algo === "large-then-small" && p.anneal === "step" && annealStep < spec.steps
+  ) events.push(plannedAnnealEvent(annealStep));
+  const off = p.noise_off_step as number;
+  if (p.algo === "small-preact-noise" && off < spec.steps) {
+    events.push({ type: "noise_off", step: off, detail: "pre-activation noise off" });
+  }
+  return events;
+}
+
+export const largeLr: ExperimentDefinition<LargeLrPrepared> = {
+  id: "large-lr",
+  title: "Initial large learning rate: learning order on the P/Q mixture",
+  paper:
+    "Li, Wei, Ma. Towards Explaining the Regularization Effect of Initial Large Learning Rate in Training Neural Networks. NeurIPS 2019",
+  notes: "seed-001-initial-large-lr.md",
+  params: largeLrParams,
+  metrics: LARGE_LR_METRICS,
+  defaults: { steps: 3000, every: 100, replicas: 5 },
+  prepare: prepareLargeLr,
+  reference: referenceSession,
+  estimateBytes(spec) {
+    const shape = pqShape(spec.params);
+    const R = spec.replicas;
+    const sets = spec.params.data === "per-replica" ? R : 1;
+    const { n, nTest, d, m } = shape;
+    const dataBytes = 4 * sets * ((n + 2 * nTest) * (d + 4));
+    // W, V, their gradients and noise, the stored activation pattern, per replica.
+    const replicaBytes = 4 * R * (6 * m / 2 * d + m) + R * n * m;
+    const snapshots = Math.min(Math.ceil(spec.steps / spec.every) + 1, 4096);
+    return dataBytes + replicaBytes + 4 * R * LARGE_LR_METRICS.length * snapshots;
+  },
+  plannedEvents: largeLrPlannedEvents,
+};

@@ -1,0 +1,766 @@
+/**
+ * The P/Q data model and the block-diagonal two-layer ReLU network shared by `large-lr`
+ * (Li, Wei, Ma, NeurIPS 2019; notes ../shared/papers/seed-001-initial-large-lr.md) and
+ * `label-noise-anneal` (Wei, Ren, Du; notes ../shared/papers/seed-000-synergy-label-noise-
+ * annealing.md). Both papers use the same distribution (seed-001 §2.1, seed-000 §2):
+ *
+ *   y ~ U{±1}; with probability p0 the example is P-only (x2 = 0), with q0 Q-only (x1 = 0),
+ *   otherwise it carries both (x1, x2 independent given y).
+ *   P: x1 = y·γ0·w* + g conditioned on y⟨w*, g⟩ ≥ 0, g ~ N(0, I/d), γ0 = 1/√d.
+ *   Q: x2 = α·z (y = +1) or α·(z + bζ) (y = −1), α ~ U[0, 1], b ~ U{±1},
+ *      ‖z‖ = 1, ‖ζ‖ = r = d^(−3/4), ⟨z, ζ⟩ = 0.
+ *
+ * Coordinates. Initialisation and all noise are isotropic, so the law of every trajectory is
+ * invariant under rotations of each block; we therefore take w* = e1 in the x1 block and
+ * z = e1, ζ = r·e2 in the x2 block (seed-001 §7 "rotation invariance"). x1 is stored densely
+ * (d floats); x2 lies in span{e1, e2} and is stored as its two coordinates (α, α·b·r). The V
+ * block keeps all d columns (the d − 2 columns orthogonal to the Q plane only feel weight
+ * decay and noise, and count in v_norm), but its products with x2 touch columns 0 and 1
+ * only: this is exact, not an approximation.
+ *
+ * Exact P sampler (no rejection): g ~ N(0, I/d), then reflect g across the hyperplane
+ * ⟨w*, ·⟩ = 0 when y⟨w*, g⟩ < 0, i.e. x1[0] = y(γ0 + |g0|), x1[k] = g_k (k ≥ 1).
+ *
+ * Network (seed-001 §3.1, seed-000 §3): f(x) = r(x1) + g(x2) with
+ *   r(x1) = Σ_{j<m/2} a_j ReLU(W_j·x1),   g(x2) = Σ_{j<m/2} b_j ReLU(V_j·x2),
+ * W, V ∈ R^{(m/2)×d}, second layer (a, b) i.i.d. uniform on {±1/√m} and fixed, first layer
+ * i.i.d. N(0, τ0²). m is the paper's total width (u ∈ R^m, U = [W; V]); the block-diagonal
+ * form is the one the proofs use (f = N_W(w, W; x1) + N_V(v, V; x2)). No biases.
+ * Loss: logistic ℓ(z) = log(1 + e^(−z)) on z = y·f(x). ReLU'(0) = 1, as 1(v ≥ 0) in the paper.
+ *
+ * Random draws (Philox4x32-10, lab keying, server/rng/philox.ts):
+ *   data, key = (dataSeed, DATA_REPLICA):
+ *     train example i: counter (i, DATA_TRAIN_META, 0): words w0..w3:
+ *       y = rademacher(w0); u = uniform24(w1): P-only if u < p0, Q-only if u < p0 + q0,
+ *       else both; α = uniform24(w2); b = rademacher(w3)
+ *     train example i, x1: normals(dataSeed, DATA_REPLICA, i, DATA_TRAIN_X1, d) / √d
+ *     test example k < 2·n_test: the same with DATA_TEST_META / DATA_TEST_X1; the subset is
+ *       fixed by position (k < n_test: P-only, else both) and w1 is unused.
+ *     Values are rounded to float32 once; every backend reads the same float32 arrays.
+ *   initialisation, key = (seed, replica), step counter 0:
+ *     W0 = τ0 · normals(seed, replica, 0, INIT_W, (m/2)·d) row-major; V0 likewise (INIT_V);
+ *     second layer: word j of blocks of stream INIT_SIGN (block j >> 2, word j & 3) gives the
+ *     sign of unit j (j < m/2: a_j, else b_{j − m/2}) by rademacher().
+ *   per-step noise, key = (seed, replica), counter step = t: streams listed by each experiment
+ *     (XI_W, XI_V: gradient noise; PREACT: pre-activation noise; SGD: example index + flip).
+ */
+import { DATA_REPLICA, normals, philoxBlock, rademacher, uniform24 } from "../rng/philox.ts";
+import { type ParamSchema, SpecError } from "./schema.ts";
+import type { RunSpec } from "./types.ts";
+
+export const SUBSET_P_ONLY = 0;
+export const SUBSET_Q_ONLY = 1;
+export const SUBSET_BOTH = 2;
+export const SUBSET_SUFFIXES = ["_p_only", "_q_only", "_both"] as const;
+
+/** Philox streams of the data generator (key = (dataSeed, DATA_REPLICA)). */
+export const DATA_TRAIN_META = 0;
+export const DATA_TRAIN_X1 = 1;
+export const DATA_TEST_META = 2;
+export const DATA_TEST_X1 = 3;
+
+/** Philox streams of each replica (key = (seed, replica)). Init uses step counter 0. */
+export const STREAM_XI_W = 0;
+export const STREAM_XI_V = 1;
+export const STREAM_PREACT = 2;
+export const STREAM_SGD = 3;
+export const STREAM_INIT_W = 16;
+export const STREAM_INIT_V = 17;
+export const STREAM_INIT_SIGN = 18;
+
+// ---------------------------------------------------------------------------------------
+// Parameters shared by both experiments.
+
+/** Data-model and network parameters; each paper-derived scaling is a factor on its rule. */
+export function pqModelParams(defaults: {
+  d: number;
+  kappaSq: number;
+  q0: number;
+  rScale: number;
+  m: number;
+  tau0: number;
+  nTest: number;
+  seed: number;
+  /** Where the lab's defaults come from (the experiment's docs page). */
+  sweepSource: string;
+}): ParamSchema {
+  return {
+    d: {
+      kind: "int",
+      default: defaults.d,
+      min: 4,
+      max: 4096,
+      doc: "dimension of each input block (x1 ∈ R^d, x2 ∈ R^d)",
+      source: `${defaults.sweepSource}; the theory needs d → ∞`,
+    },
+    kappa_sq: {
+      kind: "number",
+      default: defaults.kappaSq,
+      min: 1e-3,
+      max: 1,
+      log: true,
+      doc: "κ² = d/N: the training set has N = round(d/κ²) examples",
+      source: "Assumption 3.1 (N = d/κ²)",
+    },
+    p0_scale: {
+      kind: "number",
+      default: 1,
+      min: 0,
+      max: 100,
+      doc: "P-only probability p0 = p0_scale·κ²/2 (1 gives the paper's pN ≈ d/2)",
+      source: "Assumption 3.1 (p0 = κ²/2)",
+    },
+    q0: {
+      kind: "number",
+      default: defaults.q0,
+      min: 0,
+      max: 1,
+      doc: "Q-only probability q0 (the rest carry both patterns)",
+      source: `Assumption 3.1 (q0 = Θ(1)); ${defaults.sweepSource}`,
+    },
+    gamma_scale: {
+      kind: "number",
+      default: 1,
+      min: 0,
+      max: 100,
+      doc: "P margin γ0 = gamma_scale/√d",
+      source: "§2 (γ0 = 1/√d)",
+    },
+    r_scale: {
+      kind: "number",
+      default: defaults.rScale,
+      min: 0,
+      max: 1e4,
+      log: true,
+      doc: "Q offset ‖ζ‖ = r = r_scale·d^(−3/4)",
+      source: `Assumption 3.1 (r = d^(−3/4), r_scale = 1); ${defaults.sweepSource}`,
+    },
+    m: {
+      kind: "int",
+      default: defaults.m,
+      min: 2,
+      max: 8192,
+      doc: "total hidden width (even): m/2 ReLU units on x1 (W) and m/2 on x2 (V); |u_j| = 1/√m",
+      source: `§2 (u ∈ {±m^(−1/2)}^m, U = [W; V]; m ≥ poly(d)); ${defaults.sweepSource}`,
+    },
+    tau0: {
+      kind: "number",
+      default: defaults.tau0,
+      min: 0,
+      max: 10,
+      perReplica: true,
+      log: true,
+      doc: "first-layer initialisation std: W0, V0 ~ N(0, τ0²)",
+      source: `§2 (τ0 = 1/poly(d/ε)); ${defaults.sweepSource}`,
+    },
+    n_test: {
+      kind: "int",
+      default: defaults.nTest,
+      min: 1,
+      max: 1 << 20,
+      doc:
+        "fresh test examples per sampled subset (P-only and both); Q-only test metrics are exact",
+    },
+    seed: {
+      kind: "int",
+      default: defaults.seed,
+      min: 0,
+      max: 0xFFFFFFFE,
+      doc: "data seed (also keys each replica's initialisation and noise with the replica index)",
+    },
+    data: {
+      kind: "enum",
+      values: ["shared", "per-replica"],
+      default: "per-replica",
+      doc: "all replicas train on the seed's data, or replica k on data seed seed+k",
+      valueDocs: {
+        shared: "one data set (and test set) for every replica",
+        "per-replica": "replica k uses data seed seed+k: replicas are independent seeds",
+      },
+    },
+  };
+}
+
+/** Sizes and constants derived from the parameters (float64; r and γ0 rounded where used). */
+export interface PQShape {
+  d: number;
+  n: number;
+  nTest: number;
+  m: number;
+  /** m/2: rows of each block. */
+  half: number;
+  p0: number;
+  q0: number;
+  gamma0: number;
+  r: number;
+}
+
+export function pqShape(params: RunSpec["params"]): PQShape {
+  const d = params.d as number;
+  const kappaSq = params.kappa_sq as number;
+  const p0 = (params.p0_scale as number) * kappaSq / 2;
+  const q0 = params.q0 as number;
+  const m = params.m as number;
+  const errors = [];
+  if (p0 + q0 > 1) {
+    errors.push({
+      field: "params.q0",
+      message: `p0 + q0 must be ≤ 1, got p0 = ${p0} (p0_scale·κ²/2) and q0 = ${q0}`,
+    });
+  }
+  if (m % 2 !== 0) {
+    errors.push({ field: "params.m", message: `must be even (m/2 units per block), got ${m}` });
+  }
+  const n = Math.max(1, Math.round(d / kappaSq));
+  if (n > 1 << 20) {
+    errors.push({ field: "params.kappa_sq", message: `N = d/κ² = ${n} exceeds 2^20 examples` });
+  }
+  if (errors.length) throw new SpecError(errors);
+  return {
+    d,
+    n,
+    nTest: params.n_test as number,
+    m,
+    half: m / 2,
+    p0,
+    q0,
+    gamma0: (params.gamma_scale as number) / Math.sqrt(d),
+    r: (params.r_scale as number) * Math.pow(d, -0.75),
+  };
+}
+
+// ---------------------------------------------------------------------------------------
+// Data.
+
+/** One data seed's training and test sets, float32-exact, as every backend consumes them. */
+export interface PQDataSet {
+  /** Labels ±1, [n]. */
+  y: Float32Array;
+  /** SUBSET_* per example, [n]. */
+  subset: Int32Array;
+  /** [n × d], zero rows for Q-only examples. */
+  x1: Float32Array;
+  /** [n × 2]: coordinates of x2 along z and along ζ/r; zero for P-only examples. */
+  x2: Float32Array;
+  testY: Float32Array;
+  testSubset: Int32Array;
+  testX1: Float32Array;
+  testX2: Float32Array;
+  /** Examples per subset in the training set. */
+  counts: [number, number, number];
+}
+
+function fillExample(
+  shape: PQShape,
+  dataSeed: number,
+  index: number,
+  metaStream: number,
+  x1Stream: number,
+  forcedSubset: number | null,
+  x1: Float32Array,
+  x2: Float32Array,
+  row: Float64Array,
+): { y: number; subset: number } {
+  const { d, gamma0, r } = shape;
+  const w = philoxBlock(dataSeed, DATA_REPLICA, index, metaStream, 0);
+  const y = rademacher(w[0]);
+  let subset = forcedSubset;
+  if (subset === null) {
+    const u = uniform24(w[1]);
+    subset = u < shape.p0 ? SUBSET_P_ONLY : u < shape.p0 + shape.q0 ? SUBSET_Q_ONLY : SUBSET_BOTH;
+  }
+  const alpha = uniform24(w[2]);
+  const b = rademacher(w[3]);
+  const o1 = index * d, o2 = index * 2;
+  if (subset !== SUBSET_Q_ONLY) {
+    normals(dataSeed, DATA_REPLICA, index, x1Stream, d, row);
+    const scale = 1 / Math.sqrt(d);
+    // Reflection sampler: y⟨w*, x1⟩ = γ0 + |g0| with g0 ~ N(0, 1/d); the rest untouched.
+    x1[o1] = y * (gamma0 + Math.abs(row[0]) * scale);
+    for (let k = 1; k < d; k++) x1[o1 + k] = row[k] * scale;
+  }
+  if (subset !== SUBSET_P_ONLY) {
+    x2[o2] = alpha;
+    x2[o2 + 1] = y > 0 ? 0 : alpha * b * r;
+  }
+  return { y, subset };
+}
+
+/** The training and test sets of one data seed (see the header for the exact protocol). */
+export function generatePQData(shape: PQShape, dataSeed: number): PQDataSet {
+  const { d, n, nTest } = shape;
+  const row = new Float64Array(d);
+  const y = new Float32Array(n), subset = new Int32Array(n);
+  const x1 = new Float32Array(n * d), x2 = new Float32Array(n * 2);
+  const counts: [number, number, number] = [0, 0, 0];
+  for (let i = 0; i < n; i++) {
+    const e = fillExample(shape, dataSeed, i, DATA_TRAIN_META, DATA_TRAIN_X1, null, x1, x2, row);
+    y[i] = e.y;
+    subset[i] = e.subset;
+    counts[e.subset]++;
+  }
+  const nt = 2 * nTest;
+  const testY = new Float32Array(nt), testSubset = new Int32Array(nt);
+  const testX1 = new Float32Array(nt * d), testX2 = new Float32Array(nt * 2);
+  for (let k = 0; k < nt; k++) {
+    const forced = k < nTest ? SUBSET_P_ONLY : SUBSET_BOTH;
+    const e = fillExample(
+      shape,
+      dataSeed,
+      k,
+      DATA_TEST_META,
+      DATA_TEST_X1,
+      forced,
+      testX1,
+      testX2,
+      row,
+    );
+    testY[k] = e.y;
+    testSubset[k] = e.subset;
+  }
+  return { y, subset, x1, x2, testY, testSubset, testX1, testX2, counts };
+}
+
+/** All data sets of a run concatenated (one per replica, or one shared), as kernels take them. */
+export interface PQData {
+  sets: number;
+  perReplica: boolean;
+  y: Float32Array;
+  subset: Int32Array;
+  x1: Float32Array;
+  x2: Float32Array;
+  testY: Float32Array;
+  testSubset: Int32Array;
+  testX1: Float32Array;
+  testX2: Float32Array;
+  /** [sets × 3] training examples per subset. */
+  counts: Int32Array;
+  /** Float32-rounded r: the ζ coordinate of z ± ζ used by the exact Q metrics. */
+  rF32: number;
+}
+
+export function generateRunData(shape: PQShape, seed: number, sets: number): PQData {
+  const { d, n, nTest } = shape;
+  const nt = 2 * nTest;
+  const out: PQData = {
+    sets,
+    perReplica: sets > 1,
+    y: new Float32Array(sets * n),
+    subset: new Int32Array(sets * n),
+    x1: new Float32Array(sets * n * d),
+    x2: new Float32Array(sets * n * 2),
+    testY: new Float32Array(sets * nt),
+    testSubset: new Int32Array(sets * nt),
+    testX1: new Float32Array(sets * nt * d),
+    testX2: new Float32Array(sets * nt * 2),
+    counts: new Int32Array(sets * 3),
+    rF32: Math.fround(shape.r),
+  };
+  for (let s = 0; s < sets; s++) {
+    const set = generatePQData(shape, (seed + s) >>> 0);
+    out.y.set(set.y, s * n);
+    out.subset.set(set.subset, s * n);
+    out.x1.set(set.x1, s * n * d);
+    out.x2.set(set.x2, s * n * 2);
+    out.testY.set(set.testY, s * nt);
+    out.testSubset.set(set.testSubset, s * nt);
+    out.testX1.set(set.testX1, s * nt * d);
+    out.testX2.set(set.testX2, s * nt * 2);
+    out.counts.set(set.counts, s * 3);
+  }
+  return out;
+}
+
+/** Empirical Q-only fraction q = |M̄1|/N of a data set (used by the loss-threshold anneal). */
+export function qFraction(data: PQData, shape: PQShape, set: number): number {
+  return data.counts[set * 3 + SUBSET_Q_ONLY] / shape.n;
+}
+
+// ---------------------------------------------------------------------------------------
+// Network.
+
+/** One replica's network: first layers in float64, fixed second layer. */
+export interface PQNet {
+  half: number;
+  d: number;
+  /** [half × d]. */
+  W: Float64Array;
+  /** [half × d]; only columns 0 and 1 meet the data. */
+  V: Float64Array;
+  /** Second layer of the W block, ±1/√m. */
+  a: Float64Array;
+  /** Second layer of the V block, ±1/√m. */
+  b: Float64Array;
+}
+
+/** Second-layer signs of one replica: +1/−1 for units 0..m−1 (first half W, second half V). */
+export function secondLayerSigns(seed: number, replica: number, m: number): Int8Array {
+  const signs = new Int8Array(m);
+  const words = new Uint32Array(4);
+  for (let j = 0; j < m; j++) {
+    if ((j & 3) === 0) philoxBlock(seed, replica, 0, STREAM_INIT_SIGN, j >>> 2, words);
+    signs[j] = rademacher(words[j & 3]);
+  }
+  return signs;
+}
+
+export function initPQNet(shape: PQShape, seed: number, replica: number, tau0: number): PQNet {
+  const { half, d, m } = shape;
+  const W = normals(seed, replica, 0, STREAM_INIT_W, half * d);
+  const V = normals(seed, replica, 0, STREAM_INIT_V, half * d);
+  for (let k = 0; k < W.length; k++) W[k] *= tau0, V[k] *= tau0;
+  const signs = secondLayerSigns(seed, replica, m);
+  const scale = 1 / Math.sqrt(m);
+  const a = new Float64Array(half), b = new Float64Array(half);
+  for (let j = 0; j < half; j++) a[j] = signs[j] * scale, b[j] = signs[half + j] * scale;
+  return { half, d, W, V, a, b };
+}
+
+/** ℓ(z) = log(1 + e^(−z)), computed without overflow. */
+export function logistic(z: number): number {
+  return z > 0 ? Math.log1p(Math.exp(-z)) : -z + Math.log1p(Math.exp(z));
+}
+
+/** ℓ'(z) = −1/(1 + e^z). */
+export function logisticDeriv(z: number): number {
+  return z > 0 ? -Math.exp(-z) / (1 + Math.exp(-z)) : -1 / (1 + Math.exp(z));
+}
+
+/**
+ * ∫₀¹ ℓ(α·s) dα, the logistic loss averaged along a ray through the origin (α ~ U[0, 1]):
+ * the exact Q-only test loss of a positively homogeneous network (seed-000 notes §2).
+ * For s > 0, ∫₀ˢ log(1 + e^(−u)) du = π²/12 + Li₂(−e^(−s)), and Li₂ on [−1, 0) is evaluated
+ * through Li₂(x) = −Li₂(x/(x−1)) − ½ln²(1−x), whose series in x/(x−1) ∈ (0, ½] converges
+ * geometrically. s < 0 uses ℓ(−u) = u + ℓ(u); small |s| uses the Taylor series.
+ */
+export function rayLoss(s: number): number {
+  if (s < 0) return -s / 2 + rayLoss(-s);
+  if (s < 1e-3) return Math.LN2 - s / 4 + s * s / 24;
+  const e = Math.exp(-s);
+  const t = e / (1 + e);
+  let li = 0, power = t;
+  for (let k = 1; k <= 60 && power > 1e-18; k++) {
+    li += power / (k * k);
+    power *= t;
+  }
+  const lnOnePlusE = Math.log1p(e);
+  const li2 = -li - 0.5 * lnOnePlusE * lnOnePlusE;
+  return (Math.PI * Math.PI / 12 + li2) / s;
+}
+
+/** Where one example's inputs sit in the data arrays. */
+export interface ExampleRef {
+  x1: Float32Array;
+  x2: Float32Array;
+  /** Example index inside x1 (stride d) and x2 (stride 2). */
+  index: number;
+  hasP: boolean;
+  hasQ: boolean;
+}
+
+/**
+ * Pre-activations of one example: hW_j = W_j·x1 (+ ξ_j), hV_j = V_j·x2 (+ ξ_{half+j});
+ * returns f = Σ a_j ReLU(hW_j) + Σ b_j ReLU(hV_j). `preact` (length m) is the
+ * pre-activation noise Ξ of App. F.1, or null.
+ */
+export function forwardExample(
+  net: PQNet,
+  ex: ExampleRef,
+  hW: Float64Array,
+  hV: Float64Array,
+  preact: Float64Array | null,
+): number {
+  const { half, d, W, V, a, b } = net;
+  let f = 0;
+  const o1 = ex.index * d, o2 = ex.index * 2;
+  const x20 = ex.x2[o2], x21 = ex.x2[o2 + 1];
+  for (let j = 0; j < half; j++) {
+    let h = 0;
+    if (ex.hasP) {
+      const row = j * d;
+      for (let k = 0; k < d; k++) h += W[row + k] * ex.x1[o1 + k];
+    }
+    if (preact) h += preact[j];
+    hW[j] = h;
+    if (h > 0) f += a[j] * h;
+    let hv = ex.hasQ ? V[j * d] * x20 + V[j * d + 1] * x21 : 0;
+    if (preact) hv += preact[half + j];
+    hV[j] = hv;
+    if (hv > 0) f += b[j] * hv;
+  }
+  return f;
+}
+
+/**
+ * Adds c·∇_{W,V} f(x) to (gW, gV): row j of the W block gets c·a_j·1(hW_j ≥ 0)·x1, row j of
+ * the V block c·b_j·1(hV_j ≥ 0)·x2 (columns 0, 1 only). gV has the layout of V.
+ */
+export function accumulateGradient(
+  net: PQNet,
+  ex: ExampleRef,
+  hW: Float64Array,
+  hV: Float64Array,
+  c: number,
+  gW: Float64Array,
+  gV: Float64Array,
+): void {
+  const { half, d, a, b } = net;
+  const o1 = ex.index * d, o2 = ex.index * 2;
+  for (let j = 0; j < half; j++) {
+    if (ex.hasP && hW[j] >= 0) {
+      const s = c * a[j], row = j * d;
+      for (let k = 0; k < d; k++) gW[row + k] += s * ex.x1[o1 + k];
+    }
+    if (ex.hasQ && hV[j] >= 0) {
+      const s = c * b[j];
+      gV[j * d] += s * ex.x2[o2];
+      gV[j * d + 1] += s * ex.x2[o2 + 1];
+    }
+  }
+}
+
+/** The training set of replica r's data set, addressed example by example. */
+export function trainExample(data: PQData, shape: PQShape, set: number, i: number): ExampleRef {
+  const index = set * shape.n + i;
+  const subset = data.subset[index];
+  return {
+    x1: data.x1,
+    x2: data.x2,
+    index,
+    hasP: subset !== SUBSET_Q_ONLY,
+    hasQ: subset !== SUBSET_P_ONLY,
+  };
+}
+
+/**
+ * Full-batch gradient of L̂(U) = (1/N) Σ ℓ(y_i f(x_i)) into (gW, gV) (overwritten); returns
+ * L̂ at the current weights. With `preact`, f uses the noisy pre-activations of App. F.1 for
+ * both the loss and the gradient (the noise is shared by all examples of the step).
+ */
+export function fullBatchGradient(
+  net: PQNet,
+  data: PQData,
+  shape: PQShape,
+  set: number,
+  preact: Float64Array | null,
+  gW: Float64Array,
+  gV: Float64Array,
+): number {
+  gW.fill(0);
+  gV.fill(0);
+  const hW = new Float64Array(net.half), hV = new Float64Array(net.half);
+  const n = shape.n;
+  let loss = 0;
+  for (let i = 0; i < n; i++) {
+    const ex = trainExample(data, shape, set, i);
+    const y = data.y[ex.index];
+    const f = forwardExample(net, ex, hW, hV, preact);
+    loss += logistic(y * f);
+    accumulateGradient(net, ex, hW, hV, logisticDeriv(y * f) * y / n, gW, gV);
+  }
+  return loss / n;
+}
+
+/** Clean training loss L̂(U) (no pre-activation noise), for the loss-threshold anneal. */
+export function trainLoss(net: PQNet, data: PQData, shape: PQShape, set: number): number {
+  const hW = new Float64Array(net.half), hV = new Float64Array(net.half);
+  let loss = 0;
+  for (let i = 0; i < shape.n; i++) {
+    const ex = trainExample(data, shape, set, i);
+    loss += logistic(data.y[ex.index] * forwardExample(net, ex, hW, hV, null));
+  }
+  return loss / shape.n;
+}
+
+/** The loss-threshold anneal level q·log 2 + ε1 (Algorithm 1; seed-000 §4). */
+export function annealThreshold(data: PQData, shape: PQShape, set: number, eps1: number): number {
+  return qFraction(data, shape, set) * Math.LN2 + eps1;
+}
+
+// ---------------------------------------------------------------------------------------
+// Activation patterns (for the flips-since-anneal metric, seed-001 Lemma B.3).
+
+/**
+ * The activation pattern 1(U x ≥ 0) on the training set, one byte per (example, unit):
+ * [n × m], units 0..half−1 of the W block then the V block. Only pairs whose input block is
+ * nonzero count (W units on examples with P, V units on examples with Q); the others are 0.
+ */
+export function activationPattern(net: PQNet, data: PQData, shape: PQShape, set: number) {
+  const { n, half } = shape;
+  const pattern = new Uint8Array(n * 2 * half);
+  const hW = new Float64Array(half), hV = new Float64Array(half);
+  for (let i = 0; i < n; i++) {
+    const ex = trainExample(data, shape, set, i);
+    forwardExample(net, ex, hW, hV, null);
+    for (let j = 0; j < half; j++) {
+      pattern[i * 2 * half + j] = ex.hasP && hW[j] >= 0 ? 1 : 0;
+      pattern[i * 2 * half + half + j] = ex.hasQ && hV[j] >= 0 ? 1 : 0;
+    }
+  }
+  return pattern;
+}
+
+/** Number of (example, unit) pairs that carry a pattern: half·(|M1| + |M2|). */
+export function patternPairs(data: PQData, shape: PQShape, set: number): number {
+  const c = (s: number) => data.counts[set * 3 + s];
+  return shape.half * (c(SUBSET_P_ONLY) + c(SUBSET_Q_ONLY) + 2 * c(SUBSET_BOTH));
+}
+
+// ---------------------------------------------------------------------------------------
+// Metrics.
+
+export const PQ_BASE_METRICS = ["train_loss", "train_error", "test_loss", "test_error"] as const;
+
+/** Metric descriptions shared by both experiments (names as issue 6 gives them). */
+export function pqMetricSpecs() {
+  const subsetDoc = ["P-only", "Q-only", "both"];
+  const specs: { name: string; doc: string; scale: "linear" | "log" }[] = [];
+  const baseDoc: Record<string, string> = {
+    train_loss: "L̂ = (1/N) Σ log(1 + e^(−y f(x))) over the training set",
+    train_error: "fraction of training examples with y·f(x) ≤ 0",
+    test_loss:
+      "p0·L_P-only + q0·L_Q-only + (1−p0−q0)·L_both: fresh test sets for P-only and both, exact Q-only",
+    test_error: "p0·E_P-only + q0·E_Q-only + (1−p0−q0)·E_both (0-1 error, y·f ≤ 0 counts as wrong)",
+  };
+  for (const base of PQ_BASE_METRICS) {
+    const scale = base.endsWith("loss") ? "log" : "linear";
+    specs.push({ name: base, doc: baseDoc[base], scale });
+    SUBSET_SUFFIXES.forEach((suffix, s) => {
+      const exact = base.startsWith("test") && s === SUBSET_Q_ONLY;
+      specs.push({
+        name: base + suffix,
+        doc: `${base.replace("_", " ")} on ${subsetDoc[s]} examples${
+          exact
+            ? ": exact, from g(z), g(z±ζ) by positive homogeneity (½ on z, ¼ on each z±ζ; α ~ U[0,1])"
+            : ""
+        }`,
+        scale,
+      });
+    });
+  }
+  specs.push(
+    { name: "g_z", doc: "g(z): the Q block's output on z (label +1)", scale: "linear" },
+    { name: "g_z_plus", doc: "g(z+ζ) (label −1)", scale: "linear" },
+    { name: "g_z_minus", doc: "g(z−ζ) (label −1)", scale: "linear" },
+    {
+      name: "q_second_diff",
+      doc: "g(z+ζ) + g(z−ζ) − 2g(z): zero for any linear g; Q is learned only once it is < 0",
+      scale: "linear",
+    },
+    {
+      name: "p_alignment",
+      doc: "cos(w*, Σ_j a_j W_j): the direction of the odd part r(x1) − r(−x1) = Σ_j a_j W_j·x1",
+      scale: "linear",
+    },
+    { name: "w_norm", doc: "‖W‖_F (P block, all d columns)", scale: "linear" },
+    { name: "v_norm", doc: "‖V‖_F (Q block, all d columns)", scale: "linear" },
+    {
+      name: "activation_flips",
+      doc:
+        "fraction of (training example, unit) activations 1(U x ≥ 0) that differ from those at the anneal (0 before it)",
+      scale: "linear",
+    },
+  );
+  return specs;
+}
+
+/** The Q block's output on a point c0·z + c1·(ζ/r) of the Q plane. */
+export function qOutput(net: PQNet, c0: number, c1: number): number {
+  let g = 0;
+  for (let j = 0; j < net.half; j++) {
+    const h = net.V[j * net.d] * c0 + net.V[j * net.d + 1] * c1;
+    if (h > 0) g += net.b[j] * h;
+  }
+  return g;
+}
+
+function frobenius(M: Float64Array): number {
+  let s = 0;
+  for (const v of M) s += v * v;
+  return Math.sqrt(s);
+}
+
+/** Every shared metric of one replica at its current weights (clean forward passes). */
+export function pqMetrics(
+  net: PQNet,
+  data: PQData,
+  shape: PQShape,
+  set: number,
+  annealPattern: Uint8Array | null,
+): Record<string, number> {
+  const { n, nTest, half, d } = shape;
+  const out: Record<string, number> = {};
+  const hW = new Float64Array(half), hV = new Float64Array(half);
+  // Training set, split by subset; activation flips against the stored pattern.
+  const lossSum = [0, 0, 0], errSum = [0, 0, 0], count = [0, 0, 0];
+  let flips = 0;
+  for (let i = 0; i < n; i++) {
+    const ex = trainExample(data, shape, set, i);
+    const s = data.subset[ex.index], y = data.y[ex.index];
+    const z = y * forwardExample(net, ex, hW, hV, null);
+    lossSum[s] += logistic(z);
+    errSum[s] += z <= 0 ? 1 : 0;
+    count[s]++;
+    if (annealPattern) {
+      const base = i * 2 * half;
+      for (let j = 0; j < half; j++) {
+        if (ex.hasP && (hW[j] >= 0 ? 1 : 0) !== annealPattern[base + j]) flips++;
+        if (ex.hasQ && (hV[j] >= 0 ? 1 : 0) !== annealPattern[base + half + j]) flips++;
+      }
+    }
+  }
+  const mean = (x: number, c: number) => (c > 0 ? x / c : NaN);
+  out.train_loss = (lossSum[0] + lossSum[1] + lossSum[2]) / n;
+  out.train_error = (errSum[0] + errSum[1] + errSum[2]) / n;
+  SUBSET_SUFFIXES.forEach((suffix, s) => {
+    out["train_loss" + suffix] = mean(lossSum[s], count[s]);
+    out["train_error" + suffix] = mean(errSum[s], count[s]);
+  });
+  // Sampled test subsets: P-only (first n_test) and both (next n_test).
+  const nt = 2 * nTest;
+  const testLoss = [0, 0, 0], testErr = [0, 0, 0];
+  for (let k = 0; k < nt; k++) {
+    const index = set * nt + k;
+    const s = data.testSubset[index];
+    const ex: ExampleRef = {
+      x1: data.testX1,
+      x2: data.testX2,
+      index,
+      hasP: true,
+      hasQ: s === SUBSET_BOTH,
+    };
+    const z = data.testY[index] * forwardExample(net, ex, hW, hV, null);
+    testLoss[s] += logistic(z);
+    testErr[s] += z <= 0 ? 1 : 0;
+  }
+  testLoss[SUBSET_P_ONLY] /= nTest, testErr[SUBSET_P_ONLY] /= nTest;
+  testLoss[SUBSET_BOTH] /= nTest, testErr[SUBSET_BOTH] /= nTest;
+  // Q-only test set, exactly: positives on the ray of z, negatives on the rays of z ± ζ.
+  const rz = data.rF32;
+  const gz = qOutput(net, 1, 0), gPlus = qOutput(net, 1, rz), gMinus = qOutput(net, 1, -rz);
+  testLoss[SUBSET_Q_ONLY] = 0.5 * rayLoss(gz) + 0.25 * rayLoss(-gPlus) + 0.25 * rayLoss(-gMinus);
+  testErr[SUBSET_Q_ONLY] = 0.5 * (gz <= 0 ? 1 : 0) + 0.25 * (gPlus >= 0 ? 1 : 0) +
+    0.25 * (gMinus >= 0 ? 1 : 0);
+  const weights = [shape.p0, shape.q0, 1 - shape.p0 - shape.q0];
+  out.test_loss = 0;
+  out.test_error = 0;
+  SUBSET_SUFFIXES.forEach((suffix, s) => {
+    out["test_loss" + suffix] = testLoss[s];
+    out["test_error" + suffix] = testErr[s];
+    out.test_loss += weights[s] * testLoss[s];
+    out.test_error += weights[s] * testErr[s];
+  });
+  out.g_z = gz;
+  out.g_z_plus = gPlus;
+  out.g_z_minus = gMinus;
+  out.q_second_diff = gPlus + gMinus - 2 * gz;
+  // Odd part of the P block: Σ_j a_j W_j; w* = e1.
+  const odd = new Float64Array(d);
+  for (let j = 0; j < half; j++) for (let k = 0; k < d; k++) odd[k] += net.a[j] * net.W[j * d + k];
+  const oddNorm = frobenius(odd);
+  out.p_alignment = oddNorm > 0 ? odd[0] / oddNorm : 0;
+  out.w_norm = frobenius(net.W);
+  out.v_norm = frobenius(net.V);
+  out.activation_flips = annealPattern ? flips / patternPairs(data, shape, set) : 0;
+  return out;
+}
