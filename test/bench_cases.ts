@@ -35,10 +35,10 @@ export const BENCH_CASES: BenchCase[] = [
     experiment: "shape-matters",
     params: { algo: "label-noise" },
     batchReplicas: 256,
-    steps: (R, backend) =>
+    steps: (R, backend, software) =>
       backend === "webgpu"
-        ? (R === 1 ? 100_000 : 50_000)
-        : Math.max(2_000, Math.floor(300_000 / R)),
+        ? (software ? (R === 1 ? 5_000 : 100) : (R === 1 ? 200_000 : 100_000))
+        : Math.max(4_000, Math.floor(1_000_000 / R)),
     // Residuals X·(v⊙v) and gradient Xᵀr: two n×d multiply-adds; O(d) for the update.
     flopsPerReplicaStep: (spec) => {
       const d = spec.params.d as number, n = spec.params.n as number;
@@ -52,7 +52,8 @@ export const BENCH_CASES: BenchCase[] = [
     params: { algo: "pegr", lambda_mode: "theory", pegr_off: 1e9, n_test: 500 },
     batchReplicas: 64,
     // Enough steps per replica that the 10 snapshots' float64 metrics stay a small share.
-    steps: (R) => (R === 1 ? 20_000 : 4_000),
+    steps: (R, backend, software) =>
+      backend === "webgpu" && software ? (R === 1 ? 1_000 : 50) : (R === 1 ? 20_000 : 4_000),
     // Inner products <w_q, ξ_i> and the update Σ_i β_{q,i} ξ_i: two 2m×n×d multiply-adds;
     // the closed-form PEGR coefficients are O(m·n).
     flopsPerReplicaStep: (spec) => {
