@@ -14,6 +14,7 @@ import { bucketGroup, joinGroups } from "../client/dashboard/chart_data.ts";
 import { RunSeries } from "../client/dashboard/series.ts";
 import { defaultState, stateFromQuery, stateToQuery } from "../client/dashboard/state.ts";
 import { presets, presetSpecs } from "../client/dashboard/presets.ts";
+import { phaseTracks, switchOffStep } from "../client/dashboard/panels/pegr.ts";
 
 Deno.test("debiased EMA: first point equals the input, constants stay constant", () => {
   const ema = new DebiasedEma(0.9);
@@ -163,4 +164,34 @@ Deno.test("a series rebuilt from a history answer keeps appending live snapshots
   assert.ok(!s.appendSnapshot(400, 40, { loss: Float32Array.from([0, 0]) }));
   s.setSmoothing(0, true);
   assertEquals(Array.from(c.smooth.subarray(0, s.n)), [5, 2.5, 0.75, 0.5]);
+});
+
+Deno.test("pegr phase plane: log10 coordinates per replica, floored, NaN gaps kept", () => {
+  const s = new RunSeries(["signal", "noise"], 2, 64, 4);
+  s.appendSnapshot(0, 0, { signal: [1e-2, 1e-2], noise: [1e-3, 1e-3] });
+  s.appendSnapshot(50, 5, { signal: [1e-1, 1e-2], noise: [1e-9, 1] });
+  s.appendSnapshot(100, 10, { signal: [10, NaN], noise: [-0.5, Infinity] });
+  const [a, b] = phaseTracks(s);
+  assertEquals(Array.from(a.step), [0, 50, 100]);
+  // x = noise, y = signal; ≤ 1e-6 (negative included) drawn at 1e-6.
+  const near = (xs: Float64Array, want: number[]) =>
+    want.forEach((w, i) =>
+      Number.isNaN(w) ? assert.ok(Number.isNaN(xs[i])) : assertAlmostEquals(xs[i], w, 1e-6)
+    );
+  near(a.x, [-3, -6, -6]);
+  near(a.y, [-2, -1, 1]);
+  near(b.x, [-3, 0, NaN]);
+  near(b.y, [-2, -2, NaN]);
+  assertEquals(phaseTracks(s, 1e-2)[0].x[1], -2);
+  assertEquals(
+    switchOffStep({
+      events: [{ type: "note", step: 3, detail: "x" }, {
+        type: "phase_change",
+        step: 4000,
+        phase: "regulariser_off",
+      }],
+    }),
+    4000,
+  );
+  assertEquals(switchOffStep({ events: [] }), null);
 });

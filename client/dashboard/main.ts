@@ -14,6 +14,7 @@ import { runForm } from "./form.ts";
 import { panelFor, type PanelInstance } from "./panels/registry.ts";
 import "./panels/shape_matters.ts";
 import "./panels/linear_label_noise.ts";
+import "./panels/pegr.ts";
 import { type Preset, presetSpecs } from "./presets.ts";
 import { presetsView } from "./presets_view.ts";
 import { renderToolbar } from "./toolbar.ts";
@@ -379,12 +380,15 @@ class Dashboard {
           e.step = Math.max(e.step, r.step);
           this.dirtyCharts = true;
           this.dirtyRuns = true;
+          // Panels that read the columns (pegr's phase plane) redraw with the charts.
+          if (panelFor(e.experiment)) this.dirtyPanels = true;
           this.unseenSnapshotTimes.push(r.time);
         }
         break;
       case "event":
         e.events.push(r.event);
         this.dirtyCharts = true;
+        if (panelFor(e.experiment)) this.dirtyPanels = true;
         break;
       case "frame": {
         e.frames.set(r.name, r);
@@ -709,6 +713,8 @@ class Dashboard {
           spec: e.spec!,
           frames: e.frames,
           frameHistory: e.frameHistory,
+          series: e.series ?? undefined,
+          events: e.events,
         })),
       );
     }

@@ -1,11 +1,13 @@
 /**
- * Experiment panels: figures that are not line charts (bars, scatter, heat maps), fed by a
- * run's frames. An experiment registers one renderer under its id; the dashboard creates it
- * when a shown run belongs to that experiment and calls update() in an animation frame
- * whenever a shown run received a frame.
+ * Experiment panels: figures that are not line charts (bars, scatter, phase planes, heat
+ * maps), fed by a run's frames and/or its metric columns and events. An experiment registers
+ * one renderer under its id; the dashboard creates it when a shown run belongs to that
+ * experiment and calls update() in an animation frame (at most one per frame) whenever a
+ * shown run received a frame, a snapshot or an event.
  */
 import type { FrameRecord } from "../../../server/runs/records.ts";
-import type { RunSpec } from "../../../server/experiments/types.ts";
+import type { RunEvent, RunSpec } from "../../../server/experiments/types.ts";
+import type { RunSeries } from "../series.ts";
 
 export interface PanelRun {
   id: string;
@@ -16,6 +18,10 @@ export interface PanelRun {
   frames: ReadonlyMap<string, FrameRecord>;
   /** Earlier frames too, oldest first (bounded: thinned past a cap), for panels that animate. */
   frameHistory?: ReadonlyMap<string, readonly FrameRecord[]>;
+  /** The run's metric columns (live, read-only: compare `series.version` to skip work). */
+  readonly series?: RunSeries;
+  /** Events received so far (planned and observed), in arrival order. */
+  readonly events?: readonly RunEvent[];
 }
 
 export interface PanelInstance {
