@@ -66,7 +66,8 @@ export const BENCH_CASES: BenchCase[] = [
     // The documented defaults (d = 64, N = 320, m = 256), full-batch GD with noise and decay.
     params: { algo: "large-then-small", n_test: 200 },
     batchReplicas: 8,
-    steps: (R) => (R === 1 ? 1_000 : 200),
+    steps: (R, backend, software) =>
+      backend === "webgpu" && software ? (R === 1 ? 100 : 20) : (R === 1 ? 1_000 : 200),
     // Per example that carries P (a fraction 1 − q0 of N; the kernel skips the x1 = 0 rows):
     // the forward W·x1 (2·(m/2)·d) and the gradient's rank-1 update on the active units
     // (about half: (m/2)·d); then decay and noise on both blocks (8·(m/2)·d).
@@ -83,7 +84,8 @@ export const BENCH_CASES: BenchCase[] = [
     // Batch-1 label-noise SGD at the defaults; no loss checks (step-rule anneal).
     params: { algo: "lnsgd-ls", n_test: 200 },
     batchReplicas: 16,
-    steps: (R) => (R === 1 ? 100_000 : 20_000),
+    steps: (R, backend, software) =>
+      backend === "webgpu" && software ? (R === 1 ? 2_000 : 500) : (R === 1 ? 100_000 : 20_000),
     // One forward and one rank-1 update of the W block, O(m) for the Q block.
     flopsPerReplicaStep: (spec) => {
       const p = spec.params;
