@@ -28,6 +28,6 @@ if ! $RUN /tmp/probe.ts | grep -qi nvidia; then
   $RUN /tmp/probe.ts
 fi
 echo "=== webgpu tests"
-$TEST ${TESTS:-test/rng_webgpu_test.ts test/parity_webgpu_*_test.ts} 2>&1 | tee $OUT/webgpu_tests.txt | grep -E "ok|FAILED|passed|error" | tail -60
+$TEST ${TESTS:-test/rng_webgpu_test.ts test/parity_webgpu_*_test.ts} 2>&1 | tee ${OUT:-/tmp}/webgpu_tests.txt | grep -E "ok|FAILED|passed|error" | tail -60
 echo "=== bench"
-$RUN test/bench.ts ${BENCH_ARGS:-} 2>&1 | tee $OUT/bench.txt
+$RUN test/bench.ts ${BENCH_ARGS:-} 2>&1 | tee ${OUT:-/tmp}/bench.txt
