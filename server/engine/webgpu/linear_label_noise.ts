@@ -19,9 +19,7 @@ import {
 } from "../../experiments/linear_label_noise_setup.ts";
 import { LINEAR_METRIC_NAMES } from "../../experiments/linear_label_noise_reference.ts";
 import { isFrameStep, wrapLinearSession } from "../../experiments/linear_label_noise_session.ts";
-import type { AdvanceResult, KernelSession, RunSpec } from "../../experiments/types.ts";
-import { sortByStepAndReplica } from "../session_results.ts";
-import { stampWallTimes } from "../snapshots.ts";
+import type { KernelSession, RunSpec } from "../../experiments/types.ts";
 import { checked, getGpu, isLlvmpipe } from "./device.ts";
 import {
   dispatchSequence,
@@ -39,6 +37,7 @@ import {
   paramsAndStorageLayout,
   paramStride as paramStrideOf,
   roundDivergences,
+  roundedAdvance,
   roundSnapshots,
   serialisedGpuSession,
   submitRound,
@@ -318,8 +317,6 @@ export async function openLinearLabelNoiseGpu(
     },
   );
 
-  let step = 0;
-  let reportedInitial = false;
   const nextSeq = dispatchSequence();
   const divergedAt = new Float64Array(R).fill(-1);
 
@@ -404,12 +401,9 @@ export async function openLinearLabelNoiseGpu(
     );
   }
 
-  async function advanceTo(target: number): Promise<AdvanceResult> {
-    const t0 = performance.now() - startMs;
-    const from = step;
-    const result: AdvanceResult = { snapshots: [], events: [], frames: [] };
-    const to = Math.max(step, Math.min(Math.floor(target), spec.steps));
-    for (const round of splitRounds(plan(step, to, !reportedInitial), slots)) {
+  const { stepOf, advanceTo } = roundedAdvance(spec.steps, startMs, {
+    rounds: (from, to, initial) => splitRounds(plan(from, to, initial), slots),
+    async onRound(round, result, to) {
       const data = await runRound(round);
       result.events.push(
         ...roundDivergences(gpu, "linear-label-noise", round, data.status, divergedAt),
@@ -432,18 +426,13 @@ export async function openLinearLabelNoiseGpu(
         }
         result.frames.push({ step: to, name: NEURON_FRAME, width: 3 * m, values });
       }
-    }
-    reportedInitial = true;
-    step = to;
-    sortByStepAndReplica(result.events);
-    stampWallTimes(result.snapshots, from, step, t0, performance.now() - startMs);
-    return result;
-  }
+    },
+  });
 
   const session = serialisedGpuSession(
     gpu,
     "linear-label-noise",
-    () => step,
+    stepOf,
     advanceTo,
     buffers,
   );

@@ -23,9 +23,7 @@
  * coefficient arithmetic in float64. test/parity_webgpu_pegr_test.ts states the tolerances.
  */
 import { PEGR_METRICS, type PegrPrepared, preparePegr } from "../../experiments/pegr.ts";
-import type { AdvanceResult, KernelSession, RunSpec } from "../../experiments/types.ts";
-import { sortByStepAndReplica } from "../session_results.ts";
-import { stampWallTimes } from "../snapshots.ts";
+import type { KernelSession, RunSpec } from "../../experiments/types.ts";
 import { checked, getGpu, type Gpu, isLlvmpipe, LLVMPIPE_LOOP_LIMIT } from "./device.ts";
 import {
   dispatchSequence,
@@ -33,7 +31,6 @@ import {
   NO_SNAP,
   planDispatches,
   type PlannedDispatch,
-  roundEnd,
   snapshotsIn,
   snapshotSlots,
   splitRounds,
@@ -44,6 +41,7 @@ import {
   paramsAndStorageLayout,
   paramStride as paramStrideOf,
   roundDivergences,
+  roundedAdvance,
   roundSnapshots,
   serialisedGpuSession,
   submitRound,
@@ -336,8 +334,6 @@ export async function openPegrGpu(
     },
   );
 
-  let step = 0;
-  let reportedInitial = false;
   const nextSeq = dispatchSequence();
   /** Absolute step at which each replica diverged (the event's step), or -1. */
   const divergedAt = new Float64Array(R).fill(-1);
@@ -409,14 +405,9 @@ export async function openPegrGpu(
     );
   }
 
-  async function advanceTo(target: number): Promise<AdvanceResult> {
-    const t0 = performance.now() - startMs;
-    const from = step;
-    const result: AdvanceResult = { snapshots: [], events: [], frames: [] };
-    const to = Number.isNaN(target)
-      ? step
-      : Math.max(step, Math.min(Math.floor(target), spec.steps));
-    for (const round of splitRounds(plan(step, to, !reportedInitial), slots)) {
+  const { stepOf, advanceTo } = roundedAdvance(spec.steps, startMs, {
+    rounds: (from, to, initial) => splitRounds(plan(from, to, initial), slots),
+    async onRound(round, result) {
       const data = await runRound(round);
       result.events.push(...roundDivergences(gpu, "pegr", round, data.flags, divergedAt));
       result.snapshots.push(
@@ -430,14 +421,8 @@ export async function openPegrGpu(
               : data.metrics[(slot * R + r) * NMET + k],
         ),
       );
-      step = roundEnd(round);
-    }
-    reportedInitial = true;
-    step = to;
-    sortByStepAndReplica(result.events);
-    stampWallTimes(result.snapshots, from, step, t0, performance.now() - startMs);
-    return result;
-  }
+    },
+  });
 
-  return serialisedGpuSession(gpu, "pegr", () => step, advanceTo, buffers);
+  return serialisedGpuSession(gpu, "pegr", stepOf, advanceTo, buffers);
 }

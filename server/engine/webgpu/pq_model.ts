@@ -23,7 +23,7 @@
  * checked), replica_diverged as the reference dates it; the step-rule anneal and the noise
  * switch-off are planned events of the run driver.
  */
-import type { AdvanceResult, KernelSession, RunEvent, RunSpec } from "../../experiments/types.ts";
+import type { KernelSession, RunEvent, RunSpec } from "../../experiments/types.ts";
 import {
   initPQNet,
   patternPairs,
@@ -35,8 +35,7 @@ import {
 import { annealEvent, type AnnealRule } from "../../experiments/pq_anneal.ts";
 import { LARGE_LR_METRICS, prepareLargeLr } from "../../experiments/large_lr.ts";
 import { LABEL_NOISE_METRICS, prepareLabelNoise } from "../../experiments/label_noise_anneal.ts";
-import { maskDiverged, sortByStepAndReplica } from "../session_results.ts";
-import { stampWallTimes } from "../snapshots.ts";
+import { maskDiverged } from "../session_results.ts";
 import { checked, getGpu, type Gpu, isLlvmpipe, LLVMPIPE_LOOP_LIMIT } from "./device.ts";
 import {
   dispatchSequence,
@@ -44,7 +43,6 @@ import {
   NO_SNAP,
   planDispatches,
   type PlannedDispatch,
-  roundEnd,
   snapshotsIn,
   snapshotSlots,
   splitRounds,
@@ -55,6 +53,7 @@ import {
   paramsAndStorageLayout,
   paramStride as paramStrideOf,
   roundDivergences,
+  roundedAdvance,
   serialisedGpuSession,
   submitRound,
 } from "./rounds.ts";
@@ -334,8 +333,6 @@ async function openPQGpu(
     },
   );
 
-  let step = 0;
-  let reportedInitial = false;
   const nextSeq = dispatchSequence();
   const divergedAt = new Float64Array(R).fill(-1);
   const annealedAt = new Float64Array(R).fill(-1);
@@ -436,20 +433,18 @@ async function openPQGpu(
     });
   }
 
-  async function advanceTo(target: number): Promise<AdvanceResult> {
-    const t0 = performance.now() - startMs;
-    const from = step;
-    const result: AdvanceResult = { snapshots: [], events: [], frames: [] };
-    const to = Number.isNaN(target)
-      ? step
-      : Math.max(step, Math.min(Math.floor(target), spec.steps));
-    const plan = planDispatches(spec, step, to, {
-      nextSeq,
-      initial: reportedInitial ? undefined : {},
-      cutAfter: (s) => s + maxSteps,
-      fields: () => ({}),
-    });
-    for (const round of splitRounds(plan, slots)) {
+  const { stepOf, advanceTo } = roundedAdvance(spec.steps, startMs, {
+    rounds: (from, to, initial) =>
+      splitRounds(
+        planDispatches(spec, from, to, {
+          nextSeq,
+          initial: initial ? {} : undefined,
+          cutAfter: (s) => s + maxSteps,
+          fields: () => ({}),
+        }),
+        slots,
+      ),
+    async onRound(round, result) {
       const { snaps, flags, flagsF } = await runRound(round);
       result.events.push(...roundDivergences(gpu, run.experiment, round, flags, divergedAt));
       result.events.push(...roundAnneals(round, flags, flagsF));
@@ -464,16 +459,10 @@ async function openPQGpu(
           }),
         );
       }
-      step = roundEnd(round);
-    }
-    reportedInitial = true;
-    step = to;
-    sortByStepAndReplica(result.events);
-    stampWallTimes(result.snapshots, from, step, t0, performance.now() - startMs);
-    return result;
-  }
+    },
+  });
 
-  return serialisedGpuSession(gpu, run.experiment, () => step, advanceTo, buffers);
+  return serialisedGpuSession(gpu, run.experiment, stepOf, advanceTo, buffers);
 }
 
 export function openLargeLrGpu(spec: RunSpec, options: PQGpuOptions = {}): Promise<KernelSession> {

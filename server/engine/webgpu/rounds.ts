@@ -9,9 +9,10 @@
  * cut short (its canary loop did not finish).
  */
 import type { AdvanceResult, KernelSession, RunEvent, Snapshot } from "../../experiments/types.ts";
-import { maskDiverged } from "../session_results.ts";
+import { maskDiverged, sortByStepAndReplica } from "../session_results.ts";
+import { stampWallTimes } from "../snapshots.ts";
 import { checked, type Gpu, unlessLost } from "./device.ts";
-import { NO_SNAP, type PlannedDispatch } from "./dispatch_plan.ts";
+import { NO_SNAP, type PlannedDispatch, roundEnd } from "./dispatch_plan.ts";
 
 /** Bytes between two dispatches' params: 256 or the device's uniform offset alignment. */
 export function paramStride(device: GPUDevice): number {
@@ -193,6 +194,48 @@ export function paramsAndStorageLayout(
  * The KernelSession of a WebGPU run: advance() calls are serialised (a second one waits for
  * the first instead of interleaving) and refused after dispose(), which destroys the buffers.
  */
+export interface RoundedAdvance<T extends PlannedDispatch> {
+  /** The dispatches from `from` to `to`, in rounds; `initial` asks for the step-0 snapshot. */
+  rounds(from: number, to: number, initial: boolean): T[][];
+  /** Runs one round on the GPU and adds its snapshots, events and frames to `result`. */
+  onRound(round: T[], result: AdvanceResult, to: number): Promise<void>;
+  /** Adds what is read once per call, after the last round (e.g. a frame of the state). */
+  finish?(result: AdvanceResult, step: number): void;
+}
+
+/**
+ * The advance() every WebGPU session shares: the target clamped to [step, steps] (NaN
+ * means stay), the rounds run in order, the step-0 snapshot asked for once, events sorted,
+ * wall times stamped. The session supplies only how to plan and read back a round.
+ */
+export function roundedAdvance<T extends PlannedDispatch>(
+  totalSteps: number,
+  startMs: number,
+  how: RoundedAdvance<T>,
+): { stepOf: () => number; advanceTo: (target: number) => Promise<AdvanceResult> } {
+  let step = 0;
+  let reportedInitial = false;
+  async function advanceTo(target: number): Promise<AdvanceResult> {
+    const t0 = performance.now() - startMs;
+    const from = step;
+    const result: AdvanceResult = { snapshots: [], events: [], frames: [] };
+    const to = Number.isNaN(target)
+      ? step
+      : Math.max(step, Math.min(Math.floor(target), totalSteps));
+    for (const round of how.rounds(step, to, !reportedInitial)) {
+      await how.onRound(round, result, to);
+      step = roundEnd(round);
+    }
+    reportedInitial = true;
+    step = to;
+    sortByStepAndReplica(result.events);
+    how.finish?.(result, step);
+    stampWallTimes(result.snapshots, from, step, t0, performance.now() - startMs);
+    return result;
+  }
+  return { stepOf: () => step, advanceTo };
+}
+
 export function serialisedGpuSession(
   gpu: Gpu,
   experiment: string,

@@ -16,16 +16,13 @@ import {
   type ShapeMattersPrepared,
 } from "../../experiments/shape_matters.ts";
 import { scheduleFactor, type ScheduleValue } from "../../experiments/schema.ts";
-import type { AdvanceResult, KernelSession, RunSpec } from "../../experiments/types.ts";
-import { sortByStepAndReplica } from "../session_results.ts";
-import { stampWallTimes } from "../snapshots.ts";
+import type { KernelSession, RunSpec } from "../../experiments/types.ts";
 import { checked, getGpu, type Gpu, isLlvmpipe, LLVMPIPE_LOOP_LIMIT } from "./device.ts";
 import {
   dispatchSequence,
   MAX_DISPATCHES_PER_ROUND,
   planDispatches,
   type PlannedDispatch,
-  roundEnd,
   snapshotsIn,
   snapshotSlots,
   splitRounds,
@@ -37,6 +34,7 @@ import {
   paramsAndStorageLayout,
   paramStride as paramStrideOf,
   roundDivergences,
+  roundedAdvance,
   roundSnapshots,
   serialisedGpuSession,
   submitRound,
@@ -253,8 +251,6 @@ export async function openShapeMattersGpu(
     },
   );
 
-  let step = 0;
-  let reportedInitial = false;
   const nextSeq = dispatchSequence();
   /** Absolute step at which each replica diverged (the event's step), or -1. */
   const divergedAt = new Float64Array(R).fill(-1);
@@ -306,14 +302,9 @@ export async function openShapeMattersGpu(
     );
   }
 
-  async function advanceTo(target: number): Promise<AdvanceResult> {
-    const t0 = performance.now() - startMs;
-    const from = step;
-    const result: AdvanceResult = { snapshots: [], events: [], frames: [] };
-    const to = Number.isNaN(target)
-      ? step
-      : Math.max(step, Math.min(Math.floor(target), spec.steps));
-    for (const round of splitRounds(plan(step, to, !reportedInitial), slots)) {
+  const { stepOf, advanceTo } = roundedAdvance(spec.steps, startMs, {
+    rounds: (from, to, initial) => splitRounds(plan(from, to, initial), slots),
+    async onRound(round, result) {
       const data = await runRound(round);
       result.events.push(...roundDivergences(gpu, "shape-matters", round, data.status, divergedAt));
       result.snapshots.push(
@@ -325,17 +316,13 @@ export async function openShapeMattersGpu(
         ),
       );
       lastState = data.state;
-      step = roundEnd(round);
-    }
-    reportedInitial = true;
-    step = to;
-    sortByStepAndReplica(result.events);
-    const values = new Float32Array(R * d);
-    for (let i = 0; i < values.length; i++) values[i] = lastState[i] * lastState[i];
-    result.frames.push({ step, name: "v_sq", values, width: d });
-    stampWallTimes(result.snapshots, from, step, t0, performance.now() - startMs);
-    return result;
-  }
+    },
+    finish(result, step) {
+      const values = new Float32Array(R * d);
+      for (let i = 0; i < values.length; i++) values[i] = lastState[i] * lastState[i];
+      result.frames.push({ step, name: "v_sq", values, width: d });
+    },
+  });
 
-  return serialisedGpuSession(gpu, "shape-matters", () => step, advanceTo, buffers);
+  return serialisedGpuSession(gpu, "shape-matters", stepOf, advanceTo, buffers);
 }
