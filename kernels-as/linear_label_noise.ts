@@ -30,6 +30,7 @@ import {
   w3,
   z0,
 } from "./philox.ts";
+import { hsum } from "./simd.ts";
 
 // ALGO_CODE of linear_label_noise_setup.ts.
 const ALGO_LNSGD = 0;
@@ -305,11 +306,6 @@ function computeTheta(r: i32): void {
     }
     store<f32>(TH + (<usize> k << 2), hsum(acc));
   }
-}
-
-function hsum(a: v128): f32 {
-  return (f32x4.extract_lane(a, 0) + f32x4.extract_lane(a, 1)) +
-    (f32x4.extract_lane(a, 2) + f32x4.extract_lane(a, 3));
 }
 
 /** G = ∇_θ L at TH: (1/n) Σ_j x_j(θx_j − y_j), or θ − θ* online. Returns ‖G‖². */

@@ -21,6 +21,7 @@
  * float64 (the reference's formulas), except the test accuracy, which `testAccuracy` does
  * here with SIMD (2m·n_test·d multiply-adds per snapshot).
  */
+import { dot, dot4 } from "./simd.ts";
 
 const ALGO_PEGR = 1;
 const ALGO_FGR = 2;
@@ -150,11 +151,6 @@ export function divergedPtr(): usize {
   return DIVERGED;
 }
 
-function hsum(a: v128): f32 {
-  return (f32x4.extract_lane(a, 0) + f32x4.extract_lane(a, 1)) +
-    (f32x4.extract_lane(a, 2) + f32x4.extract_lane(a, 3));
-}
-
 function f64At(base: usize, index: i32): f64 {
   return load<f64>(base + (<usize> index << 3));
 }
@@ -171,33 +167,14 @@ function rowDots(w: usize, zs: usize, count: i32, scale: f64, out: usize): void 
   const rowBytes = <usize> dp << 2;
   let i = 0;
   for (; i + 4 <= count; i += 4) {
-    const r0 = zs + <usize> i * rowBytes;
-    const r1 = r0 + rowBytes;
-    const r2 = r1 + rowBytes;
-    const r3 = r2 + rowBytes;
-    let a0 = f32x4.splat(0);
-    let a1 = f32x4.splat(0);
-    let a2 = f32x4.splat(0);
-    let a3 = f32x4.splat(0);
-    for (let k: usize = 0; k < rowBytes; k += 16) {
-      const wk = v128.load(w + k);
-      a0 = f32x4.add(a0, f32x4.mul(v128.load(r0 + k), wk));
-      a1 = f32x4.add(a1, f32x4.mul(v128.load(r1 + k), wk));
-      a2 = f32x4.add(a2, f32x4.mul(v128.load(r2 + k), wk));
-      a3 = f32x4.add(a3, f32x4.mul(v128.load(r3 + k), wk));
-    }
-    setF64(out, i, scale * <f64> hsum(a0));
-    setF64(out, i + 1, scale * <f64> hsum(a1));
-    setF64(out, i + 2, scale * <f64> hsum(a2));
-    setF64(out, i + 3, scale * <f64> hsum(a3));
+    const dots = dot4(zs + <usize> i * rowBytes, rowBytes, w, rowBytes);
+    setF64(out, i, scale * <f64> f32x4.extract_lane(dots, 0));
+    setF64(out, i + 1, scale * <f64> f32x4.extract_lane(dots, 1));
+    setF64(out, i + 2, scale * <f64> f32x4.extract_lane(dots, 2));
+    setF64(out, i + 3, scale * <f64> f32x4.extract_lane(dots, 3));
   }
   for (; i < count; i++) {
-    const row = zs + <usize> i * rowBytes;
-    let a = f32x4.splat(0);
-    for (let k: usize = 0; k < rowBytes; k += 16) {
-      a = f32x4.add(a, f32x4.mul(v128.load(row + k), v128.load(w + k)));
-    }
-    setF64(out, i, scale * <f64> hsum(a));
+    setF64(out, i, scale * <f64> dot(zs + <usize> i * rowBytes, w, rowBytes));
   }
 }
 

@@ -21,6 +21,7 @@
  * Replicas run one after another for a whole call (their weights stay in cache).
  */
 import { fillNormals, philoxBlock, uniform24, uniformIndex, w0, w1 } from "./philox.ts";
+import { dot, dot4 } from "./simd.ts";
 
 const ALGO_LARGE_THEN_SMALL = 0;
 // 1 = small needs no branch of its own (η2 throughout, like the default path).
@@ -173,11 +174,6 @@ export function patternPtr(): usize {
   return PATTERN;
 }
 
-function hsum(a: v128): f32 {
-  return (f32x4.extract_lane(a, 0) + f32x4.extract_lane(a, 1)) +
-    (f32x4.extract_lane(a, 2) + f32x4.extract_lane(a, 3));
-}
-
 /** ℓ(z) = log(1 + e^(−z)) in float64. */
 function logistic(z: f64): f64 {
   return z > 0 ? Math.log1p(Math.exp(-z)) : -z + Math.log1p(Math.exp(z));
@@ -209,34 +205,10 @@ function forward(r: i32, set: i32, i: i32, pre: bool): f32 {
   let j = 0;
   if (hasP) {
     for (; j + 4 <= half; j += 4) {
-      const r0 = w + <usize> j * rowBytes;
-      const r1 = r0 + rowBytes;
-      const r2 = r1 + rowBytes;
-      const r3 = r2 + rowBytes;
-      let a0 = f32x4.splat(0);
-      let a1 = f32x4.splat(0);
-      let a2 = f32x4.splat(0);
-      let a3 = f32x4.splat(0);
-      for (let k: usize = 0; k < rowBytes; k += 16) {
-        const xk = v128.load(x + k);
-        a0 = f32x4.add(a0, f32x4.mul(v128.load(r0 + k), xk));
-        a1 = f32x4.add(a1, f32x4.mul(v128.load(r1 + k), xk));
-        a2 = f32x4.add(a2, f32x4.mul(v128.load(r2 + k), xk));
-        a3 = f32x4.add(a3, f32x4.mul(v128.load(r3 + k), xk));
-      }
-      const h = HW + (<usize> j << 2);
-      store<f32>(h, hsum(a0));
-      store<f32>(h, hsum(a1), 4);
-      store<f32>(h, hsum(a2), 8);
-      store<f32>(h, hsum(a3), 12);
+      v128.store(HW + (<usize> j << 2), dot4(w + <usize> j * rowBytes, rowBytes, x, rowBytes));
     }
     for (; j < half; j++) {
-      const row = w + <usize> j * rowBytes;
-      let acc = f32x4.splat(0);
-      for (let k: usize = 0; k < rowBytes; k += 16) {
-        acc = f32x4.add(acc, f32x4.mul(v128.load(row + k), v128.load(x + k)));
-      }
-      store<f32>(HW + (<usize> j << 2), hsum(acc));
+      store<f32>(HW + (<usize> j << 2), dot(w + <usize> j * rowBytes, x, rowBytes));
     }
   } else {
     memory.fill(HW, 0, <usize> half << 2);

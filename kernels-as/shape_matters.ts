@@ -31,6 +31,7 @@ import {
   w3,
   z0,
 } from "./philox.ts";
+import { dot, dot4 } from "./simd.ts";
 
 // Codes of ALGO_CODE in server/experiments/shape_matters.ts; gd (0) needs no branch.
 const ALGO_LABEL = 1;
@@ -153,11 +154,6 @@ export function setSegment(factor: f64): void {
   }
 }
 
-function hsum(a: v128): f32 {
-  return (f32x4.extract_lane(a, 0) + f32x4.extract_lane(a, 1)) +
-    (f32x4.extract_lane(a, 2) + f32x4.extract_lane(a, 3));
-}
-
 /**
  * c_i = <u, x_i> − y_i for all i into C (raw residuals; scaled later). Four rows at a time
  * so four independent accumulators hide the add latency and each u vector is loaded once.
@@ -167,35 +163,13 @@ function residuals(x: usize, y: usize): void {
   const dBytes = rowBytes;
   let i = 0;
   for (; i + 4 <= n; i += 4) {
-    const r0 = x + <usize> i * rowBytes;
-    const r1 = r0 + rowBytes;
-    const r2 = r1 + rowBytes;
-    const r3 = r2 + rowBytes;
-    let a0 = f32x4.splat(0);
-    let a1 = f32x4.splat(0);
-    let a2 = f32x4.splat(0);
-    let a3 = f32x4.splat(0);
-    for (let k: usize = 0; k < dBytes; k += 16) {
-      const uk = v128.load(U + k);
-      a0 = f32x4.add(a0, f32x4.mul(v128.load(r0 + k), uk));
-      a1 = f32x4.add(a1, f32x4.mul(v128.load(r1 + k), uk));
-      a2 = f32x4.add(a2, f32x4.mul(v128.load(r2 + k), uk));
-      a3 = f32x4.add(a3, f32x4.mul(v128.load(r3 + k), uk));
-    }
-    const yi = y + (<usize> i << 2);
-    const ci = C + (<usize> i << 2);
-    store<f32>(ci, hsum(a0) - load<f32>(yi));
-    store<f32>(ci, hsum(a1) - load<f32>(yi, 4), 4);
-    store<f32>(ci, hsum(a2) - load<f32>(yi, 8), 8);
-    store<f32>(ci, hsum(a3) - load<f32>(yi, 12), 12);
+    const off = <usize> i << 2;
+    const dots = dot4(x + <usize> i * rowBytes, rowBytes, U, dBytes);
+    v128.store(C + off, f32x4.sub(dots, v128.load(y + off)));
   }
   for (; i < n; i++) {
-    const row = x + <usize> i * rowBytes;
-    let a = f32x4.splat(0);
-    for (let k: usize = 0; k < dBytes; k += 16) {
-      a = f32x4.add(a, f32x4.mul(v128.load(row + k), v128.load(U + k)));
-    }
-    store<f32>(C + (<usize> i << 2), hsum(a) - load<f32>(y + (<usize> i << 2)));
+    const off = <usize> i << 2;
+    store<f32>(C + off, dot(x + <usize> i * rowBytes, U, dBytes) - load<f32>(y + off));
   }
 }
 
