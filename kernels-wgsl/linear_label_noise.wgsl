@@ -77,10 +77,6 @@ var<private> rep: u32;
 var<private> dset: u32;  // data set of this replica
 var<private> hv: array<f32, NPT>;  // h_i of own neurons (SGD)
 
-fn non_finite(x: f32) -> bool {
-  return (bitcast<u32>(x) & 0x7F800000u) == 0x7F800000u;
-}
-
 fn w_at(k: u32, i: u32) -> u32 { return base + k * M + i; }
 fn a_at(i: u32) -> u32 { return base + D * M + i; }
 fn s_at(i: u32) -> u32 { return base + D * M + M + i; }

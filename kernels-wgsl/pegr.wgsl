@@ -128,48 +128,7 @@ fn sync() {
   workgroupBarrier();
 }
 
-// NaN or ±Inf: all exponent bits set. A bit test, because `x != x` may be folded away by
-// compilers that assume finite math.
-fn non_finite4(x: vec4<f32>) -> bool {
-  let e = vec4<u32>(0x7F800000u);
-  return any((bitcast<vec4<u32>>(x) & e) == e);
-}
-
-fn relu(x: f32) -> f32 { return select(0.0, x, x > 0.0); }
 fn sgn(q: u32) -> f32 { return select(-1.0, 1.0, q < M); }
-fn hsum(a: vec4<f32>) -> f32 { return (a.x + a.y) + (a.z + a.w); }
-
-// log(1 + x) for x ∈ [0, 1] as 2·atanh(x/(2 + x)): accurate for tiny x, where log(1 + x)
-// would lose x to rounding (WGSL has no log1p, and log's error bound near 1 is absolute).
-fn log1p01(x: f32) -> f32 {
-  let s = x / (2.0 + x);
-  let s2 = s * s;
-  // s ≤ 1/3: eight terms of the series leave < 1e-9 relative.
-  var p = 1.0 / 17.0;
-  p = p * s2 + 1.0 / 15.0;
-  p = p * s2 + 1.0 / 13.0;
-  p = p * s2 + 1.0 / 11.0;
-  p = p * s2 + 1.0 / 9.0;
-  p = p * s2 + 1.0 / 7.0;
-  p = p * s2 + 1.0 / 5.0;
-  p = p * s2 + 1.0 / 3.0;
-  p = p * s2 + 1.0;
-  return 2.0 * s * p;
-}
-
-// ℓ(z) = log(1 + e^{−z}) = max(−z, 0) + log1p(e^{−|z|}).
-fn logistic(z: f32) -> f32 {
-  return max(-z, 0.0) + log1p01(exp(-abs(z)));
-}
-
-// ℓ'(z) = −1/(1 + e^z), as pegr_model.ts computes it.
-fn logistic_d1(z: f32) -> f32 {
-  if (z > 0.0) {
-    let e = exp(-z);
-    return -e / (1.0 + e);
-  }
-  return -1.0 / (1.0 + exp(z));
-}
 
 // ℓ''(z) = e^{−|z|}/(1 + e^{−|z|})².
 fn logistic_d2(z: f32) -> f32 {

@@ -129,42 +129,6 @@ fn sync() {
   workgroupBarrier();
 }
 
-fn non_finite4(x: vec4<f32>) -> bool {
-  let e = vec4<u32>(0x7F800000u);
-  return any((bitcast<vec4<u32>>(x) & e) == e);
-}
-
-fn relu(x: f32) -> f32 { return select(0.0, x, x > 0.0); }
-fn hsum(a: vec4<f32>) -> f32 { return (a.x + a.y) + (a.z + a.w); }
-
-// log(1 + x) for x ∈ [0, 1] as 2·atanh(x/(2 + x)) (WGSL has no log1p).
-fn log1p01(x: f32) -> f32 {
-  let s = x / (2.0 + x);
-  let s2 = s * s;
-  var p = 1.0 / 17.0;
-  p = p * s2 + 1.0 / 15.0;
-  p = p * s2 + 1.0 / 13.0;
-  p = p * s2 + 1.0 / 11.0;
-  p = p * s2 + 1.0 / 9.0;
-  p = p * s2 + 1.0 / 7.0;
-  p = p * s2 + 1.0 / 5.0;
-  p = p * s2 + 1.0 / 3.0;
-  p = p * s2 + 1.0;
-  return 2.0 * s * p;
-}
-
-fn logistic(z: f32) -> f32 {
-  return max(-z, 0.0) + log1p01(exp(-abs(z)));
-}
-
-fn logistic_d1(z: f32) -> f32 {
-  if (z > 0.0) {
-    let e = exp(-z);
-    return -e / (1.0 + e);
-  }
-  return -1.0 / (1.0 + exp(z));
-}
-
 fn sub_of(i: u32) -> u32 { return u32(aux[P.off_sub + eb + i]); }
 fn has_p(s: u32) -> bool { return s != 1u; }
 fn has_q(s: u32) -> bool { return s != 0u; }

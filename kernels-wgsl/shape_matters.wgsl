@@ -86,12 +86,6 @@ fn st_z(k: u32, x: f32) {
   if (WG_STATE) { sh_z[k] = x; } else { scratch[s_base + N + k] = x; }
 }
 
-// NaN or ±Inf: all exponent bits set. A bit test, because `x != x` may be folded away by
-// compilers that assume finite math.
-fn non_finite(x: f32) -> bool {
-  return (bitcast<u32>(x) & 0x7F800000u) == 0x7F800000u;
-}
-
 fn residual(i: u32, x_off: u32, y_off: u32) -> f32 {
   var f = 0.0;
   let row = x_off + i * D;

@@ -265,6 +265,7 @@ export async function openLinearLabelNoiseGpu(
   const readBytes = sizes.metrics + sizes.status + sizes.frame;
 
   const code = await assemble(constHeader(layoutData.consts), [
+    "float.wgsl",
     "philox.wgsl",
     "linear_label_noise.wgsl",
   ]);

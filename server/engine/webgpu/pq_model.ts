@@ -246,7 +246,7 @@ async function openPQGpu(
       BY_LOSS: byLoss,
       DATA_PER_REPLICA: data.perReplica,
     }),
-    ["philox.wgsl", "pq_model.wgsl"],
+    ["float.wgsl", "logistic.wgsl", "philox.wgsl", "pq_model.wgsl"],
   );
   const layout = paramsAndStorageLayout(device, "pq_model", PARAMS_BYTES, [
     "read-only-storage",
