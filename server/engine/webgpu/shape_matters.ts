@@ -201,7 +201,11 @@ export async function openShapeMattersGpu(
     }
   }
 
-  const code = await assemble(constHeader(consts), ["float.wgsl", "philox.wgsl", "shape_matters.wgsl"]);
+  const code = await assemble(constHeader(consts), [
+    "float.wgsl",
+    "philox.wgsl",
+    "shape_matters.wgsl",
+  ]);
   const layout = layoutFor(device);
   const pipeline = await computePipeline(gpu, "shape_matters", code, "advance", layout.pipe);
 
