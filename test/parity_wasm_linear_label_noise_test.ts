@@ -22,51 +22,15 @@ import { getExperiment, validateRunSpec } from "../server/experiments/registry.t
 import type { AdvanceResult, RunSpec } from "../server/experiments/types.ts";
 import { wasmBackend } from "../server/engine/wasm/backend.ts";
 import { assertSameEvents, assertSnapshotsMatch, collect, relClose } from "./parity_helpers.ts";
+import { linearParitySpec, metricClose, REL_TOL } from "./linear_label_noise_parity.ts";
 
 await ensureWasm();
 
 const experiment = getExperiment("linear-label-noise");
-const REL_TOL = 1e-4;
-const ABS_FLOOR: Record<string, number> = {
-  train_loss: 1e-9,
-  test_loss: 1e-9,
-  theta_error: 1e-5,
-  lazy_dist_min: 2e-6,
-  lazy_dist_max: 2e-6,
-  align_raw: 1e-6,
-  align_signed_cos: 1e-6,
-};
 const STEPS = 400;
 
 function spec(params: Record<string, unknown>, extra: Record<string, unknown> = {}): RunSpec {
-  return validateRunSpec({
-    experiment: "linear-label-noise",
-    replicas: 3,
-    steps: STEPS,
-    every: 50,
-    backend: "wasm",
-    params: {
-      m: 37, // not a multiple of 4: the kernel's padding neurons must stay inert
-      d: 7,
-      n: 23,
-      n_test: 19,
-      lr: [0.01, 0.02, 0.005],
-      sigma: [1, 2, 0.5],
-      frame_every: 2,
-      ...params,
-    },
-    ...extra,
-  });
-}
-
-function close(name: string, want: number, got: number): boolean {
-  return relClose(want, got, REL_TOL, ABS_FLOOR[name] ?? 0);
-}
-
-/** balance_residual is exact in float64 and bounded in float32; the rest within tolerance. */
-function metricClose(name: string, want: number, got: number): boolean {
-  if (name !== "balance_residual") return close(name, want, got);
-  return Number.isNaN(want) ? Number.isNaN(got) : want < 1e-12 && got < 5e-5;
+  return linearParitySpec("wasm", STEPS, params, extra);
 }
 
 function assertMatch(want: AdvanceResult, got: AdvanceResult, what: string) {
@@ -76,7 +40,10 @@ function assertMatch(want: AdvanceResult, got: AdvanceResult, what: string) {
     const gf = got.frames[i];
     assert.equal(gf.width, wf.width);
     wf.values.forEach((w, j) => {
-      assert.ok(close("frame", w, gf.values[j]) || Math.abs(w - gf.values[j]) < 2e-6, `${what}`);
+      assert.ok(
+        relClose(w, gf.values[j], REL_TOL, 0) || Math.abs(w - gf.values[j]) < 2e-6,
+        `${what}`,
+      );
     });
   });
   assertSameEvents(want, got, what);

@@ -14,7 +14,7 @@
  * state (‖w‖² − a² − c − S with c rounded to float32), measured ≤ 2e-6 here, bound 5e-5.
  */
 import assert from "node:assert/strict";
-import { getExperiment, validateRunSpec } from "../server/experiments/registry.ts";
+import { getExperiment } from "../server/experiments/registry.ts";
 import type { AdvanceResult, RunSpec } from "../server/experiments/types.ts";
 import { webgpuBackend } from "../server/engine/webgpu/backend.ts";
 import { HOW_TO_GET_AN_ADAPTER } from "../server/engine/webgpu/device.ts";
@@ -26,19 +26,9 @@ import {
   onLlvmpipe,
   relClose,
 } from "./parity_helpers.ts";
+import { linearParitySpec, metricClose, REL_TOL } from "./linear_label_noise_parity.ts";
 
 const experiment = getExperiment("linear-label-noise");
-const REL_TOL = 1e-4;
-const ABS_FLOOR: Record<string, number> = {
-  train_loss: 1e-9,
-  test_loss: 1e-9,
-  theta_error: 1e-5,
-  lazy_dist_min: 2e-6,
-  lazy_dist_max: 2e-6,
-  align_raw: 1e-6,
-  align_signed_cos: 1e-6,
-  frame: 2e-6,
-};
 const STEPS = 200;
 
 async function requireAdapter() {
@@ -47,34 +37,7 @@ async function requireAdapter() {
 }
 
 function spec(params: Record<string, unknown>, extra: Record<string, unknown> = {}): RunSpec {
-  return validateRunSpec({
-    experiment: "linear-label-noise",
-    replicas: 3,
-    steps: STEPS,
-    every: 50,
-    backend: "webgpu",
-    params: {
-      m: 37,
-      d: 7,
-      n: 23,
-      n_test: 19,
-      lr: [0.01, 0.02, 0.005],
-      sigma: [1, 2, 0.5],
-      frame_every: 2,
-      ...params,
-    },
-    ...extra,
-  });
-}
-
-function close(name: string, want: number, got: number): boolean {
-  return relClose(want, got, REL_TOL, ABS_FLOOR[name] ?? 0);
-}
-
-/** balance_residual is exact in float64 and bounded in float32; the rest within tolerance. */
-function metricClose(name: string, want: number, got: number): boolean {
-  if (name !== "balance_residual") return close(name, want, got);
-  return Number.isNaN(want) ? Number.isNaN(got) : want < 1e-12 && got < 5e-5;
+  return linearParitySpec("webgpu", STEPS, params, extra);
 }
 
 function assertMatch(want: AdvanceResult, got: AdvanceResult, what: string) {
@@ -82,7 +45,8 @@ function assertMatch(want: AdvanceResult, got: AdvanceResult, what: string) {
   assert.deepEqual(got.frames.map((f) => f.step), want.frames.map((f) => f.step), `${what} frames`);
   want.frames.forEach((wf, i) => {
     wf.values.forEach((w, j) => {
-      assert.ok(close("frame", w, got.frames[i].values[j]), `${what}: frame entry ${j}`);
+      // Frame entries get an absolute floor of 2e-6 (values near 0 in float32).
+      assert.ok(relClose(w, got.frames[i].values[j], REL_TOL, 2e-6), `${what}: frame entry ${j}`);
     });
   });
   assertSameEvents(want, got, what);
