@@ -4,7 +4,7 @@
  * in step. Record shapes come from the run log (server/runs/records.ts): a streamed record is
  * the logged record plus the `run` it belongs to.
  */
-import { Packr } from "msgpackr";
+import { packr } from "../server/runs/records.ts";
 import type {
   EventRecord,
   FrameRecord,
@@ -16,8 +16,11 @@ import type {
 
 export type { EventRecord, FrameRecord, HeaderRecord, RunStatus, SnapshotRecord, StatusRecord };
 
-/** The one codec: typed arrays travel as msgpack ext type 0x74, maps decode as plain objects. */
-export const wirePackr = new Packr({ moreTypes: true, useRecords: false, mapsAsObjects: true });
+/**
+ * The one codec, the run log's own: typed arrays travel as msgpack ext type 0x74, maps decode
+ * as plain objects, so a streamed record and a logged one are written the same way.
+ */
+export const wirePackr = packr;
 
 /** Larger client→server messages are refused with an error (the socket stays open). */
 export const MAX_CLIENT_MESSAGE_BYTES = 64 * 1024;
