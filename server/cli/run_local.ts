@@ -12,22 +12,13 @@ import { RUNLOG_SUFFIX, RunLogWriter } from "../runs/runlog.ts";
 import { type HeaderRecord, RUNLOG_FORMAT, RUNLOG_VERSION } from "../runs/records.ts";
 import { newRunId } from "../runs/ids.ts";
 import { codeVersion } from "../version.ts";
-import { recordToJson } from "../runs/export.ts";
-import { formatProgress } from "./progress.ts";
+import { RunOutput, writeErr } from "./run_output.ts";
 
 export interface LocalRunOptions {
   json: boolean;
   out?: string;
   quiet?: boolean;
   chunkMs?: number;
-}
-
-const encoder = new TextEncoder();
-function writeOut(text: string) {
-  Deno.stdout.writeSync(encoder.encode(text));
-}
-function writeErr(text: string) {
-  Deno.stderr.writeSync(encoder.encode(text));
 }
 
 export async function runLocal(spec: RunSpec, opts: LocalRunOptions): Promise<number> {
@@ -58,36 +49,15 @@ export async function runLocal(spec: RunSpec, opts: LocalRunOptions): Promise<nu
   const onSignal = () => controller.abort();
   Deno.addSignalListener("SIGINT", onSignal);
   const started = performance.now();
-  const tty = !opts.json && !opts.quiet && Deno.stderr.isTerminal();
-  let lastPrint = 0;
+  const out = new RunOutput(opts);
   recorder.listen((records) => {
     for (const r of records) {
-      if (opts.json) {
-        if (r.type === "snapshot") {
-          writeOut(
-            JSON.stringify({
-              type: "snapshot",
-              step: r.step,
-              wall_ms: r.wall_ms,
-              metrics: recordToJson(r.metrics),
-            }) + "\n",
-          );
-        } else if (r.type === "event") {
-          writeOut(JSON.stringify({ type: "event", event: r.event }) + "\n");
-        }
-      } else if (!opts.quiet && r.type === "event") {
-        writeErr(
-          `${tty ? "\r\x1b[2K" : ""}event at step ${r.event.step}: ${JSON.stringify(r.event)}\n`,
-        );
-      }
+      if (r.type === "snapshot") out.snapshot(r);
+      else if (r.type === "event") out.event(r.event);
     }
-    if (!opts.json && !opts.quiet && recorder.latest) {
-      const now = performance.now();
-      if (now - lastPrint > (tty ? 100 : 2000) || recorder.step >= spec.steps) {
-        lastPrint = now;
-        const line = formatProgress(recorder.latest, spec, (now - started) / 1000, header.metrics);
-        writeErr(tty ? `\r\x1b[2K${line}` : line + "\n");
-      }
+    if (recorder.latest) {
+      const elapsedS = (performance.now() - started) / 1000;
+      out.progress(recorder.latest, spec, elapsedS, header.metrics, recorder.step >= spec.steps);
     }
   });
   let result;
@@ -101,33 +71,19 @@ export async function runLocal(spec: RunSpec, opts: LocalRunOptions): Promise<nu
     await session.dispose();
     log?.close();
   }
-  if (tty) writeErr("\n");
-  const latest = recorder.latest;
-  if (opts.json) {
-    writeOut(
-      JSON.stringify({
-        type: "summary",
-        experiment: spec.experiment,
-        id,
-        spec,
-        code_version: header.code_version,
-        backend: session.backend,
-        adapter: session.adapter,
-        status: result.status,
-        ...(result.error ? { error: result.error } : {}),
-        step: result.step,
-        metrics: latest ? recordToJson(latest.metrics) : {},
-        steps_per_second: result.stepsPerSecond,
-      }) + "\n",
-    );
-  } else if (!opts.quiet) {
-    writeErr(
-      `${result.status} at step ${result.step} on ${session.backend} (${session.adapter}), ${
-        result.stepsPerSecond.toFixed(0)
-      } steps/s\n`,
-    );
-    if (result.error) writeErr(`error: ${result.error}\n`);
-  }
+  out.summary({
+    experiment: spec.experiment,
+    id,
+    spec,
+    code_version: header.code_version,
+    backend: session.backend,
+    adapter: session.adapter,
+    status: result.status,
+    error: result.error,
+    step: result.step,
+    metrics: recorder.latest?.metrics ?? {},
+    steps_per_second: result.stepsPerSecond,
+  });
   if (log) writeErr(`run log: ${log.path}\n`);
   return result.status === "finished" ? 0 : result.status === "stopped" ? 130 : 1;
 }

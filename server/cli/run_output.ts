@@ -1,0 +1,121 @@
+/**
+ * What `lab run` prints, whether the run computes here or on a lab it follows (--server):
+ * with --json, JSON Lines on stdout (snapshots, events, then one summary); otherwise a live
+ * progress line, event lines and a closing line on stderr. One module, so the two stay the
+ * same format that scripts parse.
+ */
+import type { RunEvent, RunSpec } from "../experiments/types.ts";
+import type { SnapshotRecord } from "../runs/records.ts";
+import { recordToJson } from "../runs/export.ts";
+import { formatProgress } from "./progress.ts";
+
+const encoder = new TextEncoder();
+export const writeOut = (text: string) => Deno.stdout.writeSync(encoder.encode(text));
+export const writeErr = (text: string) => Deno.stderr.writeSync(encoder.encode(text));
+
+export interface RunSummary {
+  experiment: string;
+  id: string;
+  /** The lab followed, for remote runs. */
+  server?: string;
+  spec: RunSpec;
+  code_version?: string;
+  backend?: string;
+  adapter?: string;
+  status: string;
+  error?: string;
+  step: number;
+  metrics: Record<string, Float32Array>;
+  steps_per_second: number;
+}
+
+export class RunOutput {
+  /** A terminal gets one rewritten progress line; a pipe gets a line every 2 s. */
+  readonly tty: boolean;
+  #lastPrint = 0;
+
+  constructor(readonly opts: { json: boolean; quiet?: boolean }) {
+    this.tty = !opts.json && !opts.quiet && Deno.stderr.isTerminal();
+  }
+
+  get human(): boolean {
+    return !this.opts.json && !this.opts.quiet;
+  }
+
+  snapshot(s: Pick<SnapshotRecord, "step" | "wall_ms" | "metrics">): void {
+    if (!this.opts.json) return;
+    writeOut(
+      JSON.stringify({
+        type: "snapshot",
+        step: s.step,
+        wall_ms: s.wall_ms,
+        metrics: recordToJson(s.metrics),
+      }) + "\n",
+    );
+  }
+
+  event(event: RunEvent): void {
+    if (this.opts.json) writeOut(JSON.stringify({ type: "event", event }) + "\n");
+    else if (!this.opts.quiet) {
+      writeErr(`${this.clear()}event at step ${event.step}: ${JSON.stringify(event)}\n`);
+    }
+  }
+
+  /** The progress line, at most every 100 ms on a terminal (2 s otherwise) unless forced. */
+  progress(
+    snap: SnapshotRecord,
+    spec: RunSpec,
+    elapsedS: number,
+    metrics: string[],
+    force = false,
+  ): void {
+    if (!this.human) return;
+    const now = performance.now();
+    if (!force && now - this.#lastPrint <= (this.tty ? 100 : 2000)) return;
+    this.#lastPrint = now;
+    const line = formatProgress(snap, spec, elapsedS, metrics);
+    writeErr(this.tty ? `${this.clear()}${line}` : line + "\n");
+  }
+
+  /** A line for people (never in --json or --quiet output). */
+  note(text: string): void {
+    if (this.human) writeErr(`${this.clear()}${text}\n`);
+  }
+
+  /** Ends the progress line, then the JSON summary or the closing line. */
+  summary(s: RunSummary): void {
+    if (this.tty) writeErr("\n");
+    if (this.opts.json) {
+      const { experiment, id, server, error, metrics, ...rest } = s;
+      writeOut(
+        JSON.stringify({
+          type: "summary",
+          experiment,
+          id,
+          ...(server ? { server } : {}),
+          spec: rest.spec,
+          code_version: rest.code_version,
+          backend: rest.backend,
+          adapter: rest.adapter,
+          status: rest.status,
+          ...(error ? { error } : {}),
+          step: rest.step,
+          metrics: recordToJson(metrics),
+          steps_per_second: rest.steps_per_second,
+        }) + "\n",
+      );
+    } else if (!this.opts.quiet) {
+      writeErr(
+        `${s.status} at step ${s.step} on ${s.backend} (${s.adapter}), ${
+          s.steps_per_second.toFixed(0)
+        } steps/s\n`,
+      );
+      if (s.error) writeErr(`error: ${s.error}\n`);
+    }
+  }
+
+  /** Erases a live progress line before other text on a terminal. */
+  clear(): string {
+    return this.tty ? "\r\x1b[2K" : "";
+  }
+}
