@@ -51,11 +51,15 @@ export async function runLocal(spec: RunSpec, opts: LocalRunOptions): Promise<nu
   const started = performance.now();
   const out = new RunOutput(opts);
   recorder.listen((records) => {
+    let snapshots = 0;
     for (const r of records) {
-      if (r.type === "snapshot") out.snapshot(r);
-      else if (r.type === "event") out.event(r.event);
+      if (r.type === "snapshot") {
+        out.snapshot(r);
+        snapshots++;
+      } else if (r.type === "event") out.event(r.event);
     }
-    if (recorder.latest) {
+    // Only new snapshots move the line (a status record alone would print the last one again).
+    if (snapshots > 0 && recorder.latest) {
       const elapsedS = (performance.now() - started) / 1000;
       out.progress(recorder.latest, spec, elapsedS, header.metrics, recorder.step >= spec.steps);
     }
