@@ -3,15 +3,13 @@
  * progress line (or JSON Lines with --json) and, with --out=DIR, writes the run log.
  */
 import type { RunSpec } from "../experiments/types.ts";
-import { getExperiment } from "../experiments/registry.ts";
 import { openWorkerSession } from "../engine/worker_session.ts";
 import { resolveBackend } from "../engine/open.ts";
 import { driveRun } from "../runs/driver.ts";
 import { RunRecorder } from "../runs/recorder.ts";
 import { RUNLOG_SUFFIX, RunLogWriter } from "../runs/runlog.ts";
-import { type HeaderRecord, RUNLOG_FORMAT, RUNLOG_VERSION } from "../runs/records.ts";
+import { newRunHeader } from "../runs/header.ts";
 import { newRunId } from "../runs/ids.ts";
-import { codeVersion } from "../version.ts";
 import { RunOutput, writeErr } from "./run_output.ts";
 
 export interface LocalRunOptions {
@@ -22,23 +20,10 @@ export interface LocalRunOptions {
 }
 
 export async function runLocal(spec: RunSpec, opts: LocalRunOptions): Promise<number> {
-  const exp = getExperiment(spec.experiment);
   const chosen = await resolveBackend(spec.backend, spec.experiment);
   const session = await openWorkerSession({ ...spec, backend: chosen.name });
   const id = newRunId(spec.experiment);
-  const header: HeaderRecord = {
-    type: "header",
-    format: RUNLOG_FORMAT,
-    version: RUNLOG_VERSION,
-    id,
-    spec,
-    code_version: codeVersion(),
-    backend: session.backend,
-    adapter: session.adapter,
-    created: new Date().toISOString(),
-    metrics: exp.metrics.map((m) => m.name),
-    frames: (exp.frames ?? []).map((f) => f.name),
-  };
+  const header = newRunHeader(id, spec, session.backend, session.adapter);
   let log: RunLogWriter | undefined;
   if (opts.out) {
     await Deno.mkdir(opts.out, { recursive: true });

@@ -21,15 +21,13 @@ import {
   type BodyRecord,
   type EventRecord,
   type HeaderRecord,
-  RUNLOG_FORMAT,
-  RUNLOG_VERSION,
   type RunStatus,
   type SnapshotRecord,
   type StatusRecord,
 } from "./records.ts";
 import { readRunLog, RUNLOG_SUFFIX, RunLogWriter } from "./runlog.ts";
 import { RecordRing } from "./ring.ts";
-import { codeVersion } from "../version.ts";
+import { newRunHeader } from "./header.ts";
 
 export const TERMINAL: ReadonlySet<RunStatus> = new Set([
   "finished",
@@ -273,21 +271,8 @@ export class RunManager {
     this.checkMemory(spec);
     const resolve = this.#opts.resolveBackend ?? resolveBackend;
     const { name, probe } = await resolve(spec.backend, spec.experiment);
-    const exp = getExperiment(spec.experiment);
     const id = newRunId(spec.experiment);
-    const header: HeaderRecord = {
-      type: "header",
-      format: RUNLOG_FORMAT,
-      version: RUNLOG_VERSION,
-      id,
-      spec,
-      code_version: codeVersion(),
-      backend: name,
-      adapter: probe.adapter,
-      created: new Date().toISOString(),
-      metrics: exp.metrics.map((m) => m.name),
-      frames: (exp.frames ?? []).map((f) => f.name),
-    };
+    const header = newRunHeader(id, spec, name, probe.adapter);
     const path = join(this.runsDir, id + RUNLOG_SUFFIX);
     const log = await RunLogWriter.create(path, header);
     const entry = this.#newEntry(header, path);
