@@ -31,6 +31,7 @@ import {
   z0,
 } from "./philox.ts";
 import { hsum } from "./simd.ts";
+import { allocZeroed } from "./memory.ts";
 
 // ALGO_CODE of linear_label_noise_setup.ts.
 const ALGO_LNSGD = 0;
@@ -91,12 +92,6 @@ let THETA64: usize = 0; // [d] f64: θ for the metrics
 // The pending sample of an SGD step (set by drawSample).
 let sampleX: usize = 0;
 let sampleY: f32 = 0;
-
-function allocZeroed(bytes: i32): usize {
-  const p = heap.alloc(<usize> bytes);
-  memory.fill(p, 0, <usize> bytes);
-  return p;
-}
 
 /** Allocates every buffer; call once per instance before filling data and state. */
 export function setup(

@@ -22,6 +22,7 @@
  * here with SIMD (2m·n_test·d multiply-adds per snapshot).
  */
 import { dot, dot4 } from "./simd.ts";
+import { allocZeroed } from "./memory.ts";
 
 const ALGO_PEGR = 1;
 const ALGO_FGR = 2;
@@ -64,12 +65,6 @@ let XISQ: usize = 0; // [n] ‖ξ_i‖² = σ_p²<z_i, z_i> of the replica being
 const TEST_BLOCK = 64;
 let TDOTS: usize = 0; // [TEST_BLOCK] test inner products of one filter
 let TF: usize = 0; // [TEST_BLOCK] test outputs f
-
-function allocZeroed(bytes: i32): usize {
-  const p = heap.alloc(<usize> bytes);
-  memory.fill(p, 0, <usize> bytes);
-  return p;
-}
 
 /** Allocates every buffer; call once per instance before filling data and hyper-parameters. */
 export function setup(

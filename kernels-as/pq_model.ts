@@ -22,6 +22,7 @@
  */
 import { fillNormals, philoxBlock, uniform24, uniformIndex, w0, w1 } from "./philox.ts";
 import { dot, dot4 } from "./simd.ts";
+import { allocZeroed } from "./memory.ts";
 
 const ALGO_LARGE_THEN_SMALL = 0;
 // 1 = small needs no branch of its own (η2 throughout, like the default path).
@@ -80,12 +81,6 @@ let HW: usize = 0; // [half] f32 scratch: pre-activations of one example
 let HV: usize = 0; // [half] f32
 let PRE: usize = 0; // [2·half] f32: pre-activation noise of the step
 let NOISE: usize = 0; // [half·d] f32: gradient noise of the step (unpadded, as drawn)
-
-function allocZeroed(bytes: i32): usize {
-  const p = heap.alloc(<usize> bytes);
-  memory.fill(p, 0, <usize> bytes);
-  return p;
-}
 
 /** Allocates every buffer; call once per instance, then fill data, weights and HYPER. */
 export function setup(

@@ -32,6 +32,7 @@ import {
   z0,
 } from "./philox.ts";
 import { dot, dot4 } from "./simd.ts";
+import { allocZeroed } from "./memory.ts";
 
 // Codes of ALGO_CODE in server/experiments/shape_matters.ts; gd (0) needs no branch.
 const ALGO_LABEL = 1;
@@ -62,12 +63,6 @@ let DIVERGED: usize = 0; // [R] f64: step at which the state became non-finite, 
 let C: usize = 0; // [n rounded to 4] f32: residual coefficients c of the current step
 let Z: usize = 0; // [dp] f32: normals of the current step (padding stays 0)
 let U: usize = 0; // [dp] f32: u = v⊙v of the current step
-
-function allocZeroed(bytes: i32): usize {
-  const p = heap.alloc(<usize> bytes);
-  memory.fill(p, 0, <usize> bytes);
-  return p;
-}
 
 /** Allocates every buffer; call once per instance before filling data and hyper-parameters. */
 export function setup(
