@@ -10,6 +10,7 @@
 import { clear, fmtSteps, h } from "../dom.ts";
 import { type PanelInstance, type PanelRun, registerPanel } from "./registry.ts";
 import type { FrameRecord } from "../../../server/runs/records.ts";
+import { prepareCanvas } from "./canvas.ts";
 
 const FRAME = "neurons";
 /** Frames kept per run; beyond it every other old frame is dropped (the trail thins out). */
@@ -77,15 +78,7 @@ function draw(c: Card): void {
   const { canvas, frames } = c;
   const cssW = c.width, cssH = c.height;
   if (cssW <= 0 || cssH <= 0) return;
-  const dpr = globalThis.devicePixelRatio || 1;
-  const w0 = Math.round(cssW * dpr), h0 = Math.round(cssH * dpr);
-  if (canvas.width !== w0 || canvas.height !== h0) {
-    canvas.width = w0;
-    canvas.height = h0;
-  }
-  const ctx = canvas.getContext("2d")!;
-  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-  ctx.clearRect(0, 0, cssW, cssH);
+  const ctx = prepareCanvas(canvas, cssW, cssH);
   if (!frames.length) return;
   const rep = Math.min(Number(c.replica.value) || 0, frames[0].norm.length - 1);
   const last = c.shown < 0 ? frames.length - 1 : Math.min(c.shown, frames.length - 1);

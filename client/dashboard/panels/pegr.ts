@@ -10,6 +10,7 @@
 import { clear, h } from "../dom.ts";
 import type { RunSeries } from "../series.ts";
 import { type PanelInstance, type PanelRun, registerPanel } from "./registry.ts";
+import { prepareCanvas } from "./canvas.ts";
 
 /** Values at or below this are drawn at it (noise under PEGR reaches ~1e-16). */
 export const PHASE_FLOOR = 1e-6;
@@ -107,15 +108,7 @@ function decadeLabel(k: number): string {
 }
 
 function draw(canvas: HTMLCanvasElement, views: RunView[], cssW: number, cssH: number): void {
-  const dpr = globalThis.devicePixelRatio || 1;
-  const w0 = Math.round(cssW * dpr), h0 = Math.round(cssH * dpr);
-  if (canvas.width !== w0 || canvas.height !== h0) {
-    canvas.width = w0;
-    canvas.height = h0;
-  }
-  const ctx = canvas.getContext("2d")!;
-  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-  ctx.clearRect(0, 0, cssW, cssH);
+  const ctx = prepareCanvas(canvas, cssW, cssH);
 
   // Extent over every finite point, rounded out to whole decades.
   let x0 = Infinity, x1 = -Infinity, y0 = Infinity, y1 = -Infinity;

@@ -6,6 +6,7 @@
  */
 import { clear, fmtSteps, h } from "../dom.ts";
 import { type PanelInstance, type PanelRun, registerPanel } from "./registry.ts";
+import { prepareCanvas } from "./canvas.ts";
 
 const FRAME = "v_sq";
 const SUPPORT_THRESHOLD = 0.01;
@@ -48,15 +49,7 @@ function draw(
   cssW: number,
   cssH: number,
 ): void {
-  const dpr = globalThis.devicePixelRatio || 1;
-  const w0 = Math.round(cssW * dpr), h0 = Math.round(cssH * dpr);
-  if (canvas.width !== w0 || canvas.height !== h0) {
-    canvas.width = w0;
-    canvas.height = h0;
-  }
-  const ctx = canvas.getContext("2d")!;
-  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-  ctx.clearRect(0, 0, cssW, cssH);
+  const ctx = prepareCanvas(canvas, cssW, cssH);
   const padL = 30, padR = 6, padT = 6, padB = 16;
   const w = cssW - padL - padR, hgt = cssH - padT - padB;
   let top = 1.25;
