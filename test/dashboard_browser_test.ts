@@ -4,7 +4,9 @@
  * each chart draws the expected series for every run, that the plotted points equal the
  * values the server logged (mean and min–max band over replicas, and the causal smoothed
  * mean), log axes, the zoom's re-bucketed history, the URL round trip, the experiment panel,
- * and reconnection after a server restart. Saves test-artifacts/dashboard.png.
+ * the dark theme (page, charts, panel, PNG export, URL, system setting), event labels that
+ * do not collide (a periodic label-noise run with 39 on/off switches), and reconnection after
+ * a server restart. Saves test-artifacts/dashboard.png and dashboard-dark.png.
  * Needs `deno task build` first (`deno task test` does it) and `apt-get install chromium`.
  */
 import assert from "node:assert/strict";
@@ -60,6 +62,38 @@ export async function requireDashboardPrerequisites(): Promise<void> {
 type Lab = any;
 const lab = <T>(page: Page, fn: (l: Lab) => T) =>
   page.evaluate(`(${fn.toString()})(globalThis.__lab)`) as Promise<Awaited<T>>;
+
+/** Pixels of a canvas, counted by exact colour (hex #rrggbb, opaque), and all opaque ones. */
+function canvasColours(page: Page, selector: string, colours: string[]) {
+  return page.evaluate(([sel, hexes]) => {
+    const c = document.querySelector(sel) as HTMLCanvasElement;
+    const d = c.getContext("2d")!.getImageData(0, 0, c.width, c.height).data;
+    const want = (hexes as string[]).map((x) => parseInt(x.slice(1), 16));
+    const counts = want.map(() => 0);
+    let opaque = 0;
+    for (let i = 0; i < d.length; i += 4) {
+      if (d[i + 3] !== 255) continue;
+      opaque++;
+      const k = want.indexOf((d[i] << 16) | (d[i + 1] << 8) | d[i + 2]);
+      if (k >= 0) counts[k]++;
+    }
+    return { counts, opaque };
+  }, [selector, colours] as const);
+}
+
+/**
+ * Waits two animation frames: a view change redraws (and may rebuild a chart, replacing its
+ * elements) in the next frame, so measure elements only after it.
+ */
+const settled = (page: Page) =>
+  page.evaluate(() =>
+    new Promise<void>((resolve) =>
+      requestAnimationFrame(() => requestAnimationFrame(() => resolve()))
+    )
+  );
+
+const bodyBackground = (page: Page) =>
+  page.evaluate(() => getComputedStyle(document.body).backgroundColor);
 
 interface LoggedRun {
   steps: number[];
@@ -313,6 +347,7 @@ Deno.test({
       // Zoom: drag across the middle of test_error; every chart takes the window and asks
       // the server for it re-bucketed; points stay within the plot's pixel width.
       await page.click("[data-control=xscale] [data-value=lin]");
+      await settled(page);
       const over = page.locator('.chart-card[data-metric="test_error"] .u-over');
       const box = (await over.boundingBox())!;
       await page.mouse.move(box.x + box.width * 0.3, box.y + box.height / 2);
@@ -363,6 +398,7 @@ Deno.test({
         wallX.length >= STEPS / EVERY + 1 && wallX.every((v, i) => i === 0 || v > wallX[i - 1]),
       );
       await page.click("[data-control=x] [data-value=step]");
+      await settled(page);
       const plot =
         (await page.locator('.chart-card[data-metric="test_error"] .u-over').boundingBox())!;
       await page.mouse.move(plot.x + plot.width * 0.5, plot.y + plot.height * 0.5);
@@ -389,6 +425,173 @@ Deno.test({
       ]);
       const png = await Deno.readFile((await pngDownload.path())!);
       assert.deepEqual([...png.subarray(0, 4)], [0x89, 0x50, 0x4e, 0x47]);
+
+      // Dark theme from the toolbar: the page, the charts (zoom and data kept), the panel and
+      // the PNG export change colour; the URL keeps the choice; "auto" follows the system.
+      const LIGHT_GRID = "#eef0f3", DARK_GRID = "#262b34";
+      const LIGHT_PANEL_GRID = "#e6e8eb", DARK_PANEL_GRID = "#2a303a";
+      const chartCanvas = '.chart-card[data-metric="test_error"] canvas';
+      const panelCanvas = `canvas.bars[data-run="${runs[0].id}"]`;
+      assert.deepEqual(await lab(page, (l) => l.theme()), { choice: "auto", shown: "light" });
+      const lightBg = await bodyBackground(page);
+      assert.equal(lightBg, "rgb(244, 245, 247)");
+      const lightPixels = await canvasColours(page, chartCanvas, [LIGHT_GRID, DARK_GRID]);
+      assert.ok(
+        lightPixels.counts[0] > 300 && lightPixels.counts[1] === 0,
+        `${lightPixels.counts}`,
+      );
+      const lightPanel = await canvasColours(page, panelCanvas, [
+        LIGHT_PANEL_GRID,
+        DARK_PANEL_GRID,
+      ]);
+      assert.ok(lightPanel.counts[0] > 100 && lightPanel.counts[1] === 0, `${lightPanel.counts}`);
+      // Zoom in with the wheel first: the theme switch must keep the window.
+      await page.mouse.move(plot.x + plot.width * 0.5, plot.y + plot.height * 0.5);
+      await page.mouse.wheel(0, -100);
+      await page.waitForFunction(() => (globalThis as Lab).__lab.state().zoom !== null);
+      await page.waitForTimeout(300); // the zoomed window's history answers
+      const zoomed = await lab(
+        page,
+        (l) => ({ zoom: l.state().zoom, chart: l.chart("test_error") }),
+      );
+      await page.click("[data-control=theme] [data-value=dark]");
+      await page.waitForFunction((id) => {
+        const l = (globalThis as Lab).__lab;
+        return document.documentElement.dataset.theme === "dark" &&
+          l.chart("test_error")?.theme === "dark" &&
+          l.panel("shape-matters")?.[id]?.theme === "dark";
+      }, runs[0].id);
+      assert.match(page.url(), /[?&]theme=dark(&|$)/);
+      assert.deepEqual(await lab(page, (l) => l.theme()), { choice: "dark", shown: "dark" });
+      assert.equal(await bodyBackground(page), "rgb(15, 18, 23)");
+      assert.equal(
+        await page.locator("[data-control=theme] button.on").getAttribute("data-value"),
+        "dark",
+      );
+      const darkChart = await lab(page, (l) => l.chart("test_error"));
+      assert.deepEqual(await lab(page, (l) => l.state().zoom), zoomed.zoom, "zoom kept");
+      assert.deepEqual(darkChart.data, zoomed.chart.data, "data kept");
+      assert.deepEqual(darkChart.scales, zoomed.chart.scales, "scales kept");
+      // A resize redraws at the new width, still dark.
+      await page.setViewportSize({ width: 1300, height: 1000 });
+      await page.waitForFunction(
+        (w) => (globalThis as Lab).__lab.chart("test_error").plotWidth !== w,
+        darkChart.plotWidth,
+      );
+      await settled(page);
+      assert.equal(await lab(page, (l) => l.chart("test_error").theme), "dark");
+      const darkPixels = await canvasColours(page, chartCanvas, [LIGHT_GRID, DARK_GRID]);
+      assert.ok(darkPixels.counts[0] === 0 && darkPixels.counts[1] > 300, `${darkPixels.counts}`);
+      assert.ok(darkPixels.opaque > 0.5 * lightPixels.opaque, "the chart still draws its curves");
+      const darkPanel = await canvasColours(page, panelCanvas, [LIGHT_PANEL_GRID, DARK_PANEL_GRID]);
+      assert.ok(darkPanel.counts[0] === 0 && darkPanel.counts[1] > 100, `${darkPanel.counts}`);
+      // The PNG export is drawn on the dark card colour (#181c23).
+      const exported = await lab(page, (l) => l.chartPng("test_error"));
+      assert.deepEqual(exported.corner, [0x18, 0x1c, 0x23, 255]);
+      await page.screenshot({ path: `${root}test-artifacts/dashboard-dark.png`, fullPage: true });
+      // The URL restores the theme; "auto" writes no parameter and follows the system setting,
+      // also when it changes while the page is open.
+      const darkUrl = page.url();
+      const themed = await browser.newPage({ viewport: { width: 800, height: 600 } });
+      themed.on("pageerror", (e) => errors.push(e.message));
+      await themed.goto(darkUrl);
+      await themed.waitForFunction(() => document.documentElement.dataset.theme === "dark");
+      assert.equal(await bodyBackground(themed), "rgb(15, 18, 23)");
+      await themed.click("[data-control=theme] [data-value=auto]");
+      await themed.waitForFunction(() => document.documentElement.dataset.theme === "light");
+      assert.doesNotMatch(themed.url(), /theme=/);
+      assert.equal(await bodyBackground(themed), lightBg);
+      await themed.emulateMedia({ colorScheme: "dark" });
+      await themed.waitForFunction(() => document.documentElement.dataset.theme === "dark");
+      assert.doesNotMatch(themed.url(), /theme=/);
+      await themed.close();
+      await page.setViewportSize({ width: 1440, height: 1000 });
+      await page.click("[data-control=theme] [data-value=light]");
+      await page.waitForFunction(() =>
+        (globalThis as Lab).__lab.chart("test_error")?.theme === "light"
+      );
+      assert.equal(await bodyBackground(page), lightBg);
+      await page.dblclick('.chart-card[data-metric="test_error"] .u-over');
+      await page.waitForFunction(() => (globalThis as Lab).__lab.state().zoom === null);
+
+      // Event labels: a periodic label-noise run has 39 noise on/off switches. Every marker
+      // is drawn, the labels that fit are written without overlapping, and the cursor on a
+      // marker whose label was dropped names its event in the legend.
+      const periodic = await fetch(`${base}/api/runs`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({
+          experiment: "linear-label-noise",
+          params: { algo: "periodic", period: 500, d: 10, m: 100, data_mode: "online", lr: 0.005 },
+          replicas: 1,
+          steps: 20000,
+          every: 200,
+        }),
+      });
+      assert.equal(periodic.status, 201);
+      const { id: periodicId } = await periodic.json();
+      const events = await browser.newPage({ viewport: { width: 1440, height: 1000 } });
+      events.on("pageerror", (e) => errors.push(e.message));
+      await events.goto(`${base}/?runs=${periodicId}&metrics=w_norm_mean&theme=dark`);
+      await events.waitForFunction(
+        (id) => {
+          const l = (globalThis as Lab).__lab;
+          const run = l?.runs().find((r: { id: string }) => r.id === id);
+          return run?.status === "finished" && run.rows === 101 &&
+            l.chart("w_norm_mean")?.markers.filter((m: { step: number }) => m.step % 500 === 0)
+                .length === 39;
+        },
+        periodicId,
+        { timeout: 15_000 },
+      );
+      const marked = await lab(events, (l) => l.chart("w_norm_mean"));
+      assert.equal(marked.theme, "dark");
+      type Marker = {
+        x: number;
+        step: number;
+        label: null | { left: number; row: number; width: number };
+      };
+      const markers: Marker[] = marked.markers;
+      // The 39 planned switches (and any phase the run observed) each have a marker.
+      const switches = Array.from({ length: 39 }, (_, k) => 500 * (k + 1));
+      assert.deepEqual(markers.map((m) => m.step).filter((x) => x % 500 === 0), switches);
+      const labelled = markers.filter((m) => m.label);
+      assert.ok(labelled.length >= 5 && labelled.length < 30, `${labelled.length} labels`);
+      for (const a of labelled) {
+        assert.ok(
+          a.label!.row < 3 && a.label!.left >= 0 &&
+            a.label!.left + a.label!.width <= marked.plotAreaWidth,
+        );
+        for (const b of labelled) {
+          if (a === b || a.label!.row !== b.label!.row) continue;
+          const [p, q] = a.label!.left < b.label!.left
+            ? [a.label!, b.label!]
+            : [b.label!, a.label!];
+          assert.ok(p.left + p.width <= q.left, `labels at steps ${a.step}, ${b.step} overlap`);
+        }
+      }
+      // A marker without a label, and no other marker within 6 px: the cursor beside it.
+      const hidden = markers.find((m) =>
+        !m.label && markers.every((o) => o === m || Math.abs(o.x - m.x) > 6)
+      )!;
+      assert.ok(hidden, "a dropped label");
+      await settled(events);
+      const over2 =
+        (await events.locator('.chart-card[data-metric="w_norm_mean"] .u-over').boundingBox())!;
+      await events.mouse.move(over2.x + hidden.x + 1, over2.y + over2.height / 2);
+      await events.waitForFunction(
+        (step) =>
+          (globalThis as Lab).__lab.chart("w_norm_mean").legendEvent.includes(
+            `at step ${step.toLocaleString("en-US")}`,
+          ),
+        hidden.step,
+      );
+      await events.mouse.move(over2.x + 1, over2.y + 5);
+      await events.waitForFunction(() =>
+        (globalThis as Lab).__lab.chart("w_norm_mean").legendEvent === ""
+      );
+      await events.screenshot({ path: `${root}test-artifacts/dashboard-dark-events.png` });
+      await events.close();
 
       // Server restart: the page reconnects, resumes with `since` (no duplicates, no gaps)
       // and a run started on the new server streams in.

@@ -1,6 +1,7 @@
 /**
  * The dashboard's pure parts: causal debiased smoothing, pixel-width re-bucketing that keeps
- * spikes, the joined table uPlot draws, the column store, and the URL state round trip.
+ * spikes, the joined table uPlot draws, the column store, the URL state round trip, and the
+ * themes (choice in the URL, palettes readable on their backgrounds, in step with style.css).
  * (The drawn page itself is tested in headless Chromium: dashboard_browser_test.ts.)
  */
 import assert from "node:assert/strict";
@@ -15,6 +16,14 @@ import { RunSeries } from "../client/dashboard/series.ts";
 import { defaultState, stateFromQuery, stateToQuery } from "../client/dashboard/state.ts";
 import { presets, presetSpecs } from "../client/dashboard/presets.ts";
 import { phaseTracks, switchOffStep } from "../client/dashboard/panels/pegr.ts";
+import {
+  contrast,
+  mixHex,
+  PALETTES,
+  resolveTheme,
+  runColour,
+  type ThemeName,
+} from "../client/dashboard/theme.ts";
 
 Deno.test("debiased EMA: first point equals the input, constants stay constant", () => {
   const ema = new DebiasedEma(0.9);
@@ -118,8 +127,10 @@ Deno.test("view state survives the URL round trip", () => {
     smoothing: 0.85,
     replicas: true,
     zoom: [10, 2000] as [number, number],
+    theme: "dark" as const,
   };
   const q = stateToQuery(s);
+  assert.ok(q.includes("theme=dark"), q);
   assert.ok(q.includes("runs=shape-matters-20250101-000000-abcdef,b"), q);
   assertEquals(stateFromQuery(q), s);
   assertEquals(stateToQuery(defaultState()), "");
@@ -194,4 +205,69 @@ Deno.test("pegr phase plane: log10 coordinates per replica, floored, NaN gaps ke
     4000,
   );
   assertEquals(switchOffStep({ events: [] }), null);
+});
+
+Deno.test("theme: in the URL only when chosen, restored from it, auto follows the system", () => {
+  assertEquals(defaultState().theme, "auto");
+  for (const theme of ["light", "dark"] as const) {
+    const q = stateToQuery({ ...defaultState(), theme });
+    assertEquals(q, `theme=${theme}`);
+    assertEquals(stateFromQuery(q), { ...defaultState(), theme });
+  }
+  // "auto" is the default: no parameter, and an explicit or unknown one reads as auto.
+  assertEquals(stateToQuery({ ...defaultState(), theme: "auto" }), "");
+  assertEquals(stateFromQuery("theme=auto").theme, "auto");
+  assertEquals(stateFromQuery("theme=purple").theme, "auto");
+  // Other settings are untouched by it.
+  const q = stateToQuery({ ...defaultState(), theme: "dark", x: "wall", smoothing: 0 });
+  assertEquals(stateFromQuery(q), { ...defaultState(), theme: "dark", x: "wall", smoothing: 0 });
+  assertEquals(
+    [resolveTheme("auto", false), resolveTheme("auto", true)],
+    ["light", "dark"],
+  );
+  assertEquals([resolveTheme("light", true), resolveTheme("dark", false)], ["light", "dark"]);
+});
+
+Deno.test("theme palettes: text, axes and every run colour readable on the cards", () => {
+  for (const name of ["light", "dark"] as ThemeName[]) {
+    const p = PALETTES[name];
+    assertEquals(p.name, name);
+    assert.ok(contrast(p.text, p.card) >= 7, `${name}: text`);
+    assert.ok(contrast(p.axis, p.card) >= 4.5, `${name}: axis labels`);
+    assert.ok(contrast(p.muted, p.card) >= 4.5, `${name}: muted text`);
+    assert.ok(contrast(p.panelLabel, p.card) >= 3, `${name}: panel labels`);
+    assert.ok(contrast(p.target, p.card) >= 7, `${name}: v* outline`);
+    // Lines and labels in run colours: at least 3:1 (WCAG's non-text contrast).
+    for (const c of p.runs) assert.ok(contrast(c, p.card) >= 3, `${name}: run colour ${c}`);
+    assertEquals(new Set(p.runs).size, p.runs.length, `${name}: distinct run colours`);
+    // The trail fades from the card's colour towards the text's.
+    assertEquals(p.trailFrom, p.card);
+    assertEquals(mixHex(p.trailFrom, p.trailTo, 1), mixHex(p.trailTo, p.trailTo, 0));
+  }
+  assertEquals(PALETTES.light.runs.length, PALETTES.dark.runs.length);
+  // A run keeps its slot when the theme changes; slots wrap around.
+  assertEquals(runColour(1, PALETTES.dark), PALETTES.dark.runs[1]);
+  assertEquals(runColour(PALETTES.light.runs.length + 2, PALETTES.light), PALETTES.light.runs[2]);
+  // The contrast function itself: black on white is 21, a colour on itself 1.
+  assertAlmostEquals(contrast("#000000", "#ffffff"), 21, 1e-9);
+  assertAlmostEquals(contrast("#3b6fd4", "#3b6fd4"), 1, 1e-12);
+});
+
+Deno.test("theme palettes agree with style.css (page, cards, text)", async () => {
+  const css = await Deno.readTextFile(
+    new URL("../client/dashboard/style.css", import.meta.url),
+  );
+  const block = (selector: string) => {
+    const at = css.indexOf(`${selector} {`);
+    assert.ok(at >= 0, `style.css has ${selector}`);
+    const body = css.slice(at, css.indexOf("}", at));
+    return (name: string) => body.match(new RegExp(`--${name}:\\s*([^;]+);`))?.[1].trim();
+  };
+  const vars = { light: block(":root"), dark: block(':root[data-theme="dark"]') };
+  for (const name of ["light", "dark"] as ThemeName[]) {
+    const p = PALETTES[name];
+    for (const key of ["bg", "card", "text", "muted", "faint"] as const) {
+      assertEquals(vars[name](key), p[key], `${name}: --${key}`);
+    }
+  }
 });

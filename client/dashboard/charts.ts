@@ -1,9 +1,11 @@
 /**
  * One uPlot chart per metric, every shown run overlaid in its colour: the replicas' mean
  * (bold; smoothed when smoothing is on, with the raw mean faint beneath), a min–max band
- * over replicas, and each replica on demand. Events are vertical markers with labels.
- * Drag selects a window, the wheel zooms around the cursor, shift+wheel pans, a double
- * click resets; the zoom is shared by all charts and lives in the URL.
+ * over replicas, and each replica on demand. Events are vertical markers, labelled where
+ * the labels do not collide (event_labels.ts); the legend names the events under the cursor.
+ * Colours come from the theme's palette (theme.ts). Drag selects a window, the wheel zooms
+ * around the cursor, shift+wheel pans, a double click resets; the zoom is shared by all
+ * charts and lives in the URL.
  */
 import uPlot from "uplot";
 import type { RunEvent } from "../../server/experiments/types.ts";
@@ -11,6 +13,8 @@ import { type Aligned, type Bucketed, bucketGroup, type Group, joinGroups } from
 import type { RunSeries } from "./series.ts";
 import type { ViewState } from "./state.ts";
 import { clear, download, fmt, fmtDuration, fmtSteps, h } from "./dom.ts";
+import { eventDescription, eventLabel, nearestMarkers, placeLabels } from "./event_labels.ts";
+import { type Palette, PALETTES } from "./theme.ts";
 
 export interface ChartRun {
   id: string;
@@ -41,27 +45,24 @@ export function withAlpha(hex: string, alpha: number): string {
   return `rgba(${(n >> 16) & 255},${(n >> 8) & 255},${n & 255},${alpha})`;
 }
 
-function eventLabel(e: RunEvent): string {
-  switch (e.type) {
-    case "lr_change":
-      return `lr ×${fmt(e.factor)}`;
-    case "replica_diverged":
-      return `replica ${e.replica} diverged`;
-    case "phase_change":
-      return `phase: ${e.phase}`;
-    case "noise_off":
-      return "noise off";
-    case "note":
-      return e.detail;
-  }
-}
-
-const AXIS_STYLE = {
-  stroke: "#5f6672",
-  grid: { stroke: "#eef0f3", width: 1 },
-  ticks: { stroke: "#e2e5e9", width: 1, size: 4 },
+const axisStyle = (p: Palette) => ({
+  stroke: p.axis,
+  grid: { stroke: p.grid, width: 1 },
+  ticks: { stroke: p.tick, width: 1, size: 4 },
   font: "11px system-ui, -apple-system, 'Segoe UI', sans-serif",
-};
+});
+
+/** Event labels: rows of text at the plot's top, their height, and the cursor's reach. */
+const LABEL_ROWS = 3, LABEL_ROW_PX = 12, LABEL_FONT_PX = 10, MARKER_REACH_PX = 5;
+
+/** An event marker as last drawn: x in CSS pixels from the plot's left edge. */
+interface DrawnMarker {
+  x: number;
+  run: string;
+  event: RunEvent;
+  /** Where its label went, or null when it was dropped for lack of room. */
+  label: { left: number; row: number; width: number } | null;
+}
 
 export class MetricChart {
   readonly el: HTMLElement;
@@ -78,6 +79,11 @@ export class MetricChart {
   private legendRows = new Map<string, HTMLElement>();
   private cursorIdx: number | null = null;
   private cssWidth = 0;
+  private palette: Palette = PALETTES.light;
+  private markers: DrawnMarker[] = [];
+  /** Label widths in CSS pixels, by text (measured once per device pixel ratio). */
+  private labelWidths = new Map<string, number>();
+  private labelWidthsDpr = 0;
   /** Points drawn per series on the last redraw (for tests and the pixel-width budget). */
   lastPointCount = 0;
 
@@ -124,10 +130,14 @@ export class MetricChart {
     this.resize.observe(this.body);
   }
 
-  /** Rebuilds the data (and the uPlot instance when the series layout changed). */
-  update(runs: ChartRun[], view: ViewState): void {
+  /**
+   * Rebuilds the data (and the uPlot instance when the series layout or the theme changed;
+   * the zoom and the data come from the view and the runs, so a rebuild keeps them).
+   */
+  update(runs: ChartRun[], view: ViewState, palette: Palette): void {
     this.runs = runs;
     this.view = view;
+    this.palette = palette;
     this.ylog = view.ylog[this.metric] ?? this.suggestedLog;
     this.el.querySelector<HTMLElement>("[data-role=ylog]")!.classList.toggle("on", this.ylog);
     const smoothing = view.smoothing > 0;
@@ -138,6 +148,7 @@ export class MetricChart {
       this.ylog,
       view.xlog,
       view.x,
+      palette.name,
     ]);
     const dataKey = JSON.stringify([
       layoutKey,
@@ -179,6 +190,18 @@ export class MetricChart {
         : null,
       pointCount: this.lastPointCount,
       plotWidth: this.width(),
+      theme: this.palette.name,
+      /** Width of the plotting area (inside the axes) in CSS px. */
+      plotAreaWidth: u ? u.bbox.width / (globalThis.devicePixelRatio || 1) : 0,
+      /** Event markers drawn (x in CSS px within the plot) and where their labels went. */
+      markers: this.markers.map((m) => ({
+        x: m.x,
+        step: m.event.step,
+        type: m.event.type,
+        label: m.label,
+      })),
+      /** The events the legend names (the cursor is near their marker). */
+      legendEvent: this.legend.querySelector(".legend-event")?.textContent ?? "",
     };
   }
 
@@ -199,7 +222,7 @@ export class MetricChart {
     if (Math.abs(this.plot.width - w) > 1) {
       this.plot.setSize({ width: w, height: 240 });
       this.dataKey = "";
-      if (this.view) this.update(this.runs, this.view);
+      if (this.view) this.update(this.runs, this.view, this.palette);
     }
   }
 
@@ -226,7 +249,7 @@ export class MetricChart {
         kind: "hi",
         label: "max",
       });
-      bands.push({ series: [base + 1, base], fill: withAlpha(run.colour, 0.13) });
+      bands.push({ series: [base + 1, base], fill: withAlpha(run.colour, this.palette.bandAlpha) });
       push(
         {
           label: `${run.label} mean`,
@@ -283,12 +306,12 @@ export class MetricChart {
       },
       axes: [
         {
-          ...AXIS_STYLE,
+          ...axisStyle(this.palette),
           filter: logTicks,
           values: (_u, splits) => splits.map((v) => (v === null ? "" : xFmt(v))),
         },
         {
-          ...AXIS_STYLE,
+          ...axisStyle(this.palette),
           size: 56,
           filter: logTicks,
           values: (_u, splits) => splits.map((v) => (v === null ? "" : fmt(v))),
@@ -420,46 +443,89 @@ export class MetricChart {
     u.over.addEventListener("dblclick", () => this.host.setZoom(null));
   }
 
+  /**
+   * Every event marker as a dashed line in its run's colour; labels where placeLabels finds
+   * room (LABEL_ROWS rows at the top), each on a halo of the card's colour so it reads over
+   * the curves. The markers are kept for the legend (renderLegend names those near the cursor).
+   */
   private drawEvents(u: uPlot): void {
     const ctx = u.ctx;
     const dpr = globalThis.devicePixelRatio || 1;
     const { top, height, left, width } = u.bbox;
     const seen = new Set<string>();
-    ctx.save();
-    ctx.font = `${10 * dpr}px system-ui, sans-serif`;
-    ctx.textBaseline = "top";
-    ctx.textAlign = "left";
-    let stack = 0;
+    const markers: DrawnMarker[] = [];
+    const colours: string[] = [];
+    const texts: string[] = [];
     for (const run of this.runs) {
       for (const e of run.events) {
         const x = this.view.x === "step" ? e.step : run.series.wallAt(e.step);
         if (!Number.isFinite(x) || (this.view.xlog && x <= 0)) continue;
         const px = u.valToPos(x, "x", true);
-        if (px < left || px > left + width) continue;
-        const label = eventLabel(e);
-        const key = `${Math.round(px)}|${label}`;
+        if (!(px >= left && px <= left + width)) continue;
+        const text = eventLabel(e);
+        const key = `${Math.round(px)}|${text}`;
         if (seen.has(key)) continue;
         seen.add(key);
-        ctx.strokeStyle = withAlpha(run.colour, 0.8);
-        ctx.lineWidth = dpr;
-        ctx.setLineDash([4 * dpr, 3 * dpr]);
-        ctx.beginPath();
-        ctx.moveTo(Math.round(px) + 0.5, top);
-        ctx.lineTo(Math.round(px) + 0.5, top + height);
-        ctx.stroke();
-        ctx.setLineDash([]);
-        ctx.fillStyle = run.colour;
-        const ty = top + 2 * dpr + (stack++ % 4) * 12 * dpr;
-        ctx.fillText(label, px + 3 * dpr, ty);
+        markers.push({ x: (px - left) / dpr, run: run.id, event: e, label: null });
+        colours.push(run.colour);
+        texts.push(text);
       }
     }
+    this.markers = markers;
+    if (!markers.length) return;
+    ctx.save();
+    ctx.font = `${LABEL_FONT_PX * dpr}px system-ui, sans-serif`;
+    if (this.labelWidthsDpr !== dpr) {
+      this.labelWidths.clear();
+      this.labelWidthsDpr = dpr;
+    }
+    const widths = texts.map((t) => {
+      let w = this.labelWidths.get(t);
+      if (w === undefined) {
+        w = ctx.measureText(t).width / dpr;
+        this.labelWidths.set(t, w);
+      }
+      return w;
+    });
+    const spots = placeLabels(markers.map((m, i) => ({ x: m.x, width: widths[i] })), {
+      left: 0,
+      right: width / dpr,
+      rows: LABEL_ROWS,
+      offset: 3,
+      gap: 10,
+    });
+    ctx.lineWidth = dpr;
+    ctx.setLineDash([4 * dpr, 3 * dpr]);
+    markers.forEach((m, i) => {
+      const px = Math.round(left + m.x * dpr) + 0.5;
+      ctx.strokeStyle = withAlpha(colours[i], this.palette.markerAlpha);
+      ctx.beginPath();
+      ctx.moveTo(px, top);
+      ctx.lineTo(px, top + height);
+      ctx.stroke();
+    });
+    ctx.setLineDash([]);
+    ctx.textBaseline = "top";
+    ctx.textAlign = "left";
+    ctx.lineJoin = "round";
+    ctx.lineWidth = 3 * dpr;
+    ctx.strokeStyle = this.palette.card;
+    markers.forEach((m, i) => {
+      const spot = spots[i];
+      if (!spot) return;
+      m.label = { ...spot, width: widths[i] };
+      const tx = left + spot.left * dpr, ty = top + (2 + spot.row * LABEL_ROW_PX) * dpr;
+      ctx.strokeText(texts[i], tx, ty);
+      ctx.fillStyle = colours[i];
+      ctx.fillText(texts[i], tx, ty);
+    });
     ctx.restore();
   }
 
   private buildLegend(): void {
     clear(this.legend);
     this.legendRows.clear();
-    this.legend.append(h("div.legend-x"));
+    this.legend.append(h("div.legend-x", {}, h("span.legend-step"), h("span.legend-event")));
     for (const run of this.runs) {
       const row = h(
         "div.legend-row",
@@ -480,8 +546,17 @@ export class MetricChart {
     if (!u) return;
     const xs = u.data[0];
     const idx = this.cursorIdx;
-    const xText = this.legend.querySelector<HTMLElement>(".legend-x")!;
+    const xText = this.legend.querySelector<HTMLElement>(".legend-step")!;
     const xv = idx !== null && idx < xs.length ? xs[idx] : null;
+    // Events whose marker is under the cursor (their labels may have been dropped).
+    const near = idx === null ? [] : nearestMarkers(
+      this.markers.map((m) => m.x),
+      u.cursor.left ?? NaN,
+      MARKER_REACH_PX,
+    );
+    const eventText = near.map((i) => eventDescription(this.markers[i].event)).join(" · ");
+    const eventEl = this.legend.querySelector<HTMLElement>(".legend-event")!;
+    if (eventEl.textContent !== eventText) eventEl.textContent = eventText;
     xText.textContent = xv === null
       ? "latest"
       : this.view.x === "step"
@@ -532,7 +607,7 @@ export class MetricChart {
     download(`${this.metric}.csv`, new Blob([this.csv()], { type: "text/csv" }));
   }
 
-  /** The chart, its title and legend on a white background, as a PNG blob. */
+  /** The chart, its title and legend on the theme's card colour, as a PNG blob. */
   png(): Promise<Blob | null> {
     const u = this.plot;
     if (!u) return Promise.resolve(null);
@@ -543,9 +618,9 @@ export class MetricChart {
     out.width = src.width;
     out.height = src.height + titleH + legendH;
     const ctx = out.getContext("2d")!;
-    ctx.fillStyle = "#ffffff";
+    ctx.fillStyle = this.palette.card;
     ctx.fillRect(0, 0, out.width, out.height);
-    ctx.fillStyle = "#1d2128";
+    ctx.fillStyle = this.palette.text;
     ctx.font = `600 ${13 * dpr}px system-ui, sans-serif`;
     ctx.fillText(
       `${this.metric}  ·  x: ${this.view.x}${this.view.xlog ? " (log)" : ""}  ·  y: ${
@@ -560,7 +635,7 @@ export class MetricChart {
       const y = src.height + titleH + (i * 16 + 4) * dpr;
       ctx.fillStyle = run.colour;
       ctx.fillRect(8 * dpr, y + 2 * dpr, 10 * dpr, 10 * dpr);
-      ctx.fillStyle = "#1d2128";
+      ctx.fillStyle = this.palette.text;
       ctx.fillText(`${run.label}  (${run.id})`, 24 * dpr, y + 11 * dpr);
     });
     return new Promise((resolve) => out.toBlob(resolve, "image/png"));

@@ -3,7 +3,8 @@
  * metric and the experiments' panels on the right; everything live from one WebSocket
  * subscription. Incoming records append to typed-array columns and mark the view dirty;
  * drawing happens in animation frames, streamed data at most at the rate the tab can afford
- * (see schedule()).
+ * (see schedule()). The theme (light, dark, or the system's) is part of the view state; run
+ * colours are slots in the theme's palette, so they change with it.
  */
 import type { RunEvent, RunSpec } from "../../server/experiments/types.ts";
 import type { FrameRecord, RunStatus } from "../../server/runs/records.ts";
@@ -25,22 +26,10 @@ import { RunsList } from "./runs_list.ts";
 import { RunSeries } from "./series.ts";
 import { defaultState, stateFromQuery, stateToQuery, type ViewState } from "./state.ts";
 import { type HelloMessage, LabStream, type RecordMessage } from "./stream.ts";
+import { applyTheme, type Palette, PALETTES, resolveTheme, runColour } from "./theme.ts";
 
 /** Frames kept per run and name for animated panels (a frame is m·R·3 floats at most). */
 const MAX_FRAME_HISTORY = 512;
-
-const PALETTE = [
-  "#3b6fd4",
-  "#e8590c",
-  "#2b9348",
-  "#c2255c",
-  "#7048e8",
-  "#0c8599",
-  "#a87b00",
-  "#5c5f66",
-  "#8b5e3c",
-  "#1864ab",
-];
 
 interface RunEntry {
   id: string;
@@ -55,7 +44,8 @@ interface RunEntry {
   created: string;
   error?: string;
   label: string;
-  colour: string;
+  /** Colour slot in the theme's palette (see colour()). */
+  slot: number;
   series: RunSeries | null;
   window: RunSeries | null;
   events: RunEvent[];
@@ -81,6 +71,9 @@ class Dashboard {
   panels = new Map<string, { section: HTMLElement; instance: PanelInstance }>();
   stream: LabStream;
   private colourNext = 0;
+  /** The system's colour scheme, for the "auto" theme (kept up to date by a listener). */
+  private systemQuery = globalThis.matchMedia?.("(prefers-color-scheme: dark)");
+  private systemDark = this.systemQuery?.matches ?? false;
   private frameRequested = false;
   private dirtyRuns = true;
   private dirtyCharts = true;
@@ -109,6 +102,11 @@ class Dashboard {
   );
 
   constructor() {
+    applyTheme(this.palette.name);
+    this.systemQuery?.addEventListener("change", (e) => {
+      this.systemDark = e.matches;
+      if (this.state.theme === "auto") this.themeChanged();
+    });
     this.stream = new LabStream({
       hello: (m) => this.onHello(m),
       record: (r) => this.onRecord(r),
@@ -142,6 +140,8 @@ class Dashboard {
     setInterval(() => this.refreshRuns(), 3000);
     addEventListener("popstate", () => {
       this.state = stateFromQuery(location.search);
+      applyTheme(this.palette.name);
+      this.buildToolbar();
       this.invalidateAll();
     });
   }
@@ -217,7 +217,13 @@ class Dashboard {
     const specs = presetSpecs(p, overrides);
     const ids: string[] = [];
     for (const spec of specs) ids.push((await api.start(spec)).id);
-    this.setState({ ...defaultState(), ...p.view, runs: ids, ylog: this.state.ylog });
+    this.setState({
+      ...defaultState(),
+      ...p.view,
+      runs: ids,
+      ylog: this.state.ylog,
+      theme: this.state.theme,
+    });
     await this.refreshRuns();
     return ids;
   }
@@ -231,10 +237,27 @@ class Dashboard {
 
   // ----- state ---------------------------------------------------------------------------
 
+  /** The palette of the theme shown (the choice in the view, or the system's for "auto"). */
+  get palette(): Palette {
+    return PALETTES[resolveTheme(this.state.theme, this.systemDark)];
+  }
+
+  colour(e: RunEntry): string {
+    return runColour(e.slot, this.palette);
+  }
+
+  /** The theme shown changed: restyle the page; charts and panels redraw in the new palette. */
+  private themeChanged(): void {
+    applyTheme(this.palette.name);
+    this.invalidateAll();
+  }
+
   setState(patch: Partial<ViewState>, rebuildToolbar = true): void {
     const zoomChanged = "zoom" in patch &&
       JSON.stringify(patch.zoom) !== JSON.stringify(this.state.zoom);
+    const themeBefore = this.palette.name;
     this.state = { ...this.state, ...patch };
+    if (this.palette.name !== themeBefore) applyTheme(this.palette.name);
     const query = stateToQuery(this.state);
     const url = location.pathname + (query ? `?${query}` : "") + location.hash;
     const token = new URLSearchParams(location.search).get("token");
@@ -311,7 +334,7 @@ class Dashboard {
         adapter: "",
         created,
         label: runLabel(null, id),
-        colour: PALETTE[this.colourNext++ % PALETTE.length],
+        slot: this.colourNext++,
         series: null,
         window: null,
         events: [],
@@ -552,7 +575,7 @@ class Dashboard {
         this.sortedRuns().map((e) => ({
           id: e.id,
           label: e.label,
-          colour: e.colour,
+          colour: this.colour(e),
           status: e.status,
           step: e.step,
           steps: e.steps,
@@ -636,12 +659,12 @@ class Dashboard {
       const runs: ChartRun[] = visible.filter((e) => e.metrics.includes(m)).map((e) => ({
         id: e.id,
         label: e.label,
-        colour: e.colour,
+        colour: this.colour(e),
         series: e.series!,
         window: e.window,
         events: e.events,
       }));
-      chart.update(runs, this.state);
+      chart.update(runs, this.state, this.palette);
     });
     this.charts = new Map(wanted.map((m) => [m, this.charts.get(m)!]));
   }
@@ -709,13 +732,14 @@ class Dashboard {
         entries.map((e) => ({
           id: e.id,
           label: e.label,
-          colour: e.colour,
+          colour: this.colour(e),
           spec: e.spec!,
           frames: e.frames,
           frameHistory: e.frameHistory,
           series: e.series ?? undefined,
           events: e.events,
         })),
+        this.palette,
       );
     }
   }
@@ -754,7 +778,7 @@ const debugHook = {
       ? [...app.runs.values()].map((e) => ({
         id: e.id,
         label: e.label,
-        colour: e.colour,
+        colour: app.colour(e),
         status: e.status,
         step: e.step,
         steps: e.steps,
@@ -767,6 +791,22 @@ const debugHook = {
   charts: () => [...app.charts.keys()],
   chart: (metric: string) => app.charts.get(metric)?.debug() ?? null,
   chartCsv: (metric: string) => app.charts.get(metric)?.csv() ?? null,
+  /** The chart's PNG export, decoded: its size and the colour of its top-left pixel. */
+  chartPng: async (metric: string) => {
+    const blob = await app.charts.get(metric)?.png();
+    if (!blob) return null;
+    const image = await createImageBitmap(blob);
+    const canvas = new OffscreenCanvas(image.width, image.height);
+    const ctx = canvas.getContext("2d")!;
+    ctx.drawImage(image, 0, 0);
+    return {
+      width: image.width,
+      height: image.height,
+      corner: [...ctx.getImageData(1, 1, 1, 1).data],
+    };
+  },
+  /** The theme chosen and the one shown. */
+  theme: () => ({ choice: app.state.theme, shown: app.palette.name }),
   /** Every stored row of a run: step, wall_ms and per metric the replicas' values. */
   streamed: (id: string) => {
     const s = app.runs.get(id)?.series;

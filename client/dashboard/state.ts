@@ -1,8 +1,9 @@
 /**
- * The view's state, and its URL form: runs shown, metrics, axes, smoothing, replicas and
- * the zoomed x window all live in the query string, so a URL reproduces what one sees.
- * Pure functions; main.ts writes the URL with history.replaceState on every change.
+ * The view's state, and its URL form: runs shown, metrics, axes, smoothing, replicas, the
+ * zoomed x window and the theme all live in the query string, so a URL reproduces what one
+ * sees. Pure functions; main.ts writes the URL with history.replaceState on every change.
  */
+import { THEME_CHOICES, type ThemeChoice } from "./theme.ts";
 
 export type XAxis = "step" | "wall";
 
@@ -21,6 +22,8 @@ export interface ViewState {
   replicas: boolean;
   /** Zoomed x window in the x axis' units, or null for everything. */
   zoom: [number, number] | null;
+  /** Colour theme; "auto" follows the system's prefers-color-scheme. */
+  theme: ThemeChoice;
 }
 
 export function defaultState(): ViewState {
@@ -33,6 +36,7 @@ export function defaultState(): ViewState {
     smoothing: 0.6,
     replicas: false,
     zoom: null,
+    theme: "auto",
   };
 }
 
@@ -58,6 +62,8 @@ export function stateFromQuery(query: string): ViewState {
   if (zoom.length === 2 && zoom.every(Number.isFinite) && zoom[0] < zoom[1]) {
     s.zoom = [zoom[0], zoom[1]];
   }
+  const theme = p.get("theme");
+  if (THEME_CHOICES.includes(theme as ThemeChoice)) s.theme = theme as ThemeChoice;
   return s;
 }
 
@@ -74,6 +80,7 @@ export function stateToQuery(s: ViewState): string {
   if (s.smoothing !== d.smoothing) p.set("smooth", String(s.smoothing));
   if (s.replicas) p.set("replicas", "1");
   if (s.zoom) p.set("zoom", s.zoom.map((v) => Number(v.toPrecision(8))).join(","));
+  if (s.theme !== d.theme) p.set("theme", s.theme);
   // Commas and colons read better unescaped and are safe in a query string.
   return p.toString().replaceAll("%2C", ",").replaceAll("%3A", ":");
 }

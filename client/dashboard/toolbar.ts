@@ -1,9 +1,11 @@
 /**
  * The view toolbar: x as step or wall time, linear or log x, the smoothing slider, replicas
- * on demand, reset zoom and a link to the view. Every control changes the view state.
+ * on demand, reset zoom, the theme (auto, light, dark) and a link to the view. Every control
+ * changes the view state.
  */
 import { clear, h } from "./dom.ts";
 import type { ViewState } from "./state.ts";
+import type { ThemeChoice } from "./theme.ts";
 
 export interface ToolbarActions {
   /** `rebuildToolbar` false keeps the controls (the slider is being dragged). */
@@ -97,6 +99,17 @@ export function renderToolbar(toolbar: HTMLElement, s: ViewState, actions: Toolb
       )
       : "",
     h("div.spacer"),
+    h(
+      "div.tool",
+      { title: "colour theme; auto follows the system's setting" },
+      h("span.tool-label", {}, "theme"),
+      seg(
+        "theme",
+        [["auto", "auto"], ["light", "light"], ["dark", "dark"]],
+        s.theme,
+        (v) => actions.setState({ theme: v as ThemeChoice }),
+      ),
+    ),
     share,
   );
 }

@@ -11,6 +11,7 @@ import { clear, fmtSteps, h } from "../dom.ts";
 import { type PanelInstance, type PanelRun, registerPanel } from "./registry.ts";
 import type { FrameRecord } from "../../../server/runs/records.ts";
 import { prepareCanvas } from "./canvas.ts";
+import { mixHex, type Palette, PALETTES, type ThemeName } from "../theme.ts";
 
 const FRAME = "neurons";
 /** Frames kept per run; beyond it every other old frame is dropped (the trail thins out). */
@@ -50,13 +51,6 @@ function decode(run: PanelRun, f: FrameRecord): NeuronFrame | null {
   return { step: f.step, norm, cos };
 }
 
-/** #rrggbb mixed with white: t = 0 is white, 1 the colour. */
-function tint(hex: string, t: number): string {
-  const n = parseInt(hex.slice(1), 16);
-  const mix = (c: number) => Math.round(255 + (c - 255) * t);
-  return `rgb(${mix((n >> 16) & 255)},${mix((n >> 8) & 255)},${mix(n & 255)})`;
-}
-
 interface Card {
   card: HTMLElement;
   canvas: HTMLCanvasElement;
@@ -70,6 +64,10 @@ interface Card {
   shown: number;
   timer: ReturnType<typeof setInterval> | 0;
   run: PanelRun;
+  swatch: HTMLElement;
+  /** The theme's colours, and the theme the canvas was last drawn in. */
+  palette: Palette;
+  theme: ThemeName | null;
   width: number;
   height: number;
 }
@@ -79,6 +77,8 @@ function draw(c: Card): void {
   const cssW = c.width, cssH = c.height;
   if (cssW <= 0 || cssH <= 0) return;
   const ctx = prepareCanvas(canvas, cssW, cssH);
+  const p = c.palette;
+  c.theme = p.name;
   if (!frames.length) return;
   const rep = Math.min(Number(c.replica.value) || 0, frames[0].norm.length - 1);
   const last = c.shown < 0 ? frames.length - 1 : Math.min(c.shown, frames.length - 1);
@@ -100,8 +100,8 @@ function draw(c: Card): void {
   const y = (v: number) => padT + hgt * (1 - (v + 1) / 2);
   ctx.font = "10px system-ui, sans-serif";
   ctx.lineWidth = 1;
-  ctx.strokeStyle = "#e6e8eb";
-  ctx.fillStyle = "#8a8f98";
+  ctx.strokeStyle = p.panelGrid;
+  ctx.fillStyle = p.panelLabel;
   ctx.textAlign = "right";
   ctx.textBaseline = "middle";
   for (const t of [-1, -0.5, 0, 0.5, 1]) {
@@ -125,7 +125,7 @@ function draw(c: Card): void {
     Array.isArray(c.run.spec.params.lr) ? c.run.spec.params.lr[rep] : c.run.spec.params.lr,
   );
   if (lr > 0 && Math.log10(Math.sqrt(lr)) > lx0 && Math.log10(Math.sqrt(lr)) < lx1) {
-    ctx.strokeStyle = "#c9ccd1";
+    ctx.strokeStyle = p.guide;
     ctx.setLineDash([4, 3]);
     ctx.beginPath();
     ctx.moveTo(Math.round(x(Math.sqrt(lr))) + 0.5, padT);
@@ -140,7 +140,7 @@ function draw(c: Card): void {
   const trail: number[] = [];
   for (let k = last % stride; k < last; k += stride) trail.push(k);
   trail.forEach((k, j) => {
-    ctx.fillStyle = tint("#1e2228", 0.12 + 0.5 * (j + 1) / (trail.length + 1));
+    ctx.fillStyle = mixHex(p.trailFrom, p.trailTo, 0.12 + 0.5 * (j + 1) / (trail.length + 1));
     const f = frames[k];
     for (let i = 0; i < f.norm[rep].length; i++) {
       const v = f.norm[rep][i];
@@ -228,17 +228,12 @@ registerPanel("linear-label-noise", {
       const slider = h("input", { type: "range", min: "0", max: "0", value: "0", style: "flex:1" });
       const play = h("button", { title: "replay the frames" }, "▶");
       const replica = h("select", { title: "replica" });
+      const swatch = h("i.swatch", { style: `background:${run.colour}` });
       const c: Card = {
         card: h(
           "div.bars-card",
           {},
-          h(
-            "div.bars-title",
-            {},
-            h("i.swatch", { style: `background:${run.colour}` }),
-            run.label,
-            info,
-          ),
+          h("div.bars-title", {}, swatch, run.label, info),
           canvas,
           h("div", { style: "display:flex;gap:6px;align-items:center" }, play, slider, replica),
         ),
@@ -252,6 +247,9 @@ registerPanel("linear-label-noise", {
         shown: -1,
         timer: 0,
         run,
+        swatch,
+        palette: PALETTES.light,
+        theme: null,
         width: 0,
         height: 0,
       };
@@ -280,7 +278,7 @@ registerPanel("linear-label-noise", {
       return c;
     }
     return {
-      update(runs) {
+      update(runs, palette) {
         const keep = new Set(runs.map((r) => r.id));
         for (const [id, c] of cards) {
           if (keep.has(id)) continue;
@@ -296,11 +294,17 @@ registerPanel("linear-label-noise", {
             cards.set(run.id, c);
             resize.observe(c.canvas);
           }
+          const recolour = c.palette !== palette || c.run.colour !== run.colour;
           c.run = run;
+          c.palette = palette;
           if (grid.children[index] !== c.card) {
             grid.insertBefore(c.card, grid.children[index] ?? null);
           }
-          if (!ingest(c, run)) return;
+          if (recolour) c.swatch.style.background = run.colour;
+          if (!ingest(c, run)) {
+            if (recolour) draw(c);
+            return;
+          }
           const replicas = c.frames[0].norm.length;
           if (c.replica.options.length !== replicas) {
             clear(c.replica);
@@ -318,6 +322,7 @@ registerPanel("linear-label-noise", {
           [...cards].map(([id, c]) => [id, {
             frames: c.frames.map((f) => f.step),
             shown: c.shown,
+            theme: c.theme,
           }]),
         );
       },

@@ -11,6 +11,7 @@ import { clear, h } from "../dom.ts";
 import type { RunSeries } from "../series.ts";
 import { type PanelInstance, type PanelRun, registerPanel } from "./registry.ts";
 import { prepareCanvas } from "./canvas.ts";
+import { type Palette, PALETTES } from "../theme.ts";
 
 /** Values at or below this are drawn at it (noise under PEGR reaches ~1e-16). */
 export const PHASE_FLOOR = 1e-6;
@@ -107,7 +108,13 @@ function decadeLabel(k: number): string {
   return k === 0 ? "1" : k === 1 ? "10" : `1e${k}`;
 }
 
-function draw(canvas: HTMLCanvasElement, views: RunView[], cssW: number, cssH: number): void {
+function draw(
+  canvas: HTMLCanvasElement,
+  views: RunView[],
+  cssW: number,
+  cssH: number,
+  p: Palette,
+): void {
   const ctx = prepareCanvas(canvas, cssW, cssH);
 
   // Extent over every finite point, rounded out to whole decades.
@@ -143,8 +150,8 @@ function draw(canvas: HTMLCanvasElement, views: RunView[], cssW: number, cssH: n
   // Grid at decades (every other one when crowded), labels, axis titles.
   ctx.font = "10px system-ui, sans-serif";
   ctx.lineWidth = 1;
-  ctx.strokeStyle = "#e6e8eb";
-  ctx.fillStyle = "#8a8f98";
+  ctx.strokeStyle = p.panelGrid;
+  ctx.fillStyle = p.panelLabel;
   const stepX = Math.max(1, Math.ceil((x1 - x0) / Math.max(1, Math.floor(w / 48))));
   const stepY = Math.max(1, Math.ceil((y1 - y0) / Math.max(1, Math.floor(hgt / 22))));
   ctx.textAlign = "center";
@@ -168,7 +175,7 @@ function draw(canvas: HTMLCanvasElement, views: RunView[], cssW: number, cssH: n
     ctx.stroke();
     ctx.fillText(decadeLabel(k), padL - 4, py);
   }
-  ctx.fillStyle = "#5c5f66";
+  ctx.fillStyle = p.panelTitle;
   ctx.font = "11px system-ui, sans-serif";
   ctx.textAlign = "center";
   ctx.textBaseline = "bottom";
@@ -185,7 +192,7 @@ function draw(canvas: HTMLCanvasElement, views: RunView[], cssW: number, cssH: n
   if (d1 > d0) {
     ctx.save();
     ctx.setLineDash([4, 4]);
-    ctx.strokeStyle = "#c4c8ce";
+    ctx.strokeStyle = p.guide;
     ctx.beginPath();
     ctx.moveTo(X(d0), Y(d0));
     ctx.lineTo(X(d1), Y(d1));
@@ -236,7 +243,7 @@ function draw(canvas: HTMLCanvasElement, views: RunView[], cssW: number, cssH: n
         const i = rowAt(t.step, v.off);
         if (Number.isFinite(t.x[i]) && Number.isFinite(t.y[i])) {
           ctx.strokeStyle = v.run.colour;
-          ctx.fillStyle = "#fff";
+          ctx.fillStyle = p.card;
           ctx.lineWidth = 1.5;
           ctx.beginPath();
           ctx.arc(X(t.x[i]), Y(t.y[i]), 4.5, 0, 2 * Math.PI);
@@ -249,7 +256,7 @@ function draw(canvas: HTMLCanvasElement, views: RunView[], cssW: number, cssH: n
       if (j < 0) continue;
       const px = X(t.x[j]), py = Y(t.y[j]);
       ctx.fillStyle = v.run.colour;
-      ctx.strokeStyle = "#fff";
+      ctx.strokeStyle = p.card;
       ctx.lineWidth = 1;
       ctx.beginPath();
       ctx.arc(px, py, 3.5, 0, 2 * Math.PI);
@@ -281,8 +288,13 @@ registerPanel("pegr", {
     /** What was last drawn (run ids, series versions, events, size): skip identical redraws. */
     let drawnKey = "";
     let legendKey = "";
+    let palette = PALETTES.light;
+    /** The theme last drawn in. */
+    let drawnTheme: string | null = null;
     const redraw = () => {
-      if (size.width > 0) draw(canvas, views, size.width, size.height);
+      if (size.width <= 0) return;
+      draw(canvas, views, size.width, size.height, palette);
+      drawnTheme = palette.name;
     };
     const resize = new ResizeObserver((entries) => {
       for (const entry of entries) {
@@ -292,12 +304,14 @@ registerPanel("pegr", {
     });
     resize.observe(canvas);
     return {
-      update(runs) {
-        const key = JSON.stringify(
-          runs.map((
+      update(runs, next) {
+        palette = next;
+        const key = JSON.stringify([
+          palette.name,
+          ...runs.map((
             r,
           ) => [r.id, r.colour, r.series?.version ?? -1, r.series?.n ?? 0, r.events?.length]),
-        );
+        ]);
         if (key === drawnKey) return;
         drawnKey = key;
         views = runs.filter((r) => r.series).map((run) => ({
@@ -343,6 +357,7 @@ registerPanel("pegr", {
             replicas: R,
             step: n ? s.step[n - 1] : null,
             switchOff: v.off,
+            theme: drawnTheme,
             signal: latest("signal"),
             noise: latest("noise"),
           }];

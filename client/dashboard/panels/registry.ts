@@ -3,11 +3,13 @@
  * maps), fed by a run's frames and/or its metric columns and events. An experiment registers
  * one renderer under its id; the dashboard creates it when a shown run belongs to that
  * experiment and calls update() in an animation frame (at most one per frame) whenever a
- * shown run received a frame, a snapshot or an event.
+ * shown run received a frame, a snapshot or an event, or the theme changed. Panels draw in
+ * the palette they are given (run colours, grid, labels) and redraw when it changes.
  */
 import type { FrameRecord } from "../../../server/runs/records.ts";
 import type { RunEvent, RunSpec } from "../../../server/experiments/types.ts";
 import type { RunSeries } from "../series.ts";
+import type { Palette } from "../theme.ts";
 
 export interface PanelRun {
   id: string;
@@ -25,8 +27,9 @@ export interface PanelRun {
 }
 
 export interface PanelInstance {
-  update(runs: PanelRun[]): void;
-  /** What the panel currently shows, for tests (plain data). */
+  /** `palette`: the theme's colours (runs' `colour` are already in it). */
+  update(runs: PanelRun[], palette: Palette): void;
+  /** What the panel currently shows, for tests (plain data, with the theme drawn in). */
   debug?(): unknown;
   destroy(): void;
 }

@@ -7,6 +7,7 @@
 import { clear, fmtSteps, h } from "../dom.ts";
 import { type PanelInstance, type PanelRun, registerPanel } from "./registry.ts";
 import { prepareCanvas } from "./canvas.ts";
+import { type Palette, PALETTES, type ThemeName } from "../theme.ts";
 
 const FRAME = "v_sq";
 const SUPPORT_THRESHOLD = 0.01;
@@ -48,6 +49,7 @@ function draw(
   colour: string,
   cssW: number,
   cssH: number,
+  p: Palette,
 ): void {
   const ctx = prepareCanvas(canvas, cssW, cssH);
   const padL = 30, padR = 6, padT = 6, padB = 16;
@@ -59,8 +61,8 @@ function draw(
   const bw = w / view.width;
   // grid and axis labels
   ctx.font = "10px system-ui, sans-serif";
-  ctx.fillStyle = "#8a8f98";
-  ctx.strokeStyle = "#e6e8eb";
+  ctx.fillStyle = p.panelLabel;
+  ctx.strokeStyle = p.panelGrid;
   ctx.lineWidth = 1;
   ctx.textAlign = "right";
   ctx.textBaseline = "middle";
@@ -85,7 +87,7 @@ function draw(
     const x0 = padL + k * bw + bw * 0.15;
     ctx.fillRect(x0, y(m), Math.max(1, bw * 0.7), y(0) - y(m));
   }
-  ctx.strokeStyle = "rgba(30,34,40,0.55)";
+  ctx.strokeStyle = p.whisker;
   for (let k = 0; k < view.width; k++) {
     if (!(view.hi[k] > view.lo[k])) continue;
     const xc = Math.round(padL + (k + 0.5) * bw) + 0.5;
@@ -97,16 +99,16 @@ function draw(
   // v*⊙v*: 1 on the first r coordinates (shaded, with a line at 1), 0 elsewhere.
   if (view.r > 0) {
     ctx.globalCompositeOperation = "destination-over";
-    ctx.fillStyle = "rgba(17,20,24,0.07)";
+    ctx.fillStyle = p.targetShade;
     ctx.fillRect(padL, padT, view.r * bw, hgt);
     ctx.globalCompositeOperation = "source-over";
-    ctx.strokeStyle = "#111418";
+    ctx.strokeStyle = p.target;
     ctx.lineWidth = 2;
     ctx.beginPath();
     ctx.moveTo(padL, y(1));
     ctx.lineTo(padL + view.r * bw, y(1));
     ctx.stroke();
-    ctx.fillStyle = "#111418";
+    ctx.fillStyle = p.target;
     ctx.textAlign = "left";
     ctx.textBaseline = "bottom";
     ctx.fillText("v*", padL + view.r * bw + 3, y(1) + 5);
@@ -117,8 +119,11 @@ interface Card {
   card: HTMLElement;
   canvas: HTMLCanvasElement;
   info: HTMLElement;
+  swatch: HTMLElement;
   /** The frame last drawn, and the canvas' CSS size (from a ResizeObserver). */
   frame: unknown;
+  /** The theme it was last drawn in. */
+  theme: ThemeName | null;
   width: number;
   height: number;
 }
@@ -130,8 +135,13 @@ registerPanel("shape-matters", {
     const cards = new Map<string, Card>();
     const views = new Map<string, BarsView>();
     const colours = new Map<string, string>();
+    let palette = PALETTES.light;
     const grid = h("div.bars-grid");
     container.append(grid);
+    const paint = (c: Card, v: BarsView, id: string) => {
+      draw(c.canvas, v, colours.get(id)!, c.width, c.height, palette);
+      c.theme = palette.name;
+    };
     const resize = new ResizeObserver((entries) => {
       for (const entry of entries) {
         const id = (entry.target as HTMLElement).dataset.run!;
@@ -139,11 +149,13 @@ registerPanel("shape-matters", {
         if (!c) continue;
         c.width = entry.contentRect.width;
         c.height = entry.contentRect.height;
-        if (v) draw(c.canvas, v, colours.get(id)!, c.width, c.height);
+        if (v) paint(c, v, id);
       }
     });
     return {
-      update(runs) {
+      update(runs, next) {
+        const themeChanged = next !== palette;
+        palette = next;
         const keep = new Set(runs.map((r) => r.id));
         for (const [id, c] of cards) {
           if (!keep.has(id)) {
@@ -158,43 +170,51 @@ registerPanel("shape-matters", {
           if (!c) {
             const canvas = h("canvas.bars", { "data-run": run.id });
             const info = h("span.bars-info", {}, "waiting for v⊙v…");
+            const swatch = h("i.swatch", { style: `background:${run.colour}` });
             const card = h(
               "div.bars-card",
               {},
-              h(
-                "div.bars-title",
-                {},
-                h("i.swatch", { style: `background:${run.colour}` }),
-                run.label,
-                info,
-              ),
+              h("div.bars-title", {}, swatch, run.label, info),
               canvas,
             );
-            c = { card, canvas, info, frame: null, width: 0, height: 0 };
+            c = { card, canvas, info, swatch, frame: null, theme: null, width: 0, height: 0 };
             cards.set(run.id, c);
             resize.observe(canvas);
           }
           if (grid.children[index] !== c.card) {
             grid.insertBefore(c.card, grid.children[index] ?? null);
           }
+          // Only runs with a new frame are redrawn, or all when the colours changed.
+          let redraw = themeChanged || colours.get(run.id) !== run.colour;
+          if (colours.get(run.id) !== run.colour) c.swatch.style.background = run.colour;
           colours.set(run.id, run.colour);
           const frame = run.frames.get(FRAME);
-          if (!frame || frame === c.frame) return; // only runs with a new frame are redrawn
-          c.frame = frame;
-          const view = summarise(run);
-          if (!view) return;
-          views.set(run.id, view);
-          let support = 0;
-          for (const m of view.mean) if (m > SUPPORT_THRESHOLD) support++;
-          c.info.textContent = `step ${fmtSteps(view.step)} · support ${support} / ${view.width}`;
-          if (c.width > 0) draw(c.canvas, view, run.colour, c.width, c.height);
+          if (frame && frame !== c.frame) {
+            c.frame = frame;
+            const view = summarise(run);
+            if (view) {
+              views.set(run.id, view);
+              let support = 0;
+              for (const m of view.mean) if (m > SUPPORT_THRESHOLD) support++;
+              c.info.textContent = `step ${
+                fmtSteps(view.step)
+              } · support ${support} / ${view.width}`;
+              redraw = true;
+            }
+          }
+          const view = views.get(run.id);
+          if (redraw && view && c.width > 0) paint(c, view, run.id);
         });
       },
       debug() {
         return Object.fromEntries(
-          [...views].map((
-            [id, v],
-          ) => [id, { step: v.step, width: v.width, r: v.r, mean: [...v.mean] }]),
+          [...views].map(([id, v]) => [id, {
+            step: v.step,
+            width: v.width,
+            r: v.r,
+            mean: [...v.mean],
+            theme: cards.get(id)?.theme ?? null,
+          }]),
         );
       },
       destroy() {
