@@ -16,6 +16,7 @@ import { RunSeries } from "../client/dashboard/series.ts";
 import { defaultState, stateFromQuery, stateToQuery } from "../client/dashboard/state.ts";
 import { presets, presetSpecs } from "../client/dashboard/presets.ts";
 import { phaseTracks, switchOffStep } from "../client/dashboard/panels/pegr.ts";
+import { type Box, claimLabelBox } from "../client/dashboard/panels/canvas.ts";
 import {
   contrast,
   mixHex,
@@ -270,4 +271,17 @@ Deno.test("theme palettes agree with style.css (page, cards, text)", async () =>
       assertEquals(vars[name](key), p[key], `${name}: --${key}`);
     }
   }
+});
+
+Deno.test("panel labels: a label is written only where it overlaps none already written", () => {
+  const taken: Box[] = [];
+  assert.ok(claimLabelBox(taken, { x: 100, y: 50, w: 40, h: 12 }));
+  // The same spot (a second run on the same path) and a near one are refused.
+  assert.ok(!claimLabelBox(taken, { x: 100, y: 50, w: 40, h: 12 }));
+  assert.ok(!claimLabelBox(taken, { x: 130, y: 55, w: 40, h: 12 }));
+  assert.ok(!claimLabelBox(taken, { x: 141, y: 50, w: 40, h: 12 }), "within the 2 px gap");
+  // Clear of it to the right, or below: written.
+  assert.ok(claimLabelBox(taken, { x: 143, y: 50, w: 40, h: 12 }));
+  assert.ok(claimLabelBox(taken, { x: 100, y: 65, w: 40, h: 12 }));
+  assert.equal(taken.length, 3);
 });

@@ -21,3 +21,27 @@ export function prepareCanvas(
   ctx.clearRect(0, 0, cssW, cssH);
   return ctx;
 }
+
+/** An axis-aligned box in CSS pixels. */
+export interface Box {
+  x: number;
+  y: number;
+  w: number;
+  h: number;
+}
+
+/**
+ * Labels beside points that coincide (runs that follow the same path, replicas that end
+ * together) would print on top of each other; a label is written only where it keeps `gap`
+ * from every label already written. Returns whether `box` is free, and if so records it.
+ */
+export function claimLabelBox(taken: Box[], box: Box, gap = 2): boolean {
+  for (const t of taken) {
+    if (
+      box.x < t.x + t.w + gap && t.x < box.x + box.w + gap &&
+      box.y < t.y + t.h + gap && t.y < box.y + box.h + gap
+    ) return false;
+  }
+  taken.push(box);
+  return true;
+}

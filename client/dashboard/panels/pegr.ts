@@ -10,7 +10,7 @@
 import { clear, h } from "../dom.ts";
 import type { RunSeries } from "../series.ts";
 import { type PanelInstance, type PanelRun, registerPanel } from "./registry.ts";
-import { prepareCanvas } from "./canvas.ts";
+import { type Box, claimLabelBox, prepareCanvas } from "./canvas.ts";
 import { type Palette, PALETTES } from "../theme.ts";
 
 /** Values at or below this are drawn at it (noise under PEGR reaches ~1e-16). */
@@ -236,6 +236,7 @@ function draw(
   ctx.font = "10px system-ui, sans-serif";
   ctx.textAlign = "left";
   ctx.textBaseline = "middle";
+  const labelBoxes: Box[] = [];
   for (const v of views) {
     for (const [r, t] of v.tracks.entries()) {
       if (!t.step.length) continue;
@@ -263,10 +264,14 @@ function draw(
       ctx.fill();
       ctx.stroke();
       if (v.tracks.length > 1) {
-        ctx.fillStyle = rgba(v.run.colour, 0.9);
         const right = px > padL + w - 50;
-        ctx.textAlign = right ? "right" : "left";
-        ctx.fillText(v.labels[r], px + (right ? -6 : 6), py - 7);
+        const tw = ctx.measureText(v.labels[r]).width, tx = px + (right ? -6 : 6);
+        const box = { x: right ? tx - tw : tx, y: py - 13, w: tw, h: 12 };
+        if (claimLabelBox(labelBoxes, box)) {
+          ctx.fillStyle = rgba(v.run.colour, 0.9);
+          ctx.textAlign = right ? "right" : "left";
+          ctx.fillText(v.labels[r], tx, py - 7);
+        }
       }
     }
   }
