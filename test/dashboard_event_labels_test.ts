@@ -189,6 +189,13 @@ Deno.test("event descriptions: label, step and detail for the legend", () => {
     eventDescription({ type: "lr_change", step: 120000, factor: 0.1, lr_scale: 0.1 }),
     "lr ×0.1 at step 120,000",
   );
+  // Phase names are written as words, not identifiers.
+  assert.equal(eventLabel({ type: "phase_change", step: 1, phase: "noise_on" }), "noise on");
+  assert.equal(
+    eventLabel({ type: "phase_change", step: 1, phase: "regulariser_off" }),
+    "regulariser off",
+  );
+  assert.equal(eventLabel({ type: "phase_change", step: 1, phase: "gd" }), "GD phase");
   // A note's label is its detail: not repeated.
   assert.equal(eventDescription({ type: "note", step: 7, detail: "x" }), "x at step 7");
 });

@@ -8,6 +8,9 @@
 import type { RunEvent } from "../../server/experiments/types.ts";
 import { fmt } from "./dom.ts";
 
+/** Phase names as the experiments emit them, where spacing them out is not enough. */
+const PHASE_LABELS: Record<string, string> = { gd: "GD phase" };
+
 /** The label written beside an event's marker. */
 export function eventLabel(e: RunEvent): string {
   switch (e.type) {
@@ -16,7 +19,7 @@ export function eventLabel(e: RunEvent): string {
     case "replica_diverged":
       return `replica ${e.replica} diverged`;
     case "phase_change":
-      return `phase: ${e.phase}`;
+      return PHASE_LABELS[e.phase] ?? e.phase.replaceAll("_", " ");
     case "noise_off":
       return "noise off";
     case "note":
