@@ -26,6 +26,7 @@ import {
   accumulateGradient,
   activationPattern,
   annealThreshold,
+  dataSetOf,
   forwardExample,
   fullBatchGradient,
   generateRunData,
@@ -33,10 +34,11 @@ import {
   logistic,
   logisticDeriv,
   type PQData,
-  pqMetrics,
+  pqEstimateBytes,
   pqMetricSpecs,
   pqModelParams,
   type PQNet,
+  pqReplicaMetrics,
   type PQShape,
   pqShape,
   STREAM_SGD,
@@ -202,10 +204,6 @@ export function sgdDraws(prep: LabelNoisePrepared, replica: number, t: number) {
   };
 }
 
-function dataSet(prep: LabelNoisePrepared, replica: number): number {
-  return prep.data.perReplica ? replica : 0;
-}
-
 /**
  * Update t of one replica, in place. Returns the anneal event if the replica annealed here
  * and a number that is non-finite iff the update produced a non-finite output.
@@ -218,7 +216,7 @@ export function labelNoiseStep(
 ): { probe: number; event: RunEvent | null } {
   const { shape, data } = prep;
   const { net } = state;
-  const set = dataSet(prep, replica);
+  const set = dataSetOf(data, replica);
   const fullBatch = prep.algo === "fbgd-ls";
   let batchLoss = NaN;
   if (fullBatch) batchLoss = fullBatchGradient(net, data, shape, set, null, state.gW, state.gV);
@@ -271,13 +269,7 @@ function referenceSession(prep: LabelNoisePrepared, spec: RunSpec): KernelSessio
       if (event) pending.push(event);
       return [probe];
     },
-    metricsOf: (k) => {
-      const s = states[k];
-      const out = pqMetrics(s.net, prep.data, prep.shape, dataSet(prep, k), s.pattern);
-      out.lr = s.lr;
-      out.anneal_step = s.annealedAt;
-      return out;
-    },
+    metricsOf: (k) => pqReplicaMetrics(prep, states[k], k),
     afterStep: () => {
       const events = pending;
       pending = [];
@@ -297,16 +289,8 @@ export const labelNoiseAnneal: ExperimentDefinition<LabelNoisePrepared> = {
   defaults: { steps: 20000, every: 500, replicas: 5 },
   prepare: prepareLabelNoise,
   reference: referenceSession,
-  estimateBytes(spec) {
-    const shape = pqShape(spec.params);
-    const R = spec.replicas;
-    const sets = spec.params.data === "per-replica" ? R : 1;
-    const { n, nTest, d, m } = shape;
-    const dataBytes = 4 * sets * ((n + 2 * nTest) * (d + 4));
-    const replicaBytes = 4 * R * (4 * m / 2 * d + m) + R * n * m;
-    const snapshots = Math.min(Math.ceil(spec.steps / spec.every) + 1, 4096);
-    return dataBytes + replicaBytes + 4 * R * LABEL_NOISE_METRICS.length * snapshots;
-  },
+  // W, V and their gradients: four copies of the blocks per replica.
+  estimateBytes: (spec) => pqEstimateBytes(spec, 4, LABEL_NOISE_METRICS.length),
   plannedEvents(spec) {
     const p = spec.params;
     const at = p.anneal_step as number;

@@ -29,14 +29,16 @@ import type { ExperimentDefinition, KernelSession, RunEvent, RunSpec } from "./t
 import {
   activationPattern,
   annealThreshold,
+  dataSetOf,
   fullBatchGradient,
   generateRunData,
   initPQNet,
   type PQData,
-  pqMetrics,
+  pqEstimateBytes,
   pqMetricSpecs,
   pqModelParams,
   type PQNet,
+  pqReplicaMetrics,
   type PQShape,
   pqShape,
   STREAM_PREACT,
@@ -209,11 +211,6 @@ export function prepareLargeLr(spec: RunSpec): LargeLrPrepared {
   };
 }
 
-/** Data set of replica k. */
-export function dataSetOf(prep: { data: PQData }, replica: number): number {
-  return prep.data.perReplica ? replica : 0;
-}
-
 /** The step at which algorithms without an anneal take the reference activation pattern. */
 export function patternStep(prep: LargeLrPrepared): number {
   return prep.algo === "small-preact-noise" ? prep.noiseOffStep : prep.annealStep;
@@ -253,7 +250,7 @@ export function largeLrStep(
 ): { loss: number; event: RunEvent | null } {
   const { shape, data } = prep;
   const { net, gW, gV } = state;
-  const set = dataSetOf(prep, replica);
+  const set = dataSetOf(data, replica);
   const { half, d, m } = shape;
   let preact: Float64Array | null = null;
   if (prep.algo === "small-preact-noise" && t < prep.noiseOffStep) {
@@ -291,17 +288,6 @@ export function largeLrStep(
 
 export const LARGE_LR_METRICS = [...pqMetricSpecs(), ...ANNEAL_METRICS];
 
-export function largeLrMetrics(
-  prep: LargeLrPrepared,
-  state: LargeLrReplica,
-  replica: number,
-): Record<string, number> {
-  const out = pqMetrics(state.net, prep.data, prep.shape, dataSetOf(prep, replica), state.pattern);
-  out.lr = state.lr;
-  out.anneal_step = state.annealedAt;
-  return out;
-}
-
 /** Squared norm of both blocks plus the loss: non-finite iff the replica diverged. */
 function finiteProbe(net: PQNet, loss: number): Float64Array {
   let s = 0;
@@ -321,7 +307,7 @@ function referenceSession(prep: LargeLrPrepared, spec: RunSpec): KernelSession {
       if (event) pending.push(event);
       return finiteProbe(states[k].net, loss);
     },
-    metricsOf: (k) => largeLrMetrics(prep, states[k], k),
+    metricsOf: (k) => pqReplicaMetrics(prep, states[k], k),
     afterStep: () => {
       const events = pending;
       pending = [];
@@ -355,16 +341,7 @@ export const largeLr: ExperimentDefinition<LargeLrPrepared> = {
   defaults: { steps: 3000, every: 100, replicas: 5 },
   prepare: prepareLargeLr,
   reference: referenceSession,
-  estimateBytes(spec) {
-    const shape = pqShape(spec.params);
-    const R = spec.replicas;
-    const sets = spec.params.data === "per-replica" ? R : 1;
-    const { n, nTest, d, m } = shape;
-    const dataBytes = 4 * sets * ((n + 2 * nTest) * (d + 4));
-    // W, V, their gradients and noise, the stored activation pattern, per replica.
-    const replicaBytes = 4 * R * (6 * m / 2 * d + m) + R * n * m;
-    const snapshots = Math.min(Math.ceil(spec.steps / spec.every) + 1, 4096);
-    return dataBytes + replicaBytes + 4 * R * LARGE_LR_METRICS.length * snapshots;
-  },
+  // W, V, their gradients and their noise: six copies of the blocks per replica.
+  estimateBytes: (spec) => pqEstimateBytes(spec, 6, LARGE_LR_METRICS.length),
   plannedEvents: largeLrPlannedEvents,
 };

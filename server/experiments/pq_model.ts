@@ -339,6 +339,11 @@ export interface PQData {
   rF32: number;
 }
 
+/** The data set replica k trains on: its own, or the one all replicas share. */
+export function dataSetOf(data: PQData, replica: number): number {
+  return data.perReplica ? replica : 0;
+}
+
 export function generateRunData(shape: PQShape, seed: number, sets: number): PQData {
   const { d, n, nTest } = shape;
   const nt = 2 * nTest;
@@ -763,4 +768,48 @@ export function pqMetrics(
   out.v_norm = frobenius(net.V);
   out.activation_flips = annealPattern ? flips / patternPairs(data, shape, set) : 0;
   return out;
+}
+
+/** What the reference sessions keep of a replica that its snapshot reports. */
+export interface PQReplicaView {
+  net: PQNet;
+  /** The stored activation pattern, once taken. */
+  pattern: Uint8Array | null;
+  lr: number;
+  /** Step of the anneal, −1 before it. */
+  annealedAt: number;
+}
+
+/** A reference replica's snapshot: the P/Q metrics on its data set, its lr and anneal step. */
+export function pqReplicaMetrics(
+  prep: { data: PQData; shape: PQShape },
+  state: PQReplicaView,
+  replica: number,
+): Record<string, number> {
+  const out = pqMetrics(
+    state.net,
+    prep.data,
+    prep.shape,
+    dataSetOf(prep.data, replica),
+    state.pattern,
+  );
+  out.lr = state.lr;
+  out.anneal_step = state.annealedAt;
+  return out;
+}
+
+/**
+ * Memory a P/Q run needs, for the run manager's admission check: the data sets, `weightCopies`
+ * float32 copies of a replica's [m/2 × d] blocks plus its second layer, the stored activation
+ * pattern (a byte per training pair), and the snapshot history of `metricCount` metrics.
+ */
+export function pqEstimateBytes(spec: RunSpec, weightCopies: number, metricCount: number): number {
+  const shape = pqShape(spec.params);
+  const R = spec.replicas;
+  const sets = spec.params.data === "per-replica" ? R : 1;
+  const { n, nTest, d, m } = shape;
+  const dataBytes = 4 * sets * ((n + 2 * nTest) * (d + 4));
+  const replicaBytes = 4 * R * (weightCopies * m / 2 * d + m) + R * n * m;
+  const snapshots = Math.min(Math.ceil(spec.steps / spec.every) + 1, 4096);
+  return dataBytes + replicaBytes + 4 * R * metricCount * snapshots;
 }

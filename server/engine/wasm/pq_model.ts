@@ -15,6 +15,7 @@ import type {
   Snapshot,
 } from "../../experiments/types.ts";
 import {
+  dataSetOf,
   initPQNet,
   type PQData,
   pqMetrics,
@@ -174,7 +175,7 @@ function openPQSession(spec: RunSpec, instance: WebAssembly.Instance, run: PQRun
     const st = state();
     for (let r = 0; r < R; r++) {
       const diverged = st[4 * r + 2] >= 0;
-      const set = data.perReplica ? r : 0;
+      const set = dataSetOf(data, r);
       const values = diverged ? null : pqMetrics(syncNet(r), data, shape, set, patternOf(r, at));
       if (values) {
         values.lr = at === 0 ? initialLr(r) : st[4 * r + 1];

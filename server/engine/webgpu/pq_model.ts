@@ -25,6 +25,7 @@
  */
 import type { KernelSession, RunEvent, RunSpec } from "../../experiments/types.ts";
 import {
+  dataSetOf,
   initPQNet,
   patternPairs,
   type PQData,
@@ -336,13 +337,9 @@ async function openPQGpu(
   const nextSeq = dispatchSequence();
   const divergedAt = new Float64Array(R).fill(-1);
   const annealedAt = new Float64Array(R).fill(-1);
-  const pairs = Array.from({ length: R }, (_, r) => patternPairs(data, shape, setOf(r)));
+  const pairs = Array.from({ length: R }, (_, r) => patternPairs(data, shape, dataSetOf(data, r)));
   const patternStep = algo === 2 ? run.noiseOffStep : run.annealStep;
   const initialLr = (r: number) => (annealing ? run.eta1[r] : run.eta2[r]);
-
-  function setOf(r: number): number {
-    return data.perReplica ? r : 0;
-  }
 
   /** Offset of `at` in [start, start + count), or NEVER. */
   function rel(at: number, start: number, count: number): number {
@@ -424,7 +421,7 @@ async function openPQGpu(
       const base = (slot * R + r) * 2 * half * d;
       net.W.set(snaps.subarray(base, base + half * d));
       net.V.set(snaps.subarray(base + half * d, base + 2 * half * d));
-      const values = pqMetrics(net, data, shape, setOf(r), null);
+      const values = pqMetrics(net, data, shape, dataSetOf(data, r), null);
       values.activation_flips = flags[off.flips + slot * R + r] / pairs[r];
       const annealedBy = annealedAt[r] >= 0 && annealedAt[r] < at;
       values.anneal_step = annealedBy ? annealedAt[r] : -1;
