@@ -415,7 +415,5 @@ fn advance(
     if (P.snap_slot != NO_SNAP) { write_metrics(lid, P.snap_slot); }
     if (P.frame != 0u) { write_frame(lid); }
   }
-  var canary = 0u;
-  for (var c = 0u; c < P.canary; c++) { canary += 1u; }
-  if (canary != P.canary) { status[rep].z = P.seq; }
+  if (canary_cut_short()) { status[rep].z = P.seq; }
 }

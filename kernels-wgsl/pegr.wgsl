@@ -460,9 +460,7 @@ fn advance(
   } else if (P.snap_slot != NO_SNAP) {
     write_metrics(lid);
   }
-  var canary = 0u;
-  for (var c = 0u; c < P.canary; c++) { canary += 1u; }
-  if (canary != P.canary && lid == 0u) { atomicStore(&flags[4u * r + 2u], P.seq); }
+  if (canary_cut_short() && lid == 0u) { atomicStore(&flags[4u * r + 2u], P.seq); }
 }
 
 // Test points of replica y + z·groups_x, block x: y·f(W, [yμ, σ_p z]) > 0 counted.
@@ -496,7 +494,5 @@ fn test_acc(
   if (lid == 0u) {
     atomicAdd(&flags[P.off_cnt + P.snap_slot * P.replicas + r], atomicLoad(&sh_count));
   }
-  var canary = 0u;
-  for (var c = 0u; c < P.canary; c++) { canary += 1u; }
-  if (canary != P.canary && lid == 0u) { atomicStore(&flags[4u * r + 2u], P.seq); }
+  if (canary_cut_short() && lid == 0u) { atomicStore(&flags[4u * r + 2u], P.seq); }
 }

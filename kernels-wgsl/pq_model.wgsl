@@ -467,7 +467,5 @@ fn advance(
   } else if (P.snap_slot != NO_SNAP) {
     write_snapshot(lid);
   }
-  var canary = 0u;
-  for (var c = 0u; c < P.canary; c++) { canary += 1u; }
-  if (canary != P.canary && lid == 0u) { atomicStore(&flags[4u * r + 2u], P.seq); }
+  if (canary_cut_short() && lid == 0u) { atomicStore(&flags[4u * r + 2u], P.seq); }
 }

@@ -215,7 +215,5 @@ fn advance(
   } else if (P.snap_slot != NO_SNAP) {
     write_metrics(lid, rep, P.snap_slot, x_off, y_off);
   }
-  var canary = 0u;
-  for (var c = 0u; c < P.canary; c++) { canary += 1u; }
-  if (canary != P.canary && lid == 0u) { status[rep].z = P.seq; }
+  if (canary_cut_short() && lid == 0u) { status[rep].z = P.seq; }
 }

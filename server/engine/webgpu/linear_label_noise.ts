@@ -266,6 +266,7 @@ export async function openLinearLabelNoiseGpu(
 
   const code = await assemble(constHeader(layoutData.consts), [
     "float.wgsl",
+    "canary.wgsl",
     "philox.wgsl",
     "linear_label_noise.wgsl",
   ]);

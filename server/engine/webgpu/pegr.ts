@@ -266,7 +266,12 @@ export async function openPegrGpu(
     WG_SCRATCH: wgScratch,
     SH_LEN: wgScratch ? scr : 1,
   };
-  const code = await assemble(constHeader(consts), ["float.wgsl", "logistic.wgsl", "pegr.wgsl"]);
+  const code = await assemble(constHeader(consts), [
+    "float.wgsl",
+    "canary.wgsl",
+    "logistic.wgsl",
+    "pegr.wgsl",
+  ]);
   const layout = layoutFor(device);
   const [advancePipe, testPipe] = await Promise.all([
     computePipeline(gpu, "pegr", code, "advance", layout.pipe),

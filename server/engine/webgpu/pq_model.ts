@@ -247,7 +247,7 @@ async function openPQGpu(
       BY_LOSS: byLoss,
       DATA_PER_REPLICA: data.perReplica,
     }),
-    ["float.wgsl", "logistic.wgsl", "philox.wgsl", "pq_model.wgsl"],
+    ["float.wgsl", "canary.wgsl", "logistic.wgsl", "philox.wgsl", "pq_model.wgsl"],
   );
   const layout = paramsAndStorageLayout(device, "pq_model", PARAMS_BYTES, [
     "read-only-storage",

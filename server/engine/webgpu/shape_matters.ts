@@ -203,6 +203,7 @@ export async function openShapeMattersGpu(
 
   const code = await assemble(constHeader(consts), [
     "float.wgsl",
+    "canary.wgsl",
     "philox.wgsl",
     "shape_matters.wgsl",
   ]);
