@@ -3,6 +3,7 @@
  * equal step width, each holding the minimum, maximum and last value per replica. Charts of
  * very long runs draw min–max bands from this, so a one-snapshot spike survives any zoom.
  */
+import type { HistoryBucketStats, HistoryReply } from "../../client/protocol.ts";
 
 export interface SnapshotLike {
   step: number;
@@ -21,25 +22,11 @@ export interface DecimateOptions {
   replicas: number;
 }
 
-export interface BucketStats {
-  min: Float32Array;
-  max: Float32Array;
-  last: Float32Array;
-}
+/** One metric's buckets, as the stream sends them. */
+export type BucketStats = HistoryBucketStats;
 
-export interface Decimated {
-  from_step: number;
-  to_step: number;
-  replicas: number;
-  snapshots: number;
-  buckets: number;
-  steps_from: Float64Array;
-  steps_to: Float64Array;
-  last_step: Float64Array;
-  /** wall_ms of each bucket's last snapshot, for charts against wall-clock time. */
-  wall_ms: Float64Array;
-  metrics: Record<string, BucketStats>;
-}
+/** A decimated step range: the stream's history reply without its envelope (type, req, run). */
+export type Decimated = Omit<HistoryReply, "type" | "req" | "run">;
 
 /** Smaller of two values where NaN means "none yet" (NaN inputs are ignored). */
 function lower(a: number, b: number): number {
