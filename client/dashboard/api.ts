@@ -1,7 +1,6 @@
 /** The lab's HTTP API as the dashboard uses it (see docs/protocol.md). */
 import type { MetricSpec, ParamSchema } from "../../server/experiments/schema.ts";
-import type { RunSpec } from "../../server/experiments/types.ts";
-import type { RunStatus } from "../../server/runs/records.ts";
+import type { RunSummary } from "../../server/runs/manager.ts";
 
 export interface ExperimentInfo {
   id: string;
@@ -14,19 +13,8 @@ export interface ExperimentInfo {
   defaults: { steps: number; every: number; replicas: number };
 }
 
-export interface RunSummary {
-  id: string;
-  experiment: string;
-  status: RunStatus;
-  step: number;
-  steps: number;
-  progress?: number;
-  backend: string;
-  adapter?: string;
-  created: string;
-  spec?: RunSpec;
-  error?: string;
-}
+/** GET /api/runs answers with the run manager's summaries. */
+export type { RunSummary };
 
 export interface Health {
   ok: boolean;
