@@ -12,7 +12,7 @@ import type {
   RunSpec,
   Snapshot,
 } from "../experiments/types.ts";
-import { hasNonFinite, isSnapshotStep, stampWallTimes } from "./snapshots.ts";
+import { hasNonFinite, isSnapshotStep, StepClock } from "./snapshots.ts";
 
 export interface SteppedReferenceOptions {
   spec: RunSpec;
@@ -30,9 +30,7 @@ export function steppedReferenceSession(opts: SteppedReferenceOptions): KernelSe
   const { spec } = opts;
   const R = spec.replicas;
   const diverged = new Int32Array(R).fill(-1);
-  let step = 0;
-  let reportedInitial = false;
-  const startMs = performance.now();
+  const clock = new StepClock(spec.steps);
 
   function snapshot(at: number): Snapshot {
     const metrics: Record<string, Float32Array> = {};
@@ -48,32 +46,28 @@ export function steppedReferenceSession(opts: SteppedReferenceOptions): KernelSe
     backend: "reference",
     adapter: "float64 TypeScript reference",
     get step() {
-      return step;
+      return clock.step;
     },
     advance(target: number): Promise<AdvanceResult> {
-      const t0 = performance.now() - startMs;
-      const from = step;
-      const result: AdvanceResult = { snapshots: [], events: [], frames: [] };
-      target = Math.min(target, spec.steps);
-      if (!reportedInitial) {
-        result.snapshots.push(snapshot(0));
-        reportedInitial = true;
-      }
-      while (step < target) {
-        for (let r = 0; r < R; r++) {
-          if (diverged[r] >= 0) continue;
-          const state = opts.stepReplica(r, step);
-          if (hasNonFinite(state)) {
-            diverged[r] = step + 1;
-            result.events.push({ type: "replica_diverged", step: step + 1, replica: r });
+      const result = clock.advance(target, () => snapshot(0), (target, result) => {
+        while (clock.step < target) {
+          const step = clock.step;
+          for (let r = 0; r < R; r++) {
+            if (diverged[r] >= 0) continue;
+            const state = opts.stepReplica(r, step);
+            if (hasNonFinite(state)) {
+              diverged[r] = step + 1;
+              result.events.push({ type: "replica_diverged", step: step + 1, replica: r });
+            }
+          }
+          clock.step = step + 1;
+          if (opts.afterStep) result.events.push(...opts.afterStep(clock.step));
+          if (isSnapshotStep(clock.step, spec.every, spec.steps)) {
+            result.snapshots.push(snapshot(clock.step));
           }
         }
-        step++;
-        if (opts.afterStep) result.events.push(...opts.afterStep(step));
-        if (isSnapshotStep(step, spec.every, spec.steps)) result.snapshots.push(snapshot(step));
-      }
-      if (opts.frame) result.frames.push({ step, ...opts.frame() });
-      stampWallTimes(result.snapshots, from, step, t0, performance.now() - startMs);
+        if (opts.frame) result.frames.push({ step: clock.step, ...opts.frame() });
+      });
       return Promise.resolve(result);
     },
     dispose() {},

@@ -38,3 +38,39 @@ export function hasNonFinite(
   for (let i = offset; i < offset + length; i++) if (!Number.isFinite(values[i])) return true;
   return false;
 }
+
+/**
+ * What every CPU session's advance() does around its own stepping (the WebGPU sessions have
+ * roundedAdvance): it owns the session's step, clamps a target to the run's length, reports
+ * the step-0 snapshot on the first call, and stamps the call's snapshots with wall times.
+ */
+export class StepClock {
+  /** Updates applied so far; the session's stepping moves it. */
+  step = 0;
+  #reportedInitial = false;
+  readonly #startMs = performance.now();
+
+  constructor(readonly totalSteps: number) {}
+
+  /**
+   * One advance(): `initial` reads the step-0 snapshot (first call only); `stepTo` steps from
+   * `this.step` to the clamped target, moving `this.step` and filling the result.
+   */
+  advance(
+    target: number,
+    initial: () => Snapshot,
+    stepTo: (target: number, result: AdvanceResult) => void,
+  ): AdvanceResult {
+    const t0 = performance.now() - this.#startMs;
+    const from = this.step;
+    const result = emptyResult();
+    target = Math.min(target, this.totalSteps);
+    if (!this.#reportedInitial) {
+      result.snapshots.push(initial());
+      this.#reportedInitial = true;
+    }
+    stepTo(target, result);
+    stampWallTimes(result.snapshots, from, this.step, t0, performance.now() - this.#startMs);
+    return result;
+  }
+}

@@ -15,7 +15,7 @@ import {
 import { LINEAR_METRIC_NAMES } from "../../experiments/linear_label_noise_reference.ts";
 import { isFrameStep, wrapLinearSession } from "../../experiments/linear_label_noise_session.ts";
 import { metricBufferSnapshot, newDivergences, WASM_ADAPTER } from "../session_results.ts";
-import { nextSnapshotStep, stampWallTimes } from "../snapshots.ts";
+import { nextSnapshotStep, StepClock } from "../snapshots.ts";
 
 /** The exports of build/wasm/linear_label_noise.wasm (pointers are byte offsets). */
 export interface LinearKernelExports {
@@ -120,60 +120,54 @@ export function openLinearLabelNoiseSession(
   const f32 = (ptr: number, length: number) => new Float32Array(k.memory.buffer, ptr, length);
   const reported = new Uint8Array(R);
 
-  let step = 0;
-  let reportedInitial = false;
+  const clock = new StepClock(spec.steps);
   let disposed = false;
-  const startMs = performance.now();
 
   function readSnapshot(at: number, index: number): Snapshot {
     return metricBufferSnapshot(k.memory.buffer, metricsPtr, index, LINEAR_METRIC_NAMES, R, at);
   }
 
   function runCall(end: number, out: Snapshot[]): void {
-    const count = k.advance(step, end - step, spec.every, spec.steps, metricsPtr);
-    let at = step;
+    const count = k.advance(clock.step, end - clock.step, spec.every, spec.steps, metricsPtr);
+    let at = clock.step;
     for (let index = 0; index < count; index++) {
       at = nextSnapshotStep(at, spec.every, spec.steps);
       out.push(readSnapshot(at, index));
     }
-    step = end;
+    clock.step = end;
   }
 
   const session: KernelSession = {
     backend: "wasm",
     adapter: WASM_ADAPTER,
     get step() {
-      return step;
+      return clock.step;
     },
     advance(target: number): Promise<AdvanceResult> {
       if (disposed) return Promise.reject(new Error("session disposed"));
-      const t0 = performance.now() - startMs;
-      const from = step;
-      const result: AdvanceResult = { snapshots: [], events: [], frames: [] };
-      target = Math.min(target, spec.steps);
-      if (!reportedInitial) {
+      const initial = () => {
         k.metricsNow(metricsPtr);
-        result.snapshots.push(readSnapshot(0, 0));
-        reportedInitial = true;
-      }
-      while (step < target) {
-        const bufferEnd = (Math.floor(step / spec.every) + maxSnaps) * spec.every;
-        runCall(Math.min(target, bufferEnd), result.snapshots);
-      }
-      result.events.push(
-        ...newDivergences(new Float64Array(k.memory.buffer, k.divergedPtr(), R), reported),
-      );
-      // Frames cost an m×d pass: only at the steps the wrapper keeps.
-      if (framePtr && isFrameStep(step, spec, prep.frameEvery)) {
-        k.writeFrame(framePtr);
-        result.frames.push({
-          step,
-          name: NEURON_FRAME,
-          width: frameWidth,
-          values: f32(framePtr, R * frameWidth).slice(),
-        });
-      }
-      stampWallTimes(result.snapshots, from, step, t0, performance.now() - startMs);
+        return readSnapshot(0, 0);
+      };
+      const result = clock.advance(target, initial, (target, result) => {
+        while (clock.step < target) {
+          const bufferEnd = (Math.floor(clock.step / spec.every) + maxSnaps) * spec.every;
+          runCall(Math.min(target, bufferEnd), result.snapshots);
+        }
+        result.events.push(
+          ...newDivergences(new Float64Array(k.memory.buffer, k.divergedPtr(), R), reported),
+        );
+        // Frames cost an m×d pass: only at the steps the wrapper keeps.
+        if (framePtr && isFrameStep(clock.step, spec, prep.frameEvery)) {
+          k.writeFrame(framePtr);
+          result.frames.push({
+            step: clock.step,
+            name: NEURON_FRAME,
+            width: frameWidth,
+            values: f32(framePtr, R * frameWidth).slice(),
+          });
+        }
+      });
       return Promise.resolve(result);
     },
     dispose() {

@@ -16,7 +16,7 @@ import {
   replicaView,
 } from "../../experiments/pegr.ts";
 import { newDivergences, settled, WASM_ADAPTER } from "../session_results.ts";
-import { isSnapshotStep, nextSnapshotStep, stampWallTimes } from "../snapshots.ts";
+import { isSnapshotStep, nextSnapshotStep, StepClock } from "../snapshots.ts";
 
 /** The exports of build/wasm/pegr.wasm (pointers are byte offsets into memory). */
 export interface PegrExports {
@@ -120,9 +120,7 @@ export function openPegrSession(spec: RunSpec, instance: WebAssembly.Instance): 
   const diverged = () => f64(kernel().divergedPtr(), R);
   const reported = new Uint8Array(R);
 
-  let step = 0;
-  let reportedInitial = false;
-  const startMs = performance.now();
+  const clock = new StepClock(spec.steps);
 
   /** Replica r's weights as float64, unpadded. */
   function weightsOf(r: number): Float64Array {
@@ -147,33 +145,24 @@ export function openPegrSession(spec: RunSpec, instance: WebAssembly.Instance): 
   }
 
   function advanceNow(target: number): AdvanceResult {
-    const t0 = performance.now() - startMs;
-    const from = step;
-    const result: AdvanceResult = { snapshots: [], events: [], frames: [] };
-    target = Math.min(target, spec.steps);
-    if (!reportedInitial) {
-      result.snapshots.push(snapshot(0));
-      reportedInitial = true;
-    }
-    while (step < target) {
-      const next = Math.min(target, nextSnapshotStep(step, spec.every, spec.steps));
-      const end = Math.min(next, step + MAX_CALL_STEPS);
-      kernel().advance(step, end - step);
-      step = end;
-      if (isSnapshotStep(step, spec.every, spec.steps)) {
-        result.snapshots.push(snapshot(step));
+    return clock.advance(target, () => snapshot(0), (target, result) => {
+      while (clock.step < target) {
+        const step = clock.step;
+        const next = Math.min(target, nextSnapshotStep(step, spec.every, spec.steps));
+        const end = Math.min(next, step + MAX_CALL_STEPS);
+        kernel().advance(step, end - step);
+        clock.step = end;
+        if (isSnapshotStep(end, spec.every, spec.steps)) result.snapshots.push(snapshot(end));
       }
-    }
-    result.events.push(...newDivergences(diverged(), reported));
-    stampWallTimes(result.snapshots, from, step, t0, performance.now() - startMs);
-    return result;
+      result.events.push(...newDivergences(diverged(), reported));
+    });
   }
 
   return {
     backend: "wasm",
     adapter: WASM_ADAPTER,
     get step() {
-      return step;
+      return clock.step;
     },
     advance(target: number): Promise<AdvanceResult> {
       return settled(() => advanceNow(target));

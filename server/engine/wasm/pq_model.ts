@@ -25,7 +25,8 @@ import {
 import { annealEvent, type AnnealRule } from "../../experiments/pq_anneal.ts";
 import { LARGE_LR_METRICS, prepareLargeLr } from "../../experiments/large_lr.ts";
 import { LABEL_NOISE_METRICS, prepareLabelNoise } from "../../experiments/label_noise_anneal.ts";
-import { isSnapshotStep, nextSnapshotStep, stampWallTimes } from "../snapshots.ts";
+import { isSnapshotStep, nextSnapshotStep, StepClock } from "../snapshots.ts";
+import { settled, WASM_ADAPTER } from "../session_results.ts";
 
 /** The exports of build/wasm/pq_model.wasm (pointers are byte offsets into memory). */
 interface PQExports {
@@ -204,42 +205,29 @@ function openPQSession(spec: RunSpec, instance: WebAssembly.Instance, run: PQRun
     return events.sort((a, b) => a.step - b.step);
   }
 
-  let step = 0;
-  let reportedInitial = false;
-  const startMs = performance.now();
+  const clock = new StepClock(spec.steps);
 
   function advanceNow(target: number): AdvanceResult {
-    const t0 = performance.now() - startMs;
-    const from = step;
-    const result: AdvanceResult = { snapshots: [], events: [], frames: [] };
-    target = Math.min(target, spec.steps);
-    if (!reportedInitial) {
-      result.snapshots.push(snapshot(0));
-      reportedInitial = true;
-    }
-    while (step < target) {
-      const end = Math.min(target, nextSnapshotStep(step, spec.every, spec.steps));
-      kernel().advance(step, end - step);
-      step = end;
-      result.events.push(...newEvents());
-      if (isSnapshotStep(step, spec.every, spec.steps)) result.snapshots.push(snapshot(step));
-    }
-    stampWallTimes(result.snapshots, from, step, t0, performance.now() - startMs);
-    return result;
+    return clock.advance(target, () => snapshot(0), (target, result) => {
+      while (clock.step < target) {
+        const step = clock.step;
+        const end = Math.min(target, nextSnapshotStep(step, spec.every, spec.steps));
+        kernel().advance(step, end - step);
+        clock.step = end;
+        result.events.push(...newEvents());
+        if (isSnapshotStep(end, spec.every, spec.steps)) result.snapshots.push(snapshot(end));
+      }
+    });
   }
 
   return {
     backend: "wasm",
-    adapter: `wasm-simd128 (V8 ${Deno.version.v8})`,
+    adapter: WASM_ADAPTER,
     get step() {
-      return step;
+      return clock.step;
     },
     advance(target: number): Promise<AdvanceResult> {
-      try {
-        return Promise.resolve(advanceNow(target));
-      } catch (e) {
-        return Promise.reject(e);
-      }
+      return settled(() => advanceNow(target));
     },
     dispose() {
       exports = null;

@@ -9,7 +9,7 @@ import type { AdvanceResult, KernelSession, RunSpec, Snapshot } from "../../expe
 import { prepareShapeMatters, SHAPE_MATTERS_METRICS } from "../../experiments/shape_matters.ts";
 import { scheduleFactor } from "../../experiments/schema.ts";
 import { metricBufferSnapshot, newDivergences, settled, WASM_ADAPTER } from "../session_results.ts";
-import { nextSnapshotStep, stampWallTimes } from "../snapshots.ts";
+import { nextSnapshotStep, StepClock } from "../snapshots.ts";
 
 /** The exports of build/wasm/shape_matters.wasm (pointers are byte offsets into memory). */
 export interface ShapeMattersExports {
@@ -104,10 +104,8 @@ export function openShapeMattersSession(
   const reported = new Uint8Array(R);
   const milestones = prep.schedule.map(([at]) => at);
 
-  let step = 0;
-  let reportedInitial = false;
+  const clock = new StepClock(spec.steps);
   let segmentFactor = NaN;
-  const startMs = performance.now();
 
   function readSnapshot(at: number, index: number): Snapshot {
     return metricBufferSnapshot(kernel().memory.buffer, metricsPtr, index, METRIC_NAMES, R, at);
@@ -115,50 +113,56 @@ export function openShapeMattersSession(
 
   /** One kernel call from `step` to `end` (no milestone inside, snapshots fit the buffer). */
   function runCall(end: number, out: Snapshot[]): void {
-    const factor = scheduleFactor(prep.schedule, step);
+    const factor = scheduleFactor(prep.schedule, clock.step);
     if (factor !== segmentFactor) {
       kernel().setSegment(factor);
       segmentFactor = factor;
     }
-    const count = kernel().advance(step, end - step, spec.every, spec.steps, metricsPtr);
-    let at = step;
+    const count = kernel().advance(
+      clock.step,
+      end - clock.step,
+      spec.every,
+      spec.steps,
+      metricsPtr,
+    );
+    let at = clock.step;
     for (let index = 0; index < count; index++) {
       at = nextSnapshotStep(at, spec.every, spec.steps);
       out.push(readSnapshot(at, index));
     }
-    step = end;
+    clock.step = end;
   }
 
   /** The last step one call may reach: next milestone, buffer capacity, i32 step count. */
   function callEnd(target: number): number {
-    const milestone = milestones.find((at) => at > step) ?? Infinity;
-    const bufferEnd = (Math.floor(step / spec.every) + maxSnaps) * spec.every;
-    return Math.min(target, milestone, bufferEnd, step + MAX_CALL_STEPS);
+    const milestone = milestones.find((at) => at > clock.step) ?? Infinity;
+    const bufferEnd = (Math.floor(clock.step / spec.every) + maxSnaps) * spec.every;
+    return Math.min(target, milestone, bufferEnd, clock.step + MAX_CALL_STEPS);
   }
 
   function advanceNow(target: number): AdvanceResult {
-    const t0 = performance.now() - startMs;
-    const from = step;
-    const result: AdvanceResult = { snapshots: [], events: [], frames: [] };
-    target = Math.min(target, spec.steps);
-    if (!reportedInitial) {
+    const initial = () => {
       kernel().metricsNow(metricsPtr);
-      result.snapshots.push(readSnapshot(0, 0));
-      reportedInitial = true;
-    }
-    while (step < target) runCall(callEnd(target), result.snapshots);
-    result.events.push(...newDivergences(diverged(), reported));
-    kernel().writeVSquared(framePtr);
-    result.frames.push({ step, name: "v_sq", width: d, values: f32(framePtr, R * d).slice() });
-    stampWallTimes(result.snapshots, from, step, t0, performance.now() - startMs);
-    return result;
+      return readSnapshot(0, 0);
+    };
+    return clock.advance(target, initial, (target, result) => {
+      while (clock.step < target) runCall(callEnd(target), result.snapshots);
+      result.events.push(...newDivergences(diverged(), reported));
+      kernel().writeVSquared(framePtr);
+      result.frames.push({
+        step: clock.step,
+        name: "v_sq",
+        width: d,
+        values: f32(framePtr, R * d).slice(),
+      });
+    });
   }
 
   return {
     backend: "wasm",
     adapter: WASM_ADAPTER,
     get step() {
-      return step;
+      return clock.step;
     },
     advance(target: number): Promise<AdvanceResult> {
       // A kernel trap (or a disposed session) rejects the promise instead of throwing.
