@@ -5,6 +5,7 @@
  * session's frames and lazy-escape event.
  */
 import assert from "node:assert/strict";
+import { assertClose } from "./gradient_check.ts";
 import { validateRunSpec } from "../server/experiments/registry.ts";
 import { linearLabelNoise } from "../server/experiments/linear_label_noise.ts";
 import {
@@ -63,15 +64,6 @@ function numericGradient(st: LinearState, loss: (s: LinearState) => number) {
     gW: Float64Array.from(st.W, (_, k) => probe(st.W, k)),
     ga: Float64Array.from(st.a, (_, k) => probe(st.a, k)),
   };
-}
-
-function assertClose(a: ArrayLike<number>, b: ArrayLike<number>, rel: number, what: string) {
-  let scale = 0, err = 0;
-  for (let k = 0; k < a.length; k++) {
-    scale = Math.max(scale, Math.abs(b[k]));
-    err = Math.max(err, Math.abs(a[k] - b[k]));
-  }
-  assert.ok(err <= rel * Math.max(scale, 1e-12), `${what}: max error ${err} vs scale ${scale}`);
 }
 
 /** A state moved away from initialisation so that no gradient vanishes by symmetry. */

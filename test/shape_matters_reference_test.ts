@@ -3,6 +3,7 @@
  * update rules of App. A.1 / eq. (1)–(2), so the oracle for the kernels is itself checked.
  */
 import assert from "node:assert/strict";
+import { assertClose } from "./gradient_check.ts";
 import {
   exampleGradient,
   fullGradient,
@@ -44,15 +45,6 @@ function numericGradient(fn: (v: Float64Array) => number, v: Float64Array): Floa
     g[k] = (fn(p) - fn(m)) / (2 * h);
   }
   return g;
-}
-
-function assertClose(a: ArrayLike<number>, b: ArrayLike<number>, rel: number, what: string) {
-  let scale = 0, err = 0;
-  for (let k = 0; k < a.length; k++) {
-    scale = Math.max(scale, Math.abs(b[k]));
-    err = Math.max(err, Math.abs(a[k] - b[k]));
-  }
-  assert.ok(err <= rel * Math.max(scale, 1e-12), `${what}: max error ${err} vs scale ${scale}`);
 }
 
 Deno.test("∇L matches central finite differences of L = (1/n)Σ¼(<v⊙v,x_i>−y_i)²", () => {
