@@ -69,5 +69,25 @@ export const api = {
   start: (spec: Record<string, unknown>) => call<{ id: string }>("POST", "/api/runs", spec),
   stop: (id: string) => call<unknown>("POST", `/api/runs/${encodeURIComponent(id)}/stop`),
   remove: (id: string) => call<unknown>("DELETE", `/api/runs/${encodeURIComponent(id)}`),
+  /** Renames, tags or annotates a run after the fact (CONTRACTS.md §3). */
+  annotate: (id: string, fields: { name?: string; tags?: string[]; note?: string }) =>
+    call<unknown>("PATCH", `/api/runs/${encodeURIComponent(id)}`, fields),
+  /** Uploads a run log written elsewhere (`lab run --out=DIR`); the one raw-bytes route. */
+  importLog: async (body: Blob): Promise<{ id: string }> => {
+    const res = await fetch(withToken("/api/runs/import"), {
+      method: "POST",
+      headers: { "content-type": "application/octet-stream" },
+      body,
+    });
+    const text = await res.text();
+    let data: { id?: string; error?: string } | null = null;
+    try {
+      data = text ? JSON.parse(text) : null;
+    } catch {
+      data = { error: text };
+    }
+    if (!res.ok) throw new ApiError(data?.error ?? `import: ${res.status}`, res.status);
+    return data as { id: string };
+  },
   csvUrl: (id: string) => withToken(`/api/runs/${encodeURIComponent(id)}/metrics.csv`),
 };

@@ -15,11 +15,22 @@ import type { ViewState } from "./state.ts";
 import { clear, download, fmt, fmtDuration, fmtSteps, h } from "./dom.ts";
 import { eventDescription, eventLabel, nearestMarkers, placeLabels } from "./event_labels.ts";
 import { type Palette, PALETTES } from "./theme.ts";
+import { filterLogSplits } from "./log_ticks.ts";
+
+/** One line of a run: its replicas' summary, or a sweep setting's (mean over its seeds). */
+export interface LineStyle {
+  label: string;
+  colour: string;
+  /** Canvas dash pattern in CSS px ([] solid). */
+  dash: number[];
+}
 
 export interface ChartRun {
   id: string;
   label: string;
   colour: string;
+  /** One per replica group of the series (sweep settings); absent: one line, the run's. */
+  lines?: LineStyle[];
   series: RunSeries;
   /** The server's re-bucketed rows for the current zoom window, when they have arrived. */
   window: RunSeries | null;
@@ -29,12 +40,16 @@ export interface ChartRun {
 export interface ChartHost {
   setZoom(zoom: [number, number] | null): void;
   setYLog(metric: string, log: boolean): void;
+  /** The x value under the cursor (null when it leaves), for views that follow it. */
+  cursorAt?(x: number | null): void;
 }
 
 export type SeriesKind = "lo" | "hi" | "raw" | "smooth" | "replica";
 
 export interface SeriesMeta {
   run: string;
+  /** Line (replica group) of the run this series belongs to. */
+  line: number;
   kind: SeriesKind;
   replica?: number;
   label: string;
@@ -52,16 +67,36 @@ const axisStyle = (p: Palette) => ({
   font: "11px system-ui, -apple-system, 'Segoe UI', sans-serif",
 });
 
-/** Event labels: rows of text at the plot's top, their height, and the cursor's reach. */
+/**
+ * Event labels: rows of text in a strip above the plot area (never over the data), their
+ * height, and the cursor's reach.
+ */
 const LABEL_ROWS = 3, LABEL_ROW_PX = 12, LABEL_FONT_PX = 10, MARKER_REACH_PX = 5;
+const LABEL_STRIP_PX = LABEL_ROWS * LABEL_ROW_PX + 2;
+/** Chart height in CSS px, and the resolution PNG exports are drawn at. */
+const CHART_HEIGHT = 240, EXPORT_PIXEL_RATIO = 2;
+
+/** The lines a run draws: its sweep settings', or one line in the run's colour. */
+export function runLines(run: ChartRun): LineStyle[] {
+  return run.lines?.length ? run.lines : [{ label: run.label, colour: run.colour, dash: [] }];
+}
 
 /** An event marker as last drawn: x in CSS pixels from the plot's left edge. */
 interface DrawnMarker {
   x: number;
   run: string;
   event: RunEvent;
-  /** Where its label went, or null when it was dropped for lack of room. */
-  label: { left: number; row: number; width: number } | null;
+  /**
+   * Where its label went (top: CSS px from the plot area's top edge, negative above it), or
+   * null when it was dropped for lack of room.
+   */
+  label: { left: number; row: number; width: number; top: number } | null;
+}
+
+/** The line (replica group) a replica belongs to. */
+function settingOfReplica(s: RunSeries, r: number): number {
+  const groups = s.layout.groups;
+  return groups ? Math.max(0, groups.findIndex((g) => g.includes(r))) : 0;
 }
 
 export class MetricChart {
@@ -77,6 +112,8 @@ export class MetricChart {
   private ylog: boolean;
   private resize: ResizeObserver;
   private legendRows = new Map<string, HTMLElement>();
+  private docEl: HTMLElement;
+  private options: uPlot.Options | null = null;
   private cursorIdx: number | null = null;
   private cssWidth = 0;
   private palette: Palette = PALETTES.light;
@@ -89,11 +126,12 @@ export class MetricChart {
 
   constructor(
     readonly metric: string,
-    readonly doc: string,
-    private readonly suggestedLog: boolean,
+    public doc: string,
+    private suggestedLog: boolean,
     private readonly host: ChartHost,
   ) {
     this.ylog = suggestedLog;
+    this.docEl = h("span.metric-doc", {}, doc);
     this.body = h("div.chart-body");
     this.legend = h("div.legend");
     const yToggle = h("button.chip", {
@@ -107,7 +145,7 @@ export class MetricChart {
       h(
         "header.chart-head",
         {},
-        h("div.chart-title", {}, h("span.metric-name", {}, metric), h("span.metric-doc", {}, doc)),
+        h("div.chart-title", {}, h("span.metric-name", {}, metric), this.docEl),
         h(
           "div.chart-actions",
           {},
@@ -131,6 +169,15 @@ export class MetricChart {
   }
 
   /**
+   * The caption and suggested scale follow the experiments of the runs shown (metric names
+   * repeat across experiments with different formulas).
+   */
+  describe(doc: string, suggestedLog: boolean): void {
+    if (doc !== this.doc) this.docEl.textContent = this.doc = doc;
+    this.suggestedLog = suggestedLog;
+  }
+
+  /**
    * Rebuilds the data (and the uPlot instance when the series layout or the theme changed;
    * the zoom and the data come from the view and the runs, so a rebuild keeps them).
    */
@@ -142,7 +189,8 @@ export class MetricChart {
     this.el.querySelector<HTMLElement>("[data-role=ylog]")!.classList.toggle("on", this.ylog);
     const smoothing = view.smoothing > 0;
     const layoutKey = JSON.stringify([
-      runs.map((r) => [r.id, r.colour, r.label, r.series.replicas]),
+      runs.map((r) => [r.id, r.colour, r.label, r.series.replicas, r.lines ?? null]),
+      runs.some((r) => r.events.length > 0),
       view.replicas,
       smoothing,
       this.ylog,
@@ -220,7 +268,7 @@ export class MetricChart {
     if (!this.plot) return;
     const w = this.width();
     if (Math.abs(this.plot.width - w) > 1) {
-      this.plot.setSize({ width: w, height: 240 });
+      this.plot.setSize({ width: w, height: CHART_HEIGHT });
       this.dataKey = "";
       if (this.view) this.update(this.runs, this.view, this.palette);
     }
@@ -236,37 +284,56 @@ export class MetricChart {
     const bands: uPlot.Band[] = [];
     this.meta = [];
     for (const run of this.runs) {
-      const base = series.length;
-      const push = (s: uPlot.Series, m: Omit<SeriesMeta, "run">) => {
-        series.push({ spanGaps: true, points: { show: false }, ...s });
-        this.meta.push({ run: run.id, ...m });
-      };
-      push({ label: `${run.label} min`, stroke: "transparent", width: 0 }, {
-        kind: "lo",
-        label: "min",
-      });
-      push({ label: `${run.label} max`, stroke: "transparent", width: 0 }, {
-        kind: "hi",
-        label: "max",
-      });
-      bands.push({ series: [base + 1, base], fill: withAlpha(run.colour, this.palette.bandAlpha) });
-      push(
-        {
-          label: `${run.label} mean`,
-          stroke: smoothing ? withAlpha(run.colour, 0.3) : run.colour,
-          width: smoothing ? 1 : 1.75,
-        },
-        { kind: "raw", label: "mean" },
-      );
-      if (smoothing) {
-        push({ label: `${run.label} smoothed`, stroke: run.colour, width: 1.75 }, {
-          kind: "smooth",
-          label: "smoothed mean",
+      const smooths = smoothing && run.series.smooths(this.metric);
+      runLines(run).forEach((line, g) => {
+        const base = series.length;
+        const dash = line.dash.length ? line.dash : undefined;
+        const push = (s: uPlot.Series, m: Omit<SeriesMeta, "run" | "line">) => {
+          series.push({ spanGaps: true, points: { show: false }, ...s });
+          this.meta.push({ run: run.id, line: g, ...m });
+        };
+        push({ label: `${line.label} min`, stroke: "transparent", width: 0 }, {
+          kind: "lo",
+          label: "min",
         });
-      }
+        push({ label: `${line.label} max`, stroke: "transparent", width: 0 }, {
+          kind: "hi",
+          label: "max",
+        });
+        bands.push({
+          series: [base + 1, base],
+          fill: withAlpha(line.colour, this.palette.bandAlpha),
+        });
+        push(
+          {
+            label: `${line.label} mean`,
+            stroke: smooths ? withAlpha(line.colour, 0.3) : line.colour,
+            width: smooths ? 1 : 1.75,
+            dash,
+          },
+          { kind: "raw", label: "mean" },
+        );
+        if (smooths) {
+          push({ label: `${line.label} smoothed`, stroke: line.colour, width: 1.75, dash }, {
+            kind: "smooth",
+            label: "smoothed mean",
+          });
+        }
+      });
       if (view.replicas) {
         for (let r = 0; r < run.series.replicas; r++) {
-          push({ label: `${run.label} r${r}`, stroke: withAlpha(run.colour, 0.55), width: 0.75 }, {
+          const g = settingOfReplica(run.series, r);
+          const colour = runLines(run)[g]?.colour ?? run.colour;
+          series.push({
+            spanGaps: true,
+            points: { show: false },
+            label: `${run.label} r${r}`,
+            stroke: withAlpha(colour, 0.55),
+            width: 0.75,
+          });
+          this.meta.push({
+            run: run.id,
+            line: g,
             kind: "replica",
             replica: r,
             label: `replica ${r}`,
@@ -275,26 +342,20 @@ export class MetricChart {
       }
     }
     const xFmt = (v: number) => (view.x === "step" ? fmtSteps(v) : fmtDuration(v));
-    // Log axes: 1-2-5 ticks over a couple of decades, else powers of ten at a stride that
-    // keeps about six labels; the other splits lose their label and grid line.
+    // Log axes: the labels log_ticks.ts chooses; the other splits lose label and grid line.
     const logTicks: uPlot.Axis.Filter = (u, splits, axisIdx) => {
       const scale = u.scales[axisIdx === 0 ? "x" : "y"];
       if (scale.distr !== 3 || scale.min == null || scale.max == null) return splits;
-      const decades = Math.log10(scale.max / scale.min);
-      const stride = Math.max(1, Math.ceil(decades / 6));
-      return splits.map((v) => {
-        const e = Math.floor(Math.log10(v) + 1e-9), mantissa = Math.round(v / 10 ** e);
-        if (decades <= 2.5) return [1, 2, 5].includes(mantissa) ? v : null;
-        return mantissa === 1 && e % stride === 0 ? v : null;
-      });
+      return filterLogSplits(splits, scale.min, scale.max);
     };
+    const hasEvents = this.runs.some((r) => r.events.length > 0);
     const opts: uPlot.Options = {
       width: this.width(),
-      height: 240,
+      height: CHART_HEIGHT,
       series,
       bands,
       legend: { show: false },
-      padding: [12, 12, 0, 0],
+      padding: [hasEvents ? 12 + LABEL_STRIP_PX : 12, 12, 0, 0],
       cursor: {
         sync: { key: "lab" },
         drag: { x: true, y: false, setScale: false },
@@ -328,10 +389,15 @@ export class MetricChart {
         setCursor: [(u) => {
           this.cursorIdx = u.cursor.idx ?? null;
           this.renderLegend();
+          const xs = u.data[0];
+          this.host.cursorAt?.(
+            this.cursorIdx !== null && this.cursorIdx < xs.length ? xs[this.cursorIdx] : null,
+          );
         }],
         draw: [(u) => this.drawEvents(u)],
       },
     };
+    this.options = opts;
     this.plot = new uPlot(
       opts,
       [new Float64Array(0), ...series.slice(1).map(() => [])] as uPlot.AlignedData,
@@ -371,18 +437,23 @@ export class MetricChart {
       const gd: Group = { x: xOf(detail), n: detail.n, ys: [] };
       const gl: Group = detail === local ? gd : { x: xOf(local), n: local.n, ys: [] };
       const gdIndex = groups.length, glIndex = detail === local ? gdIndex : groups.length + 1;
-      gd.ys.push({ values: cd.lo, agg: "min" }, { values: cd.hi, agg: "max" }, {
-        values: cd.mean,
-        agg: "last",
-      });
-      order.push([gdIndex, 0], [gdIndex, 1], [gdIndex, 2]);
-      if (smoothing) {
-        gl.ys.push({ values: cl.smooth, agg: "last" });
-        order.push([glIndex, gl.ys.length - 1]);
+      const G = local.groupCount, smooths = smoothing && local.smooths(this.metric);
+      for (let g = 0; g < G; g++) {
+        const k = gd.ys.length;
+        gd.ys.push(
+          { values: cd.lo, agg: "min", stride: G, offset: g },
+          { values: cd.hi, agg: "max", stride: G, offset: g },
+          { values: cd.mean, agg: "last", stride: G, offset: g },
+        );
+        order.push([gdIndex, k], [gdIndex, k + 1], [gdIndex, k + 2]);
+        if (smooths) {
+          gl.ys.push({ values: cl.smooth, agg: "last", stride: G, offset: g });
+          order.push([glIndex, gl.ys.length - 1]);
+        }
       }
       if (view.replicas) {
         for (let r = 0; r < R; r++) {
-          if (smoothing) {
+          if (smooths) {
             gl.ys.push({ values: cl.smoothRep, agg: "last", stride: R, offset: r });
             order.push([glIndex, gl.ys.length - 1]);
           } else {
@@ -448,9 +519,11 @@ export class MetricChart {
    * room (LABEL_ROWS rows at the top), each on a halo of the card's colour so it reads over
    * the curves. The markers are kept for the legend (renderLegend names those near the cursor).
    */
-  private drawEvents(u: uPlot): void {
+  private drawEvents(u: uPlot, scale = 1): void {
     const ctx = u.ctx;
-    const dpr = globalThis.devicePixelRatio || 1;
+    // A PNG export draws a scaled copy: sizes grow by `scale`, and what was drawn is kept
+    // only for the live chart.
+    const dpr = (globalThis.devicePixelRatio || 1) * scale;
     const { top, height, left, width } = u.bbox;
     const seen = new Set<string>();
     const markers: DrawnMarker[] = [];
@@ -471,7 +544,7 @@ export class MetricChart {
         texts.push(text);
       }
     }
-    this.markers = markers;
+    if (scale === 1) this.markers = markers;
     if (!markers.length) return;
     ctx.save();
     ctx.font = `${LABEL_FONT_PX * dpr}px system-ui, sans-serif`;
@@ -513,8 +586,10 @@ export class MetricChart {
     markers.forEach((m, i) => {
       const spot = spots[i];
       if (!spot) return;
-      m.label = { ...spot, width: widths[i] };
-      const tx = left + spot.left * dpr, ty = top + (2 + spot.row * LABEL_ROW_PX) * dpr;
+      // In the strip above the plot area (padding reserved in build()), off the data.
+      const rowTop = -LABEL_STRIP_PX + spot.row * LABEL_ROW_PX;
+      m.label = { ...spot, width: widths[i], top: rowTop };
+      const tx = left + spot.left * dpr, ty = top + rowTop * dpr;
       ctx.strokeText(texts[i], tx, ty);
       ctx.fillStyle = colours[i];
       ctx.fillText(texts[i], tx, ty);
@@ -527,16 +602,20 @@ export class MetricChart {
     this.legendRows.clear();
     this.legend.append(h("div.legend-x", {}, h("span.legend-step"), h("span.legend-event")));
     for (const run of this.runs) {
-      const row = h(
-        "div.legend-row",
-        { "data-run": run.id },
-        h("i.swatch", { style: `background:${run.colour}` }),
-        h("span.legend-label", {}, run.label),
-        h("span.legend-value"),
-        h("span.legend-range"),
-      );
-      this.legendRows.set(run.id, row);
-      this.legend.append(row);
+      runLines(run).forEach((line, g) => {
+        const label = run.lines?.length ? `${run.label} · ${line.label}` : run.label;
+        const row = h(
+          "div.legend-row",
+          { "data-run": run.id, "data-line": String(g) },
+          h("i.swatch", { style: `background:${line.colour}` }),
+          h("span.legend-label", {}, label),
+          h("span.legend-value", { title: "latest raw value (mean over replicas)" }),
+          h("span.legend-smooth", { title: "smoothed mean (EMA)" }),
+          h("span.legend-range", { title: "min–max over replicas" }),
+        );
+        this.legendRows.set(`${run.id}/${g}`, row);
+        this.legend.append(row);
+      });
     }
   }
 
@@ -569,15 +648,25 @@ export class MetricChart {
       while (i >= 0 && c[i] === undefined) i--;
       return i >= 0 ? (c[i] ?? null) : null;
     };
-    const main = this.view.smoothing > 0 ? "smooth" : "raw";
+    // The value shown bold is always the raw mean; the smoothed one stands beside it, marked.
     for (const run of this.runs) {
-      const row = this.legendRows.get(run.id);
-      if (!row) continue;
-      const col = (kind: SeriesKind) =>
-        1 + this.meta.findIndex((m) => m.run === run.id && m.kind === kind);
-      const v = valueAt(col(main), idx), lo = valueAt(col("lo"), idx), hi = valueAt(col("hi"), idx);
-      (row.children[2] as HTMLElement).textContent = fmt(v);
-      (row.children[3] as HTMLElement).textContent = lo === null ? "" : `[${fmt(lo)}, ${fmt(hi)}]`;
+      runLines(run).forEach((_, g) => {
+        const row = this.legendRows.get(`${run.id}/${g}`);
+        if (!row) return;
+        const col = (kind: SeriesKind) =>
+          1 + this.meta.findIndex((m) => m.run === run.id && m.line === g && m.kind === kind);
+        const v = valueAt(col("raw"), idx), lo = valueAt(col("lo"), idx);
+        const hi = valueAt(col("hi"), idx);
+        const smoothCol = col("smooth");
+        const sm = smoothCol > 0 ? valueAt(smoothCol, idx) : null;
+        row.querySelector<HTMLElement>(".legend-value")!.textContent = fmt(v);
+        row.querySelector<HTMLElement>(".legend-smooth")!.textContent = smoothCol > 0
+          ? `smoothed ${fmt(sm)}`
+          : "";
+        row.querySelector<HTMLElement>(".legend-range")!.textContent = lo === null
+          ? ""
+          : `[${fmt(lo)}, ${fmt(hi)}]`;
+      });
     }
   }
 
@@ -588,7 +677,8 @@ export class MetricChart {
     const head = [this.view.x === "step" ? "step" : "wall_ms"];
     for (const m of this.meta) {
       const run = this.runs.find((r) => r.id === m.run)!;
-      head.push(`${run.label} [${m.run}] ${m.label}`.replaceAll(",", " "));
+      const line = run.lines?.length && m.kind !== "replica" ? ` ${run.lines[m.line].label}` : "";
+      head.push(`${run.label}${line} [${m.run}] ${m.label}`.replaceAll(",", " "));
     }
     const lines = [head.join(",")];
     const cols = u.data as ArrayLike<number | null | undefined>[];
@@ -607,13 +697,77 @@ export class MetricChart {
     download(`${this.metric}.csv`, new Blob([this.csv()], { type: "text/csv" }));
   }
 
-  /** The chart, its title and legend on the theme's card colour, as a PNG blob. */
-  png(): Promise<Blob | null> {
-    const u = this.plot;
-    if (!u) return Promise.resolve(null);
+  /**
+   * The plot drawn at EXPORT_PIXEL_RATIO device pixels per CSS pixel: the live canvas when
+   * the screen is that dense, else a detached copy of the chart with every size scaled (uPlot
+   * takes its pixel ratio from the window, not per chart, so the copy scales its options).
+   */
+  private async exportCanvas(): Promise<
+    { canvas: HTMLCanvasElement; ratio: number; dispose(): void }
+  > {
+    const u = this.plot!;
     const dpr = globalThis.devicePixelRatio || 1;
-    const src = u.ctx.canvas;
-    const legendH = (this.runs.length * 16 + 8) * dpr, titleH = 26 * dpr;
+    if (dpr >= EXPORT_PIXEL_RATIO || !this.options) {
+      return { canvas: u.ctx.canvas, ratio: dpr, dispose() {} };
+    }
+    const k = EXPORT_PIXEL_RATIO / dpr;
+    const o = this.options;
+    const font = (f: unknown) =>
+      typeof f === "string" ? f.replace(/(\d+(?:\.\d+)?)px/, (_, n) => `${Number(n) * k}px`) : f;
+    const opts: uPlot.Options = {
+      ...o,
+      width: u.width * k,
+      height: u.height * k,
+      padding: (o.padding as number[]).map((v) => v * k) as uPlot.Padding,
+      cursor: { show: false },
+      series: o.series.map((sr) => ({
+        ...sr,
+        width: sr.width === undefined ? undefined : sr.width * k,
+        dash: sr.dash?.map((v) => v * k),
+      })),
+      axes: o.axes!.map((ax) => ({
+        ...ax,
+        font: font(ax.font) as string,
+        size: typeof ax.size === "number" ? ax.size * k : ax.size,
+        gap: (ax.gap ?? 5) * k,
+        ticks: { ...ax.ticks, size: (ax.ticks?.size ?? 10) * k },
+      })),
+      hooks: { draw: [(c) => this.drawEvents(c, k)] },
+    };
+    const host = h("div", { style: "position:fixed;left:-100000px;top:0" });
+    document.body.append(host);
+    const copy = new uPlot(opts, u.data, host);
+    if (u.scales.x.min != null && u.scales.x.max != null) {
+      copy.setScale("x", { min: u.scales.x.min, max: u.scales.x.max });
+    }
+    // uPlot sizes and draws in a microtask after construction.
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    return {
+      canvas: copy.ctx.canvas,
+      ratio: EXPORT_PIXEL_RATIO,
+      dispose() {
+        copy.destroy();
+        host.remove();
+      },
+    };
+  }
+
+  /** The chart, its title and legend on the theme's card colour, as a PNG blob (2×). */
+  async png(): Promise<Blob | null> {
+    const u = this.plot;
+    if (!u) return null;
+    const plot = await this.exportCanvas();
+    const dpr = plot.ratio;
+    const src = plot.canvas;
+    const lines = this.runs.flatMap((run) =>
+      runLines(run).map((line) => ({
+        colour: line.colour,
+        text: run.lines?.length
+          ? `${run.label} · ${line.label}  (${run.id})`
+          : `${run.label}  (${run.id})`,
+      }))
+    );
+    const legendH = (lines.length * 16 + 8) * dpr, titleH = 26 * dpr;
     const out = document.createElement("canvas");
     out.width = src.width;
     out.height = src.height + titleH + legendH;
@@ -630,15 +784,16 @@ export class MetricChart {
       18 * dpr,
     );
     ctx.drawImage(src, 0, titleH);
+    plot.dispose();
     ctx.font = `${11 * dpr}px system-ui, sans-serif`;
-    this.runs.forEach((run, i) => {
+    lines.forEach((line, i) => {
       const y = src.height + titleH + (i * 16 + 4) * dpr;
-      ctx.fillStyle = run.colour;
+      ctx.fillStyle = line.colour;
       ctx.fillRect(8 * dpr, y + 2 * dpr, 10 * dpr, 10 * dpr);
       ctx.fillStyle = this.palette.text;
-      ctx.fillText(`${run.label}  (${run.id})`, 24 * dpr, y + 11 * dpr);
+      ctx.fillText(line.text, 24 * dpr, y + 11 * dpr);
     });
-    return new Promise((resolve) => out.toBlob(resolve, "image/png"));
+    return await new Promise((resolve) => out.toBlob(resolve, "image/png"));
   }
 
   private async exportPng(): Promise<void> {

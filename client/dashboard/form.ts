@@ -16,6 +16,8 @@ interface Field {
   spec: ParamSpec | null;
   wrap: HTMLElement;
   read(): unknown;
+  /** What is wrong with the typed value, before anything is sent (null: nothing). */
+  check?(): string | null;
   error: HTMLElement;
 }
 
@@ -35,15 +37,40 @@ function rangeText(spec: ParamSpec): string {
   }
 }
 
-/** Parses a number field: one number, or a comma list when the parameter is per replica. */
+export type Parsed = { ok: true; value: unknown } | { ok: false; message: string };
+
+/**
+ * Parses a number field: one number, or a comma list when the parameter is per replica.
+ * Anything that is not a number is refused with a message naming the field (JSON would
+ * send NaN as null, and the server would run with the default).
+ */
 export function parseNumberField(
+  name: string,
   raw: string,
-  spec: ParamSpec & { kind: "int" | "number" },
-): unknown {
+  spec: { kind: "int" | "number"; perReplica?: boolean },
+): Parsed {
   const parts = raw.split(",").map((s) => s.trim()).filter((s) => s !== "");
-  const nums = parts.map(Number);
-  if (spec.perReplica && parts.length > 1) return nums;
-  return parts.length === 1 ? nums[0] : raw;
+  if (!parts.length) return { ok: false, message: `${name}: enter a number` };
+  if (parts.length > 1 && !spec.perReplica) {
+    return { ok: false, message: `${name}: takes one number, got ${parts.length}` };
+  }
+  const nums: number[] = [];
+  for (const p of parts) {
+    const v = Number(p);
+    if (!Number.isFinite(v)) {
+      return { ok: false, message: `${name}: ${JSON.stringify(p)} is not a number` };
+    }
+    if (spec.kind === "int" && !Number.isInteger(v)) {
+      return { ok: false, message: `${name}: ${JSON.stringify(p)} is not an integer` };
+    }
+    nums.push(v);
+  }
+  return { ok: true, value: nums.length > 1 ? nums : nums[0] };
+}
+
+/** Tags typed as "a, b c": split on commas, trimmed, empty ones dropped, no repeats. */
+export function parseTags(raw: string): string[] {
+  return [...new Set(raw.split(",").map((t) => t.trim()).filter((t) => t))];
 }
 
 function showValue(v: unknown): string {
@@ -86,6 +113,7 @@ export function runForm(opts: RunFormOptions): HTMLElement {
     fields.push(intField("steps", d.steps, "training steps", 0, 1e10));
     fields.push(intField("every", d.every, "steps between snapshots", 1, 1e10));
     fields.push(backendField());
+    fields.push(...labelFields());
     for (const f of fields) body.append(f.wrap);
     applyAlgo();
   };
@@ -209,7 +237,21 @@ export function runForm(opts: RunFormOptions): HTMLElement {
           `${rangeText(spec)} · default ${spec.default}`,
           title,
         );
-        return { name, spec, wrap, error, read: () => parseNumberField(input.value, spec) };
+        const parse = () => parseNumberField(name, input.value, spec);
+        return {
+          name,
+          spec,
+          wrap,
+          error,
+          read: () => {
+            const p = parse();
+            return p.ok ? p.value : input.value;
+          },
+          check: () => {
+            const p = parse();
+            return p.ok ? null : p.message;
+          },
+        };
       }
     }
   };
@@ -223,7 +265,41 @@ export function runForm(opts: RunFormOptions): HTMLElement {
       doc,
       `integer [${min}, ${max}] · default ${value}`,
     );
-    return { name, spec: null, wrap, error, read: () => Number(input.value) };
+    const parse = () => parseNumberField(name, input.value, { kind: "int" });
+    return {
+      name,
+      spec: null,
+      wrap,
+      error,
+      read: () => {
+        const p = parse();
+        return p.ok ? p.value : input.value;
+      },
+      check: () => {
+        const p = parse();
+        return p.ok ? null : p.message;
+      },
+    };
+  };
+
+  /** The run's name and tags (shown and searchable in the runs list; editable there later). */
+  const labelFields = (): Field[] => {
+    const nameInput = h("input", { type: "text", name: "name", maxlength: "120" });
+    const named = wrapField("name", "name", nameInput, "a label for the run (optional)", "");
+    const tagsInput = h("input", { type: "text", name: "tags", spellcheck: "false" });
+    const tagged = wrapField("tags", "tags", tagsInput, "comma-separated", "");
+    return [
+      { name: "name", spec: null, ...named, read: () => nameInput.value.trim() || undefined },
+      {
+        name: "tags",
+        spec: null,
+        ...tagged,
+        read: () => {
+          const tags = parseTags(tagsInput.value);
+          return tags.length ? tags : undefined;
+        },
+      },
+    ];
   };
 
   const backendField = (): Field => {
@@ -268,10 +344,24 @@ export function runForm(opts: RunFormOptions): HTMLElement {
     status.textContent = "";
     const params: Record<string, unknown> = {};
     const spec: Record<string, unknown> = { experiment: experiment.id, params };
+    let refused = 0;
     for (const f of fields) {
       if (f.wrap.hidden) continue;
-      if (f.spec) params[f.name] = f.read();
-      else spec[f.name] = f.read();
+      const problem = f.check?.() ?? null;
+      if (problem) {
+        f.error.textContent = problem;
+        refused++;
+        continue;
+      }
+      const value = f.read();
+      if (value === undefined) continue;
+      if (f.spec) params[f.name] = value;
+      else spec[f.name] = value;
+    }
+    if (refused) {
+      status.className = "form-status bad";
+      status.textContent = "please fix the fields marked below";
+      return;
     }
     submitButton.disabled = true;
     try {

@@ -23,7 +23,10 @@ import "./presets_pegr.ts";
 import "./presets_linear_label_noise.ts";
 import "./presets_pq.ts";
 import { RunsList } from "./runs_list.ts";
-import { RunSeries } from "./series.ts";
+import { SweepView } from "./sweep_view.ts";
+import { sweepParams, type SweepSource } from "./sweep_data.ts";
+import { RunSeries, type SeriesLayout } from "./series.ts";
+import { type RunSettings, runSettings, settingStyles, type SweepInfo } from "./settings.ts";
 import { defaultState, stateFromQuery, stateToQuery, type ViewState } from "./state.ts";
 import { type HelloMessage, LabStream, type RecordMessage } from "./stream.ts";
 import { applyTheme, type Palette, PALETTES, resolveTheme, runColour } from "./theme.ts";
@@ -44,6 +47,12 @@ interface RunEntry {
   created: string;
   error?: string;
   label: string;
+  /** Set at start or afterwards (annotation records; CONTRACTS.md §2). */
+  name?: string;
+  tags?: string[];
+  note?: string;
+  /** Sweep settings (replica groups drawn as one line each), or null for a plain run. */
+  settings: RunSettings | null;
   /** Colour slot in the theme's palette (see colour()). */
   slot: number;
   series: RunSeries | null;
@@ -89,6 +98,11 @@ class Dashboard {
   renderMs: number[] = [];
 
   private runsList: RunsList;
+  private sweepView = new SweepView({
+    setSweep: (patch) => this.setState({ sweep: { ...this.state.sweep, ...patch } }),
+  });
+  /** The step under the time charts' cursor (null when the cursor is away). */
+  private cursorStep: number | null = null;
   private chartsGrid = h("div.charts-grid");
   private panelsHost = h("div.panels");
   private metricChips = h("div.metric-chips");
@@ -124,6 +138,10 @@ class Dashboard {
       stop: (id) => api.stop(id).then(() => this.refreshRuns()).catch((e) => alertError(e)),
       remove: (id) => this.removeRun(id),
       showOnly: (id) => this.setState({ runs: [id] }),
+      annotate: async (id, fields) => {
+        await api.annotate(id, fields);
+        await this.refreshRuns();
+      },
     }, (id) => this.experiments.get(id));
   }
 
@@ -135,6 +153,7 @@ class Dashboard {
     for (const e of experiments) this.experiments.set(e.id, e);
     this.health = health;
     this.layout();
+    this.acceptDroppedLogs();
     await this.refreshRuns();
     this.stream.connect();
     setInterval(() => this.refreshRuns(), 3000);
@@ -147,6 +166,33 @@ class Dashboard {
   }
 
   // ----- layout --------------------------------------------------------------------------
+
+  /** A run log dropped on the page is uploaded (POST /api/runs/import) and shown. */
+  private acceptDroppedLogs(): void {
+    document.addEventListener("dragover", (e: DragEvent) => {
+      if (e.dataTransfer?.types.includes("Files")) {
+        e.preventDefault();
+        document.body.classList.add("dropping");
+      }
+    });
+    document.addEventListener("dragleave", () => document.body.classList.remove("dropping"));
+    document.addEventListener("drop", async (e: DragEvent) => {
+      const files = [...(e.dataTransfer?.files ?? [])];
+      if (!files.length) return;
+      e.preventDefault();
+      document.body.classList.remove("dropping");
+      for (const file of files) {
+        try {
+          const { id } = await api.importLog(file);
+          this.addRunsToView([id]);
+          toast(`imported ${file.name} as ${id}`);
+        } catch (err) {
+          alertError(new Error(`${file.name}: ${err instanceof Error ? err.message : err}`));
+        }
+      }
+      await this.refreshRuns();
+    });
+  }
 
   private layout(): void {
     const root = document.getElementById("app")!;
@@ -199,6 +245,7 @@ class Dashboard {
       this.toolbar,
       this.metricChips,
       this.emptyMain,
+      this.sweepView.el,
       this.chartsGrid,
       this.panelsHost,
     );
@@ -303,6 +350,18 @@ class Dashboard {
     this.invalidateAll();
   }
 
+  sweepDebug() {
+    return this.sweepView.el.hidden ? null : this.sweepView.debug();
+  }
+
+  sweepCsv(): string {
+    return this.sweepView.csv();
+  }
+
+  sweepPng(): Promise<Blob | null> {
+    return this.sweepView.png();
+  }
+
   shownIds(): string[] {
     const all = this.sortedRuns().map((r) => r.id);
     if (this.state.runs === null) return all;
@@ -334,6 +393,7 @@ class Dashboard {
         adapter: "",
         created,
         label: runLabel(null, id),
+        settings: null,
         slot: this.colourNext++,
         series: null,
         window: null,
@@ -364,6 +424,10 @@ class Dashboard {
       e.backend = r.backend ?? e.backend;
       e.adapter = r.adapter ?? e.adapter;
       e.error = r.error;
+      const named = r as { name?: string; tags?: string[]; note?: string };
+      e.name = named.name ?? r.spec?.name;
+      e.tags = named.tags;
+      e.note = named.note;
       if (r.spec && !e.spec) {
         e.spec = r.spec;
         e.label = runLabel(r.spec, r.id);
@@ -372,8 +436,23 @@ class Dashboard {
     for (const id of [...this.runs.keys()]) {
       if (!seen.has(id) && this.runs.get(id)!.series === null) this.dropRun(id);
     }
+    this.chooseInitialRuns(list);
     this.dirtyRuns = true;
     this.schedule();
+  }
+
+  private initialRunsChosen = new URLSearchParams(location.search).has("runs");
+
+  /**
+   * A fresh load (no runs in the URL) shows the runs of the experiment run most recently,
+   * not every run on the server (unrelated experiments' metrics would share charts).
+   */
+  private chooseInitialRuns(list: RunSummary[]): void {
+    if (this.initialRunsChosen || !list.length) return;
+    this.initialRunsChosen = true;
+    if (this.state.runs !== null) return;
+    const latest = list[list.length - 1].experiment;
+    this.setState({ runs: list.filter((r) => r.experiment === latest).map((r) => r.id) });
   }
 
   private onHello(m: HelloMessage): void {
@@ -387,10 +466,28 @@ class Dashboard {
     e.adapter = hd.adapter;
     e.status = m.status;
     if (!e.series) {
-      e.series = new RunSeries(hd.metrics, hd.spec.replicas);
+      // The header's sweep field (CONTRACTS.md §2), else the spec's per-replica lists.
+      const sweep = (hd as { sweep?: SweepInfo }).sweep;
+      e.settings = runSettings(hd.spec, sweep, this.experiments.get(hd.spec.experiment)?.params);
+      e.series = new RunSeries(
+        hd.metrics,
+        hd.spec.replicas,
+        undefined,
+        undefined,
+        this.seriesLayout(e),
+      );
       e.series.setSmoothing(this.state.smoothing);
     }
     this.invalidateAll();
+  }
+
+  /** How a run's series groups replicas (its sweep settings) and which metrics it smooths. */
+  private seriesLayout(e: RunEntry): SeriesLayout {
+    const metrics = this.experiments.get(e.experiment)?.metrics ?? [];
+    return {
+      groups: e.settings?.settings.map((s) => s.replicas),
+      unsmoothed: new Set(metrics.filter((m) => m.smooth === false).map((m) => m.name)),
+    };
   }
 
   private onRecord(r: RecordMessage): void {
@@ -456,6 +553,7 @@ class Dashboard {
           answer,
           (step) => old.wallAt(step),
           old.maxRows,
+          old.layout,
         );
         // Snapshots that arrived while the answer was on its way follow it.
         for (let i = old.indexAtOrAfter(rebuilt.lastStep + 1); i < old.n; i++) {
@@ -506,7 +604,14 @@ class Dashboard {
       );
       if (!answer || generation !== this.zoomGeneration) return;
       this.stats.historyAnswers++;
-      e.window = RunSeries.fromHistory(e.metrics, s.replicas, answer, (step) => s.wallAt(step));
+      e.window = RunSeries.fromHistory(
+        e.metrics,
+        s.replicas,
+        answer,
+        (step) => s.wallAt(step),
+        0,
+        s.layout,
+      );
       this.dirtyCharts = true;
       this.schedule(true);
     }));
@@ -584,6 +689,12 @@ class Dashboard {
           spec: e.spec,
           error: e.error,
           shown: shown.has(e.id),
+          experiment: e.experiment,
+          created: e.created,
+          name: e.name,
+          tags: e.tags,
+          note: e.note,
+          rate: e.status === "running" ? e.series?.stepsPerSecond() ?? null : null,
         })),
       );
     }
@@ -644,11 +755,13 @@ class Dashboard {
     this.emptyMain.hidden = visible.length > 0;
     wanted.forEach((m, index) => {
       let chart = this.charts.get(m);
-      if (!chart) {
-        const info = this.metricInfo(m, visible);
+      const info = this.metricInfo(m, visible);
+      if (chart) chart.describe(info.doc, info.log);
+      else {
         chart = new MetricChart(m, info.doc, info.log, {
           setZoom: (z) => this.setZoom(z),
           setYLog: (metric, log) => this.setState({ ylog: { ...this.state.ylog, [metric]: log } }),
+          cursorAt: (x) => this.cursorMoved(x),
         });
         this.charts.set(m, chart);
       }
@@ -660,6 +773,7 @@ class Dashboard {
         id: e.id,
         label: e.label,
         colour: this.colour(e),
+        lines: this.settingLines(e),
         series: e.series!,
         window: e.window,
         events: e.events,
@@ -667,6 +781,51 @@ class Dashboard {
       chart.update(runs, this.state, this.palette);
     });
     this.charts = new Map(wanted.map((m) => [m, this.charts.get(m)!]));
+    this.renderSweep(visible, available);
+  }
+
+  /** The time charts' cursor moved: the sweep view follows it when it shows "at cursor". */
+  private cursorMoved(x: number | null): void {
+    const step = this.state.x === "step" ? x : null;
+    if (step === this.cursorStep) return;
+    this.cursorStep = step;
+    if (this.state.sweep.at === "cursor") {
+      this.renderSweep(this.shownRuns, this.availableMetrics(this.shownRuns));
+    }
+  }
+
+  /** The sweep view, shown when the runs shown vary in a swept parameter or algorithm. */
+  private renderSweep(visible: RunEntry[], metrics: string[]): void {
+    const sources: SweepSource[] = visible.map((e) => ({
+      run: e.id,
+      label: e.label,
+      algo: typeof e.spec?.params?.algo === "string" ? e.spec.params.algo : undefined,
+      settings: e.settings,
+      series: e.series!,
+    }));
+    const scales: Record<string, "log" | "linear"> = {};
+    for (const e of visible) Object.assign(scales, e.settings?.scale ?? {});
+    const params = sweepParams(sources);
+    this.sweepView.el.hidden = params.length === 0;
+    if (!params.length) return;
+    this.sweepView.update(
+      {
+        sources,
+        metrics,
+        logMetric: (m) => this.state.ylog[m] ?? this.metricInfo(m, visible).log,
+        scales,
+        cursorStep: this.cursorStep,
+      },
+      this.state.sweep,
+      this.palette,
+    );
+  }
+
+  /** A sweep run's lines: one per setting, on the theme's sequential scale. */
+  private settingLines(e: RunEntry) {
+    if (!e.settings) return undefined;
+    const styles = settingStyles(e.settings, this.palette);
+    return e.settings.settings.map((s, i) => ({ label: s.label, ...styles[i] }));
   }
 
   private chipsKey = "";
@@ -762,10 +921,13 @@ function stepAtWall(s: RunSeries, ms: number): number {
 
 function alertError(e: unknown): void {
   console.error(e);
-  const msg = e instanceof Error ? e.message : String(e);
-  const toast = h("div.toast", {}, msg);
-  document.body.append(toast);
-  setTimeout(() => toast.remove(), 4000);
+  toast(e instanceof Error ? e.message : String(e));
+}
+
+function toast(msg: string): void {
+  const el = h("div.toast", {}, msg);
+  document.body.append(el);
+  setTimeout(() => el.remove(), 4000);
 }
 
 const app = new Dashboard();
@@ -825,6 +987,14 @@ const debugHook = {
     };
   },
   panel: (experiment: string) => app.panels.get(experiment)?.instance.debug?.() ?? null,
+  sweep: () => app.sweepDebug(),
+  sweepCsv: () => app.sweepCsv(),
+  sweepPng: async () => {
+    const blob = await app.sweepPng();
+    if (!blob) return null;
+    const image = await createImageBitmap(blob);
+    return { width: image.width, height: image.height };
+  },
   connected: () => app.stream.connected,
   stats: () => ({ ...app.stats }),
   /** Milliseconds from the server's snapshot timestamp to the frame that drew it (recent). */

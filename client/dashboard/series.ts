@@ -3,8 +3,10 @@
  * A row is a bucket of steps [stepFrom, stepTo] with, per metric and replica, the min, max
  * and last value inside it; a streamed snapshot is a bucket of one step (min = max = last).
  * The server's history answer (a zoomed window, re-bucketed) has the same shape, so both
- * are drawn by the same code. Per row we also keep the replica summary the charts draw:
- * mean of the last values over finite replicas, and the band lo/hi = min/max over replicas.
+ * are drawn by the same code. Per row we also keep the replica summary the charts draw, per
+ * group of replicas (a sweep setting's seeds; one group of all replicas for a plain run):
+ * mean of the last values over finite replicas, and the band lo/hi = min/max over them.
+ * Summaries are stored row-major with one column per group (index row·G + g).
  *
  * Memory stays bounded: past `maxRows` rows, adjacent pairs merge (min of mins, max of maxes,
  * the later last), so long runs keep full detail at the live end and coarser detail behind;
@@ -13,6 +15,8 @@
 import { DebiasedEma } from "./smoothing.ts";
 
 export class MetricColumns {
+  /** Groups: replica indices summarised together (sweep settings). */
+  readonly groups: number[][];
   min: Float32Array;
   max: Float32Array;
   last: Float32Array;
@@ -23,19 +27,21 @@ export class MetricColumns {
   smooth: Float64Array;
   smoothRep: Float64Array;
 
-  constructor(cap: number, readonly replicas: number) {
+  constructor(cap: number, readonly replicas: number, groups?: number[][]) {
+    this.groups = groups ?? [Array.from({ length: replicas }, (_, r) => r)];
+    const G = this.groups.length;
     this.min = new Float32Array(cap * replicas);
     this.max = new Float32Array(cap * replicas);
     this.last = new Float32Array(cap * replicas);
-    this.mean = new Float64Array(cap);
-    this.lo = new Float64Array(cap);
-    this.hi = new Float64Array(cap);
-    this.smooth = new Float64Array(cap);
+    this.mean = new Float64Array(cap * G);
+    this.lo = new Float64Array(cap * G);
+    this.hi = new Float64Array(cap * G);
+    this.smooth = new Float64Array(cap * G);
     this.smoothRep = new Float64Array(cap * replicas);
   }
 
   grow(cap: number, n: number): void {
-    const R = this.replicas;
+    const R = this.replicas, G = this.groups.length;
     const f32 = (a: Float32Array, w: number) => {
       const b = new Float32Array(cap * w);
       b.set(a.subarray(0, n * w));
@@ -49,31 +55,44 @@ export class MetricColumns {
     this.min = f32(this.min, R);
     this.max = f32(this.max, R);
     this.last = f32(this.last, R);
-    this.mean = f64(this.mean, 1);
-    this.lo = f64(this.lo, 1);
-    this.hi = f64(this.hi, 1);
-    this.smooth = f64(this.smooth, 1);
+    this.mean = f64(this.mean, G);
+    this.lo = f64(this.lo, G);
+    this.hi = f64(this.hi, G);
+    this.smooth = f64(this.smooth, G);
     this.smoothRep = f64(this.smoothRep, R);
   }
 }
 
-/** Mean over finite values, and min/max over finite values; NaN when none is finite. */
+/**
+ * Per group: mean over finite values, and min/max over finite values; NaN when none is
+ * finite. A group never reads another group's replicas (settings are never averaged).
+ */
 function summarise(cols: MetricColumns, row: number): void {
-  const R = cols.replicas;
-  let sum = 0, count = 0, lo = Infinity, hi = -Infinity;
-  for (let r = 0; r < R; r++) {
-    const last = cols.last[row * R + r];
-    if (Number.isFinite(last)) {
-      sum += last;
-      count++;
+  const R = cols.replicas, G = cols.groups.length;
+  for (let g = 0; g < G; g++) {
+    let sum = 0, count = 0, lo = Infinity, hi = -Infinity;
+    for (const r of cols.groups[g]) {
+      const last = cols.last[row * R + r];
+      if (Number.isFinite(last)) {
+        sum += last;
+        count++;
+      }
+      const mn = cols.min[row * R + r], mx = cols.max[row * R + r];
+      if (Number.isFinite(mn) && mn < lo) lo = mn;
+      if (Number.isFinite(mx) && mx > hi) hi = mx;
     }
-    const mn = cols.min[row * R + r], mx = cols.max[row * R + r];
-    if (Number.isFinite(mn) && mn < lo) lo = mn;
-    if (Number.isFinite(mx) && mx > hi) hi = mx;
+    cols.mean[row * G + g] = count ? sum / count : NaN;
+    cols.lo[row * G + g] = lo === Infinity ? NaN : lo;
+    cols.hi[row * G + g] = hi === -Infinity ? NaN : hi;
   }
-  cols.mean[row] = count ? sum / count : NaN;
-  cols.lo[row] = lo === Infinity ? NaN : lo;
-  cols.hi[row] = hi === -Infinity ? NaN : hi;
+}
+
+/** How a series summarises its replicas and which metrics it smooths. */
+export interface SeriesLayout {
+  /** Replica groups drawn as one line each (sweep settings); default: all replicas, one line. */
+  groups?: number[][];
+  /** Metrics never smoothed (step functions: a learning rate, a phase, a count). */
+  unsmoothed?: ReadonlySet<string>;
 }
 
 export interface HistoryWindow {
@@ -95,7 +114,7 @@ export class RunSeries {
   readonly cols = new Map<string, MetricColumns>();
   private cap: number;
   private beta = 0;
-  private emaMean = new Map<string, DebiasedEma>();
+  private emaMean = new Map<string, DebiasedEma[]>();
   private emaRep = new Map<string, DebiasedEma[]>();
 
   constructor(
@@ -103,14 +122,20 @@ export class RunSeries {
     readonly replicas: number,
     readonly maxRows = 4096,
     initialCap = 64,
+    readonly layout: SeriesLayout = {},
   ) {
     this.cap = Math.min(initialCap, maxRows);
     this.stepFrom = new Float64Array(this.cap);
     this.stepTo = new Float64Array(this.cap);
     this.step = new Float64Array(this.cap);
     this.wall = new Float64Array(this.cap);
-    for (const m of metrics) this.cols.set(m, new MetricColumns(this.cap, replicas));
+    for (const m of metrics) this.cols.set(m, new MetricColumns(this.cap, replicas, layout.groups));
     this.resetSmoothers();
+  }
+
+  /** Number of replica groups (lines per chart). */
+  get groupCount(): number {
+    return this.layout.groups?.length ?? 1;
   }
 
   get lastStep(): number {
@@ -157,9 +182,10 @@ export class RunSeries {
     h: HistoryWindow,
     wallOf: (step: number) => number,
     maxRows = 0,
+    layout: SeriesLayout = {},
   ): RunSeries {
     const n = h.last_step.length;
-    const s = new RunSeries(metrics, replicas, Math.max(n, maxRows, 1), Math.max(n, 1));
+    const s = new RunSeries(metrics, replicas, Math.max(n, maxRows, 1), Math.max(n, 1), layout);
     const R = replicas;
     for (let i = 0; i < n; i++) {
       s.stepFrom[i] = h.steps_from[i];
@@ -207,6 +233,17 @@ export class RunSeries {
     return this.wall[i - 1] + (this.wall[i] - this.wall[i - 1]) * (step - s0) / (s1 - s0);
   }
 
+  /**
+   * Steps per second of compute over the last `rows` rows (wall_ms is compute time since
+   * the run started), or null before two rows.
+   */
+  stepsPerSecond(rows = 10): number | null {
+    if (this.n < 2) return null;
+    const b = this.n - 1, a = Math.max(0, b - rows);
+    const dt = this.wall[b] - this.wall[a];
+    return dt > 0 ? ((this.step[b] - this.step[a]) / dt) * 1000 : null;
+  }
+
   /** First row whose step is ≥ `step` (n if none). */
   indexAtOrAfter(step: number): number {
     let lo = 0, hi = this.n;
@@ -227,19 +264,26 @@ export class RunSeries {
     return out;
   }
 
+  /** Whether a metric's smoothed columns are smoothed (false: they repeat the raw values). */
+  smooths(metric: string): boolean {
+    return !this.layout.unsmoothed?.has(metric);
+  }
+
   private resetSmoothers(): void {
     for (const name of this.metrics) {
-      this.emaMean.set(name, new DebiasedEma(this.beta));
+      const beta = this.smooths(name) ? this.beta : 0;
+      this.emaMean.set(name, Array.from({ length: this.groupCount }, () => new DebiasedEma(beta)));
       this.emaRep.set(
         name,
-        Array.from({ length: this.replicas }, () => new DebiasedEma(this.beta)),
+        Array.from({ length: this.replicas }, () => new DebiasedEma(beta)),
       );
     }
   }
 
   private smoothRow(name: string, cols: MetricColumns, i: number): void {
-    const R = this.replicas;
-    cols.smooth[i] = this.emaMean.get(name)!.push(cols.mean[i]);
+    const R = this.replicas, G = this.groupCount;
+    const means = this.emaMean.get(name)!;
+    for (let g = 0; g < G; g++) cols.smooth[i * G + g] = means[g].push(cols.mean[i * G + g]);
     const reps = this.emaRep.get(name)!;
     for (let r = 0; r < R; r++) cols.smoothRep[i * R + r] = reps[r].push(cols.last[i * R + r]);
   }
@@ -264,7 +308,7 @@ export class RunSeries {
 
   /** Halves the rows: rows 2k and 2k+1 become one bucket; the first row (step 0) stays. */
   private mergePairs(): void {
-    const R = this.replicas;
+    const R = this.replicas, G = this.groupCount;
     let w = 1;
     for (let a = 1; a < this.n; a += 2, w++) {
       const b = Math.min(a + 1, this.n - 1);
@@ -281,7 +325,7 @@ export class RunSeries {
           cols.last[w * R + r] = cols.last[b * R + r];
           cols.smoothRep[w * R + r] = cols.smoothRep[b * R + r];
         }
-        cols.smooth[w] = cols.smooth[b];
+        for (let g = 0; g < G; g++) cols.smooth[w * G + g] = cols.smooth[b * G + g];
         summarise(cols, w);
       }
     }

@@ -4,6 +4,7 @@
  * sees. Pure functions; main.ts writes the URL with history.replaceState on every change.
  */
 import { THEME_CHOICES, type ThemeChoice } from "./theme.ts";
+import { SWEEP_AT, type SweepAt } from "./sweep_data.ts";
 
 export type XAxis = "step" | "wall";
 
@@ -24,6 +25,11 @@ export interface ViewState {
   zoom: [number, number] | null;
   /** Colour theme; "auto" follows the system's prefers-color-scheme. */
   theme: ThemeChoice;
+  /**
+   * The sweep view: the metric, the parameter along x, a second parameter for a heatmap,
+   * and at which step (null: the view's own choice, the first metric and parameters).
+   */
+  sweep: { metric: string | null; x: string | null; y: string | null; at: SweepAt };
 }
 
 export function defaultState(): ViewState {
@@ -37,6 +43,7 @@ export function defaultState(): ViewState {
     replicas: false,
     zoom: null,
     theme: "auto",
+    sweep: { metric: null, x: null, y: null, at: "final" },
   };
 }
 
@@ -64,6 +71,13 @@ export function stateFromQuery(query: string): ViewState {
   }
   const theme = p.get("theme");
   if (THEME_CHOICES.includes(theme as ThemeChoice)) s.theme = theme as ThemeChoice;
+  const at = p.get("sweep_at");
+  s.sweep = {
+    metric: p.get("sweep") || null,
+    x: p.get("sweep_x") || null,
+    y: p.get("sweep_y") || null,
+    at: SWEEP_AT.includes(at as SweepAt) ? at as SweepAt : "final",
+  };
   return s;
 }
 
@@ -81,6 +95,10 @@ export function stateToQuery(s: ViewState): string {
   if (s.replicas) p.set("replicas", "1");
   if (s.zoom) p.set("zoom", s.zoom.map((v) => Number(v.toPrecision(8))).join(","));
   if (s.theme !== d.theme) p.set("theme", s.theme);
+  if (s.sweep.metric) p.set("sweep", s.sweep.metric);
+  if (s.sweep.x) p.set("sweep_x", s.sweep.x);
+  if (s.sweep.y) p.set("sweep_y", s.sweep.y);
+  if (s.sweep.at !== d.sweep.at) p.set("sweep_at", s.sweep.at);
   // Commas and colons read better unescaped and are safe in a query string.
   return p.toString().replaceAll("%2C", ",").replaceAll("%3A", ":");
 }

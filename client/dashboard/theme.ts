@@ -6,6 +6,13 @@
  * Pure data and functions, except applyTheme (which sets the attribute on <html>).
  */
 
+import { contrast, generateRunColours, hexRgb, luminance } from "./colours.ts";
+
+export { contrast, hexRgb, luminance };
+
+/** Run colours kept in the palette; later slots are generated on demand (runColour). */
+const RUN_PALETTE_SIZE = 10;
+
 export type ThemeChoice = "auto" | "light" | "dark";
 export type ThemeName = "light" | "dark";
 
@@ -39,7 +46,7 @@ export interface Palette {
   /** Faded-trail colours: old frames near `trailFrom` (the card), recent near `trailTo`. */
   trailFrom: string;
   trailTo: string;
-  /** Run colours, in the order runs are assigned them (same slot, same hue in both themes). */
+  /** Run colours, in the order runs are assigned them (colours.ts: pairwise ΔE_OK ≥ 0.1). */
   runs: readonly string[];
 }
 
@@ -64,18 +71,7 @@ const LIGHT: Palette = {
   guide: "#c4c8ce",
   trailFrom: "#ffffff",
   trailTo: "#1e2228",
-  runs: [
-    "#3b6fd4",
-    "#e8590c",
-    "#2b9348",
-    "#c2255c",
-    "#7048e8",
-    "#0c8599",
-    "#a87b00",
-    "#5c5f66",
-    "#8b5e3c",
-    "#1864ab",
-  ],
+  runs: generateRunColours("light", "#ffffff", RUN_PALETTE_SIZE),
 };
 
 const DARK: Palette = {
@@ -99,19 +95,7 @@ const DARK: Palette = {
   guide: "#4a525e",
   trailFrom: "#181c23",
   trailTo: "#dfe3ea",
-  // The light hues, lightened so lines and labels stand out from a dark card.
-  runs: [
-    "#6e9bff",
-    "#ff8c42",
-    "#4cc46e",
-    "#f06595",
-    "#a48bff",
-    "#3bc9db",
-    "#e0b030",
-    "#adb5bd",
-    "#d09a6a",
-    "#74c0fc",
-  ],
+  runs: generateRunColours("dark", "#181c23", RUN_PALETTE_SIZE),
 };
 
 export const PALETTES: Readonly<Record<ThemeName, Palette>> = { light: LIGHT, dark: DARK };
@@ -121,16 +105,25 @@ export function resolveTheme(choice: ThemeChoice, systemDark: boolean): ThemeNam
   return choice === "auto" ? (systemDark ? "dark" : "light") : choice;
 }
 
-/** A run's colour: the colour slot it was given, in the theme's palette. */
-export function runColour(slot: number, palette: Palette): string {
-  const n = palette.runs.length;
-  return palette.runs[((slot % n) + n) % n];
-}
+const extended: Record<ThemeName, string[]> = { light: [], dark: [] };
 
-/** `#rrggbb` → [r, g, b]. */
-export function hexRgb(hex: string): [number, number, number] {
-  const n = parseInt(hex.slice(1), 16);
-  return [(n >> 16) & 255, (n >> 8) & 255, n & 255];
+/**
+ * A run's colour: the colour slot it was given, in the theme's palette; past the palette,
+ * more colours from the same generator, so colours never repeat (each new one as far as
+ * possible from all before it).
+ */
+export function runColour(slot: number, palette: Palette): string {
+  const i = Math.max(0, Math.floor(slot));
+  if (i < palette.runs.length) return palette.runs[i];
+  const more = extended[palette.name];
+  if (more.length <= i) {
+    more.splice(
+      0,
+      more.length,
+      ...generateRunColours(palette.name, palette.card, Math.max(2 * i, 32)),
+    );
+  }
+  return more[i];
 }
 
 /** `a` and `b` (#rrggbb) mixed: t = 0 is `a`, 1 is `b`. */
@@ -138,22 +131,6 @@ export function mixHex(a: string, b: string, t: number): string {
   const x = hexRgb(a), y = hexRgb(b);
   const c = (i: number) => Math.round(x[i] + (y[i] - x[i]) * t);
   return `rgb(${c(0)},${c(1)},${c(2)})`;
-}
-
-/** WCAG relative luminance of #rrggbb. */
-export function luminance(hex: string): number {
-  const lin = (c: number) => {
-    const s = c / 255;
-    return s <= 0.03928 ? s / 12.92 : ((s + 0.055) / 1.055) ** 2.4;
-  };
-  const [r, g, b] = hexRgb(hex).map(lin);
-  return 0.2126 * r + 0.7152 * g + 0.0722 * b;
-}
-
-/** WCAG contrast ratio of two #rrggbb colours (1 to 21). */
-export function contrast(a: string, b: string): number {
-  const la = luminance(a), lb = luminance(b);
-  return (Math.max(la, lb) + 0.05) / (Math.min(la, lb) + 0.05);
 }
 
 /** Marks <html> with the theme shown, so style.css switches its custom properties. */

@@ -122,10 +122,12 @@ export const ANNEAL_METRICS = [
     name: "lr",
     doc: "learning rate of the latest update (η1 before the anneal, η2 after)",
     scale: "log" as const,
+    smooth: false,
   },
   {
     name: "anneal_step",
     doc: "step at which this replica annealed (−1: not yet, or never for this algorithm)",
     scale: "linear" as const,
+    smooth: false,
   },
 ];

@@ -56,6 +56,11 @@ export interface MetricSpec {
   doc: string;
   /** Suggested y scale for charts. */
   scale?: "linear" | "log";
+  /**
+   * Whether charts may smooth it (default true). False for step functions (a learning rate,
+   * a phase, a count), which smoothing would turn into a gradual change that never happened.
+   */
+  smooth?: boolean;
 }
 
 export type Params = Record<string, ParamValue>;

@@ -407,7 +407,7 @@ export const SHAPE_MATTERS_METRICS = [
   },
   { name: "test_error", doc: "‖v⊙v − v*⊙v*‖² (App. A.1 test error, no ¼)", scale: "log" as const },
   { name: "v_norm", doc: "‖v‖₂", scale: "linear" as const },
-  { name: "support_size", doc: "#{k : v_k² > 0.01}", scale: "linear" as const },
+  { name: "support_size", doc: "#{k : v_k² > 0.01}", scale: "linear" as const, smooth: false },
 ];
 
 /** Metrics of one replica's state, float64. */

@@ -7,7 +7,8 @@
  * regime drifts left and up (noise suppressed, signal learned), so the methods separate.
  * Fed by the runs' metric columns (the `last` value of each replica), not by frames.
  */
-import { clear, h } from "../dom.ts";
+import { clear, fmt, h } from "../dom.ts";
+import { logTicks } from "../log_ticks.ts";
 import type { RunSeries } from "../series.ts";
 import { type PanelInstance, type PanelRun, registerPanel } from "./registry.ts";
 import { type Box, claimLabelBox, prepareCanvas } from "./canvas.ts";
@@ -108,6 +109,9 @@ function decadeLabel(k: number): string {
   return k === 0 ? "1" : k === 1 ? "10" : `1e${k}`;
 }
 
+/** Tick labels on the phase plane's axes when it was last drawn (for tests). */
+let drawnTicks = { x: 0, y: 0 };
+
 function draw(
   canvas: HTMLCanvasElement,
   views: RunView[],
@@ -152,28 +156,33 @@ function draw(
   ctx.lineWidth = 1;
   ctx.strokeStyle = p.panelGrid;
   ctx.fillStyle = p.panelLabel;
-  const stepX = Math.max(1, Math.ceil((x1 - x0) / Math.max(1, Math.floor(w / 48))));
-  const stepY = Math.max(1, Math.ceil((y1 - y0) / Math.max(1, Math.floor(hgt / 22))));
+  // Ticks: decades, or 1-2-5 / every mantissa when few decades are shown (log_ticks.ts).
+  const ticks = (lo: number, hi: number, room: number) =>
+    logTicks(10 ** lo, 10 ** hi, 3, Math.max(2, room)).map((v) => Math.log10(v));
+  const label = (k: number) =>
+    Math.abs(k - Math.round(k)) < 1e-9 ? decadeLabel(Math.round(k)) : fmt(10 ** k);
   ctx.textAlign = "center";
   ctx.textBaseline = "top";
-  for (let k = x0; k <= x1; k += stepX) {
+  const xTicks = ticks(x0, x1, Math.floor(w / 48)), yTicks = ticks(y0, y1, Math.floor(hgt / 22));
+  drawnTicks = { x: xTicks.length, y: yTicks.length };
+  for (const k of xTicks) {
     const px = Math.round(X(k)) + 0.5;
     ctx.beginPath();
     ctx.moveTo(px, padT);
     ctx.lineTo(px, padT + hgt);
     ctx.stroke();
     ctx.textAlign = k === x0 ? "left" : "center";
-    ctx.fillText(decadeLabel(k), k === x0 ? px - 6 : px, padT + hgt + 3);
+    ctx.fillText(label(k), k === x0 ? px - 6 : px, padT + hgt + 3);
   }
   ctx.textAlign = "right";
   ctx.textBaseline = "middle";
-  for (let k = y0; k <= y1; k += stepY) {
+  for (const k of yTicks) {
     const py = Math.round(Y(k)) + 0.5;
     ctx.beginPath();
     ctx.moveTo(padL, py);
     ctx.lineTo(padL + w, py);
     ctx.stroke();
-    ctx.fillText(decadeLabel(k), padL - 4, py);
+    ctx.fillText(label(k), padL - 4, py);
   }
   ctx.fillStyle = p.panelTitle;
   ctx.font = "11px system-ui, sans-serif";
@@ -363,6 +372,7 @@ registerPanel("pegr", {
             step: n ? s.step[n - 1] : null,
             switchOff: v.off,
             theme: drawnTheme,
+            ticks: drawnTicks,
             signal: latest("signal"),
             noise: latest("noise"),
           }];
