@@ -358,6 +358,34 @@ Deno.test({
         type: "application/json",
         body: { name: "δ × lr grid", tags: ["sweep", "shape matters"], note: "" },
       });
+
+      // A run log dropped on the page is uploaded as raw bytes to POST /api/runs/import.
+      let imported: { type: string | null; bytes: number[] } | null = null;
+      await page.route("**/api/runs/import*", async (route) => {
+        const req = route.request();
+        imported = {
+          type: req.headers()["content-type"],
+          bytes: [...(req.postDataBuffer() ?? [])],
+        };
+        await route.fulfill({
+          status: 201,
+          contentType: "application/json",
+          body: JSON.stringify({ id: sweep }),
+        });
+      });
+      const dropped = await page.evaluateHandle(() => {
+        const dt = new DataTransfer();
+        dt.items.add(new File([new Uint8Array([76, 65, 66, 0, 255])], "run.lablog"));
+        return dt;
+      });
+      await page.dispatchEvent("body", "drop", { dataTransfer: dropped });
+      await page.waitForFunction(() =>
+        [...document.querySelectorAll(".toast")].some((t) => t.textContent?.includes("imported"))
+      );
+      assert.deepEqual(imported, {
+        type: "application/octet-stream",
+        bytes: [76, 65, 66, 0, 255],
+      });
       assert.deepEqual(errors, []);
     } finally {
       await browser.close();

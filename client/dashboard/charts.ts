@@ -342,7 +342,7 @@ export class MetricChart {
       }
     }
     const xFmt = (v: number) => (view.x === "step" ? fmtSteps(v) : fmtDuration(v));
-    // Log axes: the labels log_ticks.ts chooses; the other splits lose label and grid line.
+    // Log axes: the labels log_ticks.ts chooses; other splits keep a grid line, not a label.
     const logTicks: uPlot.Axis.Filter = (u, splits, axisIdx) => {
       const scale = u.scales[axisIdx === 0 ? "x" : "y"];
       if (scale.distr !== 3 || scale.min == null || scale.max == null) return splits;
