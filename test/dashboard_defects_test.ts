@@ -107,6 +107,20 @@ Deno.test("form: non-numbers are refused naming the field; lists only where per 
   assert.deepEqual(parseNumberField("steps", "1e3", { kind: "int" }), { ok: true, value: 1000 });
   assert.equal(parseNumberField("steps", "2.5", { kind: "int" }).ok, false);
   assert.deepEqual(parseTags(" a, b c ,, a"), ["a", "b c"]);
+  // Ranges expand to lists (per-replica parameters only), evenly spaced or in log.
+  assert.deepEqual(parseNumberField("lr", "1e-3..1e-1 ×3 log", num), {
+    ok: true,
+    value: [0.001, 0.01, 0.1],
+  });
+  assert.deepEqual(parseNumberField("delta", "0.5..2 x4", num), {
+    ok: true,
+    value: [0.5, 1, 1.5, 2],
+  });
+  assert.deepEqual(parseNumberField("lr", "0..1 ×3 log", num), {
+    ok: false,
+    message: "lr: a log range needs positive ends",
+  });
+  assert.equal(parseNumberField("tau", "1..2 ×2", { kind: "number" }).ok, false);
 });
 
 function row(id: string, experiment: string, created: string, extra: Partial<RunRow> = {}): RunRow {

@@ -26,7 +26,9 @@ function rangeText(spec: ParamSpec): string {
     case "int":
     case "number":
       return `${spec.kind === "int" ? "integer " : ""}[${spec.min}, ${spec.max}]${
-        spec.perReplica ? ", or one per replica (comma-separated)" : ""
+        spec.perReplica
+          ? ", or one per replica (comma-separated, or a range: 1e-3..1e-1 ×5 log)"
+          : ""
       }${spec.log ? ", log scale" : ""}`;
     case "enum":
       return spec.values.join(" | ");
@@ -35,6 +37,26 @@ function rangeText(spec: ParamSpec): string {
     case "schedule":
       return "[[step, factor], …]; [] for constant";
   }
+}
+
+/** "1e-3..1e-1 ×5 log" (or "x5"): five values from 1e-3 to 1e-1, evenly spaced in log. */
+const RANGE = /^([^.\s]+(?:\.\d*)?(?:e[+-]?\d+)?)\s*\.\.\s*(\S+?)\s*[×x*]\s*(\d+)\s*(log)?$/i;
+
+/** The values of a range, or why it has none. */
+export function expandRange(
+  from: number,
+  to: number,
+  count: number,
+  log: boolean,
+): number[] | string {
+  if (!Number.isFinite(from) || !Number.isFinite(to)) return "a range's ends must be numbers";
+  if (!(count >= 2 && count <= 1024)) return "a range needs 2 to 1024 values";
+  if (log && !(from > 0 && to > 0)) return "a log range needs positive ends";
+  return Array.from({ length: count }, (_, i) => {
+    const t = i / (count - 1);
+    const v = log ? from * (to / from) ** t : from + (to - from) * t;
+    return Number(v.toPrecision(12));
+  });
 }
 
 export type Parsed = { ok: true; value: unknown } | { ok: false; message: string };
@@ -56,6 +78,19 @@ export function parseNumberField(
   }
   const nums: number[] = [];
   for (const p of parts) {
+    const range = p.match(RANGE);
+    if (range) {
+      if (!spec.perReplica) return { ok: false, message: `${name}: takes one number, not a range` };
+      const expanded = expandRange(
+        Number(range[1]),
+        Number(range[2]),
+        Number(range[3]),
+        !!range[4],
+      );
+      if (typeof expanded === "string") return { ok: false, message: `${name}: ${expanded}` };
+      nums.push(...expanded);
+      continue;
+    }
     const v = Number(p);
     if (!Number.isFinite(v)) {
       return { ok: false, message: `${name}: ${JSON.stringify(p)} is not a number` };
