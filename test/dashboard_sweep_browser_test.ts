@@ -131,6 +131,17 @@ Deno.test({
         ["support_size", "test_error", "train_loss", "v_norm"],
       );
 
+      // A GD run of the same experiment, to compare algorithms in the sweep view below.
+      const gd = await post(base, {
+        experiment: "shape-matters",
+        params: { d: 20, n: 10, algo: "gd", lr: 0.02 },
+        replicas: 2,
+        steps: STEPS,
+        every: EVERY,
+        backend: "wasm",
+      });
+      await waitFinished(base, [gd]);
+
       // One line per setting: mean and band over that setting's 2 seeds only.
       const finals = await finalValues(base, sweep, "test_error");
       const chart = await lab(page, (l) => l.chart("test_error"));
@@ -279,6 +290,25 @@ Deno.test({
         path: `${root}test-artifacts/sweep-view.png`,
       });
 
+      // Comparing runs: algo on a categorical axis; GD's points are its own replicas.
+      await page.goto(`${base}/?runs=${sweep},${gd}&sweep=test_error&sweep_x=algo`);
+      await page.waitForFunction(
+        () => (globalThis as Lab).__lab?.sweep()?.xAxis === "category",
+        null,
+        { timeout: 60_000 },
+      );
+      const byAlgo = await lab(page, (l) => l.sweep());
+      const gdFinals = await finalValues(base, gd, "test_error");
+      const gdStat = byAlgo.lines.flatMap((l: Lab) => l.stats).find((s: Lab) => s.x === "gd");
+      assert.ok(gdStat, JSON.stringify(byAlgo.lines));
+      close(gdStat.mean, mean(gdFinals), "GD's mean over its replicas");
+      assert.equal(gdStat.n, 2);
+      // Label noise is never averaged over its settings: each setting is its own point.
+      const ln = byAlgo.lines.flatMap((l: Lab) => l.stats).filter((s: Lab) =>
+        s.x === "label-noise"
+      );
+      assert.equal(ln.length, DELTAS.length * LRS.length);
+
       // Defect: the caption follows the experiment shown (train_loss is another formula there).
       const docs: Record<string, Record<string, string>> = {};
       for (const e of await (await fetch(`${base}/api/experiments`)).json()) {
@@ -310,10 +340,15 @@ Deno.test({
       assert.equal(await page.locator(".run-row").getAttribute("data-run"), pegr);
       await page.fill(".runs-filter input[name=filter-text]", "");
       await page.selectOption(".runs-filter select[name=filter-experiment]", "shape-matters");
-      await page.waitForFunction(() => document.querySelectorAll(".run-row").length === 1);
-      assert.equal(await page.locator(".run-row").getAttribute("data-run"), sweep);
-      await page.selectOption(".runs-filter select[name=filter-experiment]", "");
       await page.waitForFunction(() => document.querySelectorAll(".run-row").length === 2);
+      assert.deepEqual(
+        (await page.locator(".run-row").evaluateAll((els) =>
+          els.map((e) => e.getAttribute("data-run"))
+        )).sort(),
+        [gd, sweep].sort(),
+      );
+      await page.selectOption(".runs-filter select[name=filter-experiment]", "");
+      await page.waitForFunction(() => document.querySelectorAll(".run-row").length === 3);
 
       // Defect: the form refuses "abc" naming the field, and sends nothing.
       const before = (await (await fetch(`${base}/api/runs`)).json()).length;

@@ -123,6 +123,7 @@ export class SweepView {
     heatmap: Heatmap | null;
     lines: ReturnType<typeof sweepLines>;
     ticks: { x: number; y: number };
+    xKind: AxisKind;
     hits: { x: number; y: number; w: number; h: number; text: string }[];
   } | null = null;
 
@@ -230,6 +231,7 @@ export class SweepView {
       heatmap,
       lines,
       ticks: { x: 0, y: 0 },
+      xKind: "linear",
       hits: [],
     };
     const ctx = prepareCanvas(this.canvas, Math.max(200, this.width || 600), HEIGHT);
@@ -315,6 +317,7 @@ export class SweepView {
     if (plot.r - plot.l < 40) return;
     // A heatmap's cells are equal-width categories; a chart keeps the parameter's scale.
     const xKind = d.heatmap ? "category" : axisKind(d.points, d.x, input.scales);
+    d.xKind = xKind;
     const xAxis = makeAxis(
       xKind,
       paramValues(d.points, d.x),
@@ -557,6 +560,7 @@ export class SweepView {
         })),
       })),
       ticks: d.ticks,
+      xAxis: d.xKind,
       message: this.message.textContent,
       tooltip: this.tooltip.hidden ? "" : this.tooltip.textContent,
     };
