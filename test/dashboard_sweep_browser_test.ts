@@ -284,6 +284,17 @@ Deno.test({
         l.stats.forEach((s: Lab, k: number) => assert.ok(s.mean <= oneD.lines[i].stats[k].mean))
       );
       assert.match(page.url(), /sweep_at=best/);
+      // At the cursor: hovering the middle of a time chart moves the view to that step.
+      await page.click(".sweep-card [data-control=sweep-at] [data-value=cursor]");
+      await page.waitForFunction(() => (globalThis as Lab).__lab.sweep().at === "cursor");
+      const over = (await page.locator('.chart-card[data-metric="test_error"] .u-over')
+        .boundingBox())!;
+      await page.mouse.move(over.x + over.width * 0.5, over.y + over.height * 0.5);
+      await page.waitForFunction((n) => {
+        const steps = (globalThis as Lab).__lab.sweep().steps;
+        return steps.length === 1 && steps[0] > 0 && steps[0] < n;
+      }, STEPS);
+      await page.mouse.move(0, 0);
       await page.click(".sweep-card [data-control=sweep-at] [data-value=final]");
       await page.waitForFunction(() => (globalThis as Lab).__lab.sweep().at === "final");
       await page.locator(".sweep-card").screenshot({
