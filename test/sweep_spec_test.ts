@@ -165,3 +165,24 @@ Deno.test("the header carries the sweep beside a plain spec, and CSV rows carry 
   assert.match(lines[1], /^0,0\.000,0,0\.01,0,1,/);
   assert.match(lines[4], /^0,0\.000,3,0\.02,1,1,/);
 });
+
+Deno.test("the PEGR σ_p presets are sweeps: each replica's σ_p (with its σ0) is its setting", async () => {
+  const { PEGR_PAPER_SETTINGS, PEGR_THEORY_REGIME } = await import(
+    "../server/experiments/pegr_presets.ts"
+  );
+  const { toDashboardPreset } = await import("../client/dashboard/presets_pegr.ts");
+  const { presetSpecs } = await import("../client/dashboard/presets.ts");
+  for (const preset of [PEGR_PAPER_SETTINGS, PEGR_THEORY_REGIME]) {
+    for (const body of presetSpecs(toDashboardPreset(preset))) {
+      const sweep = validateRunSpec(body).sweep;
+      assert.ok(sweep, `${preset.id}: the dashboard starts a sweep`);
+      assert.deepEqual(sweep.params, ["sigma_p", "sigma0"]);
+      assert.deepEqual(sweep.settings.map((s) => [s.sigma_p, s.sigma0]), [
+        [0.1, 0.01],
+        [0.5, 0.01],
+        [1, 0.01],
+        [1.5, 0.001],
+      ]);
+    }
+  }
+});
