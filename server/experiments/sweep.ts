@@ -30,6 +30,8 @@ export interface SweepInfo {
 /** Most values one list or range may have (a grid is also bounded by the replica limit). */
 export const MAX_SWEEP_VALUES = 10000;
 export const MAX_SEEDS = 65536;
+/** Grids larger than this are not built: the caller refuses them by count (replica limit). */
+const MAX_SETTINGS_EXPANDED = 1 << 20;
 
 const RANGE =
   /^\s*([^.\s:]+(?:\.[^.\s:]+)?)\s*\.\.\s*([^\s:]+)\s*[:\s]\s*[x×]?\s*(\d+)\s*(?:[:\s]\s*(log|lin|linear))?\s*$/i;
@@ -223,9 +225,6 @@ export function expandSweep(
   }
   return { arrays, sweep, replicas };
 }
-
-/** Beyond this the caller refuses the grid by count before building it. */
-const MAX_SETTINGS_EXPANDED = 1 << 20;
 
 export function sweepable(schema: ParamSchema): string[] {
   return Object.entries(schema)
