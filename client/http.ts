@@ -29,11 +29,18 @@ export class LabHttp {
   async #call<T>(method: string, path: string, body?: unknown): Promise<T> {
     const headers: Record<string, string> = {};
     if (this.token) headers.authorization = `Bearer ${this.token}`;
-    if (body !== undefined) headers["content-type"] = "application/json";
+    const raw = body instanceof Uint8Array;
+    if (body !== undefined) {
+      headers["content-type"] = raw ? "application/octet-stream" : "application/json";
+    }
     const res = await fetch(this.base + path, {
       method,
       headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
+      body: body === undefined
+        ? undefined
+        : raw
+        ? body as Uint8Array<ArrayBuffer>
+        : JSON.stringify(body),
     });
     const text = await res.text();
     let data: unknown = text;
@@ -56,8 +63,25 @@ export class LabHttp {
     return (await this.#call<{ id: string }>("POST", "/api/runs", spec)).id;
   }
 
-  runs(): Promise<RunSummary[]> {
-    return this.#call("GET", "/api/runs");
+  /** Runs, optionally filtered: q (words in id, name, tags, note), experiment, status. */
+  runs(query: { q?: string; experiment?: string; status?: string } = {}): Promise<RunSummary[]> {
+    const qs = new URLSearchParams(
+      Object.entries(query).filter((e): e is [string, string] => typeof e[1] === "string"),
+    ).toString();
+    return this.#call("GET", "/api/runs" + (qs ? `?${qs}` : ""));
+  }
+
+  /** Renames, retags or annotates a run (also after it ended). */
+  annotate(
+    id: string,
+    fields: { name?: string; tags?: string[]; note?: string },
+  ): Promise<RunSummary> {
+    return this.#call("PATCH", `/api/runs/${encodeURIComponent(id)}`, fields);
+  }
+
+  /** Uploads a run log (from `lab run --out=DIR`) as a run of this lab; resolves to its id. */
+  async importLog(bytes: Uint8Array): Promise<string> {
+    return (await this.#call<{ id: string }>("POST", "/api/runs/import", bytes)).id;
   }
 
   run(id: string): Promise<RunDetail> {

@@ -6,6 +6,7 @@
  */
 import { packr } from "../server/runs/records.ts";
 import type {
+  AnnotationRecord,
   EventRecord,
   FrameRecord,
   HeaderRecord,
@@ -13,8 +14,18 @@ import type {
   SnapshotRecord,
   StatusRecord,
 } from "../server/runs/records.ts";
+import type { SweepInfo } from "../server/experiments/sweep.ts";
 
-export type { EventRecord, FrameRecord, HeaderRecord, RunStatus, SnapshotRecord, StatusRecord };
+export type {
+  AnnotationRecord,
+  EventRecord,
+  FrameRecord,
+  HeaderRecord,
+  RunStatus,
+  SnapshotRecord,
+  StatusRecord,
+  SweepInfo,
+};
 
 /**
  * The one codec, the run log's own: typed arrays travel as msgpack ext type 0x74, maps decode
@@ -79,13 +90,25 @@ export interface HelloMessage {
   last_seq: number;
   /** The step of the run's latest snapshot. */
   step: number;
+  /** The run's name, tags and note now (spec, then annotations; the latest wins). */
+  name?: string;
+  tags?: string[];
+  note?: string;
+  /** The replicas' settings when the run is a sweep (same object as header.sweep). */
+  sweep?: SweepInfo;
 }
 
 export type SnapshotMessage = SnapshotRecord & { run: string };
 export type EventMessage = EventRecord & { run: string };
 export type FrameMessage = FrameRecord & { run: string };
 export type StatusMessage = StatusRecord & { run: string };
-export type RecordMessage = SnapshotMessage | EventMessage | FrameMessage | StatusMessage;
+export type AnnotationMessage = AnnotationRecord & { run: string };
+export type RecordMessage =
+  | SnapshotMessage
+  | EventMessage
+  | FrameMessage
+  | StatusMessage
+  | AnnotationMessage;
 
 export interface SkippedMessage {
   type: "skipped";

@@ -10,6 +10,7 @@
  *   sub.close();
  */
 import {
+  type AnnotationMessage,
   type ClientMessage,
   type ErrorMessage,
   type EventMessage,
@@ -35,6 +36,8 @@ export interface SubscriberHandlers {
   onEvent?(m: EventMessage): void;
   onFrame?(m: FrameMessage): void;
   onStatus?(m: StatusMessage): void;
+  /** The run was renamed, retagged or annotated (name/tags/note: the fields it changes). */
+  onAnnotation?(m: AnnotationMessage): void;
   onSkipped?(m: SkippedMessage): void;
   onRemoved?(m: RemovedMessage): void;
   /** Errors the server sent that answer no request (e.g. subscribing to an unknown run). */
@@ -259,6 +262,9 @@ export class Subscriber {
         break;
       case "status":
         if (this.#fresh(msg.run, msg.seq)) o.onStatus?.(msg);
+        break;
+      case "annotation":
+        if (this.#fresh(msg.run, msg.seq)) o.onAnnotation?.(msg);
         break;
       case "skipped":
         if ((this.#lastSeq.get(msg.run) ?? 0) < msg.to_seq) {

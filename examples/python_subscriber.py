@@ -5,7 +5,7 @@ Written from docs/protocol.md alone. Needs only Debian's python3-msgpack and
 python3-websockets (apt-get install python3-msgpack python3-websockets).
 
     python3 examples/python_subscriber.py RUN_ID [--url http://127.0.0.1:8420] [--token T]
-    python3 examples/python_subscriber.py --latest
+    python3 examples/python_subscriber.py [--latest]       (the most recent run)
 
 Exit status: 0 when the run finished, 1 when it failed, was stopped or interrupted,
 2 for usage errors or when the run does not exist.
@@ -17,6 +17,7 @@ import asyncio
 import json
 import os
 import sys
+import urllib.error
 import urllib.parse
 import urllib.request
 
@@ -63,21 +64,33 @@ def latest_run(base, token):
     req = urllib.request.Request(base.rstrip("/") + "/api/runs")
     if token:
         req.add_header("Authorization", f"Bearer {token}")
-    with urllib.request.urlopen(req) as res:
-        runs = json.load(res)
+    try:
+        with urllib.request.urlopen(req) as res:
+            runs = json.load(res)
+    except urllib.error.HTTPError as e:
+        sys.exit(f"error: the lab at {base} answered HTTP {e.code} (wrong or missing --token?)")
+    except OSError as e:
+        sys.exit(unreachable(base, e))
     if not runs:
         sys.exit("the lab has no runs yet")
     return runs[-1]["id"]
+
+
+def unreachable(base, e):
+    reason = getattr(e, "reason", None) or getattr(e, "strerror", None) or e
+    return f"error: cannot reach the lab at {base} ({reason}); is `deno task serve` running?"
 
 
 async def follow(base, token, run):
     last_seq = 0  # resume point: after a dropped connection we ask for seq > last_seq
     status = None
     attempts = 0
+    connected = False  # reconnect only to a lab that answered once
     while True:
         try:
             async with websockets.connect(stream_url(base, token), max_size=None) as ws:
                 attempts = 0
+                connected = True
                 await ws.send(json.dumps({
                     "type": "subscribe", "runs": [run], "since": {run: last_seq}, "frames": False,
                 }))
@@ -124,6 +137,9 @@ async def follow(base, token, run):
                 print(f"error: {e}", file=sys.stderr)
             return 2
         except (OSError, websockets.exceptions.ConnectionClosed) as e:
+            if not connected:
+                print(unreachable(base, e), file=sys.stderr)
+                return 1
             attempts += 1
             if attempts > 5:
                 print(f"error: lost the lab at {base}: {e}", file=sys.stderr)
@@ -134,14 +150,12 @@ async def follow(base, token, run):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("run", nargs="?", help="run id (see GET /api/runs)")
-    p.add_argument("--latest", action="store_true", help="follow the most recent run")
+    p.add_argument("run", nargs="?", help="run id (see GET /api/runs); default: the latest")
+    p.add_argument("--latest", action="store_true", help="follow the most recent run (default)")
     p.add_argument("--url", default="http://127.0.0.1:8420", help="the lab's base URL")
     p.add_argument("--token", default=os.environ.get("LAB_TOKEN"),
                    help="access token, if the lab needs one (default: $LAB_TOKEN)")
     args = p.parse_args()
-    if not args.run and not args.latest:
-        p.error("give a run id or --latest")
     run = args.run or latest_run(args.url, args.token)
     sys.exit(asyncio.run(follow(args.url, args.token, run)))
 

@@ -78,14 +78,24 @@ async function main(argv: string[]): Promise<number> {
   const concurrency = flags.get("max-concurrent");
   const maxRunMb = intFlag(flags, "max-run-mb", 1, 1 << 30);
 
-  const lab = await startLab({
-    port,
-    hostname: host,
-    token: token || undefined,
-    dataDir: data,
-    maxConcurrent: typeof concurrency === "string" ? parseConcurrency(concurrency) : undefined,
-    memoryLimitBytes: maxRunMb ? maxRunMb * 2 ** 20 : undefined,
-  });
+  let lab;
+  try {
+    lab = await startLab({
+      port,
+      hostname: host,
+      token: token || undefined,
+      dataDir: data,
+      maxConcurrent: typeof concurrency === "string" ? parseConcurrency(concurrency) : undefined,
+      memoryLimitBytes: maxRunMb ? maxRunMb * 2 ** 20 : undefined,
+    });
+  } catch (e) {
+    if (e instanceof Deno.errors.AddrInUse) {
+      throw new UsageError(
+        `port ${port} on ${host} is already in use (another lab?); choose one with --port=N`,
+      );
+    }
+    throw e;
+  }
   console.log(`lab listening on ${lab.url} (data: ${data}, auth: ${token ? "token" : "none"})`);
   const report = await backendReport();
   const list = Object.entries(report.backends)

@@ -77,3 +77,18 @@ Deno.test(
     }
   },
 );
+
+Deno.test("the Python example without a lab prints one line, no traceback", async () => {
+  const python = await findPython();
+  // A port that was free a moment ago: nothing listens there.
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const url = `http://127.0.0.1:${(listener.addr as Deno.NetAddr).port}`;
+  listener.close();
+  for (const args of [["--url", url], ["some-run", "--url", url]]) {
+    const py = await runPython(python, args);
+    assert.equal(py.code, 1, py.stderr);
+    assert.doesNotMatch(py.stderr, /Traceback/);
+    assert.equal(py.stderr.trim().split("\n").length, 1, py.stderr);
+    assert.match(py.stderr, new RegExp(`^error: cannot reach the lab at ${url} .*deno task serve`));
+  }
+});

@@ -8,6 +8,10 @@ import type { ViewState } from "./state.ts";
 export interface PresetRun {
   label: string;
   params: Record<string, unknown>;
+  /** A sweep (docs/sweeps.md): the run's replicas are grid × seeds instead of `replicas`. */
+  grid?: Record<string, unknown>;
+  zip?: string[][];
+  seeds?: number;
 }
 
 export interface Preset {
@@ -53,7 +57,14 @@ export function presetSpecs(preset: Preset, o: PresetOverrides = {}): Record<str
     experiment: preset.experiment,
     name: run.label,
     params: run.params,
-    replicas: o.replicas ?? preset.replicas,
+    // A sweep's replica count follows from its grid and seeds.
+    ...(run.grid || run.seeds
+      ? {
+        ...(run.grid ? { grid: run.grid } : {}),
+        ...(run.zip ? { zip: run.zip } : {}),
+        ...(run.seeds ? { seeds: run.seeds } : {}),
+      }
+      : { replicas: o.replicas ?? preset.replicas }),
     steps,
     every: Math.max(1, Math.min(o.every ?? preset.every, steps)),
     backend: o.backend ?? "auto",

@@ -13,6 +13,8 @@ import { requireToken } from "./auth.ts";
 import { userError } from "./errors.ts";
 import { serveStatic } from "./static.ts";
 import type { BackendReport } from "./health.ts";
+import { runMatches, type RunQuery, validateAnnotation } from "../runs/annotations.ts";
+import { MAX_IMPORT_BYTES } from "../runs/import.ts";
 
 export interface AppOptions {
   manager: RunManager;
@@ -65,7 +67,40 @@ export function createApp(opts: AppOptions): Hono {
       })),
     ));
 
-  app.get("/api/runs", (c) => c.json(manager.summaries()));
+  app.get("/api/runs", (c) => {
+    const query: RunQuery = {
+      q: c.req.query("q"),
+      experiment: c.req.query("experiment"),
+      status: c.req.query("status"),
+    };
+    return c.json(manager.summaries().filter((r) => runMatches(r, query)));
+  });
+
+  /** A run log made elsewhere (lab run --out), as raw bytes: docs/protocol.md. */
+  app.post(
+    "/api/runs/import",
+    bodyLimit({
+      maxSize: MAX_IMPORT_BYTES,
+      onError: (c) => c.json({ error: `run log over ${MAX_IMPORT_BYTES} bytes` }, 413),
+    }),
+    async (c) => {
+      const type = c.req.header("content-type") ?? "";
+      if (!type.toLowerCase().startsWith("application/octet-stream")) {
+        return c.json({
+          error: "send the run log as the body, with content-type application/octet-stream",
+        }, 415);
+      }
+      const bytes = new Uint8Array(await c.req.arrayBuffer());
+      try {
+        const id = await manager.import(bytes);
+        return c.json({ id, imported: true }, 201);
+      } catch (e) {
+        const mapped = userError(e);
+        if (mapped) return c.json(mapped.body, mapped.status);
+        throw e;
+      }
+    },
+  );
 
   app.post(
     "/api/runs",
@@ -98,6 +133,27 @@ export function createApp(opts: AppOptions): Hono {
     const d = manager.detail(c.req.param("id"));
     if (!d) return c.json(notFound(c.req.param("id")), 404);
     return c.json(recordToJson(d));
+  });
+
+  /** Rename, retag or annotate a run, also after it ended: {name?, tags?, note?}. */
+  app.patch("/api/runs/:id", async (c) => {
+    const id = c.req.param("id");
+    if (!manager.has(id)) return c.json(notFound(id), 404);
+    let body: unknown;
+    try {
+      body = JSON.parse(await c.req.text());
+    } catch (e) {
+      const message = `malformed JSON: ${e instanceof Error ? e.message : e}`;
+      return c.json({ error: message, errors: [{ field: "(body)", message }] }, 400);
+    }
+    try {
+      await manager.annotate(id, validateAnnotation(body));
+    } catch (e) {
+      const mapped = userError(e);
+      if (mapped) return c.json(mapped.body, mapped.status);
+      throw e;
+    }
+    return c.json(manager.summaries().find((r) => r.id === id));
   });
 
   app.post("/api/runs/:id/stop", async (c) => {

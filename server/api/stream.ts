@@ -313,13 +313,19 @@ export class StreamHub {
   }
 
   #hello(run: string): HelloMessage {
+    const header = this.#manager.header(run)!;
+    const labels = this.#manager.runSummary(run);
     return {
       type: "hello",
       run,
-      header: this.#manager.header(run)!,
+      header,
       status: this.#manager.status(run)!,
       last_seq: this.#manager.lastSeq(run),
       step: this.#manager.step(run),
+      ...(labels?.name ? { name: labels.name } : {}),
+      tags: labels?.tags ?? [],
+      ...(labels?.note ? { note: labels.note } : {}),
+      ...(header.sweep ? { sweep: header.sweep } : {}),
     };
   }
 
@@ -424,7 +430,7 @@ export class StreamHub {
       skipFrom = 0;
     };
     for (const r of recs) {
-      if (r.type === "event" || r.type === "status" || keep.has(r)) {
+      if (r.type === "event" || r.type === "status" || r.type === "annotation" || keep.has(r)) {
         flushSkip(r.seq - 1);
         this.#sendBytes(c, this.#encode(sub.run, r));
       } else if (!skipFrom) skipFrom = r.seq;

@@ -1,16 +1,25 @@
 /**
- * Command-line parsing for `deno task lab`: `--name=value`, `--name value` and bare `--flag`.
+ * Command-line parsing for `deno task lab`: `--name=value` and bare `--flag` (a value after a
+ * space is a positional argument; the commands point that out).
  * Experiment parameters are free-form flags, so a fixed option table (node:util parseArgs,
  * standing in for deno-std's flags) would reject them; this small parser keeps them.
  */
 export interface ParsedArgs {
   positional: string[];
+  /** The last value of each flag. */
   flags: Map<string, string | true>;
+  /** Every value of each flag, in order (for repeatable flags such as --tag). */
+  all: Map<string, (string | true)[]>;
 }
 
 export function parseCliArgs(argv: string[]): ParsedArgs {
   const positional: string[] = [];
   const flags = new Map<string, string | true>();
+  const all = new Map<string, (string | true)[]>();
+  const set = (name: string, value: string | true) => {
+    flags.set(name, value);
+    all.set(name, [...all.get(name) ?? [], value]);
+  };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === "--") {
@@ -19,11 +28,11 @@ export function parseCliArgs(argv: string[]): ParsedArgs {
     }
     if (a.startsWith("--")) {
       const eq = a.indexOf("=");
-      if (eq > 0) flags.set(a.slice(2, eq), a.slice(eq + 1));
-      else flags.set(a.slice(2), true);
+      if (eq > 0) set(a.slice(2, eq), a.slice(eq + 1));
+      else set(a.slice(2), true);
     } else positional.push(a);
   }
-  return { positional, flags };
+  return { positional, flags, all };
 }
 
 /** Thrown for user errors: the CLI prints the message alone and exits with status 2. */
@@ -32,4 +41,31 @@ export class UsageError extends Error {
     super(message);
     this.name = "UsageError";
   }
+}
+
+/** Edit distance counting a swap of neighbours as one edit ("detla" → "delta"). */
+function distance(a: string, b: string): number {
+  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) => [i]);
+  for (let j = 1; j <= b.length; j++) d[0][j] = j;
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) {
+        d[i][j] = Math.min(d[i][j], d[i - 2][j - 2] + 1);
+      }
+    }
+  }
+  return d[a.length][b.length];
+}
+
+/** The closest known name, if it is close enough to be a likely typo. */
+export function closest(name: string, known: Iterable<string>): string | undefined {
+  let best: string | undefined;
+  let bestD = Infinity;
+  for (const k of known) {
+    const d = distance(name.toLowerCase(), k.toLowerCase());
+    if (d < bestD) best = k, bestD = d;
+  }
+  return best !== undefined && bestD <= Math.max(1, Math.floor(name.length / 3)) ? best : undefined;
 }

@@ -34,6 +34,9 @@ export class LabHttp {
   run(id: string) {
     return this.#c.run(id).catch((e) => explain(e, this.base));
   }
+  importLog(bytes: Uint8Array) {
+    return this.#c.importLog(bytes).catch((e) => explain(e, this.base));
+  }
   stop(id: string) {
     return this.#c.stop(id).catch((e) => explain(e, this.base));
   }

@@ -4,7 +4,9 @@
  */
 import { parseCliArgs, UsageError } from "./args.ts";
 import { listText, showText } from "./catalog.ts";
-import { specFromFlags } from "./spec_from_flags.ts";
+import { RUN_OPTIONS, runBodyFromFlags } from "./spec_from_flags.ts";
+import { validateRunSpec } from "../experiments/registry.ts";
+import { LabHttp } from "./lab_http.ts";
 import { runLocal } from "./run_local.ts";
 import { SpecError } from "../experiments/schema.ts";
 import { readRunLog } from "../runs/runlog.ts";
@@ -16,18 +18,39 @@ import { watch } from "./watch.ts";
 const USAGE = `usage: deno task lab <command>
   list                                   experiments
   show EXPERIMENT                        parameters (defaults, ranges, docs) and metrics
-  run EXPERIMENT [--PARAM=VALUE ...]     run headless
+  run EXPERIMENT [--PARAM=VALUE ...]     run headless (see: run EXPERIMENT --help)
       [--replicas=R] [--steps=N] [--every=K] [--backend=auto|wasm|webgpu|reference]
+      [--PARAM=A,B,C | --PARAM=LO..HI:N[:log]] [--seeds=K] [--zip=P,Q]   a sweep
+      [--name=NAME] [--tag=TAG ...] [--note=TEXT]
       [--json] [--out=DIR] [--quiet]
       [--server=URL [--token=TOKEN]]     submit to a running lab and follow it there
   watch [RUN] [--server=URL] [--token=TOKEN] [--once]
                                          live progress of a lab's runs (default server
                                          http://127.0.0.1:8420; token also from LAB_TOKEN)
   export LOGFILE [--format=csv|jsonl]    print a run log as CSV or JSON Lines
+  import LOGFILE [--server=URL] [--token=TOKEN]
+                                         add a run log (from run --out) to a running lab
 `;
 
+const WATCH_USAGE = `usage: deno task lab watch [RUN] [--server=URL] [--token=TOKEN] [--once]
+  Without RUN: a table of the lab's runs, redrawn until Ctrl-C (--once: print it and exit).
+  With RUN: that run's progress line and events until it ends (exit 0 if it finished).
+  --server defaults to http://127.0.0.1:8420; the token may also come from LAB_TOKEN.`;
+
+function runUsage(experiment?: string): string {
+  const options = Object.entries(RUN_OPTIONS)
+    .map(([k, doc]) => `  --${k.padEnd(10)} ${doc}`).join("\n");
+  return `usage: deno task lab run EXPERIMENT [--PARAM=VALUE ...] [options]
+Options:
+${options}
+A per-replica parameter takes a list (--delta=0.25,0.5,1,2) or a range (--lr=1e-3..1e-1:5:log,
+five log-spaced values; --lr=0..1:5 is linear): the run is the grid of every list × --seeds.
+See docs/sweeps.md.
+${experiment ? "\n" + showText(experiment).trimEnd() : "Experiments:\n" + listText().trimEnd()}`;
+}
+
 async function main(argv: string[]): Promise<number> {
-  const { positional, flags } = parseCliArgs(argv);
+  const { positional, flags, all } = parseCliArgs(argv);
   const [command, ...rest] = positional;
   switch (command) {
     case "list":
@@ -38,14 +61,24 @@ async function main(argv: string[]): Promise<number> {
       console.log(showText(rest[0]).trimEnd());
       return 0;
     case "run": {
+      if (flags.has("help")) {
+        console.log(runUsage(rest[0]));
+        return 0;
+      }
       if (!rest[0]) throw new UsageError("run needs an experiment id (see: deno task lab list)");
-      const spec = specFromFlags(rest[0], flags);
+      const body = runBodyFromFlags(rest[0], flags, all, rest[1]);
+      if (rest.length > 1) {
+        throw new UsageError(
+          `unexpected argument ${JSON.stringify(rest[1])}: options take "=", e.g. --lr=0.1`,
+        );
+      }
+      const spec = validateRunSpec(body);
       const remote = serverFlags(flags);
       if (remote.server) {
         if (flags.has("out")) {
           throw new UsageError("--out is for local runs; the lab keeps the log");
         }
-        return await runRemote(spec, {
+        return await runRemote(spec, body, {
           server: remote.server,
           token: remote.token,
           json: flags.has("json"),
@@ -62,6 +95,10 @@ async function main(argv: string[]): Promise<number> {
       });
     }
     case "watch": {
+      if (flags.has("help")) {
+        console.log(WATCH_USAGE);
+        return 0;
+      }
       const remote = serverFlags(flags);
       return await watch({
         server: remote.server ?? "http://127.0.0.1:8420",
@@ -69,6 +106,22 @@ async function main(argv: string[]): Promise<number> {
         run: rest[0],
         once: flags.has("once"),
       });
+    }
+    case "import": {
+      if (!rest[0]) throw new UsageError("import needs a run log path (written by run --out=DIR)");
+      const remote = serverFlags(flags);
+      const server = remote.server ?? "http://127.0.0.1:8420";
+      let bytes;
+      try {
+        bytes = await Deno.readFile(rest[0]);
+      } catch (e) {
+        throw new UsageError(
+          e instanceof Deno.errors.NotFound ? `no such file: ${rest[0]}` : (e as Error).message,
+        );
+      }
+      const id = await new LabHttp(server, remote.token).importLog(bytes);
+      console.log(`imported ${id} into ${server}`);
+      return 0;
     }
     case "export": {
       if (!rest[0]) throw new UsageError("export needs a run log path");
@@ -102,7 +155,7 @@ async function main(argv: string[]): Promise<number> {
     case undefined:
     case "help":
       console.log(USAGE.trimEnd());
-      return command ? 0 : 2;
+      return command || flags.has("help") ? 0 : 2;
     default:
       throw new UsageError(`unknown command ${JSON.stringify(command)}\n${USAGE}`);
   }

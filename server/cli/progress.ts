@@ -2,11 +2,7 @@
 import type { RunSpec } from "../experiments/types.ts";
 import type { SnapshotRecord } from "../runs/records.ts";
 
-function fmt(x: number): string {
-  if (!Number.isFinite(x)) return String(x);
-  const a = Math.abs(x);
-  return a !== 0 && (a < 1e-3 || a >= 1e5) ? x.toExponential(2) : x.toPrecision(4);
-}
+import { formatNumber as fmt } from "./numbers.ts";
 
 function duration(s: number): string {
   if (!Number.isFinite(s)) return "?";

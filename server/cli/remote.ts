@@ -19,9 +19,14 @@ export interface RemoteRunOptions {
 
 const TERMINAL = new Set(["finished", "failed", "stopped", "interrupted"]);
 
-export async function runRemote(spec: RunSpec, opts: RemoteRunOptions): Promise<number> {
+/** `spec` is `body` validated here (so mistakes are caught before any request). */
+export async function runRemote(
+  spec: RunSpec,
+  body: Record<string, unknown>,
+  opts: RemoteRunOptions,
+): Promise<number> {
   const http = new LabHttp(opts.server, opts.token);
-  const id = await http.submit(spec);
+  const id = await http.submit(body);
   const out = new RunOutput(opts);
   out.note(`submitted ${id} to ${opts.server}`);
 
@@ -90,6 +95,7 @@ export async function runRemote(spec: RunSpec, opts: RemoteRunOptions): Promise<
     step: result.step,
     metrics: latest?.metrics ?? {},
     steps_per_second: latest && latest.wall_ms > 0 ? latest.step / (latest.wall_ms / 1000) : 0,
+    sweep: header?.sweep,
   });
   return result.status === "finished"
     ? 0

@@ -8,10 +8,26 @@ import type { RunEvent, RunSpec } from "../experiments/types.ts";
 import type { SnapshotRecord } from "../runs/records.ts";
 import { recordToJson } from "../runs/export.ts";
 import { formatProgress } from "./progress.ts";
+import { formatNumber, readableJson } from "./numbers.ts";
+import type { SweepInfo } from "../experiments/sweep.ts";
 
 const encoder = new TextEncoder();
-export const writeOut = (text: string) => Deno.stdout.writeSync(encoder.encode(text));
-export const writeErr = (text: string) => Deno.stderr.writeSync(encoder.encode(text));
+
+/**
+ * Writes all of `text`; when the reader has gone (`lab run --json | head -1`) the command ends
+ * at once and quietly, with status 0, as a pipeline's reader asked.
+ */
+function writeAll(file: typeof Deno.stdout, text: string): void {
+  const bytes = encoder.encode(text);
+  try {
+    for (let off = 0; off < bytes.length;) off += file.writeSync(bytes.subarray(off));
+  } catch (e) {
+    if (e instanceof Deno.errors.BrokenPipe) Deno.exit(0);
+    throw e;
+  }
+}
+export const writeOut = (text: string) => writeAll(Deno.stdout, text);
+export const writeErr = (text: string) => writeAll(Deno.stderr, text);
 
 export interface RunSummary {
   experiment: string;
@@ -27,6 +43,8 @@ export interface RunSummary {
   step: number;
   metrics: Record<string, Float32Array>;
   steps_per_second: number;
+  /** The replicas' settings when the run is a sweep. */
+  sweep?: SweepInfo;
 }
 
 export class RunOutput {
@@ -57,7 +75,7 @@ export class RunOutput {
   event(event: RunEvent): void {
     if (this.opts.json) writeOut(JSON.stringify({ type: "event", event }) + "\n");
     else if (!this.opts.quiet) {
-      writeErr(`${this.clear()}event at step ${event.step}: ${JSON.stringify(event)}\n`);
+      writeErr(`${this.clear()}event at step ${event.step}: ${readableJson(event)}\n`);
     }
   }
 
@@ -87,13 +105,20 @@ export class RunOutput {
     if (this.tty) writeErr("\n");
     if (this.opts.json) {
       const { experiment, id, server, error, metrics, ...rest } = s;
+      const { sweep: _, ...spec } = rest.spec;
+      const sweep = s.sweep ?? rest.spec.sweep;
       writeOut(
         JSON.stringify({
           type: "summary",
           experiment,
           id,
           ...(server ? { server } : {}),
-          spec: rest.spec,
+          ...(spec.name ? { name: spec.name } : {}),
+          tags: spec.tags ?? [],
+          spec,
+          ...(sweep
+            ? { sweep_params: sweep.params, seeds: sweep.seeds, settings: sweep.settings }
+            : {}),
           code_version: rest.code_version,
           backend: rest.backend,
           adapter: rest.adapter,
@@ -107,7 +132,7 @@ export class RunOutput {
     } else if (!this.opts.quiet) {
       writeErr(
         `${s.status} at step ${s.step} on ${s.backend} (${s.adapter}), ${
-          s.steps_per_second.toFixed(0)
+          formatNumber(s.steps_per_second, 3)
         } steps/s\n`,
       );
       if (s.error) writeErr(`error: ${s.error}\n`);

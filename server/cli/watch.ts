@@ -11,6 +11,7 @@ import { Subscriber } from "../../client/subscriber.ts";
 import { formatProgress } from "./progress.ts";
 import { UsageError } from "./args.ts";
 import { LabHttp } from "./lab_http.ts";
+import { formatNumber, readableJson } from "./numbers.ts";
 
 export interface WatchOptions {
   server: string;
@@ -82,7 +83,7 @@ async function watchOne(opts: WatchOptions, id: string): Promise<number> {
       }
     },
     onEvent: (e) =>
-      out(`${tty ? "\r\x1b[2K" : ""}event at step ${e.event.step}: ${JSON.stringify(e.event)}\n`),
+      out(`${tty ? "\r\x1b[2K" : ""}event at step ${e.event.step}: ${readableJson(e.event)}\n`),
     onStatus: (s) => {
       if (!TERMINAL.has(s.status)) return;
       out(`${tty ? "\n" : ""}${s.status} at step ${s.step}${s.error ? `: ${s.error}` : ""}\n`);
@@ -121,20 +122,23 @@ function rowOf(r: RunSummary): Row {
 function meanText(name: string, values: ArrayLike<number>): string {
   let s = 0, n = 0;
   for (let i = 0; i < values.length; i++) if (Number.isFinite(values[i])) s += values[i], n++;
-  return `${name}=${n ? (s / n).toPrecision(4) : "NaN"}`;
+  return `${name}=${n ? formatNumber(s / n) : "NaN"}`;
 }
 
 export function formatTable(rows: Row[]): string {
   if (rows.length === 0) return "no runs yet\n";
   const lines = rows.map((r) => {
-    const pct = r.steps > 0 ? (100 * r.step / r.steps).toFixed(1) : "100.0";
+    // Only a finished run is done: a failed one that diverged at its last step is not 100%.
+    const pct = r.status !== "finished" && TERMINAL.has(r.status) && r.step >= r.steps
+      ? "     -"
+      : `${(r.steps > 0 ? (100 * r.step / r.steps).toFixed(1) : "100.0").padStart(5)}%`;
     return [
       r.id.padEnd(42),
       r.status.padEnd(11),
       `${r.step}/${r.steps}`.padStart(22),
-      `${pct.padStart(5)}%`,
+      pct,
       r.backend.padEnd(9),
-      r.rate ? `${r.rate.toPrecision(3)} steps/s` : "",
+      r.rate ? `${formatNumber(r.rate, 3)} steps/s` : "",
       r.metric ?? "",
     ].join("  ").trimEnd();
   });

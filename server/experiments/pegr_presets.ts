@@ -1,7 +1,8 @@
 /**
  * Presets for the PEGR experiment: the two readings of the paper's synthetic experiment
- * (§4.1), one run per method (GD, PEGR, FGR) with one replica per σ_p, so a dashboard shows
- * one curve per σ_p and method. Plain data (JSON-serialisable run specs), so the dashboard,
+ * (§4.1), one run per method (GD, PEGR, FGR), each a sweep over σ_p (zipped with the σ0 the
+ * paper pairs with it), so a dashboard draws one curve per σ_p and method and never averages
+ * across σ_p. Plain data (JSON-serialisable run specs), so the dashboard,
  * the CLI, the measurement script (test/pegr_measure.ts) and the reproduction test all use
  * the same definitions. What each preset shows is documented in docs/experiments/pegr.md.
  */
@@ -9,9 +10,14 @@
 export interface PresetRunSpec {
   experiment: string;
   params: Record<string, unknown>;
+  /** The batch size; for a sweep, the settings × seeds the grid implies. */
   replicas: number;
   steps: number;
   every: number;
+  /** A sweep (docs/sweeps.md): swept values per parameter, zipped groups, seeds per setting. */
+  grid?: Record<string, number[]>;
+  zip?: string[][];
+  seeds?: number;
 }
 
 export interface PresetRun {
@@ -90,7 +96,9 @@ function sigmaSweep(
     label: LABEL[algo],
     spec: {
       experiment: "pegr",
-      params: { ...PAPER_CONSTANTS, algo, sigma_p: SIGMA_P, sigma0: SIGMA0, ...extra },
+      params: { ...PAPER_CONSTANTS, algo, ...extra },
+      grid: { sigma_p: SIGMA_P, sigma0: SIGMA0 },
+      zip: [["sigma_p", "sigma0"]],
       replicas: SIGMA_P.length,
       steps,
       every,
@@ -149,6 +157,7 @@ export function theoryRegimeSeeds(seeds: number, sigmaP = 1, firstSeed = 0): Exp
           seed: firstSeed,
           data: "per-replica",
         },
+        seeds,
         replicas: seeds,
         steps: 8000,
         every: 50,

@@ -1,5 +1,6 @@
 /** Every experiment the lab knows, by id, and run-spec validation against their schemas. */
 import { type FieldError, resolveParams, SpecError } from "./schema.ts";
+import { expandSweep, MAX_SEEDS, type SweepInput } from "./sweep.ts";
 import type { BackendChoice, ExperimentDefinition, RunSpec } from "./types.ts";
 import { shapeMatters } from "./shape_matters.ts";
 import { largeLr } from "./large_lr.ts";
@@ -67,7 +68,20 @@ export function validateRunSpec(input: unknown): RunSpec {
     }]);
   }
   const body = input as Record<string, unknown>;
-  const known = new Set(["experiment", "params", "replicas", "steps", "every", "backend", "name"]);
+  const known = new Set([
+    "experiment",
+    "params",
+    "replicas",
+    "steps",
+    "every",
+    "backend",
+    "name",
+    "tags",
+    "note",
+    "grid",
+    "zip",
+    "seeds",
+  ]);
   const errors: FieldError[] = [];
   for (const k of Object.keys(body)) {
     if (!known.has(k)) {
@@ -81,7 +95,7 @@ export function validateRunSpec(input: unknown): RunSpec {
     }]);
   }
   const exp = getExperiment(body.experiment);
-  const replicas = intField(body, "replicas", exp.defaults.replicas, 1, MAX_REPLICAS, errors);
+  const sweepIn = sweepInput(body, errors);
   const steps = intField(body, "steps", exp.defaults.steps, 0, MAX_STEPS, errors);
   const every = intField(
     body,
@@ -104,19 +118,126 @@ export function validateRunSpec(input: unknown): RunSpec {
       });
     } else backend = body.backend as BackendChoice;
   }
-  let name: string | undefined;
-  if (body.name !== undefined) {
-    if (typeof body.name !== "string" || body.name.length > 120) {
-      errors.push({ field: "name", message: "must be a string of at most 120 characters" });
-    } else if (body.name.trim()) name = body.name.trim();
-  }
+  const labels = validateLabels(body, errors);
   let paramsIn: Record<string, unknown> = {};
   if (body.params !== undefined) {
     if (typeof body.params !== "object" || body.params === null || Array.isArray(body.params)) {
       errors.push({ field: "params", message: "must be an object of parameter values" });
-    } else paramsIn = body.params as Record<string, unknown>;
+    } else paramsIn = { ...body.params as Record<string, unknown> };
+  }
+  if (!sweepIn) {
+    const replicas = intField(body, "replicas", exp.defaults.replicas, 1, MAX_REPLICAS, errors);
+    const params = resolveParams(exp.params, paramsIn, replicas, errors);
+    if (errors.length) throw new SpecError(errors);
+    return { experiment: exp.id, params, replicas, steps, every, backend, ...labels };
+  }
+  const expanded = expandSweep(exp.params, sweepIn, errors);
+  if (!expanded) throw new SpecError(errors);
+  const { arrays, sweep, replicas } = expanded;
+  const settings = replicas / sweep.seeds;
+  if (replicas > MAX_REPLICAS) {
+    errors.push({
+      field: "grid",
+      message:
+        `the sweep has ${replicas} replicas (${settings} settings × ${sweep.seeds} seeds), ` +
+        `over the limit of ${MAX_REPLICAS} replicas`,
+    });
+    throw new SpecError(errors);
+  }
+  if (body.replicas !== undefined && body.replicas !== replicas) {
+    errors.push({
+      field: "replicas",
+      message:
+        `the sweep has ${replicas} replicas (${settings} settings × ${sweep.seeds} seeds); ` +
+        "omit replicas or give that number",
+    });
+  }
+  for (const name of Object.keys(arrays)) {
+    if (Object.hasOwn(paramsIn, name)) {
+      errors.push({ field: `params.${name}`, message: "is also swept in grid; give it once" });
+    }
+    paramsIn[name] = arrays[name];
+  }
+  // Seeds vary the data (and initialisation) as well as the noise: each replica gets its own
+  // data set unless the spec asks for shared data explicitly (docs/sweeps.md).
+  if (sweep.seeds > 1) {
+    for (const modal of ["data", "init"]) {
+      const spec = exp.params[modal];
+      if (
+        spec?.kind === "enum" && spec.values.includes("per-replica") &&
+        !Object.hasOwn(paramsIn, modal)
+      ) paramsIn[modal] = "per-replica";
+    }
   }
   const params = resolveParams(exp.params, paramsIn, replicas, errors);
   if (errors.length) throw new SpecError(errors);
-  return { experiment: exp.id, params, replicas, steps, every, backend, ...(name ? { name } : {}) };
+  return { experiment: exp.id, params, replicas, steps, every, backend, ...labels, sweep };
+}
+
+/** The sweep part of a spec (`grid`, `zip`, `seeds`), or undefined for a plain run. */
+function sweepInput(body: Record<string, unknown>, errors: FieldError[]): SweepInput | undefined {
+  if (body.grid === undefined && body.seeds === undefined) {
+    if (body.zip !== undefined) errors.push({ field: "zip", message: "needs grid" });
+    return undefined;
+  }
+  const seeds = intField(body, "seeds", 1, 1, MAX_SEEDS, errors);
+  let grid: Record<string, unknown> = {};
+  if (body.grid !== undefined) {
+    if (typeof body.grid !== "object" || body.grid === null || Array.isArray(body.grid)) {
+      errors.push({
+        field: "grid",
+        message: 'must be an object of parameter lists, e.g. {"lr": [0.01, 0.02]}',
+      });
+    } else grid = body.grid as Record<string, unknown>;
+  }
+  const zip: string[][] = [];
+  if (body.zip !== undefined) {
+    const ok = Array.isArray(body.zip) &&
+      body.zip.every((g) => Array.isArray(g) && g.every((n) => typeof n === "string"));
+    if (!ok) {
+      errors.push({
+        field: "zip",
+        message: 'must be a list of groups of swept parameter names, e.g. [["sigma_p", "sigma0"]]',
+      });
+    } else zip.push(...body.zip as string[][]);
+  }
+  return { grid, zip, seeds };
+}
+
+const MAX_TAGS = 32;
+const MAX_LABEL = 120;
+
+/** `name`, `tags` and `note`: free text a person gives a run (also editable later). */
+export function validateLabels(
+  body: Record<string, unknown>,
+  errors: FieldError[],
+): { name?: string; tags?: string[]; note?: string } {
+  const out: { name?: string; tags?: string[]; note?: string } = {};
+  if (body.name !== undefined) {
+    if (typeof body.name !== "string" || body.name.length > MAX_LABEL) {
+      errors.push({
+        field: "name",
+        message: `must be a string of at most ${MAX_LABEL} characters`,
+      });
+    } else if (body.name.trim()) out.name = body.name.trim();
+  }
+  if (body.tags !== undefined) {
+    const tags = body.tags;
+    if (
+      !Array.isArray(tags) || tags.length > MAX_TAGS ||
+      !tags.every((t) => typeof t === "string" && t.trim() && t.length <= MAX_LABEL)
+    ) {
+      errors.push({
+        field: "tags",
+        message:
+          `must be a list of at most ${MAX_TAGS} non-empty strings of at most ${MAX_LABEL} characters`,
+      });
+    } else out.tags = [...new Set((tags as string[]).map((t) => t.trim()))];
+  }
+  if (body.note !== undefined) {
+    if (typeof body.note !== "string" || body.note.length > 10000) {
+      errors.push({ field: "note", message: "must be a string of at most 10000 characters" });
+    } else out.note = body.note;
+  }
+  return out;
 }

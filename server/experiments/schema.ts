@@ -210,8 +210,9 @@ export function resolveParams(
   errors: FieldError[],
 ): Params {
   const out: Params = {};
+  // Own properties only: "constructor" or "__proto__" are not parameters of any experiment.
   for (const name of Object.keys(input)) {
-    if (!(name in schema)) {
+    if (!Object.hasOwn(schema, name)) {
       errors.push({
         field: `params.${name}`,
         message: `unknown parameter; allowed: ${Object.keys(schema).join(", ")}`,
@@ -223,7 +224,7 @@ export function resolveParams(
   );
   for (const name of order) {
     const spec = schema[name];
-    if (name in input && input[name] !== undefined && input[name] !== null) {
+    if (Object.hasOwn(input, name) && input[name] !== undefined) {
       const v = validateParam(name, spec, input[name], replicas, errors);
       if (v !== undefined) out[name] = v;
     } else {

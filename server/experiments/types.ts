@@ -4,6 +4,7 @@
  * and are looked up by experiment id.
  */
 import type { MetricSpec, Params, ParamSchema } from "./schema.ts";
+import type { SweepInfo } from "./sweep.ts";
 
 export type BackendName = "wasm" | "webgpu" | "reference";
 export type BackendChoice = BackendName | "auto";
@@ -18,6 +19,11 @@ export interface RunSpec {
   backend: BackendChoice;
   /** Optional human label (e.g. a preset's "label noise"); shown by the dashboard and CLI. */
   name?: string;
+  /** Free labels for finding runs again (renamed/retagged later by annotation records). */
+  tags?: string[];
+  note?: string;
+  /** Present when the replicas are a grid of settings × seeds (server/experiments/sweep.ts). */
+  sweep?: SweepInfo;
 }
 
 /** Metric values at one step: one Float32Array (value per replica) per metric name. */

@@ -11,12 +11,16 @@ export function newRunHeader(
   adapter: string,
 ): HeaderRecord {
   const exp = getExperiment(spec.experiment);
+  // The sweep is stored once, beside the spec: header.spec stays a plain spec (its per-replica
+  // arrays reproduce the run) and header.sweep says which setting and seed each replica is.
+  const { sweep, ...plain } = spec;
   return {
     type: "header",
     format: RUNLOG_FORMAT,
     version: RUNLOG_VERSION,
     id,
-    spec,
+    spec: plain,
+    ...(sweep ? { sweep } : {}),
     code_version: codeVersion(),
     backend,
     adapter,

@@ -28,6 +28,15 @@ import {
 import { readRunLog, RUNLOG_SUFFIX, RunLogWriter } from "./runlog.ts";
 import { RecordRing } from "./ring.ts";
 import { newRunHeader } from "./header.ts";
+import type { SweepInfo } from "../experiments/sweep.ts";
+import { checkImportedLog, ImportError, writeImportedLog } from "./import.ts";
+import {
+  type AnnotationFields,
+  appendToEndedLog,
+  applyAnnotation,
+  labelsOfSpec,
+  type RunLabels,
+} from "./annotations.ts";
 
 export const TERMINAL: ReadonlySet<RunStatus> = new Set([
   "finished",
@@ -96,6 +105,7 @@ interface RunEntry {
   ring: RecordRing;
   live?: LiveRun;
   removed?: boolean;
+  labels: RunLabels;
 }
 
 const MAX_EVENTS_KEPT = 1000;
@@ -141,7 +151,7 @@ function absorb(e: RunEntry, records: BodyRecord[]): void {
       if (r.status === "running") e.started = r.time;
       if (TERMINAL.has(r.status)) e.ended = r.time;
       if (r.error) e.error = r.error;
-    }
+    } else if (r.type === "annotation") applyAnnotation(e.labels, r);
   }
 }
 
@@ -230,6 +240,7 @@ export class RunManager {
       events: [],
       eventCount: 0,
       ring: new RecordRing(this.#opts.ringBytes ?? DEFAULT_RING_BYTES),
+      labels: labelsOfSpec(header.spec),
     };
   }
 
@@ -256,7 +267,11 @@ export class RunManager {
         field: "replicas",
         message: `the run needs about ${formatBytes(need)} of device memory, more than the ${
           formatBytes(this.memoryLimitBytes)
-        } limit; lower replicas (now ${spec.replicas}) or the problem size (params)`,
+        } limit; lower replicas (now ${spec.replicas}${
+          spec.sweep
+            ? `: ${spec.replicas / spec.sweep.seeds} settings × ${spec.sweep.seeds} seeds`
+            : ""
+        }) or the problem size (params)`,
       }]);
     }
   }
@@ -394,6 +409,11 @@ export class RunManager {
       .map(summary);
   }
 
+  runSummary(id: string): RunSummary | undefined {
+    const e = this.#runs.get(id);
+    return e ? summary(e) : undefined;
+  }
+
   detail(id: string): RunDetail | undefined {
     const e = this.#runs.get(id);
     if (!e) return undefined;
@@ -461,6 +481,42 @@ export class RunManager {
       this.#logCache.delete(this.#logCache.keys().next().value!);
     }
     return cached;
+  }
+
+  /** Adds a run log made elsewhere as a run of this lab (server/runs/import.ts); its id. */
+  async import(bytes: Uint8Array): Promise<string> {
+    const { header, records } = checkImportedLog(bytes, (id) => this.#runs.has(id));
+    const path = join(this.runsDir, header.id + RUNLOG_SUFFIX);
+    try {
+      await writeImportedLog(path, header, records);
+    } catch (e) {
+      if (e instanceof Deno.errors.AlreadyExists) {
+        throw new ImportError(`run ${header.id} already exists on this lab`, 409);
+      }
+      throw e;
+    }
+    await this.#load(path); // as at start-up: a run that never ended is marked interrupted
+    this.#notify({ type: "added", run: header.id });
+    return header.id;
+  }
+
+  /** Renames, retags or annotates a run, live or ended (server/runs/annotations.ts). */
+  async annotate(id: string, fields: AnnotationFields): Promise<boolean> {
+    const e = this.#runs.get(id);
+    if (!e) return false;
+    if (e.live) e.live.recorder.emit([{ type: "annotation", time: Date.now(), ...fields }]);
+    else {
+      const record = {
+        type: "annotation" as const,
+        seq: e.lastSeq + 1,
+        time: Date.now(),
+        ...fields,
+      };
+      // Taken in order before the write, so two quick edits cannot get the same seq.
+      this.#onRecords(e, [record]);
+      await appendToEndedLog(e.path, record);
+    }
+    return true;
   }
 
   /** Stops a queued or running run. Returns false if it had already ended. */
@@ -551,6 +607,10 @@ export interface RunSummary {
   spec: RunSpec;
   last_seq: number;
   error?: string;
+  name?: string;
+  tags: string[];
+  note?: string;
+  sweep?: SweepInfo;
 }
 
 export interface RunDetail extends RunSummary {
@@ -585,5 +645,7 @@ function summary(e: RunEntry): RunSummary {
     spec: e.header.spec,
     last_seq: e.lastSeq,
     ...(e.error ? { error: e.error } : {}),
+    ...e.labels,
+    ...(e.header.sweep ? { sweep: e.header.sweep } : {}),
   };
 }

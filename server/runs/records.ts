@@ -6,6 +6,7 @@
  */
 import { Packr } from "msgpackr";
 import type { RunEvent, RunSpec } from "../experiments/types.ts";
+import type { SweepInfo } from "../experiments/sweep.ts";
 
 export const RUNLOG_FORMAT = "lab-runlog";
 export const RUNLOG_VERSION = 1;
@@ -25,6 +26,8 @@ export interface HeaderRecord {
   metrics: string[];
   /** Frame names this run may emit (e.g. "v_sq"). */
   frames: string[];
+  /** The replicas' settings when the run is a sweep (grid × seeds; server/experiments/sweep.ts). */
+  sweep?: SweepInfo;
 }
 
 export interface SnapshotRecord {
@@ -59,7 +62,25 @@ export interface StatusRecord {
   error?: string;
 }
 
-export type BodyRecord = SnapshotRecord | EventRecord | FrameRecord | StatusRecord;
+/**
+ * A person renamed, retagged or annotated the run after it started (also after it ended); the
+ * latest value of each field wins over the spec's and earlier annotations'.
+ */
+export interface AnnotationRecord {
+  type: "annotation";
+  seq: number;
+  time: number;
+  name?: string;
+  tags?: string[];
+  note?: string;
+}
+
+export type BodyRecord =
+  | SnapshotRecord
+  | EventRecord
+  | FrameRecord
+  | StatusRecord
+  | AnnotationRecord;
 export type RunRecord = HeaderRecord | BodyRecord;
 
 /** One shared codec: typed arrays round-trip as typed arrays, maps as plain objects. */
