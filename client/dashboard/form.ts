@@ -114,6 +114,31 @@ function showValue(v: unknown): string {
     : JSON.stringify(v);
 }
 
+/**
+ * A list or range typed into a per-replica field is a swept parameter (docs/sweeps.md), as on
+ * the command line: lists go to `grid`, and with a grid or several seeds the replica count
+ * follows from grid × seeds, so `replicas` is left out.
+ */
+export function sweepFromLists(
+  spec: Record<string, unknown>,
+  params: Record<string, unknown>,
+  perReplica: ReadonlySet<string>,
+) {
+  const grid: Record<string, unknown> = {};
+  for (const [name, value] of Object.entries(params)) {
+    if (!perReplica.has(name) || !Array.isArray(value)) continue;
+    grid[name] = value;
+    delete params[name];
+  }
+  const seeds = typeof spec.seeds === "number" ? spec.seeds : 1;
+  if (Object.keys(grid).length === 0 && seeds <= 1) {
+    delete spec.seeds;
+    return;
+  }
+  if (Object.keys(grid).length) spec.grid = grid;
+  delete spec.replicas;
+}
+
 export interface RunFormOptions {
   experiments: ExperimentInfo[];
   health: Health | null;
@@ -143,7 +168,14 @@ export function runForm(opts: RunFormOptions): HTMLElement {
     }
     const d = experiment.defaults;
     fields.push(
-      intField("replicas", d.replicas, "independent replicas run side by side", 1, 65536),
+      intField(
+        "replicas",
+        d.replicas,
+        "independent replicas run side by side (a sweep's count follows from its grid × seeds)",
+        1,
+        65536,
+      ),
+      intField("seeds", 1, "repeat every setting of a sweep over this many seeds", 1, 65536),
     );
     fields.push(intField("steps", d.steps, "training steps", 0, 1e10));
     fields.push(intField("every", d.every, "steps between snapshots", 1, 1e10));
@@ -392,6 +424,13 @@ export function runForm(opts: RunFormOptions): HTMLElement {
       if (value === undefined) continue;
       if (f.spec) params[f.name] = value;
       else spec[f.name] = value;
+    }
+    if (!refused) {
+      sweepFromLists(
+        spec,
+        params,
+        new Set(fields.filter((f) => f.spec?.perReplica).map((f) => f.name)),
+      );
     }
     if (refused) {
       status.className = "form-status bad";
