@@ -15,11 +15,24 @@ export class TcpWsClient {
   #buf = new Uint8Array(0);
   private constructor(readonly conn: Deno.TcpConn) {}
 
-  static async connect(port: number, path = "/api/stream"): Promise<TcpWsClient> {
+  /** `headers` are sent as given (e.g. the Origin a browser page would send, another Host). */
+  static async connect(
+    port: number,
+    path = "/api/stream",
+    headers: Record<string, string> = {},
+  ): Promise<TcpWsClient> {
     const conn = await Deno.connect({ hostname: "127.0.0.1", port });
     const key = btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(16))));
-    const req = `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\n` +
-      `Connection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`;
+    const all: Record<string, string> = {
+      Host: `127.0.0.1:${port}`,
+      Upgrade: "websocket",
+      Connection: "Upgrade",
+      "Sec-WebSocket-Key": key,
+      "Sec-WebSocket-Version": "13",
+      ...headers,
+    };
+    const req = `GET ${path} HTTP/1.1\r\n` +
+      Object.entries(all).map(([k, v]) => `${k}: ${v}\r\n`).join("") + "\r\n";
     await conn.write(new TextEncoder().encode(req));
     const c = new TcpWsClient(conn);
     // Read the 101 response headers; anything after them is frame data, kept in the buffer.
@@ -28,12 +41,16 @@ export class TcpWsClient {
       const end = text.indexOf("\r\n\r\n");
       if (end >= 0) {
         if (!text.startsWith("HTTP/1.1 101")) {
+          conn.close();
           throw new Error(`handshake failed: ${text.slice(0, text.indexOf("\r\n"))}`);
         }
         c.#buf = c.#buf.slice(end + 4);
         return c;
       }
-      if (!(await c.#fill())) throw new Error("connection closed during handshake");
+      if (!(await c.#fill())) {
+        conn.close();
+        throw new Error("connection closed during handshake");
+      }
     }
   }
 
