@@ -2,6 +2,7 @@
 import { SpecError } from "../experiments/schema.ts";
 import { BackendUnavailableError } from "../engine/open.ts";
 import { RunTooLargeError } from "../runs/manager.ts";
+import { redactPaths } from "../redact_paths.ts";
 
 export interface ErrorBody {
   error: string;
@@ -22,4 +23,33 @@ export function userError(e: unknown): { status: 400 | 413; body: ErrorBody } | 
     };
   }
   return undefined;
+}
+
+/** What a failed filesystem call means to the person asking, by its errno code. */
+const FS_TROUBLE: Record<string, string> = {
+  ENOSPC: "the disk holding the lab's data is full",
+  EDQUOT: "the disk quota for the lab's data is used up",
+  EROFS: "the lab's data directory is read-only",
+  EACCES: "the lab may not access its data (permission denied)",
+  EPERM: "the lab may not access its data (operation not permitted)",
+  ENOENT: "a file the lab needs is missing",
+  EMFILE: "the lab has too many open files",
+  ENFILE: "the system has too many open files",
+  EIO: "an I/O error on the lab's disk",
+  EINVAL: "an invalid file name",
+};
+
+/**
+ * The body of a 500: never the raw message of a filesystem error (it names paths), only what
+ * went wrong in words and its errno code; other errors with any path taken out. The full
+ * error goes to the server's log.
+ */
+export function internalErrorBody(err: unknown): ErrorBody {
+  const code = (err as { code?: unknown })?.code;
+  if (typeof code === "string" && /^E[A-Z0-9]+$/.test(code)) {
+    const trouble = FS_TROUBLE[code] ?? "a filesystem error";
+    return { error: `internal error: ${trouble} (${code}); details are in the server's log` };
+  }
+  const message = err instanceof Error ? err.message : String(err);
+  return { error: `internal error: ${redactPaths(message)}` };
 }
