@@ -1,6 +1,7 @@
 /** The lab's HTTP API as the dashboard uses it (see docs/protocol.md). */
 import type { MetricSpec, ParamSchema } from "../../server/experiments/schema.ts";
 import type { RunSummary } from "../../server/runs/manager.ts";
+import { accessToken } from "./token.ts";
 
 export interface ExperimentInfo {
   id: string;
@@ -35,17 +36,14 @@ export class ApiError extends Error {
   }
 }
 
-/** Adds the access token, when the page was opened with ?token=…, to API requests. */
-export function withToken(path: string): string {
-  const token = new URLSearchParams(location.search).get("token");
-  if (!token) return path;
-  return path + (path.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(token);
-}
-
 async function call<T>(method: string, path: string, body?: unknown): Promise<T> {
-  const res = await fetch(withToken(path), {
+  const headers: Record<string, string> = {};
+  const token = accessToken();
+  if (token) headers.authorization = `Bearer ${token}`;
+  if (body !== undefined) headers["content-type"] = "application/json";
+  const res = await fetch(path, {
     method,
-    headers: body === undefined ? {} : { "content-type": "application/json" },
+    headers,
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   const text = await res.text();
@@ -69,5 +67,4 @@ export const api = {
   start: (spec: Record<string, unknown>) => call<{ id: string }>("POST", "/api/runs", spec),
   stop: (id: string) => call<unknown>("POST", `/api/runs/${encodeURIComponent(id)}/stop`),
   remove: (id: string) => call<unknown>("DELETE", `/api/runs/${encodeURIComponent(id)}`),
-  csvUrl: (id: string) => withToken(`/api/runs/${encodeURIComponent(id)}/metrics.csv`),
 };
