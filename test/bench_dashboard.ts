@@ -19,7 +19,7 @@ import { startLab } from "../server/api/server.ts";
 import type { AdvanceResult, KernelSession, RunSpec } from "../server/experiments/types.ts";
 import { isSnapshotStep, stampWallTimes } from "../server/engine/snapshots.ts";
 import { SHAPE_MATTERS_METRICS } from "../server/experiments/shape_matters.ts";
-import { CHROMIUM_ARGS, requireDashboardPrerequisites } from "./dashboard_browser_test.ts";
+import { CHROMIUM_ARGS, requireDashboardPrerequisites } from "./browser_harness.ts";
 
 const RUNS = 8;
 const MEASURE_MS = 5000;

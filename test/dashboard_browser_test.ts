@@ -12,51 +12,11 @@
 import assert from "node:assert/strict";
 import { chromium, type Page } from "playwright-core";
 import { startLab } from "../server/api/server.ts";
+import { CHROMIUM, CHROMIUM_ARGS, requireDashboardPrerequisites } from "./browser_harness.ts";
 
-const CHROMIUM = "/usr/bin/chromium";
-export const CHROMIUM_ARGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-  "--no-first-run",
-];
 const root = new URL("..", import.meta.url).pathname;
 const METRICS = ["test_error", "train_loss", "support_size", "v_norm"];
 const STEPS = 20000, EVERY = 1000, REPLICAS = 4, SMOOTHING = 0.6;
-
-/** Fails (never skips) when a prerequisite is missing, saying how to get it. */
-export async function requireDashboardPrerequisites(): Promise<void> {
-  try {
-    await Deno.stat(CHROMIUM);
-  } catch {
-    throw new Error(
-      `${CHROMIUM} not found: install Debian's Chromium with "apt-get install chromium"`,
-    );
-  }
-  let built: Deno.FileInfo;
-  try {
-    built = await Deno.stat(`${root}build/client/dashboard.js`);
-  } catch {
-    throw new Error(
-      "build/client/dashboard.js missing: run `deno task build` (deno task test does)",
-    );
-  }
-  const sources = [`${root}client/subscriber.ts`, `${root}client/protocol.ts`];
-  for (const dir of ["client/dashboard", "client/dashboard/panels"]) {
-    for await (const e of Deno.readDir(`${root}${dir}`)) {
-      if (e.isFile) sources.push(`${root}${dir}/${e.name}`);
-    }
-  }
-  for (const file of sources) {
-    const info = await Deno.stat(file).catch(() => null);
-    if (info?.mtime && built.mtime && info.mtime > built.mtime) {
-      throw new Error(`build/client is older than ${file}: run \`deno task build\``);
-    }
-  }
-}
 
 // deno-lint-ignore no-explicit-any
 type Lab = any;

@@ -7,7 +7,7 @@
 import { chromium } from "playwright-core";
 import { parseCliArgs } from "../server/cli/args.ts";
 import { startTestLab } from "./lab_harness.ts";
-import { CHROMIUM_ARGS } from "./dashboard_browser_test.ts";
+import { CHROMIUM_ARGS } from "./browser_harness.ts";
 
 const { positional, flags } = parseCliArgs(Deno.args);
 const outDir = typeof flags.get("out") === "string" ? String(flags.get("out")) : "docs/img";
