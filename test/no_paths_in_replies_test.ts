@@ -67,6 +67,13 @@ Deno.test(
         assertNoPath(r.text, dirs, `GET /api/runs/:id/${route}`);
         assert.match(JSON.parse(r.text).error, /internal error: a file the lab needs is missing/);
       }
+      // So does a history request on the stream.
+      const s = new RawStream(lab.url);
+      await s.send({ type: "history", req: 7, run: id });
+      const failed = await waitFor(() => s.of("error").find((m) => m.req === 7), "history error");
+      assert.match(failed.message, /history failed: a file the lab needs is missing/);
+      assertNoPath(JSON.stringify(failed), dirs, "the stream's history error");
+      await s.close();
 
       // The runs directory disappears: a new run cannot get a log, and the reply says so
       // without the directory.

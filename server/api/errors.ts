@@ -40,16 +40,20 @@ const FS_TROUBLE: Record<string, string> = {
 };
 
 /**
- * The body of a 500: never the raw message of a filesystem error (it names paths), only what
- * went wrong in words and its errno code; other errors with any path taken out. The full
- * error goes to the server's log.
+ * An unexpected error as a client may read it: never the raw message of a filesystem error
+ * (it names paths), only what went wrong in words and its errno code; other errors with any
+ * path taken out. The full error goes to the server's log.
  */
-export function internalErrorBody(err: unknown): ErrorBody {
+export function describeInternalError(err: unknown): string {
   const code = (err as { code?: unknown })?.code;
   if (typeof code === "string" && /^E[A-Z0-9]+$/.test(code)) {
     const trouble = FS_TROUBLE[code] ?? "a filesystem error";
-    return { error: `internal error: ${trouble} (${code}); details are in the server's log` };
+    return `${trouble} (${code}); details are in the server's log`;
   }
-  const message = err instanceof Error ? err.message : String(err);
-  return { error: `internal error: ${redactPaths(message)}` };
+  return redactPaths(err instanceof Error ? err.message : String(err));
+}
+
+/** The body of a 500. */
+export function internalErrorBody(err: unknown): ErrorBody {
+  return { error: `internal error: ${describeInternalError(err)}` };
 }
