@@ -7,6 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { redactPaths } from "../server/redact_paths.ts";
 import { RawStream, ROOT, smallSpec, startTestLab, submit, waitFor } from "./lab_harness.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
@@ -128,3 +129,33 @@ Deno.test(
     }
   },
 );
+
+Deno.test("the paths Deno's filesystem errors name are taken out of messages", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "lab-redact-" });
+  try {
+    const messages: string[] = [];
+    const fail = async (op: () => Promise<unknown>) => {
+      try {
+        await op();
+        assert.fail("expected an error");
+      } catch (e) {
+        messages.push((e as Error).message);
+      }
+    };
+    await fail(() => Deno.readFile(join(dir, "missing.wasm")));
+    await fail(() => Deno.rename(join(dir, "a"), join(dir, "b")));
+    await fail(() => Deno.readFile(join(dir, "nul\0.js")));
+    await fail(() => Deno.readDir(join(dir, "none"))[Symbol.asyncIterator]().next());
+    messages.push(`failed at ${new URL(`file://${dir}/x.ts`)}:3:4`, `cannot open ${dir}: nope`);
+    for (const m of messages) {
+      assert.ok(m.includes(dir), `the raw message names the path: ${m}`);
+      const redacted = redactPaths(m);
+      assertNoPath(redacted, [dir], "redacted");
+      assert.match(redacted, /\(path\)/);
+    }
+    const plain = "params.lr: must be a number in [1e-9, 10], got 50; steps/s 3/4";
+    assert.equal(redactPaths(plain), plain, "messages without paths are kept");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
