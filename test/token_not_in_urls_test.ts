@@ -14,6 +14,7 @@ import {
 import { Subscriber } from "../client/subscriber.ts";
 import { shareableLink, splitToken } from "../client/dashboard/token.ts";
 import { startTestLab, waitFor } from "./lab_harness.ts";
+import { TcpWsClient } from "./tcp_ws_client.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 
@@ -81,6 +82,35 @@ Deno.test(
       await waitFor(() => connected, "subscriber connected");
       assert.ok((await sub.ping()) >= 0);
       sub.close();
+    } finally {
+      await lab.close();
+    }
+  },
+);
+
+Deno.test(
+  "the token subprotocol is read however the offer is separated; a bare offer still opens",
+  opts,
+  async () => {
+    const token = "t0k";
+    const lab = await startTestLab({ token });
+    try {
+      const [stream, bearer] = streamProtocols(token);
+      const handshake = async (offer: string) => {
+        try {
+          const c = await TcpWsClient.connect(lab.port, "/api/stream", {
+            "Sec-WebSocket-Protocol": offer,
+          });
+          c.close();
+          return "open";
+        } catch (e) {
+          return (e as Error).message;
+        }
+      };
+      for (const offer of [`${stream}, ${bearer}`, `${bearer},${stream}`, `${bearer}`]) {
+        assert.equal(await handshake(offer), "open", offer);
+      }
+      assert.match(await handshake(`${stream}, lab.bearer.d3Jvbmc`), /401/);
     } finally {
       await lab.close();
     }

@@ -9,7 +9,7 @@ import type { RunManager } from "../runs/manager.ts";
 import { recordsToCsv, recordToJson } from "../runs/export.ts";
 import { codeVersion } from "../version.ts";
 import type { StreamHub } from "./stream.ts";
-import { offeredProtocols, requireToken } from "./auth.ts";
+import { requireToken } from "./auth.ts";
 import { internalErrorBody, userError } from "./errors.ts";
 import { checkOrigin } from "./origin.ts";
 import { requireBodyType } from "./body_type.ts";
@@ -174,10 +174,10 @@ export function createApp(opts: AppOptions): Hono {
     let upgraded;
     try {
       // Answer with lab.stream when offered: a browser that offered a token subprotocol with
-      // it refuses a handshake that selects none.
-      const protocol = offeredProtocols(c.req.raw).includes(STREAM_SUBPROTOCOL)
-        ? STREAM_SUBPROTOCOL
-        : undefined;
+      // it refuses a handshake that selects none. Deno.upgradeWebSocket reads the offer split
+      // at ", " exactly (as browsers send it) and throws for a protocol it does not see there.
+      const offered = c.req.header("sec-websocket-protocol")?.split(", ") ?? [];
+      const protocol = offered.includes(STREAM_SUBPROTOCOL) ? STREAM_SUBPROTOCOL : undefined;
       upgraded = Deno.upgradeWebSocket(c.req.raw, { protocol });
     } catch (e) {
       // e.g. the client went away mid-handshake; nothing to serve.
