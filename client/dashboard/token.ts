@@ -1,6 +1,6 @@
 /**
  * The access token of a lab that needs one. It may arrive once in the address
- * (`/?token=…`, as printed for a remote lab); it is then moved into this tab's
+ * (`/?token=…`, a link the user was given); it is then moved into this tab's
  * sessionStorage and out of the address bar, and sent only as a header (HTTP) or a WebSocket
  * subprotocol. A token in a URL would travel with every link copied from the address bar or
  * "Copy link", and land in browser history and server logs.
