@@ -185,14 +185,48 @@ export type ServerMessage =
   | ErrorMessage;
 
 /**
- * The stream URL for a lab base URL: http(s)://host:port → ws(s)://host:port/api/stream,
- * with the token as a query parameter (browsers cannot set headers on a WebSocket).
+ * The stream URL for a lab base URL: http(s)://host:port → ws(s)://host:port/api/stream. The
+ * token never goes into it (URLs end up in logs and browser history): see streamProtocols.
  */
-export function streamUrl(base: string, token?: string): string {
+export function streamUrl(base: string): string {
   const u = new URL(base);
   if (u.protocol === "http:") u.protocol = "ws:";
   else if (u.protocol === "https:") u.protocol = "wss:";
   if (!u.pathname.endsWith("/api/stream")) u.pathname = u.pathname.replace(/\/?$/, "/api/stream");
-  if (token) u.searchParams.set("token", token);
   return u.toString();
+}
+
+/** The subprotocol the lab's stream answers with when a client offers it. */
+export const STREAM_SUBPROTOCOL = "lab.stream";
+/** A subprotocol carrying the access token: this prefix, then the token's UTF-8 in base64url. */
+export const TOKEN_SUBPROTOCOL_PREFIX = "lab.bearer.";
+
+/**
+ * The WebSocket subprotocols that present a token (browsers cannot set headers on a
+ * WebSocket): `lab.bearer.<base64url(token)>` beside `lab.stream`, which the server picks
+ * (a browser refuses a handshake that selects none of the offered subprotocols). Without a
+ * token, none.
+ */
+export function streamProtocols(token?: string): string[] {
+  if (!token) return [];
+  const bytes = new TextEncoder().encode(token);
+  let binary = "";
+  for (const b of bytes) binary += String.fromCharCode(b);
+  const b64url = btoa(binary).replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
+  return [STREAM_SUBPROTOCOL, TOKEN_SUBPROTOCOL_PREFIX + b64url];
+}
+
+/** The token a `lab.bearer.…` subprotocol carries; undefined when it is not valid base64url. */
+export function tokenFromProtocol(protocol: string): string | undefined {
+  const b64url = protocol.slice(TOKEN_SUBPROTOCOL_PREFIX.length);
+  if (!protocol.startsWith(TOKEN_SUBPROTOCOL_PREFIX) || !/^[A-Za-z0-9_-]*$/.test(b64url)) {
+    return undefined;
+  }
+  try {
+    const binary = atob(b64url.replaceAll("-", "+").replaceAll("_", "/"));
+    const bytes = Uint8Array.from(binary, (c) => c.charCodeAt(0));
+    return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    return undefined;
+  }
 }

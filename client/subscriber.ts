@@ -24,6 +24,7 @@ import {
   type SkippedMessage,
   type SnapshotMessage,
   type StatusMessage,
+  streamProtocols,
   streamUrl,
   wirePackr,
 } from "./protocol.ts";
@@ -49,6 +50,7 @@ export interface SubscriberHandlers {
 export interface SubscriberOptions extends SubscriberHandlers {
   /** The lab's base URL (http://host:port) or the stream URL itself (ws://host:port/api/stream). */
   url: string;
+  /** The lab's access token, if it needs one: sent as a subprotocol, never in the URL. */
   token?: string;
   /** Initial subscription; more can be added with subscribe(). */
   runs?: string[] | "*";
@@ -97,7 +99,7 @@ export class Subscriber {
 
   constructor(opts: SubscriberOptions) {
     this.#opts = opts;
-    this.#url = streamUrl(opts.url, opts.token);
+    this.#url = streamUrl(opts.url);
     this.#frames = opts.frames ?? true;
     this.#delay = opts.minDelayMs ?? 250;
     for (const [run, seq] of Object.entries(opts.since ?? {})) this.#lastSeq.set(run, seq);
@@ -185,7 +187,7 @@ export class Subscriber {
     const WS = this.#opts.WebSocket ?? globalThis.WebSocket;
     let ws: WebSocket;
     try {
-      ws = new WS(this.#url);
+      ws = new WS(this.#url, streamProtocols(this.#opts.token));
     } catch (e) {
       this.#scheduleReconnect(1006, e instanceof Error ? e.message : String(e));
       return;

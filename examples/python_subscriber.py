@@ -13,6 +13,7 @@ Exit status: 0 when the run finished, 1 when it failed, was stopped or interrupt
 
 import argparse
 import array
+import base64
 import asyncio
 import json
 import os
@@ -53,11 +54,18 @@ def mean(values):
     return sum(finite) / len(finite) if finite else float("nan")
 
 
-def stream_url(base, token):
+def stream_url(base):
     parts = urllib.parse.urlsplit(base)
     scheme = "wss" if parts.scheme == "https" else "ws"
-    query = urllib.parse.urlencode({"token": token}) if token else ""
-    return urllib.parse.urlunsplit((scheme, parts.netloc, "/api/stream", query, ""))
+    return urllib.parse.urlunsplit((scheme, parts.netloc, "/api/stream", "", ""))
+
+
+def stream_protocols(token):
+    """The token as a WebSocket subprotocol, beside lab.stream (never in the URL: logs keep it)."""
+    if not token:
+        return None
+    encoded = base64.urlsafe_b64encode(token.encode()).decode().rstrip("=")
+    return ["lab.stream", "lab.bearer." + encoded]
 
 
 def latest_run(base, token):
@@ -88,7 +96,8 @@ async def follow(base, token, run):
     connected = False  # reconnect only to a lab that answered once
     while True:
         try:
-            async with websockets.connect(stream_url(base, token), max_size=None) as ws:
+            async with websockets.connect(stream_url(base), subprotocols=stream_protocols(token),
+                                          max_size=None) as ws:
                 attempts = 0
                 connected = True
                 await ws.send(json.dumps({

@@ -3,6 +3,8 @@
  *   --port=8420 --host=127.0.0.1 --data=./data --token=… (or LAB_TOKEN)
  *   --max-concurrent=N | BACKEND:N,…   runs computing at once per backend
  *   --max-run-mb=N                      largest estimated device memory of one run
+ *   --allow-origin=ORIGIN[,ORIGIN…]     web pages (besides the lab's own) that may start,
+ *                                       stop and delete runs and open the stream; repeatable
  * Listening on a non-loopback address without a token is refused: anyone who can reach the
  * port could otherwise start runs on this machine.
  */
@@ -11,16 +13,35 @@ import type { BackendName } from "./experiments/types.ts";
 import { startLab } from "./api/server.ts";
 import { backendReport } from "./api/health.ts";
 import { formatBytes } from "./runs/manager.ts";
+import { isLoopback, parseOrigin } from "./api/origin.ts";
 
 const USAGE =
   `usage: deno task serve [--port=8420] [--host=127.0.0.1] [--data=./data] [--token=TOKEN]
-       [--max-concurrent=N | BACKEND:N,...] [--max-run-mb=N]
+       [--max-concurrent=N | BACKEND:N,...] [--max-run-mb=N] [--allow-origin=ORIGIN,...]
   The token may also come from the LAB_TOKEN environment variable; it is required when
-  --host is not a loopback address.`;
+  --host is not a loopback address. Web pages from other origins may not start, stop or
+  delete runs or open the stream; --allow-origin=http://host:port (repeatable, or a comma
+  list) admits one.`;
 
-export function isLoopback(host: string): boolean {
-  const h = host.replace(/^\[|\]$/g, "").toLowerCase();
-  return h === "localhost" || h === "::1" || /^127\.\d+\.\d+\.\d+$/.test(h);
+/** Every --allow-origin=… (repeatable, each a comma list), normalised. */
+export function allowedOrigins(argv: string[]): string[] {
+  const out: string[] = [];
+  for (const arg of argv) {
+    if (arg === "--") break;
+    if (arg !== "--allow-origin" && !arg.startsWith("--allow-origin=")) continue;
+    const list = arg.slice("--allow-origin=".length);
+    if (!list) {
+      throw new UsageError("--allow-origin needs a value: --allow-origin=http://host:port");
+    }
+    for (const item of list.split(",")) {
+      try {
+        out.push(parseOrigin(item.trim()));
+      } catch (e) {
+        throw new UsageError(`--allow-origin: ${e instanceof Error ? e.message : e}`);
+      }
+    }
+  }
+  return [...new Set(out)];
 }
 
 function intFlag(flags: Map<string, string | true>, name: string, min: number, max: number) {
@@ -59,7 +80,16 @@ async function main(argv: string[]): Promise<number> {
     console.log(USAGE);
     return positional.length ? 2 : 0;
   }
-  const known = new Set(["port", "host", "data", "token", "max-concurrent", "max-run-mb", "help"]);
+  const known = new Set([
+    "port",
+    "host",
+    "data",
+    "token",
+    "max-concurrent",
+    "max-run-mb",
+    "allow-origin",
+    "help",
+  ]);
   for (const k of flags.keys()) {
     if (!known.has(k)) throw new UsageError(`unknown option --${k}\n${USAGE}`);
   }
@@ -77,6 +107,7 @@ async function main(argv: string[]): Promise<number> {
   }
   const concurrency = flags.get("max-concurrent");
   const maxRunMb = intFlag(flags, "max-run-mb", 1, 1 << 30);
+  const allowOrigins = allowedOrigins(argv);
 
   let lab;
   try {
@@ -84,6 +115,7 @@ async function main(argv: string[]): Promise<number> {
       port,
       hostname: host,
       token: token || undefined,
+      allowOrigins,
       dataDir: data,
       maxConcurrent: typeof concurrency === "string" ? parseConcurrency(concurrency) : undefined,
       memoryLimitBytes: maxRunMb ? maxRunMb * 2 ** 20 : undefined,
@@ -103,6 +135,7 @@ async function main(argv: string[]): Promise<number> {
     .join("; ");
   console.log(`backends: ${list}; auto → ${report.default_backend}`);
   console.log(`run memory limit: ${formatBytes(lab.manager.memoryLimitBytes)}`);
+  if (allowOrigins.length) console.log(`pages also admitted from: ${allowOrigins.join(", ")}`);
 
   const { promise: stopped, resolve } = Promise.withResolvers<void>();
   const onSignal = () => resolve();

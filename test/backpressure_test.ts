@@ -71,6 +71,9 @@ Deno.test(
         });
         return { messages: [...first.messages, ...rest.messages], close: rest.close };
       })();
+      // If a check below fails, `finally` closes this socket under the read: the test must
+      // report that failure, not this read's "Bad resource ID" as an uncaught error.
+      pausedDone.catch(() => {});
 
       let sawCongestion = false;
       const stalledPeer = `127.0.0.1:${stalled.conn.localAddr.port}`;

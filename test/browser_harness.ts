@@ -1,7 +1,10 @@
 /**
- * What the browser tests and tools share: Debian's Chromium and its headless flags, and the
- * check that it and a fresh client build exist (failing with how to get them, never skipping).
+ * Shared by the tests and scripts that drive Debian's headless Chromium: where it is, how it
+ * is launched, and the check that it and an up-to-date dashboard build are there. A module of
+ * its own (not a test file) so that importing it registers no tests.
  */
+const root = new URL("..", import.meta.url).pathname;
+
 export const CHROMIUM = "/usr/bin/chromium";
 export const CHROMIUM_ARGS = [
   "--headless",
@@ -12,7 +15,6 @@ export const CHROMIUM_ARGS = [
   "--disable-sync",
   "--no-first-run",
 ];
-const root = new URL("..", import.meta.url).pathname;
 
 /** Fails (never skips) when a prerequisite is missing, saying how to get it. */
 export async function requireDashboardPrerequisites(): Promise<void> {

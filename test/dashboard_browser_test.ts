@@ -12,7 +12,6 @@
 import assert from "node:assert/strict";
 import { chromium, type Page } from "playwright-core";
 import { startLab } from "../server/api/server.ts";
-
 import { CHROMIUM, CHROMIUM_ARGS, requireDashboardPrerequisites } from "./browser_harness.ts";
 
 const root = new URL("..", import.meta.url).pathname;

@@ -4,7 +4,7 @@
  * (no client-side dedupe, so duplicates and gaps show), and polling helpers.
  */
 import { type LabServer, type LabServerOptions, startLab } from "../server/api/server.ts";
-import { type ServerMessage, streamUrl, wirePackr } from "../client/protocol.ts";
+import { type ServerMessage, streamProtocols, streamUrl, wirePackr } from "../client/protocol.ts";
 
 export const ROOT = new URL("..", import.meta.url).pathname;
 
@@ -79,7 +79,7 @@ export class RawStream {
   #closedP: Promise<void>;
 
   constructor(base: string, token?: string) {
-    this.#ws = new WebSocket(streamUrl(base, token));
+    this.#ws = new WebSocket(streamUrl(base), streamProtocols(token));
     this.#ws.binaryType = "arraybuffer";
     this.#opened = new Promise((resolve, reject) => {
       this.#ws.onopen = () => resolve();

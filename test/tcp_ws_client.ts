@@ -15,11 +15,24 @@ export class TcpWsClient {
   #buf = new Uint8Array(0);
   private constructor(readonly conn: Deno.TcpConn) {}
 
-  static async connect(port: number, path = "/api/stream"): Promise<TcpWsClient> {
+  /** `headers` are sent as given (e.g. the Origin a browser page would send, another Host). */
+  static async connect(
+    port: number,
+    path = "/api/stream",
+    headers: Record<string, string> = {},
+  ): Promise<TcpWsClient> {
     const conn = await Deno.connect({ hostname: "127.0.0.1", port });
     const key = btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(16))));
-    const req = `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\n` +
-      `Connection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`;
+    const all: Record<string, string> = {
+      Host: `127.0.0.1:${port}`,
+      Upgrade: "websocket",
+      Connection: "Upgrade",
+      "Sec-WebSocket-Key": key,
+      "Sec-WebSocket-Version": "13",
+      ...headers,
+    };
+    const req = `GET ${path} HTTP/1.1\r\n` +
+      Object.entries(all).map(([k, v]) => `${k}: ${v}\r\n`).join("") + "\r\n";
     await conn.write(new TextEncoder().encode(req));
     const c = new TcpWsClient(conn);
     // Read the 101 response headers; anything after them is frame data, kept in the buffer.
@@ -28,12 +41,16 @@ export class TcpWsClient {
       const end = text.indexOf("\r\n\r\n");
       if (end >= 0) {
         if (!text.startsWith("HTTP/1.1 101")) {
+          conn.close();
           throw new Error(`handshake failed: ${text.slice(0, text.indexOf("\r\n"))}`);
         }
         c.#buf = c.#buf.slice(end + 4);
         return c;
       }
-      if (!(await c.#fill())) throw new Error("connection closed during handshake");
+      if (!(await c.#fill())) {
+        conn.close();
+        throw new Error("connection closed during handshake");
+      }
     }
   }
 
@@ -48,11 +65,16 @@ export class TcpWsClient {
     return true;
   }
 
-  /** Sends a JSON text frame (client frames must be masked). */
+  /** Sends a JSON text frame. */
   async sendJson(msg: unknown): Promise<void> {
-    const payload = new TextEncoder().encode(JSON.stringify(msg));
+    await this.#send(0x1, new TextEncoder().encode(JSON.stringify(msg)));
+  }
+
+  /** Sends one final frame (client frames must be masked). */
+  async #send(opcode: number, payload: Uint8Array): Promise<void> {
     const len = payload.length;
-    const head = len < 126 ? [0x81, 0x80 | len] : [0x81, 0x80 | 126, len >> 8, len & 0xff];
+    const first = 0x80 | opcode;
+    const head = len < 126 ? [first, 0x80 | len] : [first, 0x80 | 126, len >> 8, len & 0xff];
     if (len >= 65536) throw new Error("test client: message too long");
     const mask = crypto.getRandomValues(new Uint8Array(4));
     const frame = new Uint8Array(head.length + 4 + len);
@@ -92,7 +114,11 @@ export class TcpWsClient {
     return { opcode, payload };
   }
 
-  /** Decoded msgpack messages from binary frames until `stop` says so, or a close frame. */
+  /**
+   * Decoded msgpack messages from binary frames until `stop` says so, or a close frame. Pings
+   * read on the way are answered, as any client does: Deno's server pings a socket that has
+   * sent nothing for 15 s and closes it (1001) when no pong follows within 15 s more.
+   */
   async readMessages(
     stop: (m: Record<string, unknown>) => boolean,
   ): Promise<{ messages: Record<string, unknown>[]; close?: { code: number; reason: string } }> {
@@ -104,6 +130,7 @@ export class TcpWsClient {
         const code = f.payload.length >= 2 ? (f.payload[0] << 8) | f.payload[1] : 1005;
         return { messages, close: { code, reason: new TextDecoder().decode(f.payload.slice(2)) } };
       }
+      if (f.opcode === 0x9) await this.#send(0xa, f.payload);
       if (f.opcode !== 0x2) continue;
       const m = wirePackr.unpack(f.payload) as Record<string, unknown>;
       messages.push(m);

@@ -1,6 +1,7 @@
 /** The lab's HTTP API as the dashboard uses it (see docs/protocol.md). */
 import type { MetricSpec, ParamSchema } from "../../server/experiments/schema.ts";
 import type { RunSummary } from "../../server/runs/manager.ts";
+import { accessToken } from "./token.ts";
 
 export interface ExperimentInfo {
   id: string;
@@ -35,18 +36,19 @@ export class ApiError extends Error {
   }
 }
 
-/** Adds the access token, when the page was opened with ?token=…, to API requests. */
-export function withToken(path: string): string {
-  const token = new URLSearchParams(location.search).get("token");
-  if (!token) return path;
-  return path + (path.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(token);
-}
-
 async function call<T>(method: string, path: string, body?: unknown): Promise<T> {
-  const res = await fetch(withToken(path), {
+  const headers: Record<string, string> = {};
+  const token = accessToken();
+  if (token) headers.authorization = `Bearer ${token}`;
+  // A Blob is a run log for the import route, sent as is; every other body is JSON.
+  const raw = body instanceof Blob;
+  if (body !== undefined) {
+    headers["content-type"] = raw ? "application/octet-stream" : "application/json";
+  }
+  const res = await fetch(path, {
     method,
-    headers: body === undefined ? {} : { "content-type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
+    headers,
+    body: body === undefined ? undefined : raw ? body : JSON.stringify(body),
   });
   const text = await res.text();
   // deno-lint-ignore no-explicit-any
@@ -73,21 +75,5 @@ export const api = {
   annotate: (id: string, fields: { name?: string; tags?: string[]; note?: string }) =>
     call<unknown>("PATCH", `/api/runs/${encodeURIComponent(id)}`, fields),
   /** Uploads a run log written elsewhere (`lab run --out=DIR`); the one raw-bytes route. */
-  importLog: async (body: Blob): Promise<{ id: string }> => {
-    const res = await fetch(withToken("/api/runs/import"), {
-      method: "POST",
-      headers: { "content-type": "application/octet-stream" },
-      body,
-    });
-    const text = await res.text();
-    let data: { id?: string; error?: string } | null = null;
-    try {
-      data = text ? JSON.parse(text) : null;
-    } catch {
-      data = { error: text };
-    }
-    if (!res.ok) throw new ApiError(data?.error ?? `import: ${res.status}`, res.status);
-    return data as { id: string };
-  },
-  csvUrl: (id: string) => withToken(`/api/runs/${encodeURIComponent(id)}/metrics.csv`),
+  importLog: (log: Blob) => call<{ id: string }>("POST", "/api/runs/import", log),
 };

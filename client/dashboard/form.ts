@@ -429,7 +429,11 @@ export function runForm(opts: RunFormOptions): HTMLElement {
       sweepFromLists(
         spec,
         params,
-        new Set(fields.filter((f) => f.spec?.perReplica).map((f) => f.name)),
+        new Set(
+          fields.filter((f) => f.spec && "perReplica" in f.spec && f.spec.perReplica).map((f) =>
+            f.name
+          ),
+        ),
       );
     }
     if (refused) {

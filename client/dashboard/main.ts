@@ -30,6 +30,7 @@ import { type RunSettings, runSettings, settingStyles, type SweepInfo } from "./
 import { defaultState, stateFromQuery, stateToQuery, type ViewState } from "./state.ts";
 import { type HelloMessage, LabStream, type RecordMessage } from "./stream.ts";
 import { applyTheme, type Palette, PALETTES, resolveTheme, runColour } from "./theme.ts";
+import { adoptTokenFromAddress } from "./token.ts";
 
 /** Frames kept per run and name for animated panels (a frame is m·R·3 floats at most). */
 const MAX_FRAME_HISTORY = 512;
@@ -306,13 +307,7 @@ class Dashboard {
     this.state = { ...this.state, ...patch };
     if (this.palette.name !== themeBefore) applyTheme(this.palette.name);
     const query = stateToQuery(this.state);
-    const url = location.pathname + (query ? `?${query}` : "") + location.hash;
-    const token = new URLSearchParams(location.search).get("token");
-    history.replaceState(
-      null,
-      "",
-      token ? `${url}${query ? "&" : "?"}token=${encodeURIComponent(token)}` : url,
-    );
+    history.replaceState(null, "", location.pathname + (query ? `?${query}` : "") + location.hash);
     if (zoomChanged) this.onZoomChanged();
     if (rebuildToolbar) this.buildToolbar();
     this.invalidateAll();
@@ -930,6 +925,8 @@ function toast(msg: string): void {
   setTimeout(() => el.remove(), 4000);
 }
 
+// Before the view reads the address: the token leaves it for sessionStorage.
+adoptTokenFromAddress();
 const app = new Dashboard();
 
 /** Read-only hook for tests and the benchmark: plain data, never live objects. */

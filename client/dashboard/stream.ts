@@ -10,6 +10,7 @@ import {
   type RecordMessage,
   Subscriber,
 } from "../subscriber.ts";
+import { accessToken } from "./token.ts";
 
 export type { HelloMessage, HistoryReply, RecordMessage };
 
@@ -28,11 +29,10 @@ export class LabStream {
   constructor(private readonly handlers: StreamHandlers) {}
 
   connect(): void {
-    const token = new URLSearchParams(location.search).get("token") ?? undefined;
     const h = this.handlers;
     this.sub = new Subscriber({
       url: location.origin,
-      token,
+      token: accessToken(),
       runs: "*",
       maxDelayMs: 2000,
       onHello: (m) => h.hello(m),

@@ -6,6 +6,7 @@
 import { clear, h } from "./dom.ts";
 import type { ViewState } from "./state.ts";
 import type { ThemeChoice } from "./theme.ts";
+import { shareableLink } from "./token.ts";
 
 export interface ToolbarActions {
   /** `rebuildToolbar` false keeps the controls (the slider is being dragged). */
@@ -48,7 +49,7 @@ export function renderToolbar(toolbar: HTMLElement, s: ViewState, actions: Toolb
   const share = h("button.chip", { title: "copy a link to this view" }, "Copy link");
   share.addEventListener("click", async () => {
     try {
-      await navigator.clipboard.writeText(location.href);
+      await navigator.clipboard.writeText(shareableLink(location.href));
       share.textContent = "Copied";
     } catch {
       share.textContent = "Link is in the address bar";

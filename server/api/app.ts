@@ -10,7 +10,10 @@ import { recordsToCsv, recordToJson } from "../runs/export.ts";
 import { codeVersion } from "../version.ts";
 import type { StreamHub } from "./stream.ts";
 import { requireToken } from "./auth.ts";
-import { userError } from "./errors.ts";
+import { internalErrorBody, userError } from "./errors.ts";
+import { checkOrigin } from "./origin.ts";
+import { requireBodyType } from "./body_type.ts";
+import { STREAM_SUBPROTOCOL } from "../../client/protocol.ts";
 import { serveStatic } from "./static.ts";
 import type { BackendReport } from "./health.ts";
 import { runMatches, type RunQuery, validateAnnotation } from "../runs/annotations.ts";
@@ -21,6 +24,10 @@ export interface AppOptions {
   /** Absent: /api/stream answers 503 (tests of the HTTP surface alone). */
   hub?: StreamHub;
   token?: string;
+  /** Origins admitted besides the lab's own (`--allow-origin`), normalised by parseOrigin. */
+  allowOrigins?: readonly string[];
+  /** The port the lab listens on, once known (its loopback origins are admitted). */
+  port?: () => number | undefined;
   /** Directory with the built dashboard; absent or missing: / explains how to build it. */
   staticDir?: string;
   backends: () => Promise<BackendReport>;
@@ -34,10 +41,23 @@ export function createApp(opts: AppOptions): Hono {
 
   app.onError((err, c) => {
     console.error(`${c.req.method} ${c.req.path}:`, err);
-    return c.json({ error: `internal error: ${err.message}` }, 500);
+    const mapped = userError(err);
+    if (mapped) return c.json(mapped.body, mapped.status);
+    return c.json(internalErrorBody(err), 500);
   });
 
+  // Origin before the token (it needs no secret), the body's type after it (so a caller
+  // without the token learns nothing else).
+  app.use(
+    "*",
+    checkOrigin({
+      allow: opts.allowOrigins ?? [],
+      port: opts.port ?? (() => undefined),
+      open: !opts.token,
+    }),
+  );
   app.use("/api/*", requireToken(opts.token));
+  app.use("*", requireBodyType());
 
   app.get("/api/health", async (c) => {
     const report = await opts.backends();
@@ -132,7 +152,9 @@ export function createApp(opts: AppOptions): Hono {
   app.get("/api/runs/:id", (c) => {
     const d = manager.detail(c.req.param("id"));
     if (!d) return c.json(notFound(c.req.param("id")), 404);
-    return c.json(recordToJson(d));
+    // Where the log lies on disk is the server's business, never a reply's.
+    const { path: _path, ...detail } = d;
+    return c.json(recordToJson(detail));
   });
 
   /** Rename, retag or annotate a run, also after it ended: {name?, tags?, note?}. */
@@ -207,7 +229,12 @@ export function createApp(opts: AppOptions): Hono {
     const addr = (c.env as Deno.ServeHandlerInfo<Deno.NetAddr> | undefined)?.remoteAddr;
     let upgraded;
     try {
-      upgraded = Deno.upgradeWebSocket(c.req.raw);
+      // Answer with lab.stream when offered: a browser that offered a token subprotocol with
+      // it refuses a handshake that selects none. Deno.upgradeWebSocket reads the offer split
+      // at ", " exactly (as browsers send it) and throws for a protocol it does not see there.
+      const offered = c.req.header("sec-websocket-protocol")?.split(", ") ?? [];
+      const protocol = offered.includes(STREAM_SUBPROTOCOL) ? STREAM_SUBPROTOCOL : undefined;
+      upgraded = Deno.upgradeWebSocket(c.req.raw, { protocol });
     } catch (e) {
       // e.g. the client went away mid-handshake; nothing to serve.
       return c.json({ error: `cannot upgrade: ${e instanceof Error ? e.message : e}` }, 400);

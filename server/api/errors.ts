@@ -3,6 +3,7 @@ import { SpecError } from "../experiments/schema.ts";
 import { BackendUnavailableError } from "../engine/open.ts";
 import { RunTooLargeError } from "../runs/manager.ts";
 import { ImportError } from "../runs/import.ts";
+import { redactPaths } from "../redact_paths.ts";
 
 export interface ErrorBody {
   error: string;
@@ -28,4 +29,37 @@ export function userError(
     };
   }
   return undefined;
+}
+
+/** What a failed filesystem call means to the person asking, by its errno code. */
+const FS_TROUBLE: Record<string, string> = {
+  ENOSPC: "the disk holding the lab's data is full",
+  EDQUOT: "the disk quota for the lab's data is used up",
+  EROFS: "the lab's data directory is read-only",
+  EACCES: "the lab may not access its data (permission denied)",
+  EPERM: "the lab may not access its data (operation not permitted)",
+  ENOENT: "a file the lab needs is missing",
+  EMFILE: "the lab has too many open files",
+  ENFILE: "the system has too many open files",
+  EIO: "an I/O error on the lab's disk",
+  EINVAL: "an invalid file name",
+};
+
+/**
+ * An unexpected error as a client may read it: never the raw message of a filesystem error
+ * (it names paths), only what went wrong in words and its errno code; other errors with any
+ * path taken out. The full error goes to the server's log.
+ */
+export function describeInternalError(err: unknown): string {
+  const code = (err as { code?: unknown })?.code;
+  if (typeof code === "string" && /^E[A-Z0-9]+$/.test(code)) {
+    const trouble = FS_TROUBLE[code] ?? "a filesystem error";
+    return `${trouble} (${code}); details are in the server's log`;
+  }
+  return redactPaths(err instanceof Error ? err.message : String(err));
+}
+
+/** The body of a 500. */
+export function internalErrorBody(err: unknown): ErrorBody {
+  return { error: `internal error: ${describeInternalError(err)}` };
 }

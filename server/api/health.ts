@@ -2,6 +2,7 @@
 import type { BackendName } from "../experiments/types.ts";
 import { EXPERIMENTS } from "../experiments/registry.ts";
 import { probeBackend, resolveBackend } from "../engine/open.ts";
+import { redactPaths } from "../redact_paths.ts";
 
 export interface BackendReport {
   backends: Record<
@@ -17,7 +18,11 @@ export function backendReport(): Promise<BackendReport> {
   cached ??= (async () => {
     const names: BackendName[] = ["webgpu", "wasm", "reference"];
     const backends: BackendReport["backends"] = {};
-    for (const name of names) backends[name] = await probeBackend(name);
+    for (const name of names) {
+      const probe = await probeBackend(name);
+      // Health is readable without the token: a probe's error must not say where files are.
+      backends[name] = probe.reason ? { ...probe, reason: redactPaths(probe.reason) } : probe;
+    }
     const first = Object.keys(EXPERIMENTS)[0];
     let default_backend = "none";
     try {

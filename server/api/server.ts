@@ -13,6 +13,8 @@ export interface LabServerOptions extends RunManagerOptions {
   port: number;
   hostname: string;
   token?: string;
+  /** Origins admitted besides the lab's own and its loopback ones (`--allow-origin`). */
+  allowOrigins?: readonly string[];
   stream?: StreamOptions;
   staticDir?: string;
 }
@@ -35,6 +37,9 @@ export async function startLab(opts: LabServerOptions): Promise<LabServer> {
     manager,
     hub,
     token: opts.token,
+    allowOrigins: opts.allowOrigins,
+    // Requests arrive only once the server listens, so its address is known by then.
+    port: () => server.addr.port,
     staticDir: opts.staticDir ?? DEFAULT_STATIC_DIR,
     backends: backendReport,
   });

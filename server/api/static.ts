@@ -23,6 +23,8 @@ export async function serveStatic(root: string, urlPath: string): Promise<Respon
   } catch {
     return undefined;
   }
+  // No file name holds a NUL; the filesystem API would throw (and name the path).
+  if (rel.includes("\0")) return undefined;
   if (rel.endsWith("/")) rel += "index.html";
   const path = normalize(join(root, rel));
   if (!path.startsWith(normalize(root + "/"))) return undefined;

@@ -26,6 +26,7 @@ import type { BodyRecord, SnapshotRecord } from "../runs/records.ts";
 import type { ManagerEvent, RunManager } from "../runs/manager.ts";
 import { decimate } from "../runs/history.ts";
 import { parseClientMessage } from "./ws_messages.ts";
+import { describeInternalError } from "./errors.ts";
 
 export interface StreamOptions {
   /** Stop sending to a socket with more than this many bytes not yet written. */
@@ -271,7 +272,7 @@ export class StreamHub {
               req: msg.req,
               run: msg.run,
               code: "internal",
-              message: `history failed: ${err instanceof Error ? err.message : err}`,
+              message: `history failed: ${describeInternalError(err)}`,
             } satisfies ErrorMessage,
           );
         });

@@ -5,6 +5,7 @@
  */
 import type { BodyRecord, HeaderRecord, RunStatus } from "./records.ts";
 import type { RunLogWriter } from "./runlog.ts";
+import { redactPaths } from "../redact_paths.ts";
 
 export type Unsequenced<T> = T extends unknown ? Omit<T, "seq"> : never;
 export type RecordListener = (records: BodyRecord[]) => void;
@@ -54,7 +55,8 @@ export class RunRecorder {
       time: Date.now(),
       status,
       step: this.step,
-      ...(error ? { error } : {}),
+      // The cause goes to every subscriber and reply: never where the lab lives on disk.
+      ...(error ? { error: redactPaths(error) } : {}),
     }]);
   }
 }
