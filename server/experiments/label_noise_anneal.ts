@@ -35,12 +35,14 @@ import {
   logisticDeriv,
   type PQData,
   pqEstimateBytes,
+  pqMetrics,
   pqMetricSpecs,
   pqModelParams,
   type PQNet,
   pqReplicaMetrics,
   type PQShape,
   pqShape,
+  qFraction,
   STREAM_SGD,
   trainExample,
   trainLoss,
@@ -50,8 +52,17 @@ import {
   annealEvent,
   annealParams,
   type AnnealRule,
+  annealValuesEvent,
+  initialPhase,
+  PHASE_METRICS,
+  type PhaseState,
   plannedAnnealEvent,
   shouldAnneal,
+  shouldStop,
+  stopEvent,
+  stopParams,
+  type StopRule,
+  stopThreshold,
 } from "./pq_anneal.ts";
 
 export const LABEL_NOISE_ALGOS = ["lnsgd-ls", "lnsgd-s", "fbgd-ls"] as const;
@@ -115,8 +126,9 @@ export const labelNoiseParams: ParamSchema = {
     doc:
       "SGD steps between checks of the loss-threshold anneal (each check is a pass over the data)",
     source: "notes §7 (the full training loss every k steps)",
-    appliesTo: ["lnsgd-ls"],
+    appliesTo: ["lnsgd-ls", "lnsgd-s"],
   },
+  ...stopParams({ stopAlgos: [...LABEL_NOISE_ALGOS] }),
 };
 
 export interface LabelNoisePrepared {
@@ -135,6 +147,8 @@ export interface LabelNoisePrepared {
   epsilon1: number;
   checkEvery: number;
   threshold: Float64Array;
+  /** Stop loss per replica: ε2 or ε′2 (−1: stop=off). */
+  stopAt: Float64Array;
 }
 
 export function prepareLabelNoise(spec: RunSpec): LabelNoisePrepared {
@@ -144,11 +158,19 @@ export function prepareLabelNoise(spec: RunSpec): LabelNoisePrepared {
   const perReplicaData = p.data === "per-replica";
   const seed = p.seed as number;
   const data = generateRunData(shape, seed, perReplicaData ? R : 1);
-  const threshold = new Float64Array(R);
-  for (let k = 0; k < R; k++) {
-    threshold[k] = annealThreshold(data, shape, perReplicaData ? k : 0, p.epsilon1 as number);
-  }
+  const threshold = new Float64Array(R), stopAt = new Float64Array(R);
   const algo = p.algo as LabelNoiseAlgo;
+  for (let k = 0; k < R; k++) {
+    const set = perReplicaData ? k : 0;
+    threshold[k] = annealThreshold(data, shape, set, p.epsilon1 as number);
+    stopAt[k] = stopThreshold(
+      p.stop as StopRule,
+      qFraction(data, shape, set),
+      p.epsilon1 as number,
+      algo !== "lnsgd-s",
+      p.stop_scale as number,
+    );
+  }
   return {
     algo,
     algoCode: LABEL_NOISE_ALGO_CODE[algo],
@@ -166,16 +188,17 @@ export function prepareLabelNoise(spec: RunSpec): LabelNoisePrepared {
     // Full-batch GD has the loss of every step for free.
     checkEvery: algo === "fbgd-ls" ? 1 : p.anneal_check_every as number,
     threshold,
+    stopAt,
   };
 }
 
-export interface LabelNoiseReplica {
+/** A replica's state between steps (its anneal and stop in PhaseState). */
+export interface LabelNoiseReplica extends PhaseState {
   net: PQNet;
   gW: Float64Array;
   gV: Float64Array;
   hW: Float64Array;
   hV: Float64Array;
-  annealedAt: number;
   pattern: Uint8Array | null;
   lr: number;
 }
@@ -188,7 +211,7 @@ export function initLabelNoiseReplica(prep: LabelNoisePrepared, replica: number)
     gV: new Float64Array(net.V.length),
     hW: new Float64Array(net.half),
     hV: new Float64Array(net.half),
-    annealedAt: -1,
+    ...initialPhase(),
     pattern: null,
     lr: prep.algo === "lnsgd-s" ? prep.eta2[replica] : prep.eta1[replica],
   };
@@ -205,34 +228,52 @@ export function sgdDraws(prep: LabelNoisePrepared, replica: number, t: number) {
 }
 
 /**
- * Update t of one replica, in place. Returns the anneal event if the replica annealed here
- * and a number that is non-finite iff the update produced a non-finite output.
+ * Update t of one replica, in place. Returns the events of this step (anneal, stop) and a
+ * number that is non-finite iff the update produced a non-finite output. A stopped replica
+ * does not move.
  */
 export function labelNoiseStep(
   prep: LabelNoisePrepared,
   state: LabelNoiseReplica,
   replica: number,
   t: number,
-): { probe: number; event: RunEvent | null } {
+): { probe: number; events: RunEvent[] } {
   const { shape, data } = prep;
   const { net } = state;
   const set = dataSetOf(data, replica);
+  const events: RunEvent[] = [];
+  if (state.stoppedAt >= 0) return { probe: 0, events };
   const fullBatch = prep.algo === "fbgd-ls";
   let batchLoss = NaN;
   if (fullBatch) batchLoss = fullBatchGradient(net, data, shape, set, null, state.gW, state.gV);
-  let event: RunEvent | null = null;
-  if (prep.algo !== "lnsgd-s" && state.annealedAt < 0) {
-    let checked = NaN;
-    const loss = () => (checked = fullBatch ? batchLoss : trainLoss(net, data, shape, set));
+  // The clean training loss of U_t, computed at most once per step (a pass over the data).
+  let checked = NaN;
+  const loss = () =>
+    Number.isNaN(checked)
+      ? (checked = fullBatch ? batchLoss : trainLoss(net, data, shape, set))
+      : checked;
+  const annealing = prep.algo !== "lnsgd-s";
+  if (annealing && state.annealedAt < 0) {
     if (
       shouldAnneal(prep.anneal, t, prep.annealStep, prep.checkEvery, loss, prep.threshold[replica])
     ) {
       state.annealedAt = t;
       state.pattern = activationPattern(net, data, shape, set);
-      if (prep.anneal === "loss") event = annealEvent(replica, t, checked, prep.threshold[replica]);
+      state.atAnneal = pqMetrics(net, data, shape, set, null);
+      if (prep.anneal === "loss") {
+        events.push(annealEvent(replica, t, checked, prep.threshold[replica]));
+      }
+      events.push(annealValuesEvent(replica, t, state.atAnneal));
     }
-  } else if (prep.algo === "lnsgd-s" && t === prep.annealStep) {
+  } else if (!annealing && t === prep.annealStep) {
     state.pattern = activationPattern(net, data, shape, set);
+  }
+  const eligible = !annealing || state.annealedAt >= 0;
+  if (shouldStop(prep.stopAt[replica], eligible, t, prep.checkEvery, loss)) {
+    state.stoppedAt = t;
+    state.atStop = pqMetrics(net, data, shape, set, state.pattern);
+    events.push(stopEvent(replica, t, loss(), prep.stopAt[replica], state.atStop));
+    return { probe: 0, events };
   }
   const lr = prep.algo === "lnsgd-s" || state.annealedAt >= 0
     ? prep.eta2[replica]
@@ -243,7 +284,7 @@ export function labelNoiseStep(
       net.W[k] -= lr * state.gW[k];
       net.V[k] -= lr * state.gV[k];
     }
-    return { probe: batchLoss, event };
+    return { probe: batchLoss, events };
   }
   // One example, label multiplied by σ: ∇ℓ(σ y f) = ℓ'(σ y f)·σ y·∇f.
   const { i, sigma } = sgdDraws(prep, replica, t);
@@ -253,10 +294,10 @@ export function labelNoiseStep(
   const c = -lr * logisticDeriv(y * f) * y;
   // accumulateGradient adds c·∇f straight into the weights: U ← U − lr·ℓ'·σy·∇f.
   accumulateGradient(net, ex, state.hW, state.hV, c, net.W, net.V);
-  return { probe: logistic(y * f) + c, event };
+  return { probe: logistic(y * f) + c, events };
 }
 
-export const LABEL_NOISE_METRICS = [...pqMetricSpecs(), ...ANNEAL_METRICS];
+export const LABEL_NOISE_METRICS = [...pqMetricSpecs(), ...ANNEAL_METRICS, ...PHASE_METRICS];
 
 function referenceSession(prep: LabelNoisePrepared, spec: RunSpec): KernelSession {
   const states = Array.from({ length: prep.replicas }, (_, k) => initLabelNoiseReplica(prep, k));
@@ -265,8 +306,8 @@ function referenceSession(prep: LabelNoisePrepared, spec: RunSpec): KernelSessio
     spec,
     metricNames: LABEL_NOISE_METRICS.map((m) => m.name),
     stepReplica: (k, t) => {
-      const { probe, event } = labelNoiseStep(prep, states[k], k, t);
-      if (event) pending.push(event);
+      const { probe, events } = labelNoiseStep(prep, states[k], k, t);
+      pending.push(...events);
       return [probe];
     },
     metricsOf: (k) => pqReplicaMetrics(prep, states[k], k),

@@ -24,6 +24,8 @@
  */
 import { normals } from "../rng/philox.ts";
 import { steppedReferenceSession } from "../engine/reference.ts";
+import { isSnapshotStep } from "../engine/snapshots.ts";
+import { FloorWatch } from "./pq_floor.ts";
 import { type ParamSchema, perReplica } from "./schema.ts";
 import type { ExperimentDefinition, KernelSession, RunEvent, RunSpec } from "./types.ts";
 import {
@@ -35,23 +37,35 @@ import {
   initPQNet,
   type PQData,
   pqEstimateBytes,
+  pqMetrics,
   pqMetricSpecs,
   pqModelParams,
   type PQNet,
   pqReplicaMetrics,
   type PQShape,
   pqShape,
+  qFraction,
   STREAM_PREACT,
   STREAM_XI_V,
   STREAM_XI_W,
+  trainLoss,
 } from "./pq_model.ts";
 import {
   ANNEAL_METRICS,
   annealEvent,
   annealParams,
   type AnnealRule,
+  annealValuesEvent,
+  initialPhase,
+  PHASE_METRICS,
+  type PhaseState,
   plannedAnnealEvent,
   shouldAnneal,
+  shouldStop,
+  stopEvent,
+  stopParams,
+  type StopRule,
+  stopThreshold,
 } from "./pq_anneal.ts";
 
 export const LARGE_LR_ALGOS = ["large-then-small", "small", "small-preact-noise"] as const;
@@ -101,6 +115,7 @@ export const largeLrParams: ParamSchema = {
     eta1Doc: "; it also sets τ_ξ for every algorithm (eq. 3.3)",
     eta1AppliesTo: [...LARGE_LR_ALGOS],
   }),
+  ...stopParams({ stopAlgos: [...LARGE_LR_ALGOS] }),
   lambda_scale: {
     kind: "number",
     default: 1,
@@ -162,6 +177,9 @@ export interface LargeLrPrepared {
   epsilon1: number;
   /** q·log 2 + ε1 per replica (its data set's empirical q). */
   threshold: Float64Array;
+  /** Stop loss per replica: ε2 or ε′2 (−1: stop=off). */
+  stopAt: Float64Array;
+  stop: StopRule;
   noiseOffStep: number;
 }
 
@@ -182,14 +200,22 @@ export function prepareLargeLr(spec: RunSpec): LargeLrPrepared {
   const lambdaScale = perReplica(p.lambda_scale, R), xiScale = perReplica(p.xi_scale, R);
   const preScale = perReplica(p.preact_scale, R);
   const lambda = new Float64Array(R), tauXi = new Float64Array(R), tauPre = new Float64Array(R);
-  const threshold = new Float64Array(R);
+  const threshold = new Float64Array(R), stopAt = new Float64Array(R);
+  const algo = p.algo as LargeLrAlgo;
   for (let k = 0; k < R; k++) {
     lambda[k] = lambdaScale[k] * Math.pow(shape.d, -1.25);
     tauXi[k] = xiScale[k] * stationaryTauXi(tau0[k], eta1[k], lambda[k]);
     tauPre[k] = preScale[k] * tau0[k];
-    threshold[k] = annealThreshold(data, shape, perReplicaData ? k : 0, p.epsilon1 as number);
+    const set = perReplicaData ? k : 0;
+    threshold[k] = annealThreshold(data, shape, set, p.epsilon1 as number);
+    stopAt[k] = stopThreshold(
+      p.stop as StopRule,
+      qFraction(data, shape, set),
+      p.epsilon1 as number,
+      algo === "large-then-small",
+      p.stop_scale as number,
+    );
   }
-  const algo = p.algo as LargeLrAlgo;
   return {
     algo,
     algoCode: LARGE_LR_ALGO_CODE[algo],
@@ -207,6 +233,8 @@ export function prepareLargeLr(spec: RunSpec): LargeLrPrepared {
     annealStep: p.anneal_step as number,
     epsilon1: p.epsilon1 as number,
     threshold,
+    stopAt,
+    stop: p.stop as StopRule,
     noiseOffStep: p.noise_off_step as number,
   };
 }
@@ -216,12 +244,11 @@ export function patternStep(prep: LargeLrPrepared): number {
   return prep.algo === "small-preact-noise" ? prep.noiseOffStep : prep.annealStep;
 }
 
-/** A replica's state between steps. */
-export interface LargeLrReplica {
+/** A replica's state between steps (its anneal and stop in PhaseState). */
+export interface LargeLrReplica extends PhaseState {
   net: PQNet;
   gW: Float64Array;
   gV: Float64Array;
-  annealedAt: number;
   pattern: Uint8Array | null;
   lr: number;
 }
@@ -232,25 +259,28 @@ export function initLargeLrReplica(prep: LargeLrPrepared, replica: number): Larg
     net,
     gW: new Float64Array(net.W.length),
     gV: new Float64Array(net.V.length),
-    annealedAt: -1,
+    ...initialPhase(),
     pattern: null,
     lr: prep.algo === "large-then-small" ? prep.eta1[replica] : prep.eta2[replica],
   };
 }
 
 /**
- * Update t of one replica, in place, as eqs. 3.1–3.2 write it. Returns the anneal event if
- * the replica annealed at this step, and the (possibly noisy) training loss at U_t.
+ * Update t of one replica, in place, as eqs. 3.1–3.2 write it. Returns the events of this
+ * step (anneal, stop) and the (possibly noisy) training loss at U_t. A stopped replica does
+ * not move (loss 0).
  */
 export function largeLrStep(
   prep: LargeLrPrepared,
   state: LargeLrReplica,
   replica: number,
   t: number,
-): { loss: number; event: RunEvent | null } {
+): { loss: number; events: RunEvent[] } {
   const { shape, data } = prep;
   const { net, gW, gV } = state;
   const set = dataSetOf(data, replica);
+  const events: RunEvent[] = [];
+  if (state.stoppedAt >= 0) return { loss: 0, events };
   const { half, d, m } = shape;
   let preact: Float64Array | null = null;
   if (prep.algo === "small-preact-noise" && t < prep.noiseOffStep) {
@@ -258,18 +288,31 @@ export function largeLrStep(
     for (let j = 0; j < m; j++) preact[j] *= prep.tauPre[replica];
   }
   const loss = fullBatchGradient(net, data, shape, set, preact, gW, gV);
-  let event: RunEvent | null = null;
-  if (prep.algo === "large-then-small") {
+  const annealing = prep.algo === "large-then-small";
+  if (annealing) {
     if (
       state.annealedAt < 0 &&
       shouldAnneal(prep.anneal, t, prep.annealStep, 1, () => loss, prep.threshold[replica])
     ) {
       state.annealedAt = t;
       state.pattern = activationPattern(net, data, shape, set);
-      if (prep.anneal === "loss") event = annealEvent(replica, t, loss, prep.threshold[replica]);
+      state.atAnneal = pqMetrics(net, data, shape, set, null);
+      if (prep.anneal === "loss") {
+        events.push(annealEvent(replica, t, loss, prep.threshold[replica]));
+      }
+      events.push(annealValuesEvent(replica, t, state.atAnneal));
     }
   } else if (t === patternStep(prep)) {
     state.pattern = activationPattern(net, data, shape, set);
+  }
+  // The stop compares the clean loss: with pre-activation noise on, the batch loss is noisy.
+  let clean = preact ? NaN : loss;
+  const cleanLoss = () => Number.isNaN(clean) ? (clean = trainLoss(net, data, shape, set)) : clean;
+  if (shouldStop(prep.stopAt[replica], !annealing || state.annealedAt >= 0, t, 1, cleanLoss)) {
+    state.stoppedAt = t;
+    state.atStop = pqMetrics(net, data, shape, set, state.pattern);
+    events.push(stopEvent(replica, t, cleanLoss(), prep.stopAt[replica], state.atStop));
+    return { loss, events };
   }
   const gamma = prep.algo === "large-then-small" && state.annealedAt < 0
     ? prep.eta1[replica]
@@ -283,10 +326,10 @@ export function largeLrStep(
     net.W[k] = decay * net.W[k] - gamma * (gW[k] + tauXi * xiW[k]);
     net.V[k] = decay * net.V[k] - gamma * (gV[k] + tauXi * xiV[k]);
   }
-  return { loss, event };
+  return { loss, events };
 }
 
-export const LARGE_LR_METRICS = [...pqMetricSpecs(), ...ANNEAL_METRICS];
+export const LARGE_LR_METRICS = [...pqMetricSpecs(), ...ANNEAL_METRICS, ...PHASE_METRICS];
 
 /** Squared norm of both blocks plus the loss: non-finite iff the replica diverged. */
 function finiteProbe(net: PQNet, loss: number): Float64Array {
@@ -296,19 +339,36 @@ function finiteProbe(net: PQNet, loss: number): Float64Array {
   return Float64Array.of(loss, s);
 }
 
+/** The weight-decay floor warning of this run (pq_floor.ts), fed at snapshots by every backend. */
+export function largeLrFloorWatch(prep: LargeLrPrepared, spec: RunSpec): FloorWatch {
+  return new FloorWatch({
+    ...prep,
+    every: spec.every,
+    annealing: prep.algo === "large-then-small",
+  });
+}
+
 function referenceSession(prep: LargeLrPrepared, spec: RunSpec): KernelSession {
   const states = Array.from({ length: prep.replicas }, (_, k) => initLargeLrReplica(prep, k));
+  const watch = largeLrFloorWatch(prep, spec);
   let pending: RunEvent[] = [];
   return steppedReferenceSession({
     spec,
     metricNames: LARGE_LR_METRICS.map((m) => m.name),
     stepReplica: (k, t) => {
-      const { loss, event } = largeLrStep(prep, states[k], k, t);
-      if (event) pending.push(event);
+      const { loss, events } = largeLrStep(prep, states[k], k, t);
+      pending.push(...events);
       return finiteProbe(states[k].net, loss);
     },
     metricsOf: (k) => pqReplicaMetrics(prep, states[k], k),
-    afterStep: () => {
+    afterStep: (step) => {
+      if (isSnapshotStep(step, spec.every, spec.steps)) {
+        states.forEach((s, k) => {
+          const loss = trainLoss(s.net, prep.data, prep.shape, dataSetOf(prep.data, k));
+          const note = watch.observe(step, k, loss, s.annealedAt, s.stoppedAt >= 0);
+          if (note) pending.push(note);
+        });
+      }
       const events = pending;
       pending = [];
       return events;

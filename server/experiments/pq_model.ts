@@ -46,6 +46,7 @@
  */
 import { DATA_REPLICA, normals, philoxBlock, rademacher, uniform24 } from "../rng/philox.ts";
 import { type ParamSchema, SpecError } from "./schema.ts";
+import { phaseMetrics, type PhaseState } from "./pq_anneal.ts";
 import type { RunSpec } from "./types.ts";
 
 export const SUBSET_P_ONLY = 0;
@@ -771,13 +772,11 @@ export function pqMetrics(
 }
 
 /** What the reference sessions keep of a replica that its snapshot reports. */
-export interface PQReplicaView {
+export interface PQReplicaView extends PhaseState {
   net: PQNet;
   /** The stored activation pattern, once taken. */
   pattern: Uint8Array | null;
   lr: number;
-  /** Step of the anneal, −1 before it. */
-  annealedAt: number;
 }
 
 /** A reference replica's snapshot: the P/Q metrics on its data set, its lr and anneal step. */
@@ -795,6 +794,7 @@ export function pqReplicaMetrics(
   );
   out.lr = state.lr;
   out.anneal_step = state.annealedAt;
+  phaseMetrics(out, state);
   return out;
 }
 

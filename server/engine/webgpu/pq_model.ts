@@ -34,7 +34,9 @@ import {
   type PQShape,
 } from "../../experiments/pq_model.ts";
 import { annealEvent, type AnnealRule } from "../../experiments/pq_anneal.ts";
-import { LARGE_LR_METRICS, prepareLargeLr } from "../../experiments/large_lr.ts";
+import { initialPhase, phaseMetrics } from "../../experiments/pq_anneal.ts";
+import type { FloorWatch } from "../../experiments/pq_floor.ts";
+import { LARGE_LR_METRICS, largeLrFloorWatch, prepareLargeLr } from "../../experiments/large_lr.ts";
 import { LABEL_NOISE_METRICS, prepareLabelNoise } from "../../experiments/label_noise_anneal.ts";
 import { maskDiverged } from "../session_results.ts";
 import { checked, getGpu, type Gpu, isLlvmpipe, LLVMPIPE_LOOP_LIMIT } from "./device.ts";
@@ -99,6 +101,8 @@ interface PQRun {
   checkEvery: number;
   noiseOffStep: number;
   metricNames: string[];
+  /** large-lr's weight-decay floor warning, fed the snapshots' training loss. */
+  floorWatch?: FloorWatch;
 }
 
 const isAnnealing = (algo: number) => algo === 0 || algo === 3 || algo === 5;
@@ -414,6 +418,7 @@ async function openPQGpu(
     return events;
   }
 
+  let floorNotes: RunEvent[] = [];
   function metricsAt(at: number, slot: number, snaps: Float32Array, flags: Uint32Array) {
     return Array.from({ length: R }, (_, r) => {
       if (divergedAt[r] >= 0 && divergedAt[r] <= at) return null;
@@ -426,6 +431,11 @@ async function openPQGpu(
       const annealedBy = annealedAt[r] >= 0 && annealedAt[r] < at;
       values.anneal_step = annealedBy ? annealedAt[r] : -1;
       values.lr = at === 0 ? initialLr(r) : annealedBy || !annealing ? run.eta2[r] : run.eta1[r];
+      // The WGSL kernel keeps no copy of the anneal's weights and has no stopping rule yet:
+      // the *_at_anneal and *_at_stop metrics stay NaN here (wasm and reference have them).
+      phaseMetrics(values, { ...initialPhase(), annealedAt: values.anneal_step });
+      const note = run.floorWatch?.observe(at, r, values.train_loss, values.anneal_step, false);
+      if (note) floorNotes.push(note);
       return values;
     });
   }
@@ -455,6 +465,8 @@ async function openPQGpu(
             return row ? row[run.metricNames[k]] : NaN;
           }),
         );
+        result.events.push(...floorNotes);
+        floorNotes = [];
       }
     },
   });
@@ -462,7 +474,18 @@ async function openPQGpu(
   return serialisedGpuSession(gpu, run.experiment, stepOf, advanceTo, buffers);
 }
 
+/** The stopping rule runs on the CPU backends only: a clear refusal instead of ignoring it. */
+function refuseStop(spec: RunSpec): void {
+  if (spec.params.stop === "loss") {
+    throw new Error(
+      "params.stop = loss (the stopping rule) runs on the wasm and reference backends only; " +
+        "choose backend wasm or stop = off",
+    );
+  }
+}
+
 export function openLargeLrGpu(spec: RunSpec, options: PQGpuOptions = {}): Promise<KernelSession> {
+  refuseStop(spec);
   const prep = prepareLargeLr(spec);
   return openPQGpu(spec, {
     experiment: "large-lr",
@@ -484,6 +507,7 @@ export function openLargeLrGpu(spec: RunSpec, options: PQGpuOptions = {}): Promi
     checkEvery: 1,
     noiseOffStep: prep.noiseOffStep,
     metricNames: LARGE_LR_METRICS.map((m) => m.name),
+    floorWatch: largeLrFloorWatch(prep, spec),
   }, options);
 }
 
@@ -491,6 +515,7 @@ export function openLabelNoiseGpu(
   spec: RunSpec,
   options: PQGpuOptions = {},
 ): Promise<KernelSession> {
+  refuseStop(spec);
   const prep = prepareLabelNoise(spec);
   const R = prep.replicas;
   return openPQGpu(spec, {
