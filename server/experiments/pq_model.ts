@@ -92,7 +92,8 @@ export function pqModelParams(defaults: {
       min: 4,
       max: 4096,
       doc: "dimension of each input block (x1 ∈ R^d, x2 ∈ R^d)",
-      source: `${defaults.sweepSource}; the theory needs d → ∞`,
+      source:
+        `chosen so that 5 seeds of a default run take about a minute on 2 CPU cores (wasm); the theory needs d → ∞ (${defaults.sweepSource})`,
     },
     kappa_sq: {
       kind: "number",
@@ -101,7 +102,8 @@ export function pqModelParams(defaults: {
       max: 1,
       log: true,
       doc: "κ² = d/N: the training set has N = round(d/κ²) examples",
-      source: "Assumption 3.1 (N = d/κ²)",
+      source:
+        "Assumption 3.1 (N = d/κ², κ small); 0.2 chosen so that N = 5d and pN = κ²N/2 = d/2 (the paper's pN ≈ d/2)",
     },
     p0_scale: {
       kind: "number",
@@ -117,7 +119,8 @@ export function pqModelParams(defaults: {
       min: 0,
       max: 1,
       doc: "Q-only probability q0 (the rest carry both patterns)",
-      source: `Assumption 3.1 (q0 = Θ(1)); ${defaults.sweepSource}`,
+      source:
+        `Assumption 3.1 (q0 = Θ(1)); 0.6 chosen so that Q-only examples dominate the loss plateau q·log 2; eq. 1.1's 20/20/60 mixture is the preset large-lr-illustrative-mixture (${defaults.sweepSource})`,
     },
     gamma_scale: {
       kind: "number",
@@ -125,7 +128,7 @@ export function pqModelParams(defaults: {
       min: 0,
       max: 100,
       doc: "P margin γ0 = gamma_scale/√d",
-      source: "§2 (γ0 = 1/√d)",
+      source: "§2 (γ0 = 1/√d); γ0 = 0 (gamma_scale = 0) is the preset large-lr-gamma0-zero",
     },
     r_scale: {
       kind: "number",
@@ -134,7 +137,8 @@ export function pqModelParams(defaults: {
       max: 1e4,
       log: true,
       doc: "Q offset ‖ζ‖ = r = r_scale·d^(−3/4)",
-      source: `Assumption 3.1 (r = d^(−3/4), r_scale = 1); ${defaults.sweepSource}`,
+      source:
+        `Assumption 3.1 (r = d^(−3/4), r ≪ 1); default ${defaults.rScale}: r = ${defaults.rScale}·d^(−3/4) (${defaults.sweepSource})`,
     },
     m: {
       kind: "int",
@@ -142,7 +146,8 @@ export function pqModelParams(defaults: {
       min: 2,
       max: 8192,
       doc: "total hidden width (even): m/2 ReLU units on x1 (W) and m/2 on x2 (V); |u_j| = 1/√m",
-      source: `§2 (u ∈ {±m^(−1/2)}^m, U = [W; V]; m ≥ poly(d)); ${defaults.sweepSource}`,
+      source:
+        `§2 (u ∈ {±m^(−1/2)}^m, U = [W; V]; m ≥ poly(d/τ0), out of reach); ${defaults.m} chosen for speed (${defaults.sweepSource})`,
     },
     tau0: {
       kind: "number",
@@ -152,7 +157,8 @@ export function pqModelParams(defaults: {
       perReplica: true,
       log: true,
       doc: "first-layer initialisation std: W0, V0 ~ N(0, τ0²)",
-      source: `§2 (τ0 = 1/poly(d/ε)); ${defaults.sweepSource}`,
+      source:
+        `Assumption 3.2 (τ0 = 1/poly(d/ε), τ0·log d ≤ min(q·ε1, ε1²)); default ${defaults.tau0} chosen so that τ0·log d ≤ ε1² at d = 64, ε1 = 0.05: the noise part's output (Prop. A.4, ≲ τ0·log d) is then ≈ 0.002 (${defaults.sweepSource})`,
     },
     n_test: {
       kind: "int",
