@@ -4,11 +4,12 @@
  * noise keeps Q from being learned, measured with the lab's own sessions on the CPU. Not a
  * test: it prints the tables the docs record.
  *
- *   nice -n 10 deno run -A test/sweeps/pq_regime.ts race|block|labelnoise|defaults [--quick]
+ *   nice -n 10 deno run -A test/sweeps/pq_regime.ts race|qrace|block|labelnoise|defaults [--quick]
  *
  * race:       η-time Σγ at which the P-only and the Q-only training loss first fall below
- *             0.35 (snapshot resolution), small LR without noise (xi_scale = 0), against d
- *             at fixed r (r_scale scaled so r = 0.5) and τ0 = 1e-3.
+ *             0.35 (snapshot resolution, 10 steps), both blocks trained together at a fixed
+ *             LR η = 10 without noise or decay (xi_scale = 0, lambda_scale = 0), against d
+ *             at fixed r = 0.5 (r_scale = 0.5·d^(3/4)), τ0 = 1e-3, up to η-time 12,000.
  * block:      noise-blocking of Q at η1: pairs of runs that differ only in xi_scale (1 vs 0;
  *             same data, initialisation and replica keys, so the same seeds), no anneal, the
  *             Q-only training loss at equal η-time, over (r, τ0, λ, η1, m).
@@ -32,7 +33,7 @@ function crossing(r: SweepResult, metric: string, level: number): number[] {
 }
 
 function median(xs: number[]): number {
-  const ok = xs.filter(Number.isFinite).sort((a, b) => a - b);
+  const ok = xs.filter((x) => !Number.isNaN(x)).sort((a, b) => a - b);
   if (!ok.length) return NaN;
   const h = ok.length >> 1;
   return ok.length % 2 ? ok[h] : (ok[h - 1] + ok[h]) / 2;
@@ -41,12 +42,12 @@ function median(xs: number[]): number {
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 
 async function race() {
-  const eta = 2;
+  const eta = 10;
   console.log("| d | N | m | steps | η-time P-only < 0.35 | η-time Q-only < 0.35 | first |");
   console.log("|---|---|---|---|---|---|---|");
   for (const d of quick ? [32, 64] : [32, 64, 128, 256]) {
     const m = d <= 64 ? 128 : 64;
-    const steps = Math.ceil((8 * d + 2000) / eta);
+    const steps = Math.ceil(12000 / eta);
     const spec: Spec = {
       experiment: "large-lr",
       replicas: 3,
@@ -77,12 +78,52 @@ async function race() {
   }
 }
 
+/**
+ * Q's side of the race alone, where it is cheap: Q's dynamics do not involve d (x2 lies in a
+ * plane), so a small d with the same number of Q examples (N = 320, q0 = 0.6, as at d = 64)
+ * measures the η-time Q needs at each r; the crossover d* is where P's η-time (race) reaches it.
+ */
+async function qrace() {
+  const eta = 10;
+  console.log("| r | τ0 | m | η-time Q-only < 0.35 (3 seeds) |");
+  console.log("|---|---|---|---|");
+  for (const r of [0.88, 0.5, 0.3]) {
+    for (const tau0 of [1e-3, 0.1]) {
+      const d = 16, steps = 20000;
+      const res = await runOne({
+        label: "qrace",
+        experiment: "large-lr",
+        replicas: 3,
+        steps,
+        every: 50,
+        backend: "wasm",
+        params: {
+          algo: "small",
+          d,
+          kappa_sq: d / 320,
+          m: 128,
+          r_scale: r * d ** 0.75,
+          tau0,
+          xi_scale: 0,
+          lambda_scale: 0,
+          eta2: eta,
+          n_test: 50,
+        },
+      });
+      const q = crossing(res, "train_loss_q_only", 0.35).map((x) =>
+        x < 0 ? `>${steps * eta}` : x * eta
+      );
+      console.log(`| ${r} | ${tau0} | 128 | ${q.join(", ")} |`);
+    }
+  }
+}
+
 async function block() {
   const grid: Spec[] = [];
   for (const r_scale of quick ? [20] : [5, 20]) {
-    for (const tau0 of quick ? [0.5] : [0.01, 0.5, 1.5]) {
+    for (const tau0 of quick ? [0.5] : [0.01, 1.5]) {
       for (const lambda_scale of quick ? [1] : [0.01, 1]) {
-        for (const eta1 of quick ? [20] : [5, 40]) {
+        for (const eta1 of quick ? [20] : [40]) {
           grid.push({ r_scale, tau0, lambda_scale, eta1 });
         }
       }
@@ -94,7 +135,7 @@ async function block() {
   );
   console.log("|---|---|---|---|---|---|---|---|---|");
   for (const g of grid) {
-    const steps = 1000;
+    const steps = 500;
     const pair = [1, 0].map((xi_scale) => ({
       experiment: "large-lr",
       replicas: 3,
@@ -126,7 +167,7 @@ async function block() {
 async function labelNoise() {
   console.log("| r | η | δ | Q-only train loss | P-only test error | p_alignment |");
   console.log("|---|---|---|---|---|---|");
-  for (const r_scale of quick ? [20] : [5, 20]) {
+  for (const r_scale of [20]) {
     for (const eta2 of [0.2, 2]) {
       for (const delta of quick ? [0, 0.1] : [0, 0.02, 0.1, 0.3]) {
         const steps = Math.round(4000 / eta2);
@@ -191,10 +232,16 @@ async function defaults() {
 }
 
 const which = Deno.args.find((a) => !a.startsWith("--"));
-const runs: Record<string, () => Promise<void>> = { race, block, labelnoise: labelNoise, defaults };
+const runs: Record<string, () => Promise<void>> = {
+  race,
+  qrace,
+  block,
+  labelnoise: labelNoise,
+  defaults,
+};
 if (!which || !runs[which]) {
   console.error(
-    "usage: deno run -A test/sweeps/pq_regime.ts race|block|labelnoise|defaults [--quick]",
+    "usage: deno run -A test/sweeps/pq_regime.ts race|qrace|block|labelnoise|defaults [--quick]",
   );
   Deno.exit(2);
 }
