@@ -64,6 +64,7 @@ import {
   type StopRule,
   stopThreshold,
 } from "./pq_anneal.ts";
+import { RACE_METRICS, raceParams, RaceWatch } from "./pq_race.ts";
 
 export const LABEL_NOISE_ALGOS = ["lnsgd-ls", "lnsgd-s", "fbgd-ls"] as const;
 export type LabelNoiseAlgo = typeof LABEL_NOISE_ALGOS[number];
@@ -130,6 +131,7 @@ export const labelNoiseParams: ParamSchema = {
     appliesTo: ["lnsgd-ls", "lnsgd-s"],
   },
   ...stopParams({ stopAlgos: [...LABEL_NOISE_ALGOS] }),
+  ...raceParams,
 };
 
 export interface LabelNoisePrepared {
@@ -298,10 +300,26 @@ export function labelNoiseStep(
   return { probe: logistic(y * f) + c, events };
 }
 
-export const LABEL_NOISE_METRICS = [...pqMetricSpecs(), ...ANNEAL_METRICS, ...PHASE_METRICS];
+export const LABEL_NOISE_METRICS = [
+  ...pqMetricSpecs(),
+  ...ANNEAL_METRICS,
+  ...PHASE_METRICS,
+  ...RACE_METRICS,
+];
+
+/** The race metrics of this run (pq_race.ts), fed at snapshots by every backend. */
+export function labelNoiseRaceWatch(prep: LabelNoisePrepared, spec: RunSpec): RaceWatch {
+  return new RaceWatch({
+    ...prep,
+    annealing: prep.algo !== "lnsgd-s",
+    level: spec.params.race_loss as number,
+  });
+}
 
 function referenceSession(prep: LabelNoisePrepared, spec: RunSpec): KernelSession {
   const states = Array.from({ length: prep.replicas }, (_, k) => initLabelNoiseReplica(prep, k));
+  const race = labelNoiseRaceWatch(prep, spec);
+  let now = 0; // the step of the next snapshot: afterStep runs before it
   let pending: RunEvent[] = [];
   return steppedReferenceSession({
     spec,
@@ -311,8 +329,13 @@ function referenceSession(prep: LabelNoisePrepared, spec: RunSpec): KernelSessio
       pending.push(...events);
       return [probe];
     },
-    metricsOf: (k) => pqReplicaMetrics(prep, states[k], k),
-    afterStep: () => {
+    metricsOf: (k) => {
+      const values = pqReplicaMetrics(prep, states[k], k);
+      race.observe(values, k, now, states[k].annealedAt, states[k].stoppedAt);
+      return values;
+    },
+    afterStep: (step) => {
+      now = step;
       const events = pending;
       pending = [];
       return events;

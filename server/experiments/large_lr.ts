@@ -26,6 +26,7 @@ import { normals } from "../rng/philox.ts";
 import { steppedReferenceSession } from "../engine/reference.ts";
 import { isSnapshotStep } from "../engine/snapshots.ts";
 import { FloorWatch } from "./pq_floor.ts";
+import { RACE_METRICS, raceParams, RaceWatch } from "./pq_race.ts";
 import { type ParamSchema, perReplica } from "./schema.ts";
 import type { ExperimentDefinition, KernelSession, RunEvent, RunSpec } from "./types.ts";
 import {
@@ -116,6 +117,7 @@ export const largeLrParams: ParamSchema = {
     eta1AppliesTo: [...LARGE_LR_ALGOS],
   }),
   ...stopParams({ stopAlgos: [...LARGE_LR_ALGOS] }),
+  ...raceParams,
   lambda_scale: {
     kind: "number",
     default: 0.01,
@@ -330,7 +332,12 @@ export function largeLrStep(
   return { loss, events };
 }
 
-export const LARGE_LR_METRICS = [...pqMetricSpecs(), ...ANNEAL_METRICS, ...PHASE_METRICS];
+export const LARGE_LR_METRICS = [
+  ...pqMetricSpecs(),
+  ...ANNEAL_METRICS,
+  ...PHASE_METRICS,
+  ...RACE_METRICS,
+];
 
 /** Squared norm of both blocks plus the loss: non-finite iff the replica diverged. */
 function finiteProbe(net: PQNet, loss: number): Float64Array {
@@ -349,9 +356,20 @@ export function largeLrFloorWatch(prep: LargeLrPrepared, spec: RunSpec): FloorWa
   });
 }
 
+/** The race metrics of this run (pq_race.ts), fed at snapshots by every backend. */
+export function largeLrRaceWatch(prep: LargeLrPrepared, spec: RunSpec): RaceWatch {
+  return new RaceWatch({
+    ...prep,
+    annealing: prep.algo === "large-then-small",
+    level: spec.params.race_loss as number,
+  });
+}
+
 function referenceSession(prep: LargeLrPrepared, spec: RunSpec): KernelSession {
   const states = Array.from({ length: prep.replicas }, (_, k) => initLargeLrReplica(prep, k));
   const watch = largeLrFloorWatch(prep, spec);
+  const race = largeLrRaceWatch(prep, spec);
+  let now = 0; // the step of the next snapshot: afterStep runs before it
   let pending: RunEvent[] = [];
   return steppedReferenceSession({
     spec,
@@ -361,8 +379,13 @@ function referenceSession(prep: LargeLrPrepared, spec: RunSpec): KernelSession {
       pending.push(...events);
       return finiteProbe(states[k].net, loss);
     },
-    metricsOf: (k) => pqReplicaMetrics(prep, states[k], k),
+    metricsOf: (k) => {
+      const values = pqReplicaMetrics(prep, states[k], k);
+      race.observe(values, k, now, states[k].annealedAt, states[k].stoppedAt);
+      return values;
+    },
     afterStep: (step) => {
+      now = step;
       if (isSnapshotStep(step, spec.every, spec.steps)) {
         states.forEach((s, k) => {
           const loss = trainLoss(s.net, prep.data, prep.shape, dataSetOf(prep.data, k));

@@ -665,6 +665,18 @@ export function pqMetricSpecs() {
       scale: "linear",
     },
     { name: "w_norm", doc: "‖W‖_F (P block, all d columns)", scale: "linear" },
+    {
+      name: "w_along_wstar",
+      doc:
+        "‖W w*‖: the part of W along the P signal direction (w_norm² = w_along_wstar² + w_across_wstar²)",
+      scale: "linear",
+    },
+    {
+      name: "w_across_wstar",
+      doc:
+        "‖W (I − w* w*ᵀ)‖_F: the part of W across w* (noise, and what the P-only points' Gaussian parts teach)",
+      scale: "linear",
+    },
     { name: "v_norm", doc: "‖V‖_F (Q block, all d columns)", scale: "linear" },
     {
       name: "activation_flips",
@@ -772,6 +784,10 @@ export function pqMetrics(
   const oddNorm = frobenius(odd);
   out.p_alignment = oddNorm > 0 ? odd[0] / oddNorm : 0;
   out.w_norm = frobenius(net.W);
+  let along = 0;
+  for (let j = 0; j < half; j++) along += net.W[j * d] * net.W[j * d];
+  out.w_along_wstar = Math.sqrt(along);
+  out.w_across_wstar = Math.sqrt(Math.max(0, out.w_norm * out.w_norm - along));
   out.v_norm = frobenius(net.V);
   out.activation_flips = annealPattern ? flips / patternPairs(data, shape, set) : 0;
   return out;

@@ -31,9 +31,19 @@ import {
   type PhaseState,
   stopEvent,
 } from "../../experiments/pq_anneal.ts";
-import { LARGE_LR_METRICS, largeLrFloorWatch, prepareLargeLr } from "../../experiments/large_lr.ts";
+import {
+  LARGE_LR_METRICS,
+  largeLrFloorWatch,
+  largeLrRaceWatch,
+  prepareLargeLr,
+} from "../../experiments/large_lr.ts";
 import type { FloorWatch } from "../../experiments/pq_floor.ts";
-import { LABEL_NOISE_METRICS, prepareLabelNoise } from "../../experiments/label_noise_anneal.ts";
+import type { RaceWatch } from "../../experiments/pq_race.ts";
+import {
+  LABEL_NOISE_METRICS,
+  labelNoiseRaceWatch,
+  prepareLabelNoise,
+} from "../../experiments/label_noise_anneal.ts";
 import { isSnapshotStep, nextSnapshotStep, StepClock } from "../snapshots.ts";
 import { settled, WASM_ADAPTER } from "../session_results.ts";
 
@@ -87,6 +97,7 @@ interface PQRun {
   metricNames: string[];
   /** large-lr's weight-decay floor warning, fed the snapshots' training loss. */
   floorWatch?: FloorWatch;
+  race: RaceWatch;
 }
 
 function checkMemory(shape: PQShape, R: number, sets: number): void {
@@ -201,6 +212,7 @@ function openPQSession(spec: RunSpec, instance: WebAssembly.Instance, run: PQRun
         values.lr = at === 0 ? initialLr(r) : st[8 * r + 1];
         values.anneal_step = st[8 * r];
         phaseMetrics(values, phases[r]);
+        run.race.observe(values, r, at, st[8 * r], st[8 * r + 4]);
         const stopped = st[8 * r + 4] >= 0;
         const note = run.floorWatch?.observe(at, r, values.train_loss, st[8 * r], stopped);
         if (note) floorNotes.push(note);
@@ -308,6 +320,7 @@ export function openLargeLrSession(spec: RunSpec, instance: WebAssembly.Instance
     noiseOffStep: prep.noiseOffStep,
     metricNames: LARGE_LR_METRICS.map((m) => m.name),
     floorWatch: largeLrFloorWatch(prep, spec),
+    race: largeLrRaceWatch(prep, spec),
   });
 }
 
@@ -337,5 +350,6 @@ export function openLabelNoiseSession(
     checkEvery: prep.checkEvery,
     noiseOffStep: Number.MAX_SAFE_INTEGER,
     metricNames: LABEL_NOISE_METRICS.map((m) => m.name),
+    race: labelNoiseRaceWatch(prep, spec),
   });
 }

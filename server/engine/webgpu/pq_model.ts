@@ -36,8 +36,18 @@ import {
 import { annealEvent, type AnnealRule } from "../../experiments/pq_anneal.ts";
 import { initialPhase, phaseMetrics } from "../../experiments/pq_anneal.ts";
 import type { FloorWatch } from "../../experiments/pq_floor.ts";
-import { LARGE_LR_METRICS, largeLrFloorWatch, prepareLargeLr } from "../../experiments/large_lr.ts";
-import { LABEL_NOISE_METRICS, prepareLabelNoise } from "../../experiments/label_noise_anneal.ts";
+import type { RaceWatch } from "../../experiments/pq_race.ts";
+import {
+  LARGE_LR_METRICS,
+  largeLrFloorWatch,
+  largeLrRaceWatch,
+  prepareLargeLr,
+} from "../../experiments/large_lr.ts";
+import {
+  LABEL_NOISE_METRICS,
+  labelNoiseRaceWatch,
+  prepareLabelNoise,
+} from "../../experiments/label_noise_anneal.ts";
 import { maskDiverged } from "../session_results.ts";
 import { checked, getGpu, type Gpu, isLlvmpipe, LLVMPIPE_LOOP_LIMIT } from "./device.ts";
 import {
@@ -103,6 +113,7 @@ interface PQRun {
   metricNames: string[];
   /** large-lr's weight-decay floor warning, fed the snapshots' training loss. */
   floorWatch?: FloorWatch;
+  race: RaceWatch;
 }
 
 const isAnnealing = (algo: number) => algo === 0 || algo === 3 || algo === 5;
@@ -434,6 +445,7 @@ async function openPQGpu(
       // The WGSL kernel keeps no copy of the anneal's weights and has no stopping rule yet:
       // the *_at_anneal and *_at_stop metrics stay NaN here (wasm and reference have them).
       phaseMetrics(values, { ...initialPhase(), annealedAt: values.anneal_step });
+      run.race.observe(values, r, at, values.anneal_step, -1);
       const note = run.floorWatch?.observe(at, r, values.train_loss, values.anneal_step, false);
       if (note) floorNotes.push(note);
       return values;
@@ -508,6 +520,7 @@ export function openLargeLrGpu(spec: RunSpec, options: PQGpuOptions = {}): Promi
     noiseOffStep: prep.noiseOffStep,
     metricNames: LARGE_LR_METRICS.map((m) => m.name),
     floorWatch: largeLrFloorWatch(prep, spec),
+    race: largeLrRaceWatch(prep, spec),
   }, options);
 }
 
@@ -538,5 +551,6 @@ export function openLabelNoiseGpu(
     checkEvery: prep.checkEvery,
     noiseOffStep: Number.MAX_SAFE_INTEGER,
     metricNames: LABEL_NOISE_METRICS.map((m) => m.name),
+    race: labelNoiseRaceWatch(prep, spec),
   }, options);
 }
