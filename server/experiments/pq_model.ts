@@ -175,6 +175,19 @@ export function pqModelParams(defaults: {
       max: 0xFFFFFFFE,
       doc: "data seed (also keys each replica's initialisation and noise with the replica index)",
     },
+    blocks: {
+      kind: "enum",
+      values: ["both", "p", "q"],
+      default: "both",
+      doc: "which block learns: the other block's inputs are set to 0 (same draws, same seeds)",
+      valueDocs: {
+        both: "the papers' network: P and Q blocks together",
+        p: "P block alone: x2 = 0 everywhere, V feels only decay and noise",
+        q: "Q block alone: x1 = 0 everywhere, W feels only decay and noise",
+      },
+      source:
+        "issue 14 (the race of each block trained alone); the cost per step is unchanged (the W block is still computed)",
+    },
     data: {
       kind: "enum",
       values: ["shared", "per-replica"],
@@ -200,6 +213,8 @@ export interface PQShape {
   q0: number;
   gamma0: number;
   r: number;
+  /** Which block's inputs are kept ("both", "p", "q"). */
+  blocks: string;
 }
 
 export function pqShape(params: RunSpec["params"]): PQShape {
@@ -233,6 +248,7 @@ export function pqShape(params: RunSpec["params"]): PQShape {
     q0,
     gamma0: (params.gamma_scale as number) / Math.sqrt(d),
     r: (params.r_scale as number) * Math.pow(d, -0.75),
+    blocks: (params.blocks as string | undefined) ?? "both",
   };
 }
 
@@ -325,6 +341,10 @@ export function generatePQData(shape: PQShape, dataSeed: number): PQDataSet {
     testY[k] = e.y;
     testSubset[k] = e.subset;
   }
+  // Block-alone runs keep every draw and zero the other block's inputs afterwards, so that
+  // they pair with the runs of both blocks on the same seeds.
+  if (shape.blocks === "p") x2.fill(0), testX2.fill(0);
+  if (shape.blocks === "q") x1.fill(0), testX1.fill(0);
   return { y, subset, x1, x2, testY, testSubset, testX1, testX2, counts };
 }
 
