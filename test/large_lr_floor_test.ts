@@ -60,8 +60,10 @@ Deno.test("λ that holds the loss above q·log 2 + ε1: one note per replica wit
   assert.deepEqual(wasm.map((e) => e.step), ref.map((e) => e.step));
 });
 
-Deno.test("λ small enough for the anneal: no floor note", async () => {
+Deno.test("λ small enough for the anneal, or the step rule: no floor note", async () => {
   assert.deepEqual(await notes(spec({ lambda_scale: 0.01 })), []);
+  // The step rule anneals whatever the loss: nothing to warn about before it.
+  assert.deepEqual(await notes(spec({ lambda_scale: 1, anneal: "step", anneal_step: 150 })), []);
 });
 
 Deno.test("floor watch: a loss still falling, or already below the threshold, never warns", () => {
@@ -70,6 +72,7 @@ Deno.test("floor watch: a loss still falling, or already below the threshold, ne
     replicas: 1,
     every: 10,
     annealing: true,
+    annealByLoss: true,
     eta1: one(1),
     eta2: one(0.1),
     lambda: one(0.1),

@@ -353,6 +353,7 @@ export function largeLrFloorWatch(prep: LargeLrPrepared, spec: RunSpec): FloorWa
     ...prep,
     every: spec.every,
     annealing: prep.algo === "large-then-small",
+    annealByLoss: prep.anneal === "loss",
   });
 }
 

@@ -22,6 +22,8 @@ export interface FloorWatchInput {
   every: number;
   /** Whether the algorithm anneals (η1 before the anneal, η2 after). */
   annealing: boolean;
+  /** Whether the anneal waits for the loss threshold (the step rule needs no warning). */
+  annealByLoss: boolean;
   eta1: Float64Array;
   eta2: Float64Array;
   lambda: Float64Array;
@@ -61,7 +63,7 @@ export class FloorWatch {
   ): RunEvent | null {
     const { annealing, stopAt } = this.run;
     const phase = annealing && annealedAt < 0
-      ? "anneal"
+      ? (this.run.annealByLoss ? "anneal" : null)
       : stopAt[r] >= 0 && !stopped
       ? "stop"
       : null;
