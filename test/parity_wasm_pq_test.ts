@@ -93,6 +93,7 @@ const LARGE_LR_CASES: [string, Record<string, unknown>][] = [
   ["small-preact-noise", { eta1: 2, eta2: 0.5, noise_off_step: 70, data: "shared" }],
   ["small", { eta1: 2, eta2: 0.5, blocks: "q" }],
   ["large-then-small", { eta1: 2, eta2: 0.2, anneal: "step", blocks: "p" }],
+  ["large-then-small", { eta1: 2, eta2: 0.2, anneal: "step", noise_pairs: "on" }],
 ];
 
 for (const [algo, params] of LARGE_LR_CASES) {

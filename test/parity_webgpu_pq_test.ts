@@ -152,6 +152,9 @@ const LARGE_LR_CASES: [string, Record<string, unknown>][] = [
   ["small", { eta1: 2, eta2: [0.5, 0.3] }],
   // m = 14: 7 units per block, and m normals of Ξ that end inside a Philox block.
   ["small-preact-noise", { eta1: 2, eta2: 0.5, noise_off_step: 33, data: "shared", m: 14 }],
+  // Noise pairs (replica 1 is replica 0's noise-free twin) and a block-alone run.
+  ["large-then-small", { eta1: 2, eta2: 0.2, anneal: "step", noise_pairs: "on" }],
+  ["small", { eta1: 2, eta2: 0.5, blocks: "q" }],
 ];
 
 const LABEL_NOISE_CASES: [string, Record<string, unknown>][] = [

@@ -27,7 +27,7 @@ import { steppedReferenceSession } from "../engine/reference.ts";
 import { isSnapshotStep } from "../engine/snapshots.ts";
 import { FloorWatch } from "./pq_floor.ts";
 import { RACE_METRICS, raceParams, RaceWatch } from "./pq_race.ts";
-import { type ParamSchema, perReplica } from "./schema.ts";
+import { type ParamSchema, perReplica, SpecError } from "./schema.ts";
 import type { ExperimentDefinition, KernelSession, RunEvent, RunSpec } from "./types.ts";
 import {
   activationPattern,
@@ -148,6 +148,14 @@ export const largeLrParams: ParamSchema = {
     source: "App. F.1 (τ_t = τ0)",
     appliesTo: ["small-preact-noise"],
   },
+  noise_pairs: {
+    kind: "enum",
+    values: ["off", "on"],
+    default: "off",
+    doc:
+      "on: replicas R/2..R−1 repeat replicas 0..R/2−1 (same data, initialisation, second layer) without the algorithm's noise (τ_ξ = τ_pre = 0), so one run gives Q's loss with and without the noise at equal η-time",
+    source: "issue 14 (the noise-blocking measure: two replica groups, same seeds)",
+  },
   noise_off_step: {
     kind: "int",
     default: 1000,
@@ -175,6 +183,8 @@ export interface LargeLrPrepared {
   tauXi: Float64Array;
   /** τ_pre per replica (absolute). */
   tauPre: Float64Array;
+  /** The replica whose data, initialisation and second layer replica k uses (noise pairs). */
+  initOf: Int32Array;
   anneal: AnnealRule;
   annealStep: number;
   epsilon1: number;
@@ -192,13 +202,27 @@ export function stationaryTauXi(tau0: number, eta1: number, lambda: number): num
   return tau0 * Math.sqrt(Math.max(0, lambda * (2 - eta1 * lambda) / eta1));
 }
 
+/** Whether the run has noise pairs; refuses an odd number of replicas for them. */
+function checkNoisePairs(spec: RunSpec): boolean {
+  const pairs = spec.params.noise_pairs === "on";
+  if (pairs && spec.replicas % 2 !== 0) {
+    throw new SpecError([{
+      field: "params.noise_pairs",
+      message: `needs an even number of replicas (two groups of R/2), got ${spec.replicas}`,
+    }]);
+  }
+  return pairs;
+}
+
 export function prepareLargeLr(spec: RunSpec): LargeLrPrepared {
   const p = spec.params;
   const R = spec.replicas;
   const shape = pqShape(p);
   const perReplicaData = p.data === "per-replica";
   const seed = p.seed as number;
-  const data = generateRunData(shape, seed, perReplicaData ? R : 1);
+  const pairs = checkNoisePairs(spec);
+  const initOf = Int32Array.from({ length: R }, (_, k) => pairs && k >= R / 2 ? k - R / 2 : k);
+  const data = generateRunData(shape, seed, perReplicaData ? R : 1, (s) => initOf[s]);
   const tau0 = perReplica(p.tau0, R), eta1 = perReplica(p.eta1, R), eta2 = perReplica(p.eta2, R);
   const lambdaScale = perReplica(p.lambda_scale, R), xiScale = perReplica(p.xi_scale, R);
   const preScale = perReplica(p.preact_scale, R);
@@ -207,8 +231,9 @@ export function prepareLargeLr(spec: RunSpec): LargeLrPrepared {
   const algo = p.algo as LargeLrAlgo;
   for (let k = 0; k < R; k++) {
     lambda[k] = lambdaScale[k] * Math.pow(shape.d, -1.25);
-    tauXi[k] = xiScale[k] * stationaryTauXi(tau0[k], eta1[k], lambda[k]);
-    tauPre[k] = preScale[k] * tau0[k];
+    const quiet = initOf[k] !== k; // the noise-free twin of a noise pair
+    tauXi[k] = quiet ? 0 : xiScale[k] * stationaryTauXi(tau0[k], eta1[k], lambda[k]);
+    tauPre[k] = quiet ? 0 : preScale[k] * tau0[k];
     const set = perReplicaData ? k : 0;
     threshold[k] = annealThreshold(data, shape, set, p.epsilon1 as number);
     stopAt[k] = stopThreshold(
@@ -232,6 +257,7 @@ export function prepareLargeLr(spec: RunSpec): LargeLrPrepared {
     lambda,
     tauXi,
     tauPre,
+    initOf,
     anneal: p.anneal as AnnealRule,
     annealStep: p.anneal_step as number,
     epsilon1: p.epsilon1 as number,
@@ -257,7 +283,7 @@ export interface LargeLrReplica extends PhaseState {
 }
 
 export function initLargeLrReplica(prep: LargeLrPrepared, replica: number): LargeLrReplica {
-  const net = initPQNet(prep.shape, prep.seed, replica, prep.tau0[replica]);
+  const net = initPQNet(prep.shape, prep.seed, prep.initOf[replica], prep.tau0[replica]);
   return {
     net,
     gW: new Float64Array(net.W.length),
@@ -427,6 +453,8 @@ export const largeLr: ExperimentDefinition<LargeLrPrepared> = {
   prepare: prepareLargeLr,
   reference: referenceSession,
   // W, V, their gradients and their noise: six copies of the blocks per replica.
-  estimateBytes: (spec) => pqEstimateBytes(spec, 6, LARGE_LR_METRICS.length),
+  estimateBytes: (
+    spec,
+  ) => (checkNoisePairs(spec), pqEstimateBytes(spec, 6, LARGE_LR_METRICS.length)),
   plannedEvents: largeLrPlannedEvents,
 };

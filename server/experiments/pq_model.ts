@@ -371,7 +371,16 @@ export function dataSetOf(data: PQData, replica: number): number {
   return data.perReplica ? replica : 0;
 }
 
-export function generateRunData(shape: PQShape, seed: number, sets: number): PQData {
+/**
+ * The data sets of a run: set s from data seed seed + s, or seed + dataOf(s) when some sets
+ * repeat others (large-lr's noise pairs).
+ */
+export function generateRunData(
+  shape: PQShape,
+  seed: number,
+  sets: number,
+  dataOf: (s: number) => number = (s) => s,
+): PQData {
   const { d, n, nTest } = shape;
   const nt = 2 * nTest;
   const out: PQData = {
@@ -389,7 +398,7 @@ export function generateRunData(shape: PQShape, seed: number, sets: number): PQD
     rF32: Math.fround(shape.r),
   };
   for (let s = 0; s < sets; s++) {
-    const set = generatePQData(shape, (seed + s) >>> 0);
+    const set = generatePQData(shape, (seed + dataOf(s)) >>> 0);
     out.y.set(set.y, s * n);
     out.subset.set(set.subset, s * n);
     out.x1.set(set.x1, s * n * d);

@@ -98,6 +98,8 @@ interface PQRun {
   /** large-lr's weight-decay floor warning, fed the snapshots' training loss. */
   floorWatch?: FloorWatch;
   race: RaceWatch;
+  /** The replica whose initialisation replica r copies (large-lr's noise pairs); r if absent. */
+  initOf?: Int32Array;
 }
 
 function checkMemory(shape: PQShape, R: number, sets: number): void {
@@ -139,7 +141,7 @@ function openPQSession(spec: RunSpec, instance: WebAssembly.Instance, run: PQRun
   // The reference's float64 initialisation, rounded once: both backends start identically.
   const nets: PQNet[] = [];
   for (let r = 0; r < R; r++) {
-    const net = initPQNet(shape, run.seed, r, run.tau0[r]);
+    const net = initPQNet(shape, run.seed, run.initOf?.[r] ?? r, run.tau0[r]);
     nets.push(net);
     f32(k.aPtr() + r * half * 4, half).set(net.a);
     f32(k.bPtr() + r * half * 4, half).set(net.b);
@@ -321,6 +323,7 @@ export function openLargeLrSession(spec: RunSpec, instance: WebAssembly.Instance
     metricNames: LARGE_LR_METRICS.map((m) => m.name),
     floorWatch: largeLrFloorWatch(prep, spec),
     race: largeLrRaceWatch(prep, spec),
+    initOf: prep.initOf,
   });
 }
 

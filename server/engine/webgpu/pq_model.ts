@@ -114,6 +114,8 @@ interface PQRun {
   /** large-lr's weight-decay floor warning, fed the snapshots' training loss. */
   floorWatch?: FloorWatch;
   race: RaceWatch;
+  /** The replica whose initialisation replica r copies (large-lr's noise pairs); r if absent. */
+  initOf?: Int32Array;
 }
 
 const isAnnealing = (algo: number) => algo === 0 || algo === 3 || algo === 5;
@@ -295,7 +297,7 @@ async function openPQGpu(
       aux.set(data.subset, off.sub);
       const state = new Float32Array(sizes.state / 4);
       for (let r = 0; r < R; r++) {
-        const net = initPQNet(shape, run.seed, r, run.tau0[r]);
+        const net = initPQNet(shape, run.seed, run.initOf?.[r] ?? r, run.tau0[r]);
         nets.push(net);
         aux.set(net.a, off.a + r * half);
         aux.set(net.b, off.b + r * half);
@@ -521,6 +523,7 @@ export function openLargeLrGpu(spec: RunSpec, options: PQGpuOptions = {}): Promi
     metricNames: LARGE_LR_METRICS.map((m) => m.name),
     floorWatch: largeLrFloorWatch(prep, spec),
     race: largeLrRaceWatch(prep, spec),
+    initOf: prep.initOf,
   }, options);
 }
 
