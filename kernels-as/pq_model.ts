@@ -45,11 +45,15 @@ const H_TAU_XI = 24;
 const H_TAU_PRE = 32;
 const H_DELTA = 40;
 const H_THRESHOLD = 48;
-/** Per-replica state (f64): offsets in STATE rows of 4. */
+/** Stop loss ε2 (or ε′2) of the stopping rule; negative: never (pq_anneal.ts). */
+const H_STOP = 56;
+/** Per-replica state (f64): offsets in STATE rows of 8. */
 const S_ANNEALED_AT = 0;
 const S_LR = 8;
 const S_DIVERGED = 16;
 const S_ANNEAL_LOSS = 24;
+const S_STOPPED_AT = 32;
+const S_STOP_LOSS = 40;
 
 let d = 0;
 let dp = 0;
@@ -73,8 +77,9 @@ let B: usize = 0; // [R][half] f32: second layer of V
 let W: usize = 0; // [R][half][dp] f32
 let V: usize = 0; // [R][half][dp] f32
 let HYPER: usize = 0; // [R][8] f64
-let STATE: usize = 0; // [R][4] f64
+let STATE: usize = 0; // [R][8] f64
 let PATTERN: usize = 0; // [R][n][2·half] u8
+let AT_ANNEAL: usize = 0; // [R][2][half][dp] f32: W then V at the anneal step
 let GW: usize = 0; // [half][dp] f32 scratch: gradient of the W block
 let GV: usize = 0; // [half][2] f32 scratch: gradient of V's columns 0, 1
 let HW: usize = 0; // [half] f32 scratch: pre-activations of one example
@@ -109,8 +114,9 @@ export function setup(
   W = allocZeroed(replicas * half * dp * 4);
   V = allocZeroed(replicas * half * dp * 4);
   HYPER = allocZeroed(replicas * 64);
-  STATE = allocZeroed(replicas * 32);
+  STATE = allocZeroed(replicas * 64);
   PATTERN = allocZeroed(replicas * n * 2 * half);
+  AT_ANNEAL = allocZeroed(replicas * 2 * half * dp * 4);
   GW = allocZeroed(half * dp * 4);
   GV = allocZeroed(half * 8);
   HW = allocZeroed(((half + 3) & ~3) * 4);
@@ -118,9 +124,10 @@ export function setup(
   PRE = allocZeroed(2 * half * 4 + 16);
   NOISE = allocZeroed(half * d * 4 + 16);
   for (let r = 0; r < replicas; r++) {
-    const s = STATE + (<usize> r << 5);
+    const s = stateRow(r);
     store<f64>(s, -1, S_ANNEALED_AT);
     store<f64>(s, -1, S_DIVERGED);
+    store<f64>(s, -1, S_STOPPED_AT);
   }
 }
 
@@ -164,6 +171,9 @@ export function hyperPtr(): usize {
 }
 export function statePtr(): usize {
   return STATE;
+}
+export function atAnnealPtr(): usize {
+  return AT_ANNEAL;
 }
 export function patternPtr(): usize {
   return PATTERN;
@@ -314,20 +324,28 @@ function storePattern(r: i32, set: i32): void {
   }
 }
 
+function stateRow(r: i32): usize {
+  return STATE + (<usize> r << 6);
+}
+
 function hyper(r: i32, offset: usize): f64 {
   return load<f64>(HYPER + (<usize> r << 6) + offset);
 }
 
 function annealedAt(r: i32): f64 {
-  return load<f64>(STATE + (<usize> r << 5), S_ANNEALED_AT);
+  return load<f64>(stateRow(r), S_ANNEALED_AT);
 }
 
 /** Marks replica r annealed at step t (loss = the checked loss) and stores its pattern. */
 function anneal(r: i32, set: i32, t: i64, loss: f64): void {
-  const s = STATE + (<usize> r << 5);
+  const s = stateRow(r);
   store<f64>(s, <f64> t, S_ANNEALED_AT);
   store<f64>(s, loss, S_ANNEAL_LOSS);
   storePattern(r, set);
+  // The weights of the anneal step, for the host's metrics at the anneal (pq_anneal.ts).
+  const bytes = <usize> (half * dp) << 2;
+  memory.copy(AT_ANNEAL + <usize> (2 * r) * bytes, W + <usize> r * bytes, bytes);
+  memory.copy(AT_ANNEAL + <usize> (2 * r + 1) * bytes, V + <usize> r * bytes, bytes);
 }
 
 /**
@@ -442,9 +460,22 @@ function stepReplica(r: i32, t: i64): bool {
   } else if (t == patternStep()) {
     storePattern(r, set);
   }
+  // The stopping rule, after the anneal check and on the clean loss: a stopped replica keeps U_t.
+  const stopAt = hyper(r, H_STOP);
+  if (stopAt >= 0 && (!isAnnealing() || annealedAt(r) >= 0)) {
+    const pre = algo == ALGO_SMALL_PREACT && t < noiseOffStep;
+    if (t % (fullBatch ? 1 : checkEvery) == 0) {
+      const loss = fullBatch && !pre ? batchLoss : cleanLoss(r, set);
+      if (loss <= stopAt) {
+        store<f64>(stateRow(r), <f64> t, S_STOPPED_AT);
+        store<f64>(stateRow(r), loss, S_STOP_LOSS);
+        return true;
+      }
+    }
+  }
   const annealed = annealedAt(r) >= 0;
   const lr64 = isAnnealing() && !annealed ? hyper(r, H_ETA1) : hyper(r, H_ETA2);
-  store<f64>(STATE + (<usize> r << 5), lr64, S_LR);
+  store<f64>(stateRow(r), lr64, S_LR);
   const lr = <f32> lr64;
   if (algo <= ALGO_SMALL_PREACT) return noisyDecayUpdate(r, tu, lr);
   if (algo == ALGO_FBGD_LS) return plainUpdate(r, lr);
@@ -477,9 +508,10 @@ export function advance(fromF: f64, count: i32): void {
   const from = <i64> fromF;
   const end = from + <i64> count;
   for (let r = 0; r < replicas; r++) {
-    const s = STATE + (<usize> r << 5);
+    const s = stateRow(r);
     if (load<f64>(s, S_DIVERGED) >= 0) continue;
     for (let t = from; t < end; t++) {
+      if (load<f64>(s, S_STOPPED_AT) >= 0) break;
       if (!stepReplica(r, t)) {
         store<f64>(s, <f64> (t + 1), S_DIVERGED);
         break;

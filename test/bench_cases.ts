@@ -82,7 +82,7 @@ export const BENCH_CASES: BenchCase[] = [
     experiment: "label-noise-anneal",
     label: "label-noise-anneal (lnsgd)",
     // Batch-1 label-noise SGD at the defaults; no loss checks (step-rule anneal).
-    params: { algo: "lnsgd-ls", n_test: 200 },
+    params: { algo: "lnsgd-ls", n_test: 200, anneal: "step" },
     batchReplicas: 16,
     steps: (R, backend, software) =>
       backend === "webgpu" && software ? (R === 1 ? 2_000 : 500) : (R === 1 ? 100_000 : 20_000),

@@ -128,7 +128,7 @@ Deno.test("the loss-threshold anneal of SGD is checked every anneal_check_every 
 
 await ensureWasm();
 
-async function finalPOnly(algo: string, steps: number): Promise<Float32Array> {
+async function defaultsRun(algo: string, steps: number) {
   const s = validateRunSpec({
     experiment: "label-noise-anneal",
     replicas: 5,
@@ -137,22 +137,26 @@ async function finalPOnly(algo: string, steps: number): Promise<Float32Array> {
     backend: "wasm",
     params: { algo },
   });
-  const result = await (await wasmBackend.open(s)).advance(steps);
-  return result.snapshots[result.snapshots.length - 1].metrics.test_error_p_only;
+  const session = await wasmBackend.open(s);
+  const result = await session.advance(steps);
+  await session.dispose();
+  return result.snapshots[result.snapshots.length - 1].metrics;
 }
 
-Deno.test("defaults, 5 seeds: label noise at η1 hurts P; the paper's ordering is reversed", async () => {
-  const lnsgdLs = await finalPOnly("lnsgd-ls", 20000);
-  const lnsgdS = await finalPOnly("lnsgd-s", 20000);
-  // FBGD-LS has converged by step 2000 (P-only test error ≤ 0.001 on every seed from then
-  // on, measured to 20000); 4000 steps keep this test short.
-  const fbgdLs = await finalPOnly("fbgd-ls", 4000);
-  // Measured per seed: LNSGD-LS 0.015–0.059 (mean 0.031), LNSGD-S and FBGD-LS ≤ 0.001.
-  // Thresholds: every seed's LNSGD-LS error is above 0.008 (half the smallest measured)
-  // and both others stay below 0.005 (5× the largest measured), so the test fails if
-  // the reversal disappears on any seed or if the paper's ordering appears.
+Deno.test("defaults, 5 seeds: LNSGD-LS learns P before its anneal; LNSGD-S learns it as early", async () => {
+  // Measured (docs/experiments/label-noise-anneal.md, "Defaults"): the loss rule anneals at
+  // steps 1800–2000 with p_alignment 0.92–0.97 (median 0.943) and the Q-only loss at log 2;
+  // LNSGD-S at the same steps has p_alignment ≈ 0.95 and P-only test error ≤ 0.005: with
+  // r = d^(−3/4) neither learns Q, so Q cannot hold back S's P gradient (obstacle (a)).
+  const LS = await defaultsRun("lnsgd-ls", 2500);
   for (let r = 0; r < 5; r++) {
-    assert.ok(lnsgdLs[r] > 0.008, `replica ${r}: LNSGD-LS ${lnsgdLs[r]}`);
-    assert.ok(lnsgdS[r] < 0.005 && fbgdLs[r] < 0.005, `replica ${r}: ${lnsgdS[r]}, ${fbgdLs[r]}`);
+    assert.ok(LS.anneal_step[r] >= 1000 && LS.anneal_step[r] <= 2500, `${LS.anneal_step[r]}`);
+    assert.ok(LS.p_alignment_at_anneal[r] >= 0.8, `replica ${r}: ${LS.p_alignment_at_anneal[r]}`);
+    assert.ok(LS.train_loss_q_only_at_anneal[r] >= 0.65, `replica ${r}`);
+  }
+  const S = await defaultsRun("lnsgd-s", 2500);
+  for (let r = 0; r < 5; r++) {
+    assert.ok(S.p_alignment[r] >= 0.8 && S.test_error_p_only[r] <= 0.02, `replica ${r}`);
+    assert.ok(S.train_loss_q_only[r] >= 0.65, `replica ${r}: Q-only ${S.train_loss_q_only[r]}`);
   }
 });

@@ -123,7 +123,12 @@ Deno.test("step rule: a planned anneal event; small and preact noise take their 
   );
   assert.deepEqual(largeLr.plannedEvents(s).map((e) => [e.type, e.step]), [["phase_change", 40]]);
   const result = await runAll(s);
-  assert.equal(result.events.length, 0, "the session adds nothing to the planned event");
+  // The session adds only the notes with each replica's metrics at the anneal.
+  assert.deepEqual(
+    result.events.map((e) => [e.type, e.step]),
+    [["note", 40], ["note", 40]],
+    "the session adds nothing to the planned event but the values at the anneal",
+  );
   const at = (step: number) => result.snapshots.find((x) => x.step === step)!.metrics;
   assert.deepEqual(Array.from(at(50).anneal_step), [40, 40]);
   assert.ok(at(80).activation_flips[0] > 0 && at(40).activation_flips[0] === 0);
@@ -154,41 +159,41 @@ Deno.test("small-preact-noise with the noise off from step 0 is exactly `small`"
 
 await ensureWasm();
 
-async function defaultsRun(algo: string) {
+async function defaultsRun(algo: string, steps: number) {
   const s = validateRunSpec({
     experiment: "large-lr",
     replicas: 5,
-    steps: 3000,
-    every: 500,
+    steps,
+    every: 50,
     backend: "wasm",
     params: { algo },
   });
   const session = await wasmBackend.open(s);
   const result = await session.advance(s.steps);
-  const at = (step: number) => result.snapshots.find((x) => x.step === step)!.metrics;
-  return { at, final: at(3000) };
+  await session.dispose();
+  return result.snapshots[result.snapshots.length - 1].metrics;
 }
 
-Deno.test("defaults, 5 seeds: the orders differ but the final P-only errors coincide", async () => {
-  const S = await defaultsRun("small");
-  const LS = await defaultsRun("large-then-small");
-  const mean = (xs: Float32Array) => xs.reduce((a, b) => a + b, 0) / xs.length;
-  // Learning order at the anneal step (1000). Q-only error is 0, ¼, ½ or ¾ per replica; the
-  // measured means are S 0.10 (4 of 5 replicas have learned Q) and L-S 0.35 (3 of 5 have
-  // not). Requiring a difference of 0.1 (less than half the measured 0.25) keeps the test
-  // about the order, not about one replica's luck.
-  assert.ok(mean(LS.at(1000).test_error_q_only) - mean(S.at(1000).test_error_q_only) >= 0.1);
-  // After the anneal the two runs share η2, λ, τ_ξ, data and noise draws, and the
-  // weight-decayed dynamics forget their past within ~1/(η2λ) ≈ 360 steps: the measured
-  // per-replica differences of the final P-only test error are ≤ 0.002 (errors 0.01–0.06).
-  // 0.01 is 5× that, and 1/3 of the smallest gap the paper's claim would need to show.
+const median = (xs: Float32Array) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
+
+Deno.test("defaults, 5 seeds: the large-LR phase learns P before the anneal, Q stays unlearned", async () => {
+  // Measured (docs/experiments/large-lr.md, "Defaults"): the loss rule anneals at steps
+  // 72–99; p_alignment at the anneal 0.93–0.97 (median 0.957, against 0.11–0.28 at the old
+  // defaults), P-only test error ≤ 0.003, Q-only training loss 0.674–0.693 (log 2 = 0.693).
+  const LS = await defaultsRun("large-then-small", 200);
   for (let r = 0; r < 5; r++) {
-    const diff = Math.abs(S.final.test_error_p_only[r] - LS.final.test_error_p_only[r]);
-    assert.ok(
-      diff <= 0.01,
-      `replica ${r}: S ${S.final.test_error_p_only[r]}, L-S ${LS.final.test_error_p_only[r]}`,
-    );
+    assert.ok(LS.anneal_step[r] >= 50 && LS.anneal_step[r] <= 150, `anneal ${LS.anneal_step[r]}`);
+    assert.ok(LS.p_alignment_at_anneal[r] >= 0.8, `replica ${r}: ${LS.p_alignment_at_anneal[r]}`);
+    assert.ok(LS.test_error_p_only_at_anneal[r] <= 0.02);
+    assert.ok(LS.train_loss_q_only_at_anneal[r] >= 0.65, "Q not learned before the anneal");
   }
-  // Both end with Q memorised.
-  assert.ok(mean(S.final.test_error_q_only) <= 0.05 && mean(LS.final.test_error_q_only) <= 0.05);
+  assert.ok(median(LS.p_alignment_at_anneal) >= 0.5, "issue 14's done-when criterion");
+  // Obstacle (a): at this d the small LR learns P first as well (p_alignment 0.92–0.96 and
+  // P-only test error ≤ 0.005 after η-time 100, Q-only loss still ≈ log 2), so Q cannot
+  // block P's gradient for S and the two orders coincide.
+  const S = await defaultsRun("small", 200);
+  for (let r = 0; r < 5; r++) {
+    assert.ok(S.p_alignment[r] >= 0.8 && S.test_error_p_only[r] <= 0.02, `replica ${r}`);
+    assert.ok(S.train_loss_q_only[r] >= 0.65, `replica ${r}: Q-only ${S.train_loss_q_only[r]}`);
+  }
 });

@@ -91,6 +91,9 @@ const LARGE_LR_CASES: [string, Record<string, unknown>][] = [
   ["large-then-small", { eta1: 2, eta2: 0.2, anneal: "step" }],
   ["small", { eta1: 2, eta2: [0.5, 0.3] }],
   ["small-preact-noise", { eta1: 2, eta2: 0.5, noise_off_step: 70, data: "shared" }],
+  ["small", { eta1: 2, eta2: 0.5, blocks: "q" }],
+  ["large-then-small", { eta1: 2, eta2: 0.2, anneal: "step", blocks: "p" }],
+  ["large-then-small", { eta1: 2, eta2: 0.2, anneal: "step", noise_pairs: "on" }],
 ];
 
 for (const [algo, params] of LARGE_LR_CASES) {
@@ -107,6 +110,7 @@ const LABEL_NOISE_CASES: [string, Record<string, unknown>][] = [
   ["lnsgd-ls", { eta1: 1, eta2: 0.1, anneal: "loss", epsilon1: 0.3, anneal_check_every: 10 }],
   ["lnsgd-ls", { eta1: 1, eta2: 0.1, anneal: "step", delta: [0.1, 0.3] }],
   ["lnsgd-s", { eta2: 0.5, delta: 0.2, data: "shared" }],
+  ["lnsgd-s", { eta2: 0.5, delta: 0.2, blocks: "q" }],
   ["fbgd-ls", { eta1: [2, 3], eta2: 0.2, anneal: "loss", epsilon1: 0.3 }],
 ];
 
@@ -144,3 +148,34 @@ Deno.test("wasm and reference both freeze a diverging replica and report it once
     assert.ok(Number.isFinite(last.metrics.train_loss[0]));
   }
 });
+
+// The stopping rule (pq_anneal.ts): settings where every listed replica stops mid-run, so
+// the frozen weights, the stop steps and the *_at_stop metrics are compared too.
+const STOP_CASES: [string, string, Record<string, unknown>, number, number[]][] = [
+  ["large-lr", "large-then-small", { eta1: [2, 3], eta2: 1, anneal: "loss" }, 150, [1]],
+  ["large-lr", "small", { eta1: 2, eta2: [2, 1.5] }, 150, [0, 1]],
+  ["large-lr", "small-preact-noise", { eta1: 2, eta2: [2, 1.5], noise_off_step: 70 }, 150, [0, 1]],
+  ["label-noise-anneal", "lnsgd-s", { eta2: 1, anneal_check_every: 10 }, 400, [0, 1]],
+  ["label-noise-anneal", "fbgd-ls", { eta1: [2, 3], eta2: 1, anneal: "loss" }, 150, [1]],
+];
+
+for (const [experiment, algo, params, steps, stopped] of STOP_CASES) {
+  Deno.test(`wasm = reference with the stopping rule: ${experiment} ${algo}`, async () => {
+    const spec = small(experiment, {
+      algo,
+      ...params,
+      stop: "loss",
+      epsilon1: 0.15,
+      ...(experiment === "large-lr" ? { lambda_scale: 0.01 } : {}),
+    }, steps);
+    const { want } = await assertParity(spec, [53, steps]);
+    const stops = want.events.filter((e) => e.type === "phase_change" && e.phase === "stop");
+    assert.deepEqual(stops.map((e) => e.type === "phase_change" && e.replica).sort(), stopped);
+    const last = want.snapshots[want.snapshots.length - 1].metrics;
+    for (const r of stopped) {
+      assert.ok(last.stop_step[r] > 0 && last.train_loss_at_stop[r] <= 0.5, `replica ${r}`);
+      // Frozen: the final loss is the loss at the stop.
+      assert.equal(last.train_loss[r], last.train_loss_at_stop[r]);
+    }
+  });
+}

@@ -118,6 +118,9 @@ async function assertParity(
     const gs = got.snapshots[i];
     assert.deepEqual(Object.keys(gs.metrics).sort(), Object.keys(ws.metrics).sort());
     for (const [name, values] of Object.entries(ws.metrics)) {
+      // The WGSL kernel keeps no copy of the anneal's weights and has no stopping rule: the
+      // *_at_anneal / *_at_stop metrics are NaN there (docs/experiments/large-lr.md).
+      if (/_at_(anneal|stop)$/.test(name)) continue;
       values.forEach((w, r) => {
         if (r === skipReplica) return;
         const g = gs.metrics[name][r];
@@ -128,7 +131,9 @@ async function assertParity(
     }
   });
   if (skipReplica < 0) {
-    assert.deepEqual(got.events.map(eventKey), want.events.map(eventKey), "events");
+    // The reference's notes with the values at the anneal have no WebGPU counterpart (above).
+    const keys = (r: AdvanceResult) => r.events.filter((e) => e.type !== "note").map(eventKey);
+    assert.deepEqual(keys(got), keys(want), "events");
   }
   if (verbose && want.events.length) {
     console.log(spec.experiment, spec.params.algo, want.events.map((e) => `${e.type}@${e.step}`));
@@ -147,6 +152,9 @@ const LARGE_LR_CASES: [string, Record<string, unknown>][] = [
   ["small", { eta1: 2, eta2: [0.5, 0.3] }],
   // m = 14: 7 units per block, and m normals of Ξ that end inside a Philox block.
   ["small-preact-noise", { eta1: 2, eta2: 0.5, noise_off_step: 33, data: "shared", m: 14 }],
+  // Noise pairs (replica 1 is replica 0's noise-free twin) and a block-alone run.
+  ["large-then-small", { eta1: 2, eta2: 0.2, anneal: "step", noise_pairs: "on" }],
+  ["small", { eta1: 2, eta2: 0.5, blocks: "q" }],
 ];
 
 const LABEL_NOISE_CASES: [string, Record<string, unknown>][] = [

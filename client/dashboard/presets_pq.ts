@@ -1,10 +1,10 @@
 /**
  * Presets of `large-lr` (seed 001) and `label-noise-anneal` (seed 000), registered with the
  * dashboard; imported for its side effect by main.ts. Each is its paper's three-way
- * comparison at the lab's documented defaults, with one data seed shared by the three runs
- * and five replicas (seeds). What they show, measured: docs/experiments/large-lr.md and
- * docs/experiments/label-noise-anneal.md (at simulable sizes neither paper's ordering of
- * P-only test error appears; the presets show why).
+ * comparison at the lab's documented defaults or a documented variant (the theory's stopping
+ * rule, eq. 1.1's mixture, γ0 = 0, the former defaults), with one data seed shared by the
+ * three runs and five replicas (seeds). What they show, measured: docs/experiments/large-lr.md
+ * and docs/experiments/label-noise-anneal.md.
  */
 import { registerPreset } from "./presets.ts";
 
@@ -20,22 +20,94 @@ const PQ_METRICS = [
 ];
 const SEED = 1;
 
+const LARGE_LR_RUNS = (extra: Record<string, unknown>) => [
+  { label: "large → small", params: { algo: "large-then-small", seed: SEED, ...extra } },
+  { label: "small", params: { algo: "small", seed: SEED, ...extra } },
+  {
+    label: "small + pre-activation noise",
+    params: { algo: "small-preact-noise", seed: SEED, ...extra },
+  },
+];
+const LABEL_NOISE_RUNS = (extra: Record<string, unknown>) => [
+  { label: "LNSGD-LS", params: { algo: "lnsgd-ls", seed: SEED, ...extra } },
+  { label: "LNSGD-S", params: { algo: "lnsgd-s", seed: SEED, ...extra } },
+  { label: "FBGD-LS", params: { algo: "fbgd-ls", seed: SEED, ...extra } },
+];
+const CPU_ONLY =
+  " The stopping rule runs on the wasm and reference backends (choose wasm on a GPU machine).";
+
 registerPreset({
   id: "large-lr-three-schedules",
   experiment: "large-lr",
   title:
     "Initial large LR (Li, Wei, Ma 2019), §3 and App. F.1: large→small vs small vs small + noise",
   description:
-    "Full-batch GD with Gaussian gradient noise and weight decay on the P/Q mixture (d=64, " +
-    "r_scale=20, τ0=1.5, η1=40 → η2=0.5 at step 1000). The small LR memorises Q first (Q-only " +
-    "test error 0 by step 500) while the large LR keeps Q unlearned until the anneal — the " +
-    "paper's learning order — but after the anneal the runs forget their past and end with " +
-    "the same P-only test error (docs/experiments/large-lr.md).",
-  runs: [
-    { label: "large → small", params: { algo: "large-then-small", seed: SEED } },
-    { label: "small", params: { algo: "small", seed: SEED } },
-    { label: "small + pre-activation noise", params: { algo: "small-preact-noise", seed: SEED } },
-  ],
+    "Full-batch GD with Gaussian gradient noise and weight decay on the P/Q mixture at the " +
+    "lab's defaults (d=64, r = d^(−3/4), τ0 = 5e-4, λ = 0.01·d^(−5/4), η1=40 → η2=0.5 when the " +
+    "loss reaches q·log 2 + ε1). The large-LR phase learns P from every example that carries " +
+    "it (p_alignment ≈ 0.96 at the anneal, step ≈ 100), but at this d the small LR learns P " +
+    "first too and nobody learns Q (r ≪ 1): the orderings coincide (docs/experiments/large-lr.md).",
+  runs: LARGE_LR_RUNS({}),
+  steps: 3000,
+  every: 50,
+  replicas: 5,
+  view: { metrics: PQ_METRICS },
+});
+
+registerPreset({
+  id: "large-lr-theory",
+  experiment: "large-lr",
+  title: "Initial large LR, the theory's schedule: loss-threshold anneal and stopping rule",
+  description:
+    "The defaults with the stopping rule on (stop at L̂ ≤ ε2 = √(ε1/q) after the anneal, " +
+    "ε′2 = ε2 for the small LR): the metrics at the anneal and at the stop are events and " +
+    "*_at_anneal / *_at_stop metrics. At d = 64 with r = d^(−3/4) the stop needs Q learned, " +
+    "which takes longer than the run." + CPU_ONLY,
+  runs: LARGE_LR_RUNS({ stop: "loss" }),
+  steps: 3000,
+  every: 50,
+  replicas: 5,
+  view: { metrics: PQ_METRICS },
+});
+
+registerPreset({
+  id: "large-lr-illustrative-mixture",
+  experiment: "large-lr",
+  title:
+    "Initial large LR on the introduction's mixture (eq. 1.1): 20% Q-only, 20% P-only, 60% both",
+  description:
+    "q0 = 0.2 and p0 = 0.2 (p0_scale = 2 at κ² = 0.2) instead of the formal p0 = κ²/2, q0 = Θ(1); " +
+    "L-S learns P from 0.8N examples and S, in the theory, from 0.2N only.",
+  runs: LARGE_LR_RUNS({ q0: 0.2, p0_scale: 2, stop: "loss" }),
+  steps: 3000,
+  every: 50,
+  replicas: 5,
+  view: { metrics: PQ_METRICS },
+});
+
+registerPreset({
+  id: "large-lr-gamma0-zero",
+  experiment: "large-lr",
+  title: "Initial large LR with margin γ0 = 0 (P is two half-Gaussians touching at the boundary)",
+  description:
+    "gamma_scale = 0: P carries no margin, so its direction must be estimated from the " +
+    "half-Gaussian reflection alone and learning P needs more examples.",
+  runs: LARGE_LR_RUNS({ gamma_scale: 0 }),
+  steps: 3000,
+  every: 50,
+  replicas: 5,
+  view: { metrics: PQ_METRICS },
+});
+
+registerPreset({
+  id: "large-lr-issue-14-old-defaults",
+  experiment: "large-lr",
+  title: "Initial large LR at the lab's former defaults (τ0 = 1.5, r_scale = 20, λ = d^(−5/4))",
+  description:
+    "The settings before issue 14: the large-LR phase is pure noise (‖W‖_F = τ0·√(hd), " +
+    "p_alignment 0.1–0.3), the loss threshold is unreachable (the run says so in a note), and " +
+    "after the step anneal large→small re-runs small (docs/experiments/large-lr.md).",
+  runs: LARGE_LR_RUNS({ tau0: 1.5, r_scale: 20, lambda_scale: 1, anneal: "step" }),
   steps: 3000,
   every: 50,
   replicas: 5,
@@ -47,15 +119,39 @@ registerPreset({
   experiment: "label-noise-anneal",
   title: "Label noise × annealing (Wei, Ren, Du), §3.1: LNSGD-LS vs LNSGD-S vs FBGD-LS",
   description:
-    "Batch-1 label-flip SGD (δ=0.1) with η1=2 → η2=0.2 at step 10000, the same with η2 " +
-    "throughout, and full-batch GD with the same schedule (d=64, r_scale=20, τ0=0.1). Measured " +
-    "over 5 seeds the paper's ordering is reversed: label noise at η1 degrades the P " +
-    "direction and LNSGD-LS ends worst on P-only test error (docs/experiments/label-noise-anneal.md).",
-  runs: [
-    { label: "LNSGD-LS", params: { algo: "lnsgd-ls", seed: SEED } },
-    { label: "LNSGD-S", params: { algo: "lnsgd-s", seed: SEED } },
-    { label: "FBGD-LS", params: { algo: "fbgd-ls", seed: SEED } },
-  ],
+    "Batch-1 label-flip SGD (δ = 1/d) with η1=2 → η2=0.2 when the loss reaches q·log 2 + ε1, " +
+    "the same with η2 throughout, and full-batch GD with the same schedule (d=64, " +
+    "r = d^(−3/4), τ0 = 5e-4); docs/experiments/label-noise-anneal.md.",
+  runs: LABEL_NOISE_RUNS({}),
+  steps: 20000,
+  every: 250,
+  replicas: 5,
+  view: { metrics: PQ_METRICS },
+});
+
+registerPreset({
+  id: "label-noise-anneal-theory",
+  experiment: "label-noise-anneal",
+  title: "Label noise × annealing, the theory's schedule: loss-threshold anneal and stopping rule",
+  description:
+    "The defaults with the stopping rule on (L̂ ≤ ε2 = √(ε1/q) after the anneal, ε′2 = ε2 " +
+    "for LNSGD-S), checked every anneal_check_every steps." + CPU_ONLY,
+  runs: LABEL_NOISE_RUNS({ stop: "loss" }),
+  steps: 20000,
+  every: 250,
+  replicas: 5,
+  view: { metrics: PQ_METRICS },
+});
+
+registerPreset({
+  id: "label-noise-anneal-delta-0.1",
+  experiment: "label-noise-anneal",
+  title: "Label noise × annealing at the paper's CIFAR flip rate δ = 0.1",
+  description:
+    "The defaults with δ = 0.1 (App. B's CIFAR-100 rate) instead of δ = 1/d: label noise caps " +
+    "the margin at log((1−δ)/δ) and, measured, damages the P direction during the large-LR " +
+    "phase (docs/experiments/label-noise-anneal.md).",
+  runs: LABEL_NOISE_RUNS({ delta: 0.1 }),
   steps: 20000,
   every: 250,
   replicas: 5,

@@ -35,12 +35,14 @@ import {
   logisticDeriv,
   type PQData,
   pqEstimateBytes,
+  pqMetrics,
   pqMetricSpecs,
   pqModelParams,
   type PQNet,
   pqReplicaMetrics,
   type PQShape,
   pqShape,
+  qFraction,
   STREAM_SGD,
   trainExample,
   trainLoss,
@@ -50,9 +52,19 @@ import {
   annealEvent,
   annealParams,
   type AnnealRule,
+  annealValuesEvent,
+  initialPhase,
+  PHASE_METRICS,
+  type PhaseState,
   plannedAnnealEvent,
   shouldAnneal,
+  shouldStop,
+  stopEvent,
+  stopParams,
+  type StopRule,
+  stopThreshold,
 } from "./pq_anneal.ts";
+import { RACE_METRICS, raceParams, RaceWatch } from "./pq_race.ts";
 
 export const LABEL_NOISE_ALGOS = ["lnsgd-ls", "lnsgd-s", "fbgd-ls"] as const;
 export type LabelNoiseAlgo = typeof LABEL_NOISE_ALGOS[number];
@@ -81,9 +93,9 @@ export const labelNoiseParams: ParamSchema = {
     d: 64,
     kappaSq: 0.2,
     q0: 0.6,
-    rScale: 20,
+    rScale: 1,
     m: 256,
-    tau0: 0.1,
+    tau0: 5e-4,
     nTest: 1000,
     seed: 1,
     sweepSource: SWEEP,
@@ -93,18 +105,19 @@ export const labelNoiseParams: ParamSchema = {
     eta2: 0.2,
     epsilon1: 0.05,
     annealStep: 10000,
-    annealRule: "step",
+    annealRule: "loss",
     annealAlgos: ["lnsgd-ls", "fbgd-ls"],
     source: SWEEP,
   }),
   delta: {
     kind: "number",
-    default: 0.1,
+    default: 1 / 64,
     min: 0,
     max: 0.5,
     perReplica: true,
     doc: "label-flip probability δ (fresh at every step, also after the anneal)",
-    source: "App. B (flip probability 0.1 on CIFAR-100); theory: δ = 1/poly(d)",
+    source:
+      "Assumption (δ = 1/poly(d)); 1/64 chosen as 1/d at the default d = 64 (App. B uses 0.1 on CIFAR-100: preset label-noise-anneal-delta-0.1)",
     appliesTo: ["lnsgd-ls", "lnsgd-s"],
   },
   anneal_check_every: {
@@ -115,8 +128,10 @@ export const labelNoiseParams: ParamSchema = {
     doc:
       "SGD steps between checks of the loss-threshold anneal (each check is a pass over the data)",
     source: "notes §7 (the full training loss every k steps)",
-    appliesTo: ["lnsgd-ls"],
+    appliesTo: ["lnsgd-ls", "lnsgd-s"],
   },
+  ...stopParams({ stopAlgos: [...LABEL_NOISE_ALGOS] }),
+  ...raceParams,
 };
 
 export interface LabelNoisePrepared {
@@ -135,6 +150,8 @@ export interface LabelNoisePrepared {
   epsilon1: number;
   checkEvery: number;
   threshold: Float64Array;
+  /** Stop loss per replica: ε2 or ε′2 (−1: stop=off). */
+  stopAt: Float64Array;
 }
 
 export function prepareLabelNoise(spec: RunSpec): LabelNoisePrepared {
@@ -144,11 +161,19 @@ export function prepareLabelNoise(spec: RunSpec): LabelNoisePrepared {
   const perReplicaData = p.data === "per-replica";
   const seed = p.seed as number;
   const data = generateRunData(shape, seed, perReplicaData ? R : 1);
-  const threshold = new Float64Array(R);
-  for (let k = 0; k < R; k++) {
-    threshold[k] = annealThreshold(data, shape, perReplicaData ? k : 0, p.epsilon1 as number);
-  }
+  const threshold = new Float64Array(R), stopAt = new Float64Array(R);
   const algo = p.algo as LabelNoiseAlgo;
+  for (let k = 0; k < R; k++) {
+    const set = perReplicaData ? k : 0;
+    threshold[k] = annealThreshold(data, shape, set, p.epsilon1 as number);
+    stopAt[k] = stopThreshold(
+      p.stop as StopRule,
+      qFraction(data, shape, set),
+      p.epsilon1 as number,
+      algo !== "lnsgd-s",
+      p.stop_scale as number,
+    );
+  }
   return {
     algo,
     algoCode: LABEL_NOISE_ALGO_CODE[algo],
@@ -166,16 +191,17 @@ export function prepareLabelNoise(spec: RunSpec): LabelNoisePrepared {
     // Full-batch GD has the loss of every step for free.
     checkEvery: algo === "fbgd-ls" ? 1 : p.anneal_check_every as number,
     threshold,
+    stopAt,
   };
 }
 
-export interface LabelNoiseReplica {
+/** A replica's state between steps (its anneal and stop in PhaseState). */
+export interface LabelNoiseReplica extends PhaseState {
   net: PQNet;
   gW: Float64Array;
   gV: Float64Array;
   hW: Float64Array;
   hV: Float64Array;
-  annealedAt: number;
   pattern: Uint8Array | null;
   lr: number;
 }
@@ -188,7 +214,7 @@ export function initLabelNoiseReplica(prep: LabelNoisePrepared, replica: number)
     gV: new Float64Array(net.V.length),
     hW: new Float64Array(net.half),
     hV: new Float64Array(net.half),
-    annealedAt: -1,
+    ...initialPhase(),
     pattern: null,
     lr: prep.algo === "lnsgd-s" ? prep.eta2[replica] : prep.eta1[replica],
   };
@@ -205,34 +231,52 @@ export function sgdDraws(prep: LabelNoisePrepared, replica: number, t: number) {
 }
 
 /**
- * Update t of one replica, in place. Returns the anneal event if the replica annealed here
- * and a number that is non-finite iff the update produced a non-finite output.
+ * Update t of one replica, in place. Returns the events of this step (anneal, stop) and a
+ * number that is non-finite iff the update produced a non-finite output. A stopped replica
+ * does not move.
  */
 export function labelNoiseStep(
   prep: LabelNoisePrepared,
   state: LabelNoiseReplica,
   replica: number,
   t: number,
-): { probe: number; event: RunEvent | null } {
+): { probe: number; events: RunEvent[] } {
   const { shape, data } = prep;
   const { net } = state;
   const set = dataSetOf(data, replica);
+  const events: RunEvent[] = [];
+  if (state.stoppedAt >= 0) return { probe: 0, events };
   const fullBatch = prep.algo === "fbgd-ls";
   let batchLoss = NaN;
   if (fullBatch) batchLoss = fullBatchGradient(net, data, shape, set, null, state.gW, state.gV);
-  let event: RunEvent | null = null;
-  if (prep.algo !== "lnsgd-s" && state.annealedAt < 0) {
-    let checked = NaN;
-    const loss = () => (checked = fullBatch ? batchLoss : trainLoss(net, data, shape, set));
+  // The clean training loss of U_t, computed at most once per step (a pass over the data).
+  let checked = NaN;
+  const loss = () =>
+    Number.isNaN(checked)
+      ? (checked = fullBatch ? batchLoss : trainLoss(net, data, shape, set))
+      : checked;
+  const annealing = prep.algo !== "lnsgd-s";
+  if (annealing && state.annealedAt < 0) {
     if (
       shouldAnneal(prep.anneal, t, prep.annealStep, prep.checkEvery, loss, prep.threshold[replica])
     ) {
       state.annealedAt = t;
       state.pattern = activationPattern(net, data, shape, set);
-      if (prep.anneal === "loss") event = annealEvent(replica, t, checked, prep.threshold[replica]);
+      state.atAnneal = pqMetrics(net, data, shape, set, null);
+      if (prep.anneal === "loss") {
+        events.push(annealEvent(replica, t, checked, prep.threshold[replica]));
+      }
+      events.push(annealValuesEvent(replica, t, state.atAnneal));
     }
-  } else if (prep.algo === "lnsgd-s" && t === prep.annealStep) {
+  } else if (!annealing && t === prep.annealStep) {
     state.pattern = activationPattern(net, data, shape, set);
+  }
+  const eligible = !annealing || state.annealedAt >= 0;
+  if (shouldStop(prep.stopAt[replica], eligible, t, prep.checkEvery, loss)) {
+    state.stoppedAt = t;
+    state.atStop = pqMetrics(net, data, shape, set, state.pattern);
+    events.push(stopEvent(replica, t, loss(), prep.stopAt[replica], state.atStop));
+    return { probe: 0, events };
   }
   const lr = prep.algo === "lnsgd-s" || state.annealedAt >= 0
     ? prep.eta2[replica]
@@ -243,7 +287,7 @@ export function labelNoiseStep(
       net.W[k] -= lr * state.gW[k];
       net.V[k] -= lr * state.gV[k];
     }
-    return { probe: batchLoss, event };
+    return { probe: batchLoss, events };
   }
   // One example, label multiplied by σ: ∇ℓ(σ y f) = ℓ'(σ y f)·σ y·∇f.
   const { i, sigma } = sgdDraws(prep, replica, t);
@@ -253,24 +297,45 @@ export function labelNoiseStep(
   const c = -lr * logisticDeriv(y * f) * y;
   // accumulateGradient adds c·∇f straight into the weights: U ← U − lr·ℓ'·σy·∇f.
   accumulateGradient(net, ex, state.hW, state.hV, c, net.W, net.V);
-  return { probe: logistic(y * f) + c, event };
+  return { probe: logistic(y * f) + c, events };
 }
 
-export const LABEL_NOISE_METRICS = [...pqMetricSpecs(), ...ANNEAL_METRICS];
+export const LABEL_NOISE_METRICS = [
+  ...pqMetricSpecs(),
+  ...ANNEAL_METRICS,
+  ...PHASE_METRICS,
+  ...RACE_METRICS,
+];
+
+/** The race metrics of this run (pq_race.ts), fed at snapshots by every backend. */
+export function labelNoiseRaceWatch(prep: LabelNoisePrepared, spec: RunSpec): RaceWatch {
+  return new RaceWatch({
+    ...prep,
+    annealing: prep.algo !== "lnsgd-s",
+    level: spec.params.race_loss as number,
+  });
+}
 
 function referenceSession(prep: LabelNoisePrepared, spec: RunSpec): KernelSession {
   const states = Array.from({ length: prep.replicas }, (_, k) => initLabelNoiseReplica(prep, k));
+  const race = labelNoiseRaceWatch(prep, spec);
+  let now = 0; // the step of the next snapshot: afterStep runs before it
   let pending: RunEvent[] = [];
   return steppedReferenceSession({
     spec,
     metricNames: LABEL_NOISE_METRICS.map((m) => m.name),
     stepReplica: (k, t) => {
-      const { probe, event } = labelNoiseStep(prep, states[k], k, t);
-      if (event) pending.push(event);
+      const { probe, events } = labelNoiseStep(prep, states[k], k, t);
+      pending.push(...events);
       return [probe];
     },
-    metricsOf: (k) => pqReplicaMetrics(prep, states[k], k),
-    afterStep: () => {
+    metricsOf: (k) => {
+      const values = pqReplicaMetrics(prep, states[k], k);
+      race.observe(values, k, now, states[k].annealedAt, states[k].stoppedAt);
+      return values;
+    },
+    afterStep: (step) => {
+      now = step;
       const events = pending;
       pending = [];
       return events;
@@ -289,8 +354,8 @@ export const labelNoiseAnneal: ExperimentDefinition<LabelNoisePrepared> = {
   defaults: { steps: 20000, every: 500, replicas: 5 },
   prepare: prepareLabelNoise,
   reference: referenceSession,
-  // W, V and their gradients: four copies of the blocks per replica.
-  estimateBytes: (spec) => pqEstimateBytes(spec, 4, LABEL_NOISE_METRICS.length),
+  // W, V, their gradients and the copy kept at the anneal: six copies of the blocks per replica.
+  estimateBytes: (spec) => pqEstimateBytes(spec, 6, LABEL_NOISE_METRICS.length),
   plannedEvents(spec) {
     const p = spec.params;
     const at = p.anneal_step as number;

@@ -24,7 +24,10 @@
  */
 import { normals } from "../rng/philox.ts";
 import { steppedReferenceSession } from "../engine/reference.ts";
-import { type ParamSchema, perReplica } from "./schema.ts";
+import { isSnapshotStep } from "../engine/snapshots.ts";
+import { FloorWatch } from "./pq_floor.ts";
+import { RACE_METRICS, raceParams, RaceWatch } from "./pq_race.ts";
+import { type ParamSchema, perReplica, SpecError } from "./schema.ts";
 import type { ExperimentDefinition, KernelSession, RunEvent, RunSpec } from "./types.ts";
 import {
   activationPattern,
@@ -35,23 +38,35 @@ import {
   initPQNet,
   type PQData,
   pqEstimateBytes,
+  pqMetrics,
   pqMetricSpecs,
   pqModelParams,
   type PQNet,
   pqReplicaMetrics,
   type PQShape,
   pqShape,
+  qFraction,
   STREAM_PREACT,
   STREAM_XI_V,
   STREAM_XI_W,
+  trainLoss,
 } from "./pq_model.ts";
 import {
   ANNEAL_METRICS,
   annealEvent,
   annealParams,
   type AnnealRule,
+  annealValuesEvent,
+  initialPhase,
+  PHASE_METRICS,
+  type PhaseState,
   plannedAnnealEvent,
   shouldAnneal,
+  shouldStop,
+  stopEvent,
+  stopParams,
+  type StopRule,
+  stopThreshold,
 } from "./pq_anneal.ts";
 
 export const LARGE_LR_ALGOS = ["large-then-small", "small", "small-preact-noise"] as const;
@@ -82,9 +97,9 @@ export const largeLrParams: ParamSchema = {
     d: 64,
     kappaSq: 0.2,
     q0: 0.6,
-    rScale: 20,
+    rScale: 1,
     m: 256,
-    tau0: 1.5,
+    tau0: 5e-4,
     nTest: 1000,
     seed: 1,
     sweepSource: SWEEP,
@@ -94,22 +109,25 @@ export const largeLrParams: ParamSchema = {
     eta2: 0.5,
     epsilon1: 0.05,
     annealStep: 1000,
-    annealRule: "step",
+    annealRule: "loss",
     annealAlgos: ["large-then-small"],
     source: SWEEP,
     // Algorithm 2 keeps "the same τ0 and τ_ξ as Algorithm 1": τ_ξ is set by η1 everywhere.
     eta1Doc: "; it also sets τ_ξ for every algorithm (eq. 3.3)",
     eta1AppliesTo: [...LARGE_LR_ALGOS],
   }),
+  ...stopParams({ stopAlgos: [...LARGE_LR_ALGOS] }),
+  ...raceParams,
   lambda_scale: {
     kind: "number",
-    default: 1,
+    default: 0.01,
     min: 0,
     max: 1e6,
     perReplica: true,
     log: true,
     doc: "weight decay λ = lambda_scale·d^(−5/4) on W and V",
-    source: "Assumption 3.1 (λ = d^(−5/4))",
+    source:
+      "Assumption 3.1 (λ = d^(−5/4), lambda_scale = 1); 0.01 chosen so that the loss floor lies below the anneal threshold: at lambda_scale = 1 and d = 64 the loss settles at ≈ 0.64 > q·log 2 + ε1 ≈ 0.47 and the anneal never fires (the run says so in a note; docs/experiments/large-lr.md)",
   },
   xi_scale: {
     kind: "number",
@@ -129,6 +147,14 @@ export const largeLrParams: ParamSchema = {
     doc: "pre-activation noise std τ_pre = preact_scale·τ0",
     source: "App. F.1 (τ_t = τ0)",
     appliesTo: ["small-preact-noise"],
+  },
+  noise_pairs: {
+    kind: "enum",
+    values: ["off", "on"],
+    default: "off",
+    doc:
+      "on: replicas R/2..R−1 repeat replicas 0..R/2−1 (same data, initialisation, second layer) without the algorithm's noise (τ_ξ = τ_pre = 0), so one run gives Q's loss with and without the noise at equal η-time",
+    source: "issue 14 (the noise-blocking measure: two replica groups, same seeds)",
   },
   noise_off_step: {
     kind: "int",
@@ -157,11 +183,16 @@ export interface LargeLrPrepared {
   tauXi: Float64Array;
   /** τ_pre per replica (absolute). */
   tauPre: Float64Array;
+  /** The replica whose data, initialisation and second layer replica k uses (noise pairs). */
+  initOf: Int32Array;
   anneal: AnnealRule;
   annealStep: number;
   epsilon1: number;
   /** q·log 2 + ε1 per replica (its data set's empirical q). */
   threshold: Float64Array;
+  /** Stop loss per replica: ε2 or ε′2 (−1: stop=off). */
+  stopAt: Float64Array;
+  stop: StopRule;
   noiseOffStep: number;
 }
 
@@ -171,25 +202,48 @@ export function stationaryTauXi(tau0: number, eta1: number, lambda: number): num
   return tau0 * Math.sqrt(Math.max(0, lambda * (2 - eta1 * lambda) / eta1));
 }
 
+/** Whether the run has noise pairs; refuses an odd number of replicas for them. */
+function checkNoisePairs(spec: RunSpec): boolean {
+  const pairs = spec.params.noise_pairs === "on";
+  if (pairs && spec.replicas % 2 !== 0) {
+    throw new SpecError([{
+      field: "params.noise_pairs",
+      message: `needs an even number of replicas (two groups of R/2), got ${spec.replicas}`,
+    }]);
+  }
+  return pairs;
+}
+
 export function prepareLargeLr(spec: RunSpec): LargeLrPrepared {
   const p = spec.params;
   const R = spec.replicas;
   const shape = pqShape(p);
   const perReplicaData = p.data === "per-replica";
   const seed = p.seed as number;
-  const data = generateRunData(shape, seed, perReplicaData ? R : 1);
+  const pairs = checkNoisePairs(spec);
+  const initOf = Int32Array.from({ length: R }, (_, k) => pairs && k >= R / 2 ? k - R / 2 : k);
+  const data = generateRunData(shape, seed, perReplicaData ? R : 1, (s) => initOf[s]);
   const tau0 = perReplica(p.tau0, R), eta1 = perReplica(p.eta1, R), eta2 = perReplica(p.eta2, R);
   const lambdaScale = perReplica(p.lambda_scale, R), xiScale = perReplica(p.xi_scale, R);
   const preScale = perReplica(p.preact_scale, R);
   const lambda = new Float64Array(R), tauXi = new Float64Array(R), tauPre = new Float64Array(R);
-  const threshold = new Float64Array(R);
+  const threshold = new Float64Array(R), stopAt = new Float64Array(R);
+  const algo = p.algo as LargeLrAlgo;
   for (let k = 0; k < R; k++) {
     lambda[k] = lambdaScale[k] * Math.pow(shape.d, -1.25);
-    tauXi[k] = xiScale[k] * stationaryTauXi(tau0[k], eta1[k], lambda[k]);
-    tauPre[k] = preScale[k] * tau0[k];
-    threshold[k] = annealThreshold(data, shape, perReplicaData ? k : 0, p.epsilon1 as number);
+    const quiet = initOf[k] !== k; // the noise-free twin of a noise pair
+    tauXi[k] = quiet ? 0 : xiScale[k] * stationaryTauXi(tau0[k], eta1[k], lambda[k]);
+    tauPre[k] = quiet ? 0 : preScale[k] * tau0[k];
+    const set = perReplicaData ? k : 0;
+    threshold[k] = annealThreshold(data, shape, set, p.epsilon1 as number);
+    stopAt[k] = stopThreshold(
+      p.stop as StopRule,
+      qFraction(data, shape, set),
+      p.epsilon1 as number,
+      algo === "large-then-small",
+      p.stop_scale as number,
+    );
   }
-  const algo = p.algo as LargeLrAlgo;
   return {
     algo,
     algoCode: LARGE_LR_ALGO_CODE[algo],
@@ -203,10 +257,13 @@ export function prepareLargeLr(spec: RunSpec): LargeLrPrepared {
     lambda,
     tauXi,
     tauPre,
+    initOf,
     anneal: p.anneal as AnnealRule,
     annealStep: p.anneal_step as number,
     epsilon1: p.epsilon1 as number,
     threshold,
+    stopAt,
+    stop: p.stop as StopRule,
     noiseOffStep: p.noise_off_step as number,
   };
 }
@@ -216,41 +273,43 @@ export function patternStep(prep: LargeLrPrepared): number {
   return prep.algo === "small-preact-noise" ? prep.noiseOffStep : prep.annealStep;
 }
 
-/** A replica's state between steps. */
-export interface LargeLrReplica {
+/** A replica's state between steps (its anneal and stop in PhaseState). */
+export interface LargeLrReplica extends PhaseState {
   net: PQNet;
   gW: Float64Array;
   gV: Float64Array;
-  annealedAt: number;
   pattern: Uint8Array | null;
   lr: number;
 }
 
 export function initLargeLrReplica(prep: LargeLrPrepared, replica: number): LargeLrReplica {
-  const net = initPQNet(prep.shape, prep.seed, replica, prep.tau0[replica]);
+  const net = initPQNet(prep.shape, prep.seed, prep.initOf[replica], prep.tau0[replica]);
   return {
     net,
     gW: new Float64Array(net.W.length),
     gV: new Float64Array(net.V.length),
-    annealedAt: -1,
+    ...initialPhase(),
     pattern: null,
     lr: prep.algo === "large-then-small" ? prep.eta1[replica] : prep.eta2[replica],
   };
 }
 
 /**
- * Update t of one replica, in place, as eqs. 3.1–3.2 write it. Returns the anneal event if
- * the replica annealed at this step, and the (possibly noisy) training loss at U_t.
+ * Update t of one replica, in place, as eqs. 3.1–3.2 write it. Returns the events of this
+ * step (anneal, stop) and the (possibly noisy) training loss at U_t. A stopped replica does
+ * not move (loss 0).
  */
 export function largeLrStep(
   prep: LargeLrPrepared,
   state: LargeLrReplica,
   replica: number,
   t: number,
-): { loss: number; event: RunEvent | null } {
+): { loss: number; events: RunEvent[] } {
   const { shape, data } = prep;
   const { net, gW, gV } = state;
   const set = dataSetOf(data, replica);
+  const events: RunEvent[] = [];
+  if (state.stoppedAt >= 0) return { loss: 0, events };
   const { half, d, m } = shape;
   let preact: Float64Array | null = null;
   if (prep.algo === "small-preact-noise" && t < prep.noiseOffStep) {
@@ -258,18 +317,31 @@ export function largeLrStep(
     for (let j = 0; j < m; j++) preact[j] *= prep.tauPre[replica];
   }
   const loss = fullBatchGradient(net, data, shape, set, preact, gW, gV);
-  let event: RunEvent | null = null;
-  if (prep.algo === "large-then-small") {
+  const annealing = prep.algo === "large-then-small";
+  if (annealing) {
     if (
       state.annealedAt < 0 &&
       shouldAnneal(prep.anneal, t, prep.annealStep, 1, () => loss, prep.threshold[replica])
     ) {
       state.annealedAt = t;
       state.pattern = activationPattern(net, data, shape, set);
-      if (prep.anneal === "loss") event = annealEvent(replica, t, loss, prep.threshold[replica]);
+      state.atAnneal = pqMetrics(net, data, shape, set, null);
+      if (prep.anneal === "loss") {
+        events.push(annealEvent(replica, t, loss, prep.threshold[replica]));
+      }
+      events.push(annealValuesEvent(replica, t, state.atAnneal));
     }
   } else if (t === patternStep(prep)) {
     state.pattern = activationPattern(net, data, shape, set);
+  }
+  // The stop compares the clean loss: with pre-activation noise on, the batch loss is noisy.
+  let clean = preact ? NaN : loss;
+  const cleanLoss = () => Number.isNaN(clean) ? (clean = trainLoss(net, data, shape, set)) : clean;
+  if (shouldStop(prep.stopAt[replica], !annealing || state.annealedAt >= 0, t, 1, cleanLoss)) {
+    state.stoppedAt = t;
+    state.atStop = pqMetrics(net, data, shape, set, state.pattern);
+    events.push(stopEvent(replica, t, cleanLoss(), prep.stopAt[replica], state.atStop));
+    return { loss, events };
   }
   const gamma = prep.algo === "large-then-small" && state.annealedAt < 0
     ? prep.eta1[replica]
@@ -283,10 +355,15 @@ export function largeLrStep(
     net.W[k] = decay * net.W[k] - gamma * (gW[k] + tauXi * xiW[k]);
     net.V[k] = decay * net.V[k] - gamma * (gV[k] + tauXi * xiV[k]);
   }
-  return { loss, event };
+  return { loss, events };
 }
 
-export const LARGE_LR_METRICS = [...pqMetricSpecs(), ...ANNEAL_METRICS];
+export const LARGE_LR_METRICS = [
+  ...pqMetricSpecs(),
+  ...ANNEAL_METRICS,
+  ...PHASE_METRICS,
+  ...RACE_METRICS,
+];
 
 /** Squared norm of both blocks plus the loss: non-finite iff the replica diverged. */
 function finiteProbe(net: PQNet, loss: number): Float64Array {
@@ -296,19 +373,53 @@ function finiteProbe(net: PQNet, loss: number): Float64Array {
   return Float64Array.of(loss, s);
 }
 
+/** The weight-decay floor warning of this run (pq_floor.ts), fed at snapshots by every backend. */
+export function largeLrFloorWatch(prep: LargeLrPrepared, spec: RunSpec): FloorWatch {
+  return new FloorWatch({
+    ...prep,
+    every: spec.every,
+    annealing: prep.algo === "large-then-small",
+    annealByLoss: prep.anneal === "loss",
+  });
+}
+
+/** The race metrics of this run (pq_race.ts), fed at snapshots by every backend. */
+export function largeLrRaceWatch(prep: LargeLrPrepared, spec: RunSpec): RaceWatch {
+  return new RaceWatch({
+    ...prep,
+    annealing: prep.algo === "large-then-small",
+    level: spec.params.race_loss as number,
+  });
+}
+
 function referenceSession(prep: LargeLrPrepared, spec: RunSpec): KernelSession {
   const states = Array.from({ length: prep.replicas }, (_, k) => initLargeLrReplica(prep, k));
+  const watch = largeLrFloorWatch(prep, spec);
+  const race = largeLrRaceWatch(prep, spec);
+  let now = 0; // the step of the next snapshot: afterStep runs before it
   let pending: RunEvent[] = [];
   return steppedReferenceSession({
     spec,
     metricNames: LARGE_LR_METRICS.map((m) => m.name),
     stepReplica: (k, t) => {
-      const { loss, event } = largeLrStep(prep, states[k], k, t);
-      if (event) pending.push(event);
+      const { loss, events } = largeLrStep(prep, states[k], k, t);
+      pending.push(...events);
       return finiteProbe(states[k].net, loss);
     },
-    metricsOf: (k) => pqReplicaMetrics(prep, states[k], k),
-    afterStep: () => {
+    metricsOf: (k) => {
+      const values = pqReplicaMetrics(prep, states[k], k);
+      race.observe(values, k, now, states[k].annealedAt, states[k].stoppedAt);
+      return values;
+    },
+    afterStep: (step) => {
+      now = step;
+      if (isSnapshotStep(step, spec.every, spec.steps)) {
+        states.forEach((s, k) => {
+          const loss = trainLoss(s.net, prep.data, prep.shape, dataSetOf(prep.data, k));
+          const note = watch.observe(step, k, loss, s.annealedAt, s.stoppedAt >= 0);
+          if (note) pending.push(note);
+        });
+      }
       const events = pending;
       pending = [];
       return events;
@@ -341,7 +452,9 @@ export const largeLr: ExperimentDefinition<LargeLrPrepared> = {
   defaults: { steps: 3000, every: 100, replicas: 5 },
   prepare: prepareLargeLr,
   reference: referenceSession,
-  // W, V, their gradients and their noise: six copies of the blocks per replica.
-  estimateBytes: (spec) => pqEstimateBytes(spec, 6, LARGE_LR_METRICS.length),
+  // W, V, their gradients, their noise and the copy kept at the anneal: eight copies per replica.
+  estimateBytes: (
+    spec,
+  ) => (checkNoisePairs(spec), pqEstimateBytes(spec, 8, LARGE_LR_METRICS.length)),
   plannedEvents: largeLrPlannedEvents,
 };

@@ -46,6 +46,7 @@
  */
 import { DATA_REPLICA, normals, philoxBlock, rademacher, uniform24 } from "../rng/philox.ts";
 import { type ParamSchema, SpecError } from "./schema.ts";
+import { phaseMetrics, type PhaseState } from "./pq_anneal.ts";
 import type { RunSpec } from "./types.ts";
 
 export const SUBSET_P_ONLY = 0;
@@ -91,7 +92,8 @@ export function pqModelParams(defaults: {
       min: 4,
       max: 4096,
       doc: "dimension of each input block (x1 ∈ R^d, x2 ∈ R^d)",
-      source: `${defaults.sweepSource}; the theory needs d → ∞`,
+      source:
+        `chosen so that 5 seeds of a default run take about a minute on 2 CPU cores (wasm); the theory needs d → ∞ (${defaults.sweepSource})`,
     },
     kappa_sq: {
       kind: "number",
@@ -100,7 +102,8 @@ export function pqModelParams(defaults: {
       max: 1,
       log: true,
       doc: "κ² = d/N: the training set has N = round(d/κ²) examples",
-      source: "Assumption 3.1 (N = d/κ²)",
+      source:
+        "Assumption 3.1 (N = d/κ², κ small); 0.2 chosen so that N = 5d and pN = κ²N/2 = d/2 (the paper's pN ≈ d/2)",
     },
     p0_scale: {
       kind: "number",
@@ -116,7 +119,8 @@ export function pqModelParams(defaults: {
       min: 0,
       max: 1,
       doc: "Q-only probability q0 (the rest carry both patterns)",
-      source: `Assumption 3.1 (q0 = Θ(1)); ${defaults.sweepSource}`,
+      source:
+        `Assumption 3.1 (q0 = Θ(1)); 0.6 chosen so that Q-only examples dominate the loss plateau q·log 2; eq. 1.1's 20/20/60 mixture is the preset large-lr-illustrative-mixture (${defaults.sweepSource})`,
     },
     gamma_scale: {
       kind: "number",
@@ -124,7 +128,7 @@ export function pqModelParams(defaults: {
       min: 0,
       max: 100,
       doc: "P margin γ0 = gamma_scale/√d",
-      source: "§2 (γ0 = 1/√d)",
+      source: "§2 (γ0 = 1/√d); γ0 = 0 (gamma_scale = 0) is the preset large-lr-gamma0-zero",
     },
     r_scale: {
       kind: "number",
@@ -133,7 +137,8 @@ export function pqModelParams(defaults: {
       max: 1e4,
       log: true,
       doc: "Q offset ‖ζ‖ = r = r_scale·d^(−3/4)",
-      source: `Assumption 3.1 (r = d^(−3/4), r_scale = 1); ${defaults.sweepSource}`,
+      source:
+        `Assumption 3.1 (r = d^(−3/4), r ≪ 1); default ${defaults.rScale}: r = ${defaults.rScale}·d^(−3/4) (${defaults.sweepSource})`,
     },
     m: {
       kind: "int",
@@ -141,7 +146,8 @@ export function pqModelParams(defaults: {
       min: 2,
       max: 8192,
       doc: "total hidden width (even): m/2 ReLU units on x1 (W) and m/2 on x2 (V); |u_j| = 1/√m",
-      source: `§2 (u ∈ {±m^(−1/2)}^m, U = [W; V]; m ≥ poly(d)); ${defaults.sweepSource}`,
+      source:
+        `§2 (u ∈ {±m^(−1/2)}^m, U = [W; V]; m ≥ poly(d/τ0), out of reach); ${defaults.m} chosen for speed (${defaults.sweepSource})`,
     },
     tau0: {
       kind: "number",
@@ -151,7 +157,8 @@ export function pqModelParams(defaults: {
       perReplica: true,
       log: true,
       doc: "first-layer initialisation std: W0, V0 ~ N(0, τ0²)",
-      source: `§2 (τ0 = 1/poly(d/ε)); ${defaults.sweepSource}`,
+      source:
+        `Assumption 3.2 (τ0 = 1/poly(d/ε), τ0·log d ≤ min(q·ε1, ε1²)); default ${defaults.tau0} chosen so that τ0·log d ≤ ε1² at d = 64, ε1 = 0.05: the noise part's output (Prop. A.4, ≲ τ0·log d) is then ≈ 0.002 (${defaults.sweepSource})`,
     },
     n_test: {
       kind: "int",
@@ -167,6 +174,19 @@ export function pqModelParams(defaults: {
       min: 0,
       max: 0xFFFFFFFE,
       doc: "data seed (also keys each replica's initialisation and noise with the replica index)",
+    },
+    blocks: {
+      kind: "enum",
+      values: ["both", "p", "q"],
+      default: "both",
+      doc: "which block learns: the other block's inputs are set to 0 (same draws, same seeds)",
+      valueDocs: {
+        both: "the papers' network: P and Q blocks together",
+        p: "P block alone: x2 = 0 everywhere, V feels only decay and noise",
+        q: "Q block alone: x1 = 0 everywhere, W feels only decay and noise",
+      },
+      source:
+        "issue 14 (the race of each block trained alone); the cost per step is unchanged (the W block is still computed)",
     },
     data: {
       kind: "enum",
@@ -193,6 +213,8 @@ export interface PQShape {
   q0: number;
   gamma0: number;
   r: number;
+  /** Which block's inputs are kept ("both", "p", "q"). */
+  blocks: string;
 }
 
 export function pqShape(params: RunSpec["params"]): PQShape {
@@ -226,6 +248,7 @@ export function pqShape(params: RunSpec["params"]): PQShape {
     q0,
     gamma0: (params.gamma_scale as number) / Math.sqrt(d),
     r: (params.r_scale as number) * Math.pow(d, -0.75),
+    blocks: (params.blocks as string | undefined) ?? "both",
   };
 }
 
@@ -318,6 +341,10 @@ export function generatePQData(shape: PQShape, dataSeed: number): PQDataSet {
     testY[k] = e.y;
     testSubset[k] = e.subset;
   }
+  // Block-alone runs keep every draw and zero the other block's inputs afterwards, so that
+  // they pair with the runs of both blocks on the same seeds.
+  if (shape.blocks === "p") x2.fill(0), testX2.fill(0);
+  if (shape.blocks === "q") x1.fill(0), testX1.fill(0);
   return { y, subset, x1, x2, testY, testSubset, testX1, testX2, counts };
 }
 
@@ -344,7 +371,16 @@ export function dataSetOf(data: PQData, replica: number): number {
   return data.perReplica ? replica : 0;
 }
 
-export function generateRunData(shape: PQShape, seed: number, sets: number): PQData {
+/**
+ * The data sets of a run: set s from data seed seed + s, or seed + dataOf(s) when some sets
+ * repeat others (large-lr's noise pairs).
+ */
+export function generateRunData(
+  shape: PQShape,
+  seed: number,
+  sets: number,
+  dataOf: (s: number) => number = (s) => s,
+): PQData {
   const { d, n, nTest } = shape;
   const nt = 2 * nTest;
   const out: PQData = {
@@ -362,7 +398,7 @@ export function generateRunData(shape: PQShape, seed: number, sets: number): PQD
     rF32: Math.fround(shape.r),
   };
   for (let s = 0; s < sets; s++) {
-    const set = generatePQData(shape, (seed + s) >>> 0);
+    const set = generatePQData(shape, (seed + dataOf(s)) >>> 0);
     out.y.set(set.y, s * n);
     out.subset.set(set.subset, s * n);
     out.x1.set(set.x1, s * n * d);
@@ -658,6 +694,18 @@ export function pqMetricSpecs() {
       scale: "linear",
     },
     { name: "w_norm", doc: "‖W‖_F (P block, all d columns)", scale: "linear" },
+    {
+      name: "w_along_wstar",
+      doc:
+        "‖W w*‖: the part of W along the P signal direction (w_norm² = w_along_wstar² + w_across_wstar²)",
+      scale: "linear",
+    },
+    {
+      name: "w_across_wstar",
+      doc:
+        "‖W (I − w* w*ᵀ)‖_F: the part of W across w* (noise, and what the P-only points' Gaussian parts teach)",
+      scale: "linear",
+    },
     { name: "v_norm", doc: "‖V‖_F (Q block, all d columns)", scale: "linear" },
     {
       name: "activation_flips",
@@ -765,19 +813,21 @@ export function pqMetrics(
   const oddNorm = frobenius(odd);
   out.p_alignment = oddNorm > 0 ? odd[0] / oddNorm : 0;
   out.w_norm = frobenius(net.W);
+  let along = 0;
+  for (let j = 0; j < half; j++) along += net.W[j * d] * net.W[j * d];
+  out.w_along_wstar = Math.sqrt(along);
+  out.w_across_wstar = Math.sqrt(Math.max(0, out.w_norm * out.w_norm - along));
   out.v_norm = frobenius(net.V);
   out.activation_flips = annealPattern ? flips / patternPairs(data, shape, set) : 0;
   return out;
 }
 
 /** What the reference sessions keep of a replica that its snapshot reports. */
-export interface PQReplicaView {
+export interface PQReplicaView extends PhaseState {
   net: PQNet;
   /** The stored activation pattern, once taken. */
   pattern: Uint8Array | null;
   lr: number;
-  /** Step of the anneal, −1 before it. */
-  annealedAt: number;
 }
 
 /** A reference replica's snapshot: the P/Q metrics on its data set, its lr and anneal step. */
@@ -795,6 +845,7 @@ export function pqReplicaMetrics(
   );
   out.lr = state.lr;
   out.anneal_step = state.annealedAt;
+  phaseMetrics(out, state);
   return out;
 }
 

@@ -3,7 +3,7 @@
  * JSON for test/sweeps/pq_sweep.ts:
  *
  *   deno run test/sweeps/pq_grids.ts grid > grid.json       # the targeted grid ("round 2")
- *   deno run test/sweeps/pq_grids.ts defaults > def.json    # the defaults, 5 seeds, all algos
+ *   deno run test/sweeps/pq_grids.ts defaults > def.json    # the current defaults, 5 seeds, all algos
  *   nice -n 10 deno run -A test/sweeps/pq_sweep.ts grid.json --jsonl=grid.jsonl \
  *     [--shard=K/S --deadline=SECONDS]
  *

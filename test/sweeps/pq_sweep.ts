@@ -19,9 +19,13 @@ const KEY_METRICS = [
   "test_error",
   "test_error_q_only",
   "train_loss",
+  "train_loss_p_only",
   "train_loss_q_only",
   "q_second_diff",
   "p_alignment",
+  "p_alignment_at_anneal",
+  "test_error_p_only_at_anneal",
+  "train_loss_q_only_at_anneal",
 ];
 
 export interface SweepResult {
@@ -32,6 +36,15 @@ export interface SweepResult {
   /** Key metrics at every snapshot: step → metric → replica values. */
   curves: { step: number; metrics: Record<string, number[]> }[];
   anneals: { step: number; detail?: string }[];
+  /** Floor warnings (pq_floor.ts): replicas whose anneal or stop could not fire. */
+  notes: number;
+}
+
+function median(xs: number[]): number {
+  const ok = xs.filter(Number.isFinite).sort((a, b) => a - b);
+  if (!ok.length) return NaN;
+  const h = ok.length >> 1;
+  return ok.length % 2 ? ok[h] : (ok[h - 1] + ok[h]) / 2;
 }
 
 function meanStd(xs: number[]): [number, number] {
@@ -49,6 +62,7 @@ export async function runOne(input: Record<string, unknown>): Promise<SweepResul
   const t0 = performance.now();
   const curves: SweepResult["curves"] = [];
   const anneals: SweepResult["anneals"] = [];
+  let notes = 0;
   let last: Record<string, Float32Array> = {};
   const chunk = Math.max(spec.every, Math.ceil(spec.steps / 20));
   while (session.step < spec.steps) {
@@ -60,6 +74,7 @@ export async function runOne(input: Record<string, unknown>): Promise<SweepResul
       curves.push({ step: s.step, metrics: m });
     }
     for (const e of res.events) {
+      if (e.type === "note" && e.detail.includes("cannot fire")) notes++;
       if (e.type === "phase_change" || e.type === "replica_diverged") {
         anneals.push({ step: e.step, detail: "detail" in e ? e.detail : `diverged ${e.type}` });
       }
@@ -75,6 +90,7 @@ export async function runOne(input: Record<string, unknown>): Promise<SweepResul
     final,
     curves,
     anneals,
+    notes,
   };
 }
 
@@ -92,7 +108,12 @@ export function summaryLine(r: SweepResult): string {
     f("train_loss", 4),
     f("q_second_diff", 4),
     f("p_alignment"),
+    `p_alignment_at_anneal(median)=${median(r.final.p_alignment_at_anneal ?? []).toFixed(3)}`,
+    f("test_error_p_only_at_anneal"),
+    f("train_loss_q_only_at_anneal"),
     `anneal=[${annealSteps}]`,
+    `stop=[${(r.final.stop_step ?? []).join(",")}]`,
+    `notes=${r.notes}`,
     `${r.seconds.toFixed(0)}s`,
   ].join("  ");
 }

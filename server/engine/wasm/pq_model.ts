@@ -22,9 +22,28 @@ import {
   type PQNet,
   type PQShape,
 } from "../../experiments/pq_model.ts";
-import { annealEvent, type AnnealRule } from "../../experiments/pq_anneal.ts";
-import { LARGE_LR_METRICS, prepareLargeLr } from "../../experiments/large_lr.ts";
-import { LABEL_NOISE_METRICS, prepareLabelNoise } from "../../experiments/label_noise_anneal.ts";
+import {
+  annealEvent,
+  type AnnealRule,
+  annealValuesEvent,
+  initialPhase,
+  phaseMetrics,
+  type PhaseState,
+  stopEvent,
+} from "../../experiments/pq_anneal.ts";
+import {
+  LARGE_LR_METRICS,
+  largeLrFloorWatch,
+  largeLrRaceWatch,
+  prepareLargeLr,
+} from "../../experiments/large_lr.ts";
+import type { FloorWatch } from "../../experiments/pq_floor.ts";
+import type { RaceWatch } from "../../experiments/pq_race.ts";
+import {
+  LABEL_NOISE_METRICS,
+  labelNoiseRaceWatch,
+  prepareLabelNoise,
+} from "../../experiments/label_noise_anneal.ts";
 import { isSnapshotStep, nextSnapshotStep, StepClock } from "../snapshots.ts";
 import { settled, WASM_ADAPTER } from "../session_results.ts";
 
@@ -53,6 +72,7 @@ interface PQExports {
   hyperPtr(): number;
   statePtr(): number;
   patternPtr(): number;
+  atAnnealPtr(): number;
   advance(from: number, count: number): void;
 }
 
@@ -68,18 +88,23 @@ interface PQRun {
   seed: number;
   kernelAlgo: number;
   tau0: Float64Array;
-  /** Rows of 7 per replica: η1, η2, λ, τ_ξ, τ_pre, δ, threshold. */
+  /** Rows of 8 per replica: η1, η2, λ, τ_ξ, τ_pre, δ, threshold, stop loss (−1: never). */
   hyper: Float64Array;
   anneal: AnnealRule;
   annealStep: number;
   checkEvery: number;
   noiseOffStep: number;
   metricNames: string[];
+  /** large-lr's weight-decay floor warning, fed the snapshots' training loss. */
+  floorWatch?: FloorWatch;
+  race: RaceWatch;
+  /** The replica whose initialisation replica r copies (large-lr's noise pairs); r if absent. */
+  initOf?: Int32Array;
 }
 
 function checkMemory(shape: PQShape, R: number, sets: number): void {
   const dp = Math.ceil(shape.d / 4) * 4;
-  const bytes = sets * shape.n * (dp + 4) * 4 + 2 * R * shape.half * dp * 4 +
+  const bytes = sets * shape.n * (dp + 4) * 4 + 4 * R * shape.half * dp * 4 +
     R * shape.n * shape.m + 2 * shape.half * dp * 4;
   if (bytes > MAX_TOTAL_BYTES) {
     throw new Error(
@@ -112,13 +137,11 @@ function openPQSession(spec: RunSpec, instance: WebAssembly.Instance, run: PQRun
   f32(k.x2Ptr(), data.sets * n * 2).set(data.x2);
   f32(k.yPtr(), data.sets * n).set(data.y);
   new Int32Array(k.memory.buffer, k.subsetPtr(), data.sets * n).set(data.subset);
-  new Float64Array(k.memory.buffer, k.hyperPtr(), 8 * R).set(
-    Array.from({ length: R }, (_, r) => [...run.hyper.subarray(7 * r, 7 * r + 7), 0]).flat(),
-  );
+  new Float64Array(k.memory.buffer, k.hyperPtr(), 8 * R).set(run.hyper);
   // The reference's float64 initialisation, rounded once: both backends start identically.
   const nets: PQNet[] = [];
   for (let r = 0; r < R; r++) {
-    const net = initPQNet(shape, run.seed, r, run.tau0[r]);
+    const net = initPQNet(shape, run.seed, run.initOf?.[r] ?? r, run.tau0[r]);
     nets.push(net);
     f32(k.aPtr() + r * half * 4, half).set(net.a);
     f32(k.bPtr() + r * half * 4, half).set(net.b);
@@ -132,20 +155,29 @@ function openPQSession(spec: RunSpec, instance: WebAssembly.Instance, run: PQRun
     net.a.set(f32(k.aPtr() + r * half * 4, half));
     net.b.set(f32(k.bPtr() + r * half * 4, half));
   }
-  const state = () => new Float64Array(kernel().memory.buffer, kernel().statePtr(), 4 * R);
+  // Kernel state rows of 8: anneal step, lr, diverged step, anneal loss, stop step, stop loss.
+  const state = () => new Float64Array(kernel().memory.buffer, kernel().statePtr(), 8 * R);
   const initialLr = (r: number) =>
     run.kernelAlgo === 1 || run.kernelAlgo === 2 || run.kernelAlgo === 4
-      ? run.hyper[7 * r + 1]
-      : run.hyper[7 * r];
-  const reportedAnneal = new Uint8Array(R);
+      ? run.hyper[8 * r + 1]
+      : run.hyper[8 * r];
   const reportedDiverged = new Uint8Array(R);
+  const phases: PhaseState[] = Array.from({ length: R }, initialPhase);
+  let floorNotes: RunEvent[] = [];
   const patternBytes = n * 2 * half;
 
   /** Copies replica r's float32 weights into its float64 network for the metric code. */
-  function syncNet(r: number): PQNet {
+  function syncNet(r: number, atAnneal = false): PQNet {
     const net = nets[r];
-    const W = f32(kernel().wPtr() + r * half * dp * 4, half * dp);
-    const V = f32(kernel().vPtr() + r * half * dp * 4, half * dp);
+    const block = half * dp * 4;
+    const W = f32(
+      atAnneal ? kernel().atAnnealPtr() + 2 * r * block : kernel().wPtr() + r * block,
+      half * dp,
+    );
+    const V = f32(
+      atAnneal ? kernel().atAnnealPtr() + (2 * r + 1) * block : kernel().vPtr() + r * block,
+      half * dp,
+    );
     for (let j = 0; j < half; j++) {
       for (let c = 0; c < d; c++) {
         net.W[j * d + c] = W[j * dp + c];
@@ -157,7 +189,7 @@ function openPQSession(spec: RunSpec, instance: WebAssembly.Instance, run: PQRun
 
   /** Whether the kernel stored replica r's reference activation pattern yet. */
   function patternOf(r: number, at: number): Uint8Array | null {
-    const annealedAt = state()[4 * r];
+    const annealedAt = state()[8 * r];
     const algo = run.kernelAlgo;
     const annealing = algo === 0 || algo === 3 || algo === 5;
     const patternStep = algo === 2 ? run.noiseOffStep : run.annealStep;
@@ -175,12 +207,17 @@ function openPQSession(spec: RunSpec, instance: WebAssembly.Instance, run: PQRun
     for (const name of run.metricNames) metrics[name] = new Float32Array(R);
     const st = state();
     for (let r = 0; r < R; r++) {
-      const diverged = st[4 * r + 2] >= 0;
+      const diverged = st[8 * r + 2] >= 0;
       const set = dataSetOf(data, r);
       const values = diverged ? null : pqMetrics(syncNet(r), data, shape, set, patternOf(r, at));
       if (values) {
-        values.lr = at === 0 ? initialLr(r) : st[4 * r + 1];
-        values.anneal_step = st[4 * r];
+        values.lr = at === 0 ? initialLr(r) : st[8 * r + 1];
+        values.anneal_step = st[8 * r];
+        phaseMetrics(values, phases[r]);
+        run.race.observe(values, r, at, st[8 * r], st[8 * r + 4]);
+        const stopped = st[8 * r + 4] >= 0;
+        const note = run.floorWatch?.observe(at, r, values.train_loss, st[8 * r], stopped);
+        if (note) floorNotes.push(note);
       }
       for (const name of run.metricNames) metrics[name][r] = values ? values[name] : NaN;
     }
@@ -191,15 +228,28 @@ function openPQSession(spec: RunSpec, instance: WebAssembly.Instance, run: PQRun
     const events: RunEvent[] = [];
     const st = state();
     for (let r = 0; r < R; r++) {
-      if (!reportedAnneal[r] && st[4 * r] >= 0) {
-        reportedAnneal[r] = 1;
+      const phase = phases[r];
+      if (phase.annealedAt < 0 && st[8 * r] >= 0) {
+        phase.annealedAt = st[8 * r];
         if (run.anneal === "loss") {
-          events.push(annealEvent(r, st[4 * r], st[4 * r + 3], run.hyper[7 * r + 6]));
+          events.push(annealEvent(r, st[8 * r], st[8 * r + 3], run.hyper[8 * r + 6]));
         }
+        const set = dataSetOf(data, r);
+        phase.atAnneal = pqMetrics(syncNet(r, true), data, shape, set, null);
+        events.push(annealValuesEvent(r, phase.annealedAt, phase.atAnneal));
       }
-      if (!reportedDiverged[r] && st[4 * r + 2] >= 0) {
+      if (phase.stoppedAt < 0 && st[8 * r + 4] >= 0) {
+        // A stopped replica is frozen: its weights now are those of its stop step.
+        phase.stoppedAt = st[8 * r + 4];
+        const set = dataSetOf(data, r);
+        phase.atStop = pqMetrics(syncNet(r), data, shape, set, patternOf(r, phase.stoppedAt + 1));
+        events.push(
+          stopEvent(r, phase.stoppedAt, st[8 * r + 5], run.hyper[8 * r + 7], phase.atStop),
+        );
+      }
+      if (!reportedDiverged[r] && st[8 * r + 2] >= 0) {
         reportedDiverged[r] = 1;
-        events.push({ type: "replica_diverged", step: st[4 * r + 2], replica: r });
+        events.push({ type: "replica_diverged", step: st[8 * r + 2], replica: r });
       }
     }
     return events.sort((a, b) => a.step - b.step);
@@ -215,7 +265,11 @@ function openPQSession(spec: RunSpec, instance: WebAssembly.Instance, run: PQRun
         kernel().advance(step, end - step);
         clock.step = end;
         result.events.push(...newEvents());
-        if (isSnapshotStep(end, spec.every, spec.steps)) result.snapshots.push(snapshot(end));
+        if (isSnapshotStep(end, spec.every, spec.steps)) {
+          result.snapshots.push(snapshot(end));
+          result.events.push(...floorNotes);
+          floorNotes = [];
+        }
       }
     });
   }
@@ -238,7 +292,7 @@ function openPQSession(spec: RunSpec, instance: WebAssembly.Instance, run: PQRun
 export function openLargeLrSession(spec: RunSpec, instance: WebAssembly.Instance): KernelSession {
   const prep = prepareLargeLr(spec);
   const R = prep.replicas;
-  const hyper = new Float64Array(7 * R);
+  const hyper = new Float64Array(8 * R);
   for (let r = 0; r < R; r++) {
     hyper.set(
       [
@@ -249,8 +303,9 @@ export function openLargeLrSession(spec: RunSpec, instance: WebAssembly.Instance
         prep.tauPre[r],
         0,
         prep.threshold[r],
+        prep.stopAt[r],
       ],
-      7 * r,
+      8 * r,
     );
   }
   return openPQSession(spec, instance, {
@@ -266,6 +321,9 @@ export function openLargeLrSession(spec: RunSpec, instance: WebAssembly.Instance
     checkEvery: 1,
     noiseOffStep: prep.noiseOffStep,
     metricNames: LARGE_LR_METRICS.map((m) => m.name),
+    floorWatch: largeLrFloorWatch(prep, spec),
+    race: largeLrRaceWatch(prep, spec),
+    initOf: prep.initOf,
   });
 }
 
@@ -275,9 +333,12 @@ export function openLabelNoiseSession(
 ): KernelSession {
   const prep = prepareLabelNoise(spec);
   const R = prep.replicas;
-  const hyper = new Float64Array(7 * R);
+  const hyper = new Float64Array(8 * R);
   for (let r = 0; r < R; r++) {
-    hyper.set([prep.eta1[r], prep.eta2[r], 0, 0, 0, prep.delta[r], prep.threshold[r]], 7 * r);
+    hyper.set(
+      [prep.eta1[r], prep.eta2[r], 0, 0, 0, prep.delta[r], prep.threshold[r], prep.stopAt[r]],
+      8 * r,
+    );
   }
   return openPQSession(spec, instance, {
     shape: prep.shape,
@@ -292,5 +353,6 @@ export function openLabelNoiseSession(
     checkEvery: prep.checkEvery,
     noiseOffStep: Number.MAX_SAFE_INTEGER,
     metricNames: LABEL_NOISE_METRICS.map((m) => m.name),
+    race: labelNoiseRaceWatch(prep, spec),
   });
 }

@@ -34,8 +34,20 @@ import {
   type PQShape,
 } from "../../experiments/pq_model.ts";
 import { annealEvent, type AnnealRule } from "../../experiments/pq_anneal.ts";
-import { LARGE_LR_METRICS, prepareLargeLr } from "../../experiments/large_lr.ts";
-import { LABEL_NOISE_METRICS, prepareLabelNoise } from "../../experiments/label_noise_anneal.ts";
+import { initialPhase, phaseMetrics } from "../../experiments/pq_anneal.ts";
+import type { FloorWatch } from "../../experiments/pq_floor.ts";
+import type { RaceWatch } from "../../experiments/pq_race.ts";
+import {
+  LARGE_LR_METRICS,
+  largeLrFloorWatch,
+  largeLrRaceWatch,
+  prepareLargeLr,
+} from "../../experiments/large_lr.ts";
+import {
+  LABEL_NOISE_METRICS,
+  labelNoiseRaceWatch,
+  prepareLabelNoise,
+} from "../../experiments/label_noise_anneal.ts";
 import { maskDiverged } from "../session_results.ts";
 import { checked, getGpu, type Gpu, isLlvmpipe, LLVMPIPE_LOOP_LIMIT } from "./device.ts";
 import {
@@ -99,6 +111,11 @@ interface PQRun {
   checkEvery: number;
   noiseOffStep: number;
   metricNames: string[];
+  /** large-lr's weight-decay floor warning, fed the snapshots' training loss. */
+  floorWatch?: FloorWatch;
+  race: RaceWatch;
+  /** The replica whose initialisation replica r copies (large-lr's noise pairs); r if absent. */
+  initOf?: Int32Array;
 }
 
 const isAnnealing = (algo: number) => algo === 0 || algo === 3 || algo === 5;
@@ -280,7 +297,7 @@ async function openPQGpu(
       aux.set(data.subset, off.sub);
       const state = new Float32Array(sizes.state / 4);
       for (let r = 0; r < R; r++) {
-        const net = initPQNet(shape, run.seed, r, run.tau0[r]);
+        const net = initPQNet(shape, run.seed, run.initOf?.[r] ?? r, run.tau0[r]);
         nets.push(net);
         aux.set(net.a, off.a + r * half);
         aux.set(net.b, off.b + r * half);
@@ -414,6 +431,7 @@ async function openPQGpu(
     return events;
   }
 
+  let floorNotes: RunEvent[] = [];
   function metricsAt(at: number, slot: number, snaps: Float32Array, flags: Uint32Array) {
     return Array.from({ length: R }, (_, r) => {
       if (divergedAt[r] >= 0 && divergedAt[r] <= at) return null;
@@ -426,6 +444,12 @@ async function openPQGpu(
       const annealedBy = annealedAt[r] >= 0 && annealedAt[r] < at;
       values.anneal_step = annealedBy ? annealedAt[r] : -1;
       values.lr = at === 0 ? initialLr(r) : annealedBy || !annealing ? run.eta2[r] : run.eta1[r];
+      // The WGSL kernel keeps no copy of the anneal's weights and has no stopping rule yet:
+      // the *_at_anneal and *_at_stop metrics stay NaN here (wasm and reference have them).
+      phaseMetrics(values, { ...initialPhase(), annealedAt: values.anneal_step });
+      run.race.observe(values, r, at, values.anneal_step, -1);
+      const note = run.floorWatch?.observe(at, r, values.train_loss, values.anneal_step, false);
+      if (note) floorNotes.push(note);
       return values;
     });
   }
@@ -455,6 +479,8 @@ async function openPQGpu(
             return row ? row[run.metricNames[k]] : NaN;
           }),
         );
+        result.events.push(...floorNotes);
+        floorNotes = [];
       }
     },
   });
@@ -462,7 +488,18 @@ async function openPQGpu(
   return serialisedGpuSession(gpu, run.experiment, stepOf, advanceTo, buffers);
 }
 
+/** The stopping rule runs on the CPU backends only: a clear refusal instead of ignoring it. */
+function refuseStop(spec: RunSpec): void {
+  if (spec.params.stop === "loss") {
+    throw new Error(
+      "params.stop = loss (the stopping rule) runs on the wasm and reference backends only; " +
+        "choose backend wasm or stop = off",
+    );
+  }
+}
+
 export function openLargeLrGpu(spec: RunSpec, options: PQGpuOptions = {}): Promise<KernelSession> {
+  refuseStop(spec);
   const prep = prepareLargeLr(spec);
   return openPQGpu(spec, {
     experiment: "large-lr",
@@ -484,6 +521,9 @@ export function openLargeLrGpu(spec: RunSpec, options: PQGpuOptions = {}): Promi
     checkEvery: 1,
     noiseOffStep: prep.noiseOffStep,
     metricNames: LARGE_LR_METRICS.map((m) => m.name),
+    floorWatch: largeLrFloorWatch(prep, spec),
+    race: largeLrRaceWatch(prep, spec),
+    initOf: prep.initOf,
   }, options);
 }
 
@@ -491,6 +531,7 @@ export function openLabelNoiseGpu(
   spec: RunSpec,
   options: PQGpuOptions = {},
 ): Promise<KernelSession> {
+  refuseStop(spec);
   const prep = prepareLabelNoise(spec);
   const R = prep.replicas;
   return openPQGpu(spec, {
@@ -513,5 +554,6 @@ export function openLabelNoiseGpu(
     checkEvery: prep.checkEvery,
     noiseOffStep: Number.MAX_SAFE_INTEGER,
     metricNames: LABEL_NOISE_METRICS.map((m) => m.name),
+    race: labelNoiseRaceWatch(prep, spec),
   }, options);
 }
