@@ -267,17 +267,20 @@ export const PHASE_METRICS = [
     name: "stop_step",
     doc: "step at which this replica stopped by the stopping rule (−1: not yet, or stop=off)",
     scale: "linear" as const,
+    smooth: false,
   },
   ...PHASE_KEYS.flatMap((k) => [
     {
       name: `${k}_at_anneal`,
       doc: `${k} at the weights U_t of this replica's anneal step (NaN before it)`,
       scale: "linear" as const,
+      smooth: false,
     },
     {
       name: `${k}_at_stop`,
       doc: `${k} at the weights of this replica's stop (NaN before it)`,
       scale: "linear" as const,
+      smooth: false,
     },
   ]),
 ];

@@ -33,11 +33,13 @@ export const RACE_METRICS = [
         name: `race_${b}_step`,
         doc: `first snapshot step with ${what} training loss ≤ race_loss (−1: not yet)`,
         scale: "linear" as const,
+        smooth: false,
       },
       {
         name: `race_${b}_eta_time`,
         doc: `η-time at race_${b}_step (−1: not yet)`,
         scale: "linear" as const,
+        smooth: false,
       },
     ];
   }),
