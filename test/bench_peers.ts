@@ -30,6 +30,9 @@ export interface PeersOptions {
   json: boolean;
 }
 
+/** FLOP of one shape-matters replica-step at the paper size (d = 100, n = 40): 4nd + 6d. */
+const SHAPE_FLOP_PER_STEP = 4 * 40 * 100 + 6 * 100;
+
 interface Row {
   mode: ThreadMode;
   experiment: string;
@@ -42,6 +45,8 @@ interface Row {
   metric: string;
   value: number;
   inBand: boolean;
+  /** Median of the peak probe's GFLOP/s in the same rounds (shape-matters, one replica). */
+  peakGflops?: number;
 }
 
 const EVERY_STEPS = [1000, 250_000];
@@ -62,12 +67,16 @@ async function peerCase(
   const steps = single ? c.steps.single : c.steps.batch;
   const [lo, hi] = single ? c.band.single : c.band.batch;
   const results = new Map<ContestantName, RunResult[]>(CONTESTANTS.map((n) => [n, []]));
+  // The Wasm SIMD peak of one core, interleaved with the one-replica shape-matters case.
+  const withPeak = experiment === "shape-matters" && single && mode === "1-thread";
+  const peaks: number[] = [];
   for (let round = 0; round < opts.rounds; round++) {
     for (const who of CONTESTANTS) {
       const r = await runContestant(launch(who, experiment, replicas, steps, mode, python));
       results.get(who)!.push(r);
       if (opts.json) console.log(JSON.stringify({ round, mode, ...r }));
     }
+    if (withPeak) peaks.push(Number((await runContestant(peakLaunch())).peak_gflops));
   }
   return CONTESTANTS.map((who) => {
     const rs = results.get(who)!;
@@ -85,6 +94,7 @@ async function peerCase(
       metric: c.metric,
       value,
       inBand: rs.every((r) => Number(r[c.metric]) >= lo && Number(r[c.metric]) <= hi),
+      ...(withPeak ? { peakGflops: summarize(peaks).median } : {}),
     };
   });
 }
@@ -107,6 +117,23 @@ function printCase(opts: PeersOptions, rows: Row[]) {
       { summary: "peers", ...r, lab_over_this: ratio },
     );
   }
+  if (lab.peakGflops) {
+    const gflops = lab.throughput.median * SHAPE_FLOP_PER_STEP / 1e9;
+    out(
+      opts.json,
+      `  peak   Wasm SIMD128 mul+add, one core: ${lab.peakGflops.toFixed(1)} GFLOP/s (median of ` +
+        `rounds); lab ${gflops.toFixed(1)} GFLOP/s = ${
+          (100 * gflops / lab.peakGflops).toFixed(0)
+        }% of peak`,
+      { summary: "peak", peak_gflops: lab.peakGflops, lab_gflops: gflops },
+    );
+  }
+}
+
+/** The peak probe (test/bench_peak.ts) as a process pinned like the 1-thread contestants. */
+function peakLaunch() {
+  const probe = new URL("./bench_peak.ts", import.meta.url).pathname;
+  return { cmd: "taskset", args: ["-c", "0", Deno.execPath(), "run", "-A", probe], env: {} };
 }
 
 /** Lab alone, every experiment, --every 1000 against 250,000, interleaved, one thread. */

@@ -90,7 +90,7 @@ export function launch(
 }
 
 /** Runs one contestant to the end; its last stdout line is the result. */
-export async function runContestant(l: Launch): Promise<RunResult> {
+export async function runContestant(l: Launch): Promise<RunResult & Record<string, unknown>> {
   const t0 = performance.now();
   const out = await new Deno.Command(l.cmd, {
     args: l.args,
