@@ -166,7 +166,8 @@ export async function benchPeers(opts: PeersOptions): Promise<void> {
   if (!opts.json) {
     console.log(
       `peers: ${opts.rounds} interleaved rounds (lab, jax, numba) per case; ` +
-        `1-thread = taskset -c 0 + one-thread pools; all-core = ${allCores()} threads offered`,
+        `1-thread = taskset -c 0 + one-thread pools; all-core = ${allCores()} threads offered ` +
+        `(the lab's wasm sessions still step on one thread: no --threads yet)`,
     );
   }
   const rows: Row[] = [];

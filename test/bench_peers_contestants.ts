@@ -39,9 +39,8 @@ function threadEnv(mode: ThreadMode): Record<string, string> {
     OMP_NUM_THREADS: String(n),
     OPENBLAS_NUM_THREADS: String(n),
     MKL_NUM_THREADS: String(n),
-    XLA_FLAGS: mode === "1-thread"
-      ? "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-      : `intra_op_parallelism_threads=${n}`,
+    // XLA's CPU client runs its Eigen pool on every core unless told not to.
+    ...(mode === "1-thread" ? { XLA_FLAGS: "--xla_cpu_multi_thread_eigen=false" } : {}),
     // JAX would otherwise warn on stderr about missing accelerators.
     JAX_PLATFORMS: "cpu",
   };
