@@ -31,7 +31,7 @@ import {
   w3,
   z0,
 } from "./philox.ts";
-import { dot, dot4 } from "./simd.ts";
+import { dot, dot4, hsum } from "./simd.ts";
 import { allocZeroed } from "./memory.ts";
 
 // Codes of ALGO_CODE in server/experiments/shape_matters.ts; gd (0) needs no branch.
@@ -63,6 +63,14 @@ let DIVERGED: usize = 0; // [R] f64: step at which the state became non-finite, 
 let C: usize = 0; // [n rounded to 4] f32: residual coefficients c of the current step
 let Z: usize = 0; // [dp] f32: normals of the current step (padding stays 0)
 let U: usize = 0; // [dp] f32: u = v⊙v of the current step
+// Scratch of the replica-blocked path (BLOCK replicas on shared data stepped together):
+let UB: usize = 0; // [BLOCK][dp] f32: u of each replica of the block
+let CB: usize = 0; // [BLOCK][n rounded to 4] f32: c of each replica of the block
+let ZB: usize = 0; // [BLOCK][dp] f32: normals of each replica of the block
+/** Replicas stepped together by the blocked path. */
+const BLOCK = 4;
+/** 0 forces the one-replica path everywhere (the blocked kernel's test compares the two). */
+let blocking = true;
 
 /** Allocates every buffer; call once per instance before filling data and hyper-parameters. */
 export function setup(
@@ -92,6 +100,14 @@ export function setup(
   C = allocZeroed(((n + 3) & ~3) * 4);
   Z = allocZeroed(dp * 4);
   U = allocZeroed(dp * 4);
+  UB = allocZeroed(BLOCK * dp * 4);
+  CB = allocZeroed(BLOCK * ((n + 3) & ~3) * 4);
+  ZB = allocZeroed(BLOCK * dp * 4);
+}
+
+/** Turns the replica-blocked path on (default) or off; both give the same numbers. */
+export function setBlocking(on: i32): void {
+  blocking = on != 0;
 }
 
 export function paddedDim(): i32 {
@@ -218,21 +234,12 @@ function updateChunk(vp: usize, g: v128, lrv: v128, zv: v128, withZ: bool, zp: u
   return f32x4.sub(vn, vn);
 }
 
-/** One update of replica r from step t; false if the new state is not finite. */
-function stepReplica(r: i32, t: u32): bool {
-  const v = V + <usize> (r * dp) * 4;
-  const set = sets == 1 ? 0 : r;
-  const x = X + <usize> (set * n) * <usize> (dp * 4);
-  const y = Y + <usize> (set * n) * 4;
+/**
+ * Replica r's raw residuals at cb (from step t's state) into c = r / n + its noise at step t.
+ * The draws come first: mini-batch noise needs the raw residuals.
+ */
+function coefficients(r: i32, t: u32, cb: usize): void {
   const coef = COEF + (<usize> r << 4);
-  const lr = load<f32>(coef);
-  const dpBytes = <usize> dp << 2;
-  for (let k: usize = 0; k < dpBytes; k += 16) {
-    const vk = v128.load(v + k);
-    v128.store(U + k, f32x4.mul(vk, vk));
-  }
-  residuals(x, y);
-  // Draws first (they need the raw residuals for mini-batch noise), then c = r / n + noise.
   let i: i32 = -1;
   let j: i32 = -1;
   let ci: f32 = 0;
@@ -256,22 +263,207 @@ function stepReplica(r: i32, t: u32): bool {
         i = -1;
         j = -1;
       } else {
-        ci = delta * load<f32>(C + (<usize> i << 2));
-        cj = -delta * load<f32>(C + (<usize> j << 2));
+        ci = delta * load<f32>(cb + (<usize> i << 2));
+        cj = -delta * load<f32>(cb + (<usize> j << 2));
       }
     }
   }
   const nf = <f32> n;
   for (let k = 0; k < n; k++) {
-    const p = C + (<usize> k << 2);
+    const p = cb + (<usize> k << 2);
     store<f32>(p, load<f32>(p) / nf);
   }
-  if (i >= 0) store<f32>(C + (<usize> i << 2), load<f32>(C + (<usize> i << 2)) + ci);
-  if (j >= 0) store<f32>(C + (<usize> j << 2), load<f32>(C + (<usize> j << 2)) + cj);
+  if (i >= 0) store<f32>(cb + (<usize> i << 2), load<f32>(cb + (<usize> i << 2)) + ci);
+  if (j >= 0) store<f32>(cb + (<usize> j << 2), load<f32>(cb + (<usize> j << 2)) + cj);
+}
+
+/** One update of replica r from step t; false if the new state is not finite. */
+function stepReplica(r: i32, t: u32): bool {
+  const v = V + <usize> (r * dp) * 4;
+  const set = sets == 1 ? 0 : r;
+  const x = X + <usize> (set * n) * <usize> (dp * 4);
+  const y = Y + <usize> (set * n) * 4;
+  const coef = COEF + (<usize> r << 4);
+  const lr = load<f32>(coef);
+  const dpBytes = <usize> dp << 2;
+  for (let k: usize = 0; k < dpBytes; k += 16) {
+    const vk = v128.load(v + k);
+    v128.store(U + k, f32x4.mul(vk, vk));
+  }
+  residuals(x, y);
+  coefficients(r, t, C);
   const withZ = algo == ALGO_GAUSSIAN || algo == ALGO_LANGEVIN;
   if (withZ) fillNormals(seed, <u32> r, t, STREAM_NORMAL, d, Z);
   const probe = gradientUpdate(x, lr, load<f32>(coef, 8), withZ, v);
   return !v128.any_true(f32x4.ne(probe, probe));
+}
+
+/**
+ * The replica-blocked step: BLOCK replicas on shared data from step t together, so each data
+ * row loaded from memory serves all of them (the residuals take two rows × four replicas per
+ * pass, the gradient two vectors × four replicas). Every replica's sums run over the same
+ * terms in the same order as stepReplica's, so the numbers are bit-identical to it. Returns a
+ * bit mask of the replicas whose new state is finite.
+ */
+function stepBlock(r0: i32, t: u32): i32 {
+  const dpBytes = <usize> dp << 2;
+  const cBytes = <usize> ((n + 3) & ~3) << 2;
+  for (let b = 0; b < BLOCK; b++) {
+    const v = V + <usize> ((r0 + b) * dp) * 4;
+    const u = UB + <usize> b * dpBytes;
+    for (let k: usize = 0; k < dpBytes; k += 16) {
+      const vk = v128.load(v + k);
+      v128.store(u + k, f32x4.mul(vk, vk));
+    }
+  }
+  blockResiduals(X, Y, dpBytes, cBytes);
+  const withZ = algo == ALGO_GAUSSIAN || algo == ALGO_LANGEVIN;
+  for (let b = 0; b < BLOCK; b++) {
+    coefficients(r0 + b, t, CB + <usize> b * cBytes);
+    if (withZ) fillNormals(seed, <u32> (r0 + b), t, STREAM_NORMAL, d, ZB + <usize> b * dpBytes);
+  }
+  return blockGradientUpdate(r0, X, withZ, dpBytes, cBytes);
+}
+
+/** c_b,i = <u_b, x_i> − y_i for the block's four replicas b, two rows per pass. */
+function blockResiduals(x: usize, y: usize, rowBytes: usize, cBytes: usize): void {
+  const u1 = UB + rowBytes, u2 = u1 + rowBytes, u3 = u2 + rowBytes;
+  let i = 0;
+  for (; i + 2 <= n; i += 2) {
+    const p = x + <usize> i * rowBytes;
+    const q = p + rowBytes;
+    let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+    let e0 = f32x4.splat(0), e1 = f32x4.splat(0), e2 = f32x4.splat(0), e3 = f32x4.splat(0);
+    for (let k: usize = 0; k < rowBytes; k += 16) {
+      const xp = v128.load(p + k);
+      const xq = v128.load(q + k);
+      const v0 = v128.load(UB + k);
+      a0 = f32x4.add(a0, f32x4.mul(xp, v0));
+      e0 = f32x4.add(e0, f32x4.mul(xq, v0));
+      const v1 = v128.load(u1 + k);
+      a1 = f32x4.add(a1, f32x4.mul(xp, v1));
+      e1 = f32x4.add(e1, f32x4.mul(xq, v1));
+      const v2 = v128.load(u2 + k);
+      a2 = f32x4.add(a2, f32x4.mul(xp, v2));
+      e2 = f32x4.add(e2, f32x4.mul(xq, v2));
+      const v3 = v128.load(u3 + k);
+      a3 = f32x4.add(a3, f32x4.mul(xp, v3));
+      e3 = f32x4.add(e3, f32x4.mul(xq, v3));
+    }
+    const off = <usize> i << 2;
+    const yi = load<f32>(y + off), yj = load<f32>(y + off, 4);
+    store<f32>(CB + off, hsum(a0) - yi);
+    store<f32>(CB + off, hsum(e0) - yj, 4);
+    store<f32>(CB + cBytes + off, hsum(a1) - yi);
+    store<f32>(CB + cBytes + off, hsum(e1) - yj, 4);
+    store<f32>(CB + 2 * cBytes + off, hsum(a2) - yi);
+    store<f32>(CB + 2 * cBytes + off, hsum(e2) - yj, 4);
+    store<f32>(CB + 3 * cBytes + off, hsum(a3) - yi);
+    store<f32>(CB + 3 * cBytes + off, hsum(e3) - yj, 4);
+  }
+  for (; i < n; i++) {
+    const row = x + <usize> i * rowBytes;
+    const off = <usize> i << 2;
+    const yi = load<f32>(y + off);
+    for (let b = 0; b < BLOCK; b++) {
+      const u = UB + <usize> b * rowBytes;
+      store<f32>(CB + <usize> b * cBytes + off, dot(row, u, rowBytes) - yi);
+    }
+  }
+}
+
+/**
+ * G_b = Xᵀc_b for the block's four replicas, two vectors (8 coordinates) at a time, fused with
+ * their updates; returns the mask of replicas whose new state is finite.
+ */
+function blockGradientUpdate(
+  r0: i32,
+  x: usize,
+  withZ: bool,
+  rowBytes: usize,
+  cBytes: usize,
+): i32 {
+  const c1 = CB + cBytes, c2 = c1 + cBytes, c3 = c2 + cBytes;
+  let p0 = f32x4.splat(0), p1 = f32x4.splat(0), p2 = f32x4.splat(0), p3 = f32x4.splat(0);
+  let k: usize = 0;
+  for (; k + 32 <= rowBytes; k += 32) {
+    let g0 = f32x4.splat(0), h0 = f32x4.splat(0), g1 = f32x4.splat(0), h1 = f32x4.splat(0);
+    let g2 = f32x4.splat(0), h2 = f32x4.splat(0), g3 = f32x4.splat(0), h3 = f32x4.splat(0);
+    let p = x + k;
+    for (let i = 0; i < n; i++, p += rowBytes) {
+      const xa = v128.load(p);
+      const xb = v128.load(p, 16);
+      const off = <usize> i << 2;
+      const s0 = v128.load_splat<f32>(CB + off);
+      g0 = f32x4.add(g0, f32x4.mul(s0, xa));
+      h0 = f32x4.add(h0, f32x4.mul(s0, xb));
+      const s1 = v128.load_splat<f32>(c1 + off);
+      g1 = f32x4.add(g1, f32x4.mul(s1, xa));
+      h1 = f32x4.add(h1, f32x4.mul(s1, xb));
+      const s2 = v128.load_splat<f32>(c2 + off);
+      g2 = f32x4.add(g2, f32x4.mul(s2, xa));
+      h2 = f32x4.add(h2, f32x4.mul(s2, xb));
+      const s3 = v128.load_splat<f32>(c3 + off);
+      g3 = f32x4.add(g3, f32x4.mul(s3, xa));
+      h3 = f32x4.add(h3, f32x4.mul(s3, xb));
+    }
+    p0 = f32x4.add(p0, blockUpdate(r0, 0, k, g0, h0, withZ, rowBytes));
+    p1 = f32x4.add(p1, blockUpdate(r0, 1, k, g1, h1, withZ, rowBytes));
+    p2 = f32x4.add(p2, blockUpdate(r0, 2, k, g2, h2, withZ, rowBytes));
+    p3 = f32x4.add(p3, blockUpdate(r0, 3, k, g3, h3, withZ, rowBytes));
+  }
+  for (; k < rowBytes; k += 16) {
+    let g0 = f32x4.splat(0), g1 = f32x4.splat(0), g2 = f32x4.splat(0), g3 = f32x4.splat(0);
+    let p = x + k;
+    for (let i = 0; i < n; i++, p += rowBytes) {
+      const xa = v128.load(p);
+      const off = <usize> i << 2;
+      g0 = f32x4.add(g0, f32x4.mul(v128.load_splat<f32>(CB + off), xa));
+      g1 = f32x4.add(g1, f32x4.mul(v128.load_splat<f32>(c1 + off), xa));
+      g2 = f32x4.add(g2, f32x4.mul(v128.load_splat<f32>(c2 + off), xa));
+      g3 = f32x4.add(g3, f32x4.mul(v128.load_splat<f32>(c3 + off), xa));
+    }
+    p0 = f32x4.add(p0, blockUpdate1(r0, 0, k, g0, withZ, rowBytes));
+    p1 = f32x4.add(p1, blockUpdate1(r0, 1, k, g1, withZ, rowBytes));
+    p2 = f32x4.add(p2, blockUpdate1(r0, 2, k, g2, withZ, rowBytes));
+    p3 = f32x4.add(p3, blockUpdate1(r0, 3, k, g3, withZ, rowBytes));
+  }
+  return (finite(p0) ? 1 : 0) | (finite(p1) ? 2 : 0) | (finite(p2) ? 4 : 0) |
+    (finite(p3) ? 8 : 0);
+}
+
+function finite(probe: v128): bool {
+  return !v128.any_true(f32x4.ne(probe, probe));
+}
+
+/** The update of two vectors (at byte k) of block replica b; returns the NaN probe. */
+function blockUpdate(
+  r0: i32,
+  b: i32,
+  k: usize,
+  g: v128,
+  h: v128,
+  withZ: bool,
+  dpBytes: usize,
+): v128 {
+  const coef = COEF + (<usize> (r0 + b) << 4);
+  const lrv = f32x4.splat(load<f32>(coef));
+  const zv = f32x4.splat(load<f32>(coef, 8));
+  const v = V + <usize> (r0 + b) * dpBytes + k;
+  const z = ZB + <usize> b * dpBytes + k;
+  return f32x4.add(
+    updateChunk(v, g, lrv, zv, withZ, z),
+    updateChunk(v + 16, h, lrv, zv, withZ, z + 16),
+  );
+}
+
+/** The update of one vector (at byte k) of block replica b; returns the NaN probe. */
+function blockUpdate1(r0: i32, b: i32, k: usize, g: v128, withZ: bool, dpBytes: usize): v128 {
+  const coef = COEF + (<usize> (r0 + b) << 4);
+  const lrv = f32x4.splat(load<f32>(coef));
+  const zv = f32x4.splat(load<f32>(coef, 8));
+  const v = V + <usize> (r0 + b) * dpBytes + k;
+  return updateChunk(v, g, lrv, zv, withZ, ZB + <usize> b * dpBytes + k);
 }
 
 /**
@@ -353,26 +545,93 @@ export function advance(fromF: f64, count: i32, everyF: f64, totalF: f64, out: u
     snaps++;
     if (s >= total) break;
   }
-  for (let r = 0; r < replicas; r++) {
-    let snap = 0;
-    if (!isDiverged(r)) {
-      let next = nextSnapshot(from, every, total);
-      for (let s = from; s < end;) {
-        const ok = stepReplica(r, <u32> s);
-        s++;
-        if (!ok) {
-          store<f64>(DIVERGED + (<usize> r << 3), <f64> s);
-          break;
-        }
-        if (s == next) {
-          writeMetrics(r, out, snap++);
-          next = nextSnapshot(s, every, total);
-        }
-      }
-    }
-    for (; snap < snaps; snap++) writeRow(out, snap, r, NaN, NaN, NaN, NaN);
+  let r = 0;
+  if (blocking && sets == 1) {
+    for (; r + BLOCK <= replicas; r += BLOCK) runBlock(r, from, end, every, total, out, snaps);
+  }
+  for (; r < replicas; r++) {
+    const snap = isDiverged(r) ? 0 : runReplica(r, from, end, every, total, out, 0);
+    fillNaN(r, out, snap, snaps);
   }
   return snaps;
+}
+
+function fillNaN(r: i32, out: usize, from: i32, snaps: i32): void {
+  for (let snap = from; snap < snaps; snap++) writeRow(out, snap, r, NaN, NaN, NaN, NaN);
+}
+
+/**
+ * Steps live replica r from step `from` to `end`, writing its metrics from snapshot index
+ * `snap` on; returns the next snapshot index (short of all if r diverged).
+ */
+function runReplica(
+  r: i32,
+  from: i64,
+  end: i64,
+  every: i64,
+  total: i64,
+  out: usize,
+  snap: i32,
+): i32 {
+  let next = nextSnapshot(from, every, total);
+  for (let s = from; s < end;) {
+    const ok = stepReplica(r, <u32> s);
+    s++;
+    if (!ok) {
+      store<f64>(DIVERGED + (<usize> r << 3), <f64> s);
+      break;
+    }
+    if (s == next) {
+      writeMetrics(r, out, snap++);
+      next = nextSnapshot(s, every, total);
+    }
+  }
+  return snap;
+}
+
+/**
+ * Replicas r0 … r0 + BLOCK − 1 through the blocked step while all are live; from the step one
+ * diverges, the others go on one by one (same numbers either way).
+ */
+function runBlock(
+  r0: i32,
+  from: i64,
+  end: i64,
+  every: i64,
+  total: i64,
+  out: usize,
+  snaps: i32,
+): void {
+  let live = true;
+  for (let b = 0; b < BLOCK; b++) if (isDiverged(r0 + b)) live = false;
+  let snap = 0;
+  // Snapshots a replica that diverges in this call has before it (none at its divergence step).
+  let divergedSnap = 0;
+  let s = from;
+  let next = nextSnapshot(from, every, total);
+  while (live && s < end) {
+    const ok = stepBlock(r0, <u32> s);
+    s++;
+    if (ok != (1 << BLOCK) - 1) {
+      for (let b = 0; b < BLOCK; b++) {
+        if (((ok >> b) & 1) == 0) store<f64>(DIVERGED + (<usize> (r0 + b) << 3), <f64> s);
+      }
+      live = false;
+      divergedSnap = snap;
+    }
+    if (s == next) {
+      for (let b = 0; b < BLOCK; b++) if (!isDiverged(r0 + b)) writeMetrics(r0 + b, out, snap);
+      snap++;
+      next = nextSnapshot(s, every, total);
+    }
+  }
+  for (let b = 0; b < BLOCK; b++) {
+    const r = r0 + b;
+    let own = snap;
+    if (isDiverged(r)) own = divergedSnap;
+    else if (s < end) own = runReplica(r, s, end, every, total, out, snap);
+    fillNaN(r, out, own, snaps);
+  }
 }
 
 /** v⊙v of every replica, unpadded, into out[r·d + k] (the "v_sq" frame). */

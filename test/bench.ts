@@ -5,6 +5,7 @@
  *    same float32 update (what SIMD and Wasm buy), and achieved GFLOP/s;
  *  - with --json, one JSON object per line for machines.
  * Flags: --experiments=a,b  --backends=wasm,webgpu  --quick (shorter runs)  --json
+ * With --peers, the lab against JAX and numba instead (test/bench_peers.ts; flags there).
  */
 import { parseCliArgs } from "../server/cli/args.ts";
 import { EXPERIMENTS, validateRunSpec } from "../server/experiments/registry.ts";
@@ -158,7 +159,18 @@ function scalarShapeMattersBaseline(steps: number) {
   return (performance.now() - t0) / 1000;
 }
 
-if (import.meta.main) {
+if (import.meta.main && flags.has("peers")) {
+  const { benchPeers } = await import("./bench_peers.ts");
+  await benchPeers({
+    rounds: Math.max(3, Number(flags.get("rounds") ?? 3) || 3),
+    modes: (typeof flags.get("modes") === "string"
+      ? String(flags.get("modes")).split(",")
+      : ["1-thread", "all-core"]) as ("1-thread" | "all-core")[],
+    experiments: onlyExperiments,
+    everyCheck: !flags.has("no-every"),
+    json,
+  });
+} else if (import.meta.main) {
   const started = performance.now();
   for (const c of BENCH_CASES) {
     if (onlyExperiments && !onlyExperiments.includes(c.experiment)) continue;

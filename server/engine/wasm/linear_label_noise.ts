@@ -16,6 +16,7 @@ import { LINEAR_METRIC_NAMES } from "../../experiments/linear_label_noise_refere
 import { isFrameStep, wrapLinearSession } from "../../experiments/linear_label_noise_session.ts";
 import { metricBufferSnapshot, newDivergences, WASM_ADAPTER } from "../session_results.ts";
 import { nextSnapshotStep, StepClock } from "../snapshots.ts";
+import { stepsPerCall } from "./call_length.ts";
 
 /** The exports of build/wasm/linear_label_noise.wasm (pointers are byte offsets). */
 export interface LinearKernelExports {
@@ -111,6 +112,8 @@ export function openLinearLabelNoiseSession(
     prep.gdFrom,
   );
   const maxSnaps = Math.max(1, Math.floor(METRIC_BUFFER_FLOATS / (M * R)));
+  // h = Wx and the rank-1 update of W (two m×d multiply-adds), O(m) for a and S.
+  const callSteps = stepsPerCall(R, 4 * prep.m * prep.d + 12 * prep.m);
   const metricsPtr = k.alloc(maxSnaps * M * R * 4);
   const frameWidth = 3 * prep.m;
   const framePtr = prep.frameEvery > 0 ? k.alloc(R * frameWidth * 4) : 0;
@@ -152,7 +155,7 @@ export function openLinearLabelNoiseSession(
       const result = clock.advance(target, initial, (target, result) => {
         while (clock.step < target) {
           const bufferEnd = (Math.floor(clock.step / spec.every) + maxSnaps) * spec.every;
-          runCall(Math.min(target, bufferEnd), result.snapshots);
+          runCall(Math.min(target, bufferEnd, clock.step + callSteps), result.snapshots);
         }
         result.events.push(
           ...newDivergences(new Float64Array(k.memory.buffer, k.divergedPtr(), R), reported),

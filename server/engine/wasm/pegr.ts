@@ -17,6 +17,7 @@ import {
 } from "../../experiments/pegr.ts";
 import { newDivergences, settled, WASM_ADAPTER } from "../session_results.ts";
 import { isSnapshotStep, nextSnapshotStep, StepClock } from "../snapshots.ts";
+import { stepsPerCall } from "./call_length.ts";
 
 /** The exports of build/wasm/pegr.wasm (pointers are byte offsets into memory). */
 export interface PegrExports {
@@ -87,6 +88,8 @@ export function openPegrSession(spec: RunSpec, instance: WebAssembly.Instance): 
   const { d, n, m, nTest } = prep;
   const R = spec.replicas, rows = 2 * m;
   const sets = prep.dataPerReplica ? R : 1;
+  // <w_q, ξ_i> and Σ_i β_{q,i} ξ_i: two 2m×n×d multiply-adds per step.
+  const callSteps = Math.min(MAX_CALL_STEPS, stepsPerCall(R, 8 * m * n * d));
   let exports: PegrExports | null = instance.exports as unknown as PegrExports;
   const kernel = (): PegrExports => {
     if (!exports) throw new Error("the wasm pegr session was disposed");
@@ -149,7 +152,7 @@ export function openPegrSession(spec: RunSpec, instance: WebAssembly.Instance): 
       while (clock.step < target) {
         const step = clock.step;
         const next = Math.min(target, nextSnapshotStep(step, spec.every, spec.steps));
-        const end = Math.min(next, step + MAX_CALL_STEPS);
+        const end = Math.min(next, step + callSteps);
         kernel().advance(step, end - step);
         clock.step = end;
         if (isSnapshotStep(end, spec.every, spec.steps)) result.snapshots.push(snapshot(end));

@@ -10,6 +10,7 @@ import { prepareShapeMatters, SHAPE_MATTERS_METRICS } from "../../experiments/sh
 import { scheduleFactor } from "../../experiments/schema.ts";
 import { metricBufferSnapshot, newDivergences, settled, WASM_ADAPTER } from "../session_results.ts";
 import { nextSnapshotStep, StepClock } from "../snapshots.ts";
+import { stepsPerCall } from "./call_length.ts";
 
 /** The exports of build/wasm/shape_matters.wasm (pointers are byte offsets into memory). */
 export interface ShapeMattersExports {
@@ -103,6 +104,8 @@ export function openShapeMattersSession(
   const diverged = () => new Float64Array(kernel().memory.buffer, kernel().divergedPtr(), R);
   const reported = new Uint8Array(R);
   const milestones = prep.schedule.map(([at]) => at);
+  // Residuals X·(v⊙v) and gradient Xᵀc: two n×d multiply-adds; O(d) for the update.
+  const callSteps = Math.min(MAX_CALL_STEPS, stepsPerCall(R, 4 * n * d + 6 * d));
 
   const clock = new StepClock(spec.steps);
   let segmentFactor = NaN;
@@ -133,11 +136,11 @@ export function openShapeMattersSession(
     clock.step = end;
   }
 
-  /** The last step one call may reach: next milestone, buffer capacity, i32 step count. */
+  /** The last step one call may reach: next milestone, buffer capacity, call length. */
   function callEnd(target: number): number {
     const milestone = milestones.find((at) => at > clock.step) ?? Infinity;
     const bufferEnd = (Math.floor(clock.step / spec.every) + maxSnaps) * spec.every;
-    return Math.min(target, milestone, bufferEnd, clock.step + MAX_CALL_STEPS);
+    return Math.min(target, milestone, bufferEnd, clock.step + callSteps);
   }
 
   function advanceNow(target: number): AdvanceResult {
