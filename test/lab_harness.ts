@@ -53,10 +53,14 @@ export async function submit(base: string, spec: unknown, token?: string): Promi
   return body.id;
 }
 
+/**
+ * Polls until `fn` holds. The default bound is generous on purpose: it only decides how long a
+ * failing test takes to say so, and a loaded 2-core CI machine can be many times slower.
+ */
 export async function waitFor<T>(
   fn: () => T | undefined | false | Promise<T | undefined | false>,
   what: string,
-  timeoutMs = 20_000,
+  timeoutMs = 60_000,
   everyMs = 20,
 ): Promise<T> {
   const t0 = Date.now();
@@ -122,7 +126,7 @@ export class RawStream {
     );
   }
 
-  untilFinished(run: string, timeoutMs = 30_000): Promise<true> {
+  untilFinished(run: string, timeoutMs = 60_000): Promise<true> {
     return waitFor(() => this.finished(run), `run ${run} to end on the stream`, timeoutMs);
   }
 
