@@ -48,9 +48,24 @@ export class StepClock {
   /** Updates applied so far; the session's stepping moves it. */
   step = 0;
   #reportedInitial = false;
-  readonly #startMs = performance.now();
+  #startMs = performance.now();
 
   constructor(readonly totalSteps: number) {}
+
+  /** Milliseconds of compute since the session (or the run it continues) started. */
+  get elapsedMs(): number {
+    return performance.now() - this.#startMs;
+  }
+
+  /**
+   * Continues a run from a checkpoint: `step` updates done, the step-0 snapshot reported
+   * (a checkpoint is only written after an advance()), wall times counting on from `wallMs`.
+   */
+  restore(step: number, wallMs: number): void {
+    this.step = step;
+    this.#reportedInitial = true;
+    this.#startMs = performance.now() - wallMs;
+  }
 
   /**
    * One advance(): `initial` reads the step-0 snapshot (first call only); `stepTo` steps from
