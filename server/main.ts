@@ -3,6 +3,8 @@
  *   --port=8420 --host=127.0.0.1 --data=./data --token=… (or LAB_TOKEN)
  *   --max-concurrent=N | BACKEND:N,…   runs computing at once per backend
  *   --max-run-mb=N                      largest estimated device memory of one run
+ *   --checkpoint-interval=SECONDS       compute time between a run's checkpoints (60; 0: off)
+ *   --no-resume                         mark runs in flight at the last stop interrupted
  * Listening on a non-loopback address without a token is refused: anyone who can reach the
  * port could otherwise start runs on this machine.
  */
@@ -11,10 +13,15 @@ import type { BackendName } from "./experiments/types.ts";
 import { startLab } from "./api/server.ts";
 import { backendReport } from "./api/health.ts";
 import { formatBytes } from "./runs/manager.ts";
+import { checkpointIntervalMs } from "./runs/checkpoints.ts";
 
 const USAGE =
   `usage: deno task serve [--port=8420] [--host=127.0.0.1] [--data=./data] [--token=TOKEN]
        [--max-concurrent=N | BACKEND:N,...] [--max-run-mb=N]
+       [--checkpoint-interval=SECONDS] [--no-resume]
+  Runs write a checkpoint every SECONDS of compute (default 60, fractions allowed, 0: never)
+  and at a graceful stop; on start, runs that were in flight continue from their checkpoint
+  unless --no-resume (then they are marked interrupted; POST /api/runs/ID/resume later).
   The token may also come from the LAB_TOKEN environment variable; it is required when
   --host is not a loopback address.`;
 
@@ -59,7 +66,17 @@ async function main(argv: string[]): Promise<number> {
     console.log(USAGE);
     return positional.length ? 2 : 0;
   }
-  const known = new Set(["port", "host", "data", "token", "max-concurrent", "max-run-mb", "help"]);
+  const known = new Set([
+    "port",
+    "host",
+    "data",
+    "token",
+    "max-concurrent",
+    "max-run-mb",
+    "checkpoint-interval",
+    "no-resume",
+    "help",
+  ]);
   for (const k of flags.keys()) {
     if (!known.has(k)) throw new UsageError(`unknown option --${k}\n${USAGE}`);
   }
@@ -85,6 +102,8 @@ async function main(argv: string[]): Promise<number> {
     dataDir: data,
     maxConcurrent: typeof concurrency === "string" ? parseConcurrency(concurrency) : undefined,
     memoryLimitBytes: maxRunMb ? maxRunMb * 2 ** 20 : undefined,
+    checkpointIntervalMs: checkpointIntervalMs(flags.get("checkpoint-interval")),
+    resume: !flags.has("no-resume"),
   });
   console.log(`lab listening on ${lab.url} (data: ${data}, auth: ${token ? "token" : "none"})`);
   const report = await backendReport();
@@ -99,7 +118,7 @@ async function main(argv: string[]): Promise<number> {
   Deno.addSignalListener("SIGINT", onSignal);
   Deno.addSignalListener("SIGTERM", onSignal);
   await stopped;
-  console.log("shutting down: runs in flight are marked interrupted");
+  console.log("shutting down: runs in flight checkpoint and are marked interrupted");
   await lab.shutdown();
   return 0;
 }

@@ -14,7 +14,7 @@ export type WorkerRequest =
   | { op: "dispose" };
 
 export type WorkerReply =
-  | { op: "opened"; backend: string; adapter: string }
+  | { op: "opened"; backend: string; adapter: string; step: number }
   | { op: "advanced"; id: number; result: AdvanceResult; step: number }
   | { op: "exported"; id: number; state: SessionState | null }
   | { op: "error"; id?: number; message: string };
@@ -35,7 +35,14 @@ self.onmessage = async (e: MessageEvent<WorkerRequest>) => {
   try {
     if (msg.op === "open") {
       session = await openSession(msg.spec, msg.state);
-      self.postMessage({ op: "opened", backend: session.backend, adapter: session.adapter });
+      self.postMessage(
+        {
+          op: "opened",
+          backend: session.backend,
+          adapter: session.adapter,
+          step: session.step,
+        } satisfies WorkerReply,
+      );
     } else if (msg.op === "advance") {
       if (!session) throw new Error("session not open");
       const result = await session.advance(msg.target);

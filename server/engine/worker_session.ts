@@ -27,8 +27,10 @@ export async function openWorkerSession(
   const opened = new Promise<{ backend: string; adapter: string }>((resolve, reject) => {
     worker.onmessage = (e: MessageEvent<WorkerReply>) => {
       const msg = e.data;
-      if (msg.op === "opened") resolve(msg);
-      else if (msg.op === "advanced") {
+      if (msg.op === "opened") {
+        step = msg.step; // a session opened from a checkpoint starts there
+        resolve(msg);
+      } else if (msg.op === "advanced") {
         step = msg.step;
         pending.get(msg.id)?.resolve(msg.result);
         pending.delete(msg.id);

@@ -10,21 +10,12 @@
  */
 import type { AdvanceResult, KernelSession, RunEvent, RunSpec } from "./types.ts";
 import type { LinearPrepared } from "./linear_label_noise_setup.ts";
+import { isFrameStep, nextFrameStep } from "../engine/snapshots.ts";
+
+// Frame steps are shared with the driver, which aligns its calls to them.
+export { isFrameStep, nextFrameStep } from "../engine/snapshots.ts";
 
 export const LAZY_ESCAPE_PHASE = "lazy_escape";
-
-/** Steps at which a frame is due. */
-export function isFrameStep(step: number, spec: RunSpec, frameEvery: number): boolean {
-  if (frameEvery <= 0) return false;
-  return step === 0 || step === spec.steps || step % (spec.every * frameEvery) === 0;
-}
-
-/** The first frame step strictly after `step` (the last step if none comes before it). */
-export function nextFrameStep(step: number, spec: RunSpec, frameEvery: number): number {
-  if (frameEvery <= 0) return spec.steps;
-  const span = spec.every * frameEvery;
-  return Math.min(spec.steps, (Math.floor(step / span) + 1) * span);
-}
 
 /** Lazy radius 1/√m, compared in float32 like the metric it is compared with. */
 export function lazyRadius(m: number): number {

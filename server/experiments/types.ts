@@ -37,6 +37,8 @@ export type RunEvent =
     | { type: "phase_change"; phase: string; detail?: string; replica?: number }
     | { type: "noise_off"; detail?: string }
     | { type: "note"; detail: string }
+    // A run continued from a checkpoint at `step` (after a restart or by hand).
+    | { type: "resumed"; detail?: string }
   );
 
 /** Extra per-step data some experiments stream besides scalar metrics (e.g. v⊙v per coordinate). */
@@ -116,6 +118,11 @@ export interface ExperimentDefinition<Prepared = unknown> {
   params: ParamSchema;
   metrics: MetricSpec[];
   frames?: FrameSpec[];
+  /**
+   * Snapshots between frames for this spec (default: frames[0].everySnapshots); frames come
+   * at the fixed steps of isFrameStep (server/engine/snapshots.ts).
+   */
+  frameEvery?(spec: RunSpec): number;
   defaults: { steps: number; every: number; replicas: number };
   /** Turns a validated spec into arrays the kernels consume (data, per-replica hyper-params). */
   prepare(spec: RunSpec): Prepared;
