@@ -119,7 +119,7 @@ async function checkResume(spec: RunSpec, k: number): Promise<SessionState> {
 const BACKENDS: BackendName[] = ["reference", "wasm"];
 
 /** Experiments whose sessions export their arrays so far (the others checkpoint by replay). */
-const EXPORTING = ["shape-matters", "pegr"];
+const EXPORTING = ["shape-matters", "pegr", "large-lr", "label-noise-anneal"];
 
 for (const [experiment, base] of Object.entries(CHECKPOINT_SPECS)) {
   if (!EXPORTING.includes(experiment)) continue;
@@ -128,8 +128,13 @@ for (const [experiment, base] of Object.entries(CHECKPOINT_SPECS)) {
       const spec = { ...base, backend };
       const state = await checkResume(spec, Math.round(spec.steps * 0.4));
       assert.ok(!state.replay, "the session exported its arrays, not a replay state");
-      // A checkpoint not on a snapshot step, and one at the very end.
+      // A checkpoint not on a snapshot step, one late (after the P/Q anneals, the pegr
+      // switch-off, the schedule's milestone), and one at the very end.
       await checkResume(spec, Math.round(spec.steps * 0.4) + 3);
+      const late = await checkResume(spec, Math.round(spec.steps * 0.8));
+      if (late.arrays.has_pattern) {
+        assert.ok(late.arrays.has_pattern.some((x) => x), "an anneal happened before");
+      }
       await checkResume(spec, spec.steps);
     });
   }

@@ -5,7 +5,8 @@
 import { parseCliArgs, UsageError } from "./args.ts";
 import { listText, showText } from "./catalog.ts";
 import { specFromFlags } from "./spec_from_flags.ts";
-import { runLocal } from "./run_local.ts";
+import { resumeLocal, runLocal } from "./run_local.ts";
+import { checkpointIntervalMs } from "../runs/checkpoints.ts";
 import { SpecError } from "../experiments/schema.ts";
 import { readRunLog } from "../runs/runlog.ts";
 import { recordsToCsv, recordToJson } from "../runs/export.ts";
@@ -18,7 +19,11 @@ const USAGE = `usage: deno task lab <command>
   show EXPERIMENT                        parameters (defaults, ranges, docs) and metrics
   run EXPERIMENT [--PARAM=VALUE ...]     run headless
       [--replicas=R] [--steps=N] [--every=K] [--backend=auto|wasm|webgpu|reference]
-      [--json] [--out=DIR] [--quiet]
+      [--json] [--out=DIR [--checkpoint-interval=SECONDS]] [--quiet]
+                                         with --out: log and checkpoints in DIR (every
+                                         60 s of compute and on Ctrl-C)
+  resume LOGFILE [--json] [--quiet]      continue a run written with --out from its
+                                         checkpoint
       [--server=URL [--token=TOKEN]]     submit to a running lab and follow it there
   watch [RUN] [--server=URL] [--token=TOKEN] [--once]
                                          live progress of a lab's runs (default server
@@ -59,6 +64,20 @@ async function main(argv: string[]): Promise<number> {
         quiet: flags.has("quiet"),
         out: typeof out === "string" ? out : undefined,
         chunkMs: typeof chunk === "string" ? Number(chunk) : undefined,
+        checkpointIntervalMs: checkpointIntervalMs(flags.get("checkpoint-interval")),
+      });
+    }
+    case "resume": {
+      if (!rest[0]) throw new UsageError("resume needs a run log path (written with --out)");
+      try {
+        await Deno.stat(rest[0]);
+      } catch {
+        throw new UsageError(`no such file: ${rest[0]}`);
+      }
+      return await resumeLocal(rest[0], {
+        json: flags.has("json"),
+        quiet: flags.has("quiet"),
+        checkpointIntervalMs: checkpointIntervalMs(flags.get("checkpoint-interval")),
       });
     }
     case "watch": {

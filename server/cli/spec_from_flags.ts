@@ -16,6 +16,7 @@ export const RUN_FLAGS = new Set([
   "token",
   "quiet",
   "chunk-ms",
+  "checkpoint-interval",
   "name",
 ]);
 

@@ -24,8 +24,15 @@
  */
 import { normals } from "../rng/philox.ts";
 import { steppedReferenceSession } from "../engine/reference.ts";
+import { loadPQReplicas, savePQReplicas } from "./pq_state.ts";
 import { type ParamSchema, perReplica } from "./schema.ts";
-import type { ExperimentDefinition, KernelSession, RunEvent, RunSpec } from "./types.ts";
+import type {
+  ExperimentDefinition,
+  KernelSession,
+  RunEvent,
+  RunSpec,
+  SessionState,
+} from "./types.ts";
 import {
   activationPattern,
   annealThreshold,
@@ -296,11 +303,19 @@ function finiteProbe(net: PQNet, loss: number): Float64Array {
   return Float64Array.of(loss, s);
 }
 
-function referenceSession(prep: LargeLrPrepared, spec: RunSpec): KernelSession {
+function referenceSession(
+  prep: LargeLrPrepared,
+  spec: RunSpec,
+  state?: SessionState,
+): KernelSession {
   const states = Array.from({ length: prep.replicas }, (_, k) => initLargeLrReplica(prep, k));
   let pending: RunEvent[] = [];
   return steppedReferenceSession({
     spec,
+    // Checkpoints: server/experiments/pq_state.ts.
+    state,
+    save: () => savePQReplicas(states, prep.shape),
+    load: (st) => loadPQReplicas(st, states, prep.shape),
     metricNames: LARGE_LR_METRICS.map((m) => m.name),
     stepReplica: (k, t) => {
       const { loss, event } = largeLrStep(prep, states[k], k, t);

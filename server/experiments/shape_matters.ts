@@ -466,6 +466,9 @@ function referenceSession(
   });
 }
 
+/** Frames per run at most (about), see frameEvery. */
+const MAX_FRAMES = 500;
+
 export function plannedScheduleEvents(schedule: ScheduleValue, steps: number): RunEvent[] {
   const events: RunEvent[] = [];
   let scale = 1;
@@ -486,9 +489,13 @@ export const shapeMatters: ExperimentDefinition<ShapeMattersPrepared> = {
   metrics: SHAPE_MATTERS_METRICS,
   frames: [{
     name: "v_sq",
-    doc: "v⊙v per coordinate (row per replica), against v*⊙v*",
+    doc:
+      "v⊙v per coordinate (row per replica), against v*⊙v*; every snapshot, at most ~500 per run (then every k-th snapshot), and at the last step",
     everySnapshots: 1,
   }],
+  // A frame per snapshot, but at most about MAX_FRAMES per run: a long run with a small
+  // `every` would otherwise log R·d floats every few steps.
+  frameEvery: (spec) => Math.max(1, Math.ceil(spec.steps / spec.every / MAX_FRAMES)),
   defaults: { steps: 300000, every: 1000, replicas: 4 },
   prepare: prepareShapeMatters,
   reference: referenceSession,

@@ -12,6 +12,8 @@ import type { DriverCheckpoint } from "./driver.ts";
 import { UsageError } from "../cli/args.ts";
 
 export const CHECKPOINT_SUFFIX = ".ckpt";
+/** Default compute time between a run's checkpoints (`--checkpoint-interval`). */
+export const DEFAULT_CHECKPOINT_INTERVAL_MS = 60_000;
 const MAGIC = new TextEncoder().encode("LABCKPT1");
 const DIGEST_BYTES = 32;
 

@@ -22,7 +22,12 @@ import type { BackendProbe } from "../engine/backend.ts";
 import { resolveBackend } from "../engine/open.ts";
 import { openWorkerSession } from "../engine/worker_session.ts";
 import { driveRun, SHUTDOWN } from "./driver.ts";
-import { checkpointPathFor, removeCheckpoint, saveRunCheckpoint } from "./checkpoints.ts";
+import {
+  checkpointPathFor,
+  DEFAULT_CHECKPOINT_INTERVAL_MS,
+  removeCheckpoint,
+  saveRunCheckpoint,
+} from "./checkpoints.ts";
 import { planResume, type ResumePlan, startResumed } from "./resume.ts";
 import { newRunId, RUN_ID_PATTERN } from "./ids.ts";
 import { RunRecorder } from "./recorder.ts";
@@ -77,9 +82,6 @@ export interface RunManagerOptions {
   /** Resume runs that were in flight when the previous server stopped (default true). */
   resume?: boolean;
 }
-
-/** Default compute time between checkpoints. */
-export const DEFAULT_CHECKPOINT_INTERVAL_MS = 60_000;
 
 export type ManagerEvent =
   | { type: "added"; run: string }

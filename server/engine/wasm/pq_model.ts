@@ -12,6 +12,7 @@ import type {
   KernelSession,
   RunEvent,
   RunSpec,
+  SessionState,
   Snapshot,
 } from "../../experiments/types.ts";
 import {
@@ -27,6 +28,8 @@ import { LARGE_LR_METRICS, prepareLargeLr } from "../../experiments/large_lr.ts"
 import { LABEL_NOISE_METRICS, prepareLabelNoise } from "../../experiments/label_noise_anneal.ts";
 import { isSnapshotStep, nextSnapshotStep, StepClock } from "../snapshots.ts";
 import { settled, WASM_ADAPTER } from "../session_results.ts";
+import { checkSessionState, newSessionState } from "../session_state.ts";
+import { exportPQKernel, type PQKernelView, restorePQKernel } from "../../experiments/pq_state.ts";
 
 /** The exports of build/wasm/pq_model.wasm (pointers are byte offsets into memory). */
 interface PQExports {
@@ -89,7 +92,12 @@ function checkMemory(shape: PQShape, R: number, sets: number): void {
   }
 }
 
-function openPQSession(spec: RunSpec, instance: WebAssembly.Instance, run: PQRun): KernelSession {
+function openPQSession(
+  spec: RunSpec,
+  instance: WebAssembly.Instance,
+  run: PQRun,
+  checkpoint?: SessionState,
+): KernelSession {
   const { shape, data, replicas: R } = run;
   const { d, n, half } = shape;
   checkMemory(shape, R, data.sets);
@@ -206,6 +214,28 @@ function openPQSession(spec: RunSpec, instance: WebAssembly.Instance, run: PQRun
   }
 
   const clock = new StepClock(spec.steps);
+  // Checkpoints: server/experiments/pq_state.ts.
+  const kernelView: PQKernelView = {
+    shape,
+    replicas: R,
+    dp,
+    W: () => f32(kernel().wPtr(), R * half * dp),
+    V: () => f32(kernel().vPtr(), R * half * dp),
+    state,
+    pattern: () => new Uint8Array(kernel().memory.buffer, kernel().patternPtr(), R * patternBytes),
+    hasPattern: (r) => patternOf(r, clock.step) !== null,
+  };
+  if (checkpoint) {
+    checkSessionState(checkpoint, spec);
+    restorePQKernel(kernelView, checkpoint);
+    // Anneals and divergences up to a checkpoint were reported before it was written.
+    const st = state();
+    for (let r = 0; r < R; r++) {
+      reportedAnneal[r] = st[4 * r] >= 0 ? 1 : 0;
+      reportedDiverged[r] = st[4 * r + 2] >= 0 ? 1 : 0;
+    }
+    clock.restore(checkpoint.step, checkpoint.wallMs);
+  }
 
   function advanceNow(target: number): AdvanceResult {
     return clock.advance(target, () => snapshot(0), (target, result) => {
@@ -229,13 +259,22 @@ function openPQSession(spec: RunSpec, instance: WebAssembly.Instance, run: PQRun
     advance(target: number): Promise<AdvanceResult> {
       return settled(() => advanceNow(target));
     },
+    exportState() {
+      return settled(() =>
+        newSessionState(spec, "wasm", clock.step, clock.elapsedMs, exportPQKernel(kernelView))
+      );
+    },
     dispose() {
       exports = null;
     },
   };
 }
 
-export function openLargeLrSession(spec: RunSpec, instance: WebAssembly.Instance): KernelSession {
+export function openLargeLrSession(
+  spec: RunSpec,
+  instance: WebAssembly.Instance,
+  checkpoint?: SessionState,
+): KernelSession {
   const prep = prepareLargeLr(spec);
   const R = prep.replicas;
   const hyper = new Float64Array(7 * R);
@@ -266,12 +305,13 @@ export function openLargeLrSession(spec: RunSpec, instance: WebAssembly.Instance
     checkEvery: 1,
     noiseOffStep: prep.noiseOffStep,
     metricNames: LARGE_LR_METRICS.map((m) => m.name),
-  });
+  }, checkpoint);
 }
 
 export function openLabelNoiseSession(
   spec: RunSpec,
   instance: WebAssembly.Instance,
+  checkpoint?: SessionState,
 ): KernelSession {
   const prep = prepareLabelNoise(spec);
   const R = prep.replicas;
@@ -292,5 +332,5 @@ export function openLabelNoiseSession(
     checkEvery: prep.checkEvery,
     noiseOffStep: Number.MAX_SAFE_INTEGER,
     metricNames: LABEL_NOISE_METRICS.map((m) => m.name),
-  });
+  }, checkpoint);
 }
