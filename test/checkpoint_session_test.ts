@@ -118,11 +118,7 @@ async function checkResume(spec: RunSpec, k: number): Promise<SessionState> {
 
 const BACKENDS: BackendName[] = ["reference", "wasm"];
 
-/** Experiments whose sessions export their arrays so far (the others checkpoint by replay). */
-const EXPORTING = ["shape-matters", "pegr", "large-lr", "label-noise-anneal"];
-
 for (const [experiment, base] of Object.entries(CHECKPOINT_SPECS)) {
-  if (!EXPORTING.includes(experiment)) continue;
   for (const backend of BACKENDS) {
     Deno.test(`${experiment} on ${backend} continues bit-identically from a checkpoint`, async () => {
       const spec = { ...base, backend };

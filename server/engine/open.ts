@@ -17,7 +17,13 @@ import { webgpuBackend } from "./webgpu/backend.ts";
 import { checkSessionState } from "./session_state.ts";
 
 /** Experiments whose reference session exports and restores its state. */
-const REFERENCE_RESTORES = new Set(["shape-matters", "pegr", "large-lr", "label-noise-anneal"]);
+const REFERENCE_RESTORES = new Set([
+  "shape-matters",
+  "pegr",
+  "large-lr",
+  "label-noise-anneal",
+  "linear-label-noise",
+]);
 
 const referenceBackend: ComputeBackend = {
   name: "reference",

@@ -8,7 +8,8 @@
  *    ball (lazy_dist_min > 1/√m, Definition 3.1), once per replica. Its resolution is the
  *    snapshot interval `every`: checking every step would cost an extra m×d pass per step.
  */
-import type { AdvanceResult, KernelSession, RunEvent, RunSpec } from "./types.ts";
+import type { AdvanceResult, KernelSession, RunEvent, RunSpec, SessionState } from "./types.ts";
+import { stateArray } from "../engine/session_state.ts";
 import type { LinearPrepared } from "./linear_label_noise_setup.ts";
 import { isFrameStep, nextFrameStep } from "../engine/snapshots.ts";
 
@@ -26,10 +27,16 @@ export function wrapLinearSession(
   inner: KernelSession,
   prep: LinearPrepared,
   spec: RunSpec,
+  state?: SessionState,
 ): KernelSession {
   const escaped = new Uint8Array(prep.replicas);
   const radius = lazyRadius(prep.m);
   let started = false;
+  if (state) {
+    // Checkpoint: which replicas' lazy escape was reported (docs/checkpoints.md).
+    escaped.set(stateArray(state, "lazy_escaped", prep.replicas));
+    started = true;
+  }
 
   function merge(into: AdvanceResult, part: AdvanceResult) {
     into.events.push(...part.events);
@@ -80,6 +87,11 @@ export function wrapLinearSession(
       out.events.sort((a, b) => a.step - b.step);
       return out;
     },
+    exportState: inner.exportState && (async () => {
+      const st = await inner.exportState!();
+      if (st) st.arrays.lazy_escaped = escaped.slice();
+      return st;
+    }),
     dispose() {
       return inner.dispose();
     },

@@ -32,7 +32,13 @@ const SESSIONS: Record<string, WasmSessionFactory> = {
 };
 
 /** Experiments whose wasm session exports and restores its state (docs/checkpoints.md). */
-const WASM_RESTORES = new Set(["shape-matters", "pegr", "large-lr", "label-noise-anneal"]);
+const WASM_RESTORES = new Set([
+  "shape-matters",
+  "pegr",
+  "large-lr",
+  "label-noise-anneal",
+  "linear-label-noise",
+]);
 
 /**
  * Smallest module using a v128 (one function returning v128.const 0): validates only where
