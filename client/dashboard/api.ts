@@ -68,6 +68,7 @@ export const api = {
   runs: () => call<RunSummary[]>("GET", "/api/runs"),
   start: (spec: Record<string, unknown>) => call<{ id: string }>("POST", "/api/runs", spec),
   stop: (id: string) => call<unknown>("POST", `/api/runs/${encodeURIComponent(id)}/stop`),
+  resume: (id: string) => call<unknown>("POST", `/api/runs/${encodeURIComponent(id)}/resume`),
   remove: (id: string) => call<unknown>("DELETE", `/api/runs/${encodeURIComponent(id)}`),
   csvUrl: (id: string) => withToken(`/api/runs/${encodeURIComponent(id)}/metrics.csv`),
 };

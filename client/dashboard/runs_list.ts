@@ -1,6 +1,7 @@
 /**
  * The runs list: status, progress, backend and spec per run; a checkbox chooses which runs
- * the charts show; stop and delete (delete asks for a second click).
+ * the charts show; stop, resume (interrupted or failed runs) and delete (delete asks for a
+ * second click).
  */
 import type { RunSpec } from "../../server/experiments/types.ts";
 import type { RunStatus } from "../../server/runs/records.ts";
@@ -21,9 +22,14 @@ export interface RunRow {
   shown: boolean;
 }
 
+/** Statuses POST /api/runs/:id/resume accepts. */
+const RESUMABLE = ["interrupted", "failed"];
+
 export interface RunsListActions {
   toggle(id: string, shown: boolean): void;
   stop(id: string): void;
+  /** Continues an interrupted or failed run from its checkpoint. */
+  resume(id: string): void;
   remove(id: string): void;
   showOnly(id: string): void;
 }
@@ -154,6 +160,12 @@ export class RunsList {
             "data-action": "stop",
             onclick: () => this.actions.stop(run.id),
           }, "■")
+          : RESUMABLE.includes(run.status)
+          ? h("button.icon", {
+            title: "resume from the last checkpoint",
+            "data-action": "resume",
+            onclick: () => this.actions.resume(run.id),
+          }, "▶")
           : null,
         del,
       ),
