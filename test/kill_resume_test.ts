@@ -20,33 +20,33 @@ import { ensureWasm } from "../server/build_wasm.ts";
 
 await ensureWasm();
 
-/** About 3 s of single-core wasm compute each: all are still running at each kill. */
+/** About 1.5 s of single-core wasm compute each: all are still running at each kill. */
 const SPECS = [
   {
     experiment: "shape-matters",
     replicas: 2,
-    steps: 2_000_000,
-    every: 20_000,
+    steps: 1_000_000,
+    every: 10_000,
     params: {
       d: 30,
       n: 12,
       lr: [0.01, 0.02],
       algo: "label-noise",
-      lr_schedule: [[1_200_000, 0.5]],
+      lr_schedule: [[600_000, 0.5]],
     },
   },
   {
     experiment: "pegr",
     replicas: 1,
-    steps: 100_000,
-    every: 1000,
-    params: { algo: "pegr", d: 20, n: 6, m: 3, n_test: 20, pegr_off: 70_000 },
+    steps: 50_000,
+    every: 500,
+    params: { algo: "pegr", d: 20, n: 6, m: 3, n_test: 20, pegr_off: 35_000 },
   },
   {
     experiment: "large-lr",
     replicas: 1,
-    steps: 60_000,
-    every: 600,
+    steps: 30_000,
+    every: 300,
     params: {
       d: 18,
       m: 14,
@@ -54,21 +54,21 @@ const SPECS = [
       r_scale: 10,
       tau0: 0.3,
       n_test: 20,
-      anneal_step: 40_000,
+      anneal_step: 20_000,
     },
   },
   {
     experiment: "label-noise-anneal",
     replicas: 1,
-    steps: 600_000,
-    every: 6000,
+    steps: 300_000,
+    every: 3000,
     params: { d: 10, m: 6, n_test: 20, anneal: "loss", epsilon1: 0.6 },
   },
   {
     experiment: "linear-label-noise",
     replicas: 1,
-    steps: 1_500_000,
-    every: 15_000,
+    steps: 750_000,
+    every: 7500,
     params: { m: 9, d: 5, n: 8, n_test: 6, frame_every: 2, lr: 0.02 },
   },
 ].map((s) => ({ ...s, backend: "wasm" }));
