@@ -221,8 +221,13 @@ export class RunManager {
       (!TERMINAL.has(entry.status) || log.records.length === 0) && this.#opts.resume !== false
     ) {
       this.#runs.set(h.id, entry);
-      await this.#resume(entry, "resumed after a restart");
-      return;
+      try {
+        await this.#resume(entry, "resumed after a restart");
+        return;
+      } catch (e) {
+        // Not resumable here (no backend at all, unreadable log): left interrupted below.
+        console.error(`run ${h.id} cannot resume: ${e instanceof Error ? e.message : e}`);
+      }
     }
     if (!TERMINAL.has(entry.status) || log.records.length === 0) {
       if (log.truncated) await Deno.truncate(path, log.validBytes);
@@ -262,7 +267,18 @@ export class RunManager {
 
   /** Reopens a run's log and queues it to continue from its checkpoint (or step 0). */
   async #resume(entry: RunEntry, how: string): Promise<void> {
-    const plan = await planResume(entry.path, (m) => console.error(`run ${entry.id}: ${m}`));
+    const warn = (m: string) => console.error(`run ${entry.id}: ${m}`);
+    const plan = await planResume(entry.path, warn);
+    // The backend it ran on, when this machine has it; else the best one here (a checkpoint
+    // opens on any backend, continuing within the parity tolerances).
+    const resolve = this.#opts.resolveBackend ?? resolveBackend;
+    const experiment = entry.header.spec.experiment;
+    const backend = await resolve(entry.backend, experiment)
+      .catch(() => resolve("auto", experiment));
+    if (backend.name !== entry.backend) {
+      warn(`${entry.backend} is not available here: continuing on ${backend.name}`);
+      entry.backend = backend.name;
+    }
     const log = await RunLogWriter.append(entry.path);
     const recorder = new RunRecorder(entry.header, log);
     let finish = () => {};
