@@ -467,7 +467,7 @@ function referenceSession(
 }
 
 /** Frames per run at most (about), see frameEvery. */
-const MAX_FRAMES = 500;
+const MAX_FRAMES = 200;
 
 export function plannedScheduleEvents(schedule: ScheduleValue, steps: number): RunEvent[] {
   const events: RunEvent[] = [];
@@ -490,7 +490,7 @@ export const shapeMatters: ExperimentDefinition<ShapeMattersPrepared> = {
   frames: [{
     name: "v_sq",
     doc:
-      "v⊙v per coordinate (row per replica), against v*⊙v*; every snapshot, at most ~500 per run (then every k-th snapshot), and at the last step",
+      "v⊙v per coordinate (row per replica), against v*⊙v*; every snapshot, at most ~200 per run (then every k-th snapshot), and at the last step",
     everySnapshots: 1,
   }],
   // A frame per snapshot, but at most about MAX_FRAMES per run: a long run with a small
