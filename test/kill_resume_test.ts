@@ -17,36 +17,29 @@ import { readRunLog } from "../server/runs/runlog.ts";
 import { readCheckpoint } from "../server/runs/checkpoints.ts";
 import type { BodyRecord } from "../server/runs/records.ts";
 import { ensureWasm } from "../server/build_wasm.ts";
+import { validateRunSpec } from "../server/experiments/registry.ts";
+import { openSession } from "../server/engine/open.ts";
 
 await ensureWasm();
 
-/** About 1.5 s of single-core wasm compute each: all are still running at each kill. */
-const SPECS = [
-  {
-    experiment: "shape-matters",
+/** A run of each experiment with `steps` steps (100 snapshots, its milestones at fixed fractions). */
+const SPEC_OF: Record<string, (steps: number) => Record<string, unknown>> = {
+  "shape-matters": (steps) => ({
     replicas: 2,
-    steps: 1_000_000,
-    every: 10_000,
     params: {
       d: 30,
       n: 12,
       lr: [0.01, 0.02],
       algo: "label-noise",
-      lr_schedule: [[600_000, 0.5]],
+      lr_schedule: [[steps * 0.6, 0.5]],
     },
-  },
-  {
-    experiment: "pegr",
+  }),
+  pegr: (steps) => ({
     replicas: 1,
-    steps: 50_000,
-    every: 500,
-    params: { algo: "pegr", d: 20, n: 6, m: 3, n_test: 20, pegr_off: 35_000 },
-  },
-  {
-    experiment: "large-lr",
+    params: { algo: "pegr", d: 20, n: 6, m: 3, n_test: 20, pegr_off: steps * 0.7 },
+  }),
+  "large-lr": (steps) => ({
     replicas: 1,
-    steps: 30_000,
-    every: 300,
     params: {
       d: 18,
       m: 14,
@@ -54,24 +47,50 @@ const SPECS = [
       r_scale: 10,
       tau0: 0.3,
       n_test: 20,
-      anneal_step: 20_000,
+      anneal_step: steps * 0.67,
     },
-  },
-  {
-    experiment: "label-noise-anneal",
+  }),
+  "label-noise-anneal": () => ({
     replicas: 1,
-    steps: 300_000,
-    every: 3000,
     params: { d: 10, m: 6, n_test: 20, anneal: "loss", epsilon1: 0.6 },
-  },
-  {
-    experiment: "linear-label-noise",
+  }),
+  "linear-label-noise": () => ({
     replicas: 1,
-    steps: 750_000,
-    every: 7500,
     params: { m: 9, d: 5, n: 8, n_test: 6, frame_every: 2, lr: 0.02 },
-  },
-].map((s) => ({ ...s, backend: "wasm" }));
+  }),
+};
+
+function specOf(experiment: string, steps: number) {
+  return { experiment, steps, every: steps / 100, backend: "wasm", ...SPEC_OF[experiment](steps) };
+}
+
+/**
+ * Steps (a multiple of 100) that take each experiment about `seconds` of wasm compute here,
+ * measured in this process: all runs last about as long, so that every one is still running at
+ * each kill however fast or loaded the machine is.
+ */
+async function calibrated(seconds: number) {
+  const specs = [];
+  for (const experiment of Object.keys(SPEC_OF)) {
+    let steps = 1000;
+    while (true) {
+      // Twice the steps: the first half warms the kernel up (wasm tiers up after a while).
+      const session = await openSession(validateRunSpec(specOf(experiment, 2 * steps)));
+      await session.advance(steps);
+      const t0 = performance.now();
+      await session.advance(2 * steps);
+      const ms = performance.now() - t0;
+      await session.dispose();
+      if (ms > 150) {
+        steps = Math.max(1000, Math.round(steps * seconds * 1000 / ms / 100) * 100);
+        break;
+      }
+      steps *= 4;
+    }
+    specs.push(specOf(experiment, steps));
+  }
+  return specs;
+}
 
 interface RunInfo {
   id: string;
@@ -111,6 +130,7 @@ Deno.test(
   "runs killed before, right after and between checkpoints finish with the records of an uninterrupted run",
   { sanitizeOps: false, sanitizeResources: false },
   async () => {
+    const SPECS = await calibrated(2.5);
     const dataDir = await Deno.makeTempDir({ prefix: "lab-kill-" });
     const runsDir = join(dataDir, "runs");
     const concurrent = `--max-concurrent=wasm:${SPECS.length}`;
@@ -163,6 +183,7 @@ Deno.test(
       p = await start("0.1");
       await waitFor(
         async () => {
+          await stillRunning(p, ids, "its first checkpoint");
           for (const id of ids) if (!(await hasCheckpoint(id))) return false;
           return true;
         },
