@@ -181,6 +181,20 @@ export function divergedPtr(): usize {
   return DIVERGED;
 }
 
+/** The state, for checkpoints: W [R][d][mp], then a, S and its compensation SC [R][mp] (f32). */
+export function wPtr(): usize {
+  return W;
+}
+export function aPtr(): usize {
+  return A;
+}
+export function sPtr(): usize {
+  return S;
+}
+export function scPtr(): usize {
+  return SC;
+}
+
 /** Scratch memory for the host (metrics and frame read-back). */
 export function alloc(bytes: usize): usize {
   return heap.alloc(bytes);

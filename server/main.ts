@@ -5,6 +5,8 @@
  *   --max-run-mb=N                      largest estimated device memory of one run
  *   --allow-origin=ORIGIN[,ORIGIN…]     web pages (besides the lab's own) that may start,
  *                                       stop and delete runs and open the stream; repeatable
+ *   --checkpoint-interval=SECONDS       compute time between a run's checkpoints (60; 0: off)
+ *   --no-resume                         mark runs in flight at the last stop interrupted
  * Listening on a non-loopback address without a token is refused: anyone who can reach the
  * port could otherwise start runs on this machine.
  */
@@ -14,10 +16,15 @@ import { startLab } from "./api/server.ts";
 import { backendReport } from "./api/health.ts";
 import { formatBytes } from "./runs/manager.ts";
 import { isLoopback, parseOrigin } from "./api/origin.ts";
+import { checkpointIntervalMs } from "./runs/checkpoints.ts";
 
 const USAGE =
   `usage: deno task serve [--port=8420] [--host=127.0.0.1] [--data=./data] [--token=TOKEN]
        [--max-concurrent=N | BACKEND:N,...] [--max-run-mb=N] [--allow-origin=ORIGIN,...]
+       [--checkpoint-interval=SECONDS] [--no-resume]
+  Runs write a checkpoint every SECONDS of compute (default 60, fractions allowed, 0: never)
+  and at a graceful stop; on start, runs that were in flight continue from their checkpoint
+  unless --no-resume (then they are marked interrupted; POST /api/runs/ID/resume later).
   The token may also come from the LAB_TOKEN environment variable; it is required when
   --host is not a loopback address. Web pages from other origins may not start, stop or
   delete runs or open the stream; --allow-origin=http://host:port (repeatable, or a comma
@@ -88,6 +95,8 @@ async function main(argv: string[]): Promise<number> {
     "max-concurrent",
     "max-run-mb",
     "allow-origin",
+    "checkpoint-interval",
+    "no-resume",
     "help",
   ]);
   for (const k of flags.keys()) {
@@ -119,6 +128,8 @@ async function main(argv: string[]): Promise<number> {
       dataDir: data,
       maxConcurrent: typeof concurrency === "string" ? parseConcurrency(concurrency) : undefined,
       memoryLimitBytes: maxRunMb ? maxRunMb * 2 ** 20 : undefined,
+      checkpointIntervalMs: checkpointIntervalMs(flags.get("checkpoint-interval")),
+      resume: !flags.has("no-resume"),
     });
   } catch (e) {
     if (e instanceof Deno.errors.AddrInUse) {
@@ -142,7 +153,7 @@ async function main(argv: string[]): Promise<number> {
   Deno.addSignalListener("SIGINT", onSignal);
   Deno.addSignalListener("SIGTERM", onSignal);
   await stopped;
-  console.log("shutting down: runs in flight are marked interrupted");
+  console.log("shutting down: runs in flight checkpoint and are marked interrupted");
   await lab.shutdown();
   return 0;
 }

@@ -26,6 +26,37 @@ export async function startTestLab(opts: Partial<LabServerOptions> = {}): Promis
   };
 }
 
+export interface ServerProcess {
+  url: string;
+  child: Deno.ChildProcess;
+  output: () => string;
+}
+
+/** The real `server/main.ts` in a child process on a free port, on `dataDir`. */
+export async function startServerProcess(
+  dataDir: string,
+  args: string[] = [],
+): Promise<ServerProcess> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", `${ROOT}server/main.ts`, "--port=0", `--data=${dataDir}`, ...args],
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  let text = "";
+  const dec = new TextDecoder();
+  const pump = async (s: ReadableStream<Uint8Array>) => {
+    for await (const chunk of s) text += dec.decode(chunk);
+  };
+  pump(child.stdout);
+  pump(child.stderr);
+  const url = await waitFor(
+    () => text.match(/lab listening on (http:\/\/\S+)/)?.[1],
+    `server start (output so far: ${text})`,
+    30_000,
+  );
+  return { url, child, output: () => text };
+}
+
 /** A small, fast shape-matters run on the Wasm backend. */
 export function smallSpec(overrides: Record<string, unknown> = {}, params = {}) {
   return {

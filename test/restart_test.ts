@@ -1,39 +1,23 @@
 /**
  * Persistence across restarts of the real `server/main.ts` process on one data directory:
- * a finished run replays record for record as it streamed live; a run in flight when the
- * server was killed (SIGKILL) or shut down (SIGTERM) comes back as interrupted, with
- * everything it had logged.
+ * a finished run replays record for record as it streamed live; with --no-resume, a run in
+ * flight when the server was killed (SIGKILL) or shut down (SIGTERM) comes back as
+ * interrupted, with everything it had logged.
  */
 import assert from "node:assert/strict";
-import { assertContiguous, RawStream, ROOT, smallSpec, submit, waitFor } from "./lab_harness.ts";
+import {
+  assertContiguous,
+  RawStream,
+  type ServerProcess as Proc,
+  smallSpec,
+  startServerProcess,
+  submit,
+  waitFor,
+} from "./lab_harness.ts";
+
+/** These restarts check the behaviour without checkpoints (test/kill_resume_test.ts has them). */
+const startServer = (dataDir: string) => startServerProcess(dataDir, ["--no-resume"]);
 import { wirePackr } from "../client/protocol.ts";
-
-interface Proc {
-  url: string;
-  child: Deno.ChildProcess;
-  output: () => string;
-}
-
-async function startServer(dataDir: string): Promise<Proc> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", `${ROOT}server/main.ts`, "--port=0", `--data=${dataDir}`],
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  let text = "";
-  const dec = new TextDecoder();
-  const pump = async (s: ReadableStream<Uint8Array>) => {
-    for await (const chunk of s) text += dec.decode(chunk);
-  };
-  pump(child.stdout);
-  pump(child.stderr);
-  const url = await waitFor(
-    () => text.match(/lab listening on (http:\/\/\S+)/)?.[1],
-    `server start (output so far: ${text})`,
-    30_000,
-  );
-  return { url, child, output: () => text };
-}
 
 const records = (s: RawStream, run: string) =>
   s.messages.filter((m) => "seq" in m && "run" in m && m.run === run);

@@ -70,6 +70,7 @@ export const api = {
   runs: () => call<RunSummary[]>("GET", "/api/runs"),
   start: (spec: Record<string, unknown>) => call<{ id: string }>("POST", "/api/runs", spec),
   stop: (id: string) => call<unknown>("POST", `/api/runs/${encodeURIComponent(id)}/stop`),
+  resume: (id: string) => call<unknown>("POST", `/api/runs/${encodeURIComponent(id)}/resume`),
   remove: (id: string) => call<unknown>("DELETE", `/api/runs/${encodeURIComponent(id)}`),
   /** Renames, tags or annotates a run after the fact (CONTRACTS.md §3). */
   annotate: (id: string, fields: { name?: string; tags?: string[]; note?: string }) =>

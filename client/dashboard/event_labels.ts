@@ -24,6 +24,8 @@ export function eventLabel(e: RunEvent): string {
       return "noise off";
     case "note":
       return e.detail;
+    case "resumed":
+      return "resumed";
   }
 }
 

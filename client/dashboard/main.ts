@@ -137,6 +137,7 @@ class Dashboard {
     this.runsList = new RunsList({
       toggle: (id, shown) => this.toggleRun(id, shown),
       stop: (id) => api.stop(id).then(() => this.refreshRuns()).catch((e) => alertError(e)),
+      resume: (id) => api.resume(id).then(() => this.refreshRuns()).catch((e) => alertError(e)),
       remove: (id) => this.removeRun(id),
       showOnly: (id) => this.setState({ runs: [id] }),
       annotate: async (id, fields) => {

@@ -2,7 +2,8 @@
  * The runs list: status, progress (steps/s and ETA while running), backend and spec per
  * run, grouped by experiment (latest first) and filtered by experiment, status and text
  * (name, tags, note, algorithm, id); a checkbox chooses which runs the charts show; name,
- * tags and note are editable in place; stop and delete (delete asks for a second click).
+ * tags and note are editable in place; stop, resume (interrupted or failed runs) and delete
+ * (delete asks for a second click).
  */
 import type { RunSpec } from "../../server/experiments/types.ts";
 import type { RunStatus } from "../../server/runs/records.ts";
@@ -31,9 +32,14 @@ export interface RunRow {
   rate?: number | null;
 }
 
+/** Statuses POST /api/runs/:id/resume accepts. */
+const RESUMABLE = ["interrupted", "failed"];
+
 export interface RunsListActions {
   toggle(id: string, shown: boolean): void;
   stop(id: string): void;
+  /** Continues an interrupted or failed run from its checkpoint. */
+  resume(id: string): void;
   remove(id: string): void;
   showOnly(id: string): void;
   /** Saves a run's name, tags and note (PATCH /api/runs/:id). */
@@ -308,6 +314,12 @@ export class RunsList {
             "data-action": "stop",
             onclick: () => this.actions.stop(run.id),
           }, "■")
+          : RESUMABLE.includes(run.status)
+          ? h("button.icon", {
+            title: "resume from the last checkpoint",
+            "data-action": "resume",
+            onclick: () => this.actions.resume(run.id),
+          }, "▶")
           : null,
         del,
       ),

@@ -189,6 +189,21 @@ export function createApp(opts: AppOptions): Hono {
     return c.json({ id, status });
   });
 
+  app.post("/api/runs/:id/resume", async (c) => {
+    const id = c.req.param("id");
+    if (!manager.has(id)) return c.json(notFound(id), 404);
+    const refused = manager.whyNotResumable(id);
+    if (refused) return c.json({ id, status: manager.status(id), error: refused }, 409);
+    try {
+      await manager.resume(id);
+    } catch (e) {
+      // The reason may name files: logged here, not sent.
+      console.error(`resuming run ${id}:`, e);
+      return c.json({ id, error: `run ${id} could not be resumed (see the server log)` }, 500);
+    }
+    return c.json({ id, status: manager.status(id) });
+  });
+
   app.delete("/api/runs/:id", async (c) => {
     const id = c.req.param("id");
     if (!(await manager.remove(id))) return c.json(notFound(id), 404);

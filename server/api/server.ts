@@ -61,11 +61,10 @@ export async function startLab(opts: LabServerOptions): Promise<LabServer> {
     hub,
     shutdown() {
       closing ??= (async () => {
-        // Runs in flight are marked interrupted synchronously, so subscribers still get that
-        // status before their sockets close.
-        const stopping = manager.shutdown();
+        // Runs in flight checkpoint and are marked interrupted first, so subscribers still
+        // get that status before their sockets close.
+        await manager.shutdown();
         hub.close();
-        await stopping;
         ac.abort();
         await server.finished;
       })();

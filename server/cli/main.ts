@@ -7,7 +7,8 @@ import { listText, showText } from "./catalog.ts";
 import { RUN_OPTIONS, runBodyFromFlags } from "./spec_from_flags.ts";
 import { validateRunSpec } from "../experiments/registry.ts";
 import { LabHttp } from "./lab_http.ts";
-import { runLocal } from "./run_local.ts";
+import { resumeLocal, runLocal } from "./run_local.ts";
+import { checkpointIntervalMs } from "../runs/checkpoints.ts";
 import { SpecError } from "../experiments/schema.ts";
 import { readRunLog } from "../runs/runlog.ts";
 import { recordsToCsv, recordToJson } from "../runs/export.ts";
@@ -22,8 +23,12 @@ const USAGE = `usage: deno task lab <command>
       [--replicas=R] [--steps=N] [--every=K] [--backend=auto|wasm|webgpu|reference]
       [--PARAM=A,B,C | --PARAM=LO..HI:N[:log]] [--seeds=K] [--zip=P,Q]   a sweep
       [--name=NAME] [--tag=TAG ...] [--note=TEXT]
-      [--json] [--out=DIR] [--quiet]
+      [--json] [--out=DIR [--checkpoint-interval=SECONDS]] [--quiet]
+                                         with --out: log and checkpoints in DIR (every
+                                         60 s of compute and on Ctrl-C)
       [--server=URL [--token=TOKEN]]     submit to a running lab and follow it there
+  resume LOGFILE [--json] [--quiet]      continue a run written with --out from its
+                                         checkpoint
   watch [RUN] [--server=URL] [--token=TOKEN] [--once]
                                          live progress of a lab's runs (default server
                                          http://127.0.0.1:8420; token also from LAB_TOKEN)
@@ -92,6 +97,20 @@ async function main(argv: string[]): Promise<number> {
         quiet: flags.has("quiet"),
         out: typeof out === "string" ? out : undefined,
         chunkMs: typeof chunk === "string" ? Number(chunk) : undefined,
+        checkpointIntervalMs: checkpointIntervalMs(flags.get("checkpoint-interval")),
+      });
+    }
+    case "resume": {
+      if (!rest[0]) throw new UsageError("resume needs a run log path (written with --out)");
+      try {
+        await Deno.stat(rest[0]);
+      } catch {
+        throw new UsageError(`no such file: ${rest[0]}`);
+      }
+      return await resumeLocal(rest[0], {
+        json: flags.has("json"),
+        quiet: flags.has("quiet"),
+        checkpointIntervalMs: checkpointIntervalMs(flags.get("checkpoint-interval")),
       });
     }
     case "watch": {

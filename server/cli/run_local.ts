@@ -1,11 +1,22 @@
 /**
  * `lab run` on this machine: opens the kernels in a worker, drives the run, prints a live
- * progress line (or JSON Lines with --json) and, with --out=DIR, writes the run log.
+ * progress line (or JSON Lines with --json) and, with --out=DIR, writes the run log and a
+ * checkpoint beside it (every --checkpoint-interval seconds of compute, and on SIGINT or
+ * SIGTERM); `lab resume LOG` continues such a run.
  */
-import type { RunSpec } from "../experiments/types.ts";
+import type { BackendName, KernelSession, RunSpec } from "../experiments/types.ts";
 import { openWorkerSession } from "../engine/worker_session.ts";
 import { resolveBackend } from "../engine/open.ts";
-import { driveRun } from "../runs/driver.ts";
+import { driveRun, SHUTDOWN } from "../runs/driver.ts";
+import type { HeaderRecord } from "../runs/records.ts";
+import {
+  checkpointPathFor,
+  DEFAULT_CHECKPOINT_INTERVAL_MS,
+  removeCheckpoint,
+  saveRunCheckpoint,
+} from "../runs/checkpoints.ts";
+import { planResume, startResumed } from "../runs/resume.ts";
+import { UsageError } from "./args.ts";
 import { RunRecorder } from "../runs/recorder.ts";
 import { RUNLOG_SUFFIX, RunLogWriter } from "../runs/runlog.ts";
 import { newRunHeader } from "../runs/header.ts";
@@ -17,6 +28,8 @@ export interface LocalRunOptions {
   out?: string;
   quiet?: boolean;
   chunkMs?: number;
+  /** With --out: compute time between checkpoints (default 60 s; 0: none). */
+  checkpointIntervalMs?: number;
 }
 
 export async function runLocal(spec: RunSpec, opts: LocalRunOptions): Promise<number> {
@@ -30,9 +43,50 @@ export async function runLocal(spec: RunSpec, opts: LocalRunOptions): Promise<nu
     log = await RunLogWriter.create(`${opts.out}/${id}${RUNLOG_SUFFIX}`, header);
   }
   const recorder = new RunRecorder(header, log);
+  return await driveLocal(session, header, recorder, log, opts);
+}
+
+/**
+ * `lab resume PATH`: continues a run written with --out from its checkpoint beside the log
+ * (or from step 0 without one), appending to the same log; on the backend it ran on when
+ * that is available here, else on the best one available.
+ */
+export async function resumeLocal(path: string, opts: LocalRunOptions): Promise<number> {
+  const plan = await planResume(path, (m) => writeErr(`warning: ${m}\n`));
+  const status = plan.stored.findLast((r) => r.type === "status");
+  if (status?.type === "status" && (status.status === "finished" || status.status === "stopped")) {
+    throw new UsageError(`the run in ${path} is ${status.status}: nothing to resume`);
+  }
+  const spec = plan.header.spec;
+  const backend = await resolveBackend(plan.header.backend as BackendName, spec.experiment)
+    .catch(() => resolveBackend("auto", spec.experiment));
+  const session = await openWorkerSession(
+    { ...spec, backend: backend.name },
+    plan.checkpoint?.state,
+  );
+  const log = await RunLogWriter.append(path);
+  const recorder = new RunRecorder(plan.header, log);
+  startResumed(recorder, plan, "resumed by hand (lab resume)");
+  return await driveLocal(session, plan.header, recorder, log, { ...opts, out: path }, {
+    diverged: plan.checkpoint?.diverged ?? [],
+  });
+}
+
+async function driveLocal(
+  session: KernelSession,
+  header: HeaderRecord,
+  recorder: RunRecorder,
+  log: RunLogWriter | undefined,
+  opts: LocalRunOptions,
+  resume?: { diverged: number[] },
+): Promise<number> {
+  const spec = header.spec;
+  const id = header.id;
   const controller = new AbortController();
-  const onSignal = () => controller.abort();
+  // With a log, an interrupt checkpoints first (then `lab resume` continues the run).
+  const onSignal = () => controller.abort(log ? SHUTDOWN : undefined);
   Deno.addSignalListener("SIGINT", onSignal);
+  if (log) Deno.addSignalListener("SIGTERM", onSignal);
   const started = performance.now();
   const out = new RunOutput(opts);
   recorder.listen((records) => {
@@ -49,14 +103,24 @@ export async function runLocal(spec: RunSpec, opts: LocalRunOptions): Promise<nu
       out.progress(recorder.latest, spec, elapsedS, header.metrics, recorder.step >= spec.steps);
     }
   });
+  const ckptPath = log ? checkpointPathFor(log.path) : undefined;
+  const interval = opts.checkpointIntervalMs ?? DEFAULT_CHECKPOINT_INTERVAL_MS;
   let result;
   try {
     result = await driveRun(session, spec, recorder, {
       chunkMs: opts.chunkMs,
       signal: controller.signal,
+      checkpoint: ckptPath && interval > 0
+        ? { intervalMs: interval, save: (c) => saveRunCheckpoint(ckptPath, id, c) }
+        : undefined,
+      resume,
     });
+    if (ckptPath && (result.status === "finished" || result.status === "stopped")) {
+      await removeCheckpoint(ckptPath);
+    }
   } finally {
     Deno.removeSignalListener("SIGINT", onSignal);
+    if (log) Deno.removeSignalListener("SIGTERM", onSignal);
     await session.dispose();
     log?.close();
   }
@@ -74,5 +138,10 @@ export async function runLocal(spec: RunSpec, opts: LocalRunOptions): Promise<nu
     steps_per_second: result.stepsPerSecond,
   });
   if (log) writeErr(`run log: ${log.path}\n`);
-  return result.status === "finished" ? 0 : result.status === "stopped" ? 130 : 1;
+  if (result.status === "interrupted") writeErr(`resume with: deno task lab resume ${log!.path}\n`);
+  return result.status === "finished"
+    ? 0
+    : result.status === "stopped" || result.status === "interrupted"
+    ? 130
+    : 1;
 }

@@ -23,6 +23,7 @@ export const RUN_OPTIONS: Record<string, string> = {
   json: "JSON Lines on stdout: snapshots, events, one summary",
   quiet: "no progress line",
   out: "directory for the run log (local runs)",
+  "checkpoint-interval": "seconds of compute between checkpoints with --out (default 60, 0: off)",
   server: "submit to a running lab and follow it there",
   token: "the lab's token (also LAB_TOKEN)",
   "chunk-ms": "target compute per kernel call (local runs)",

@@ -11,8 +11,11 @@
  *  - random draws follow the experiment's documented Philox streams, so the noise matches
  *    the reference exactly and trajectories agree up to float32 rounding.
  * Metrics are computed where the state lives and read back once per advance() call.
+ * exportState() returns the session's complete state at a step boundary; open(spec, state)
+ * continues from it: bit-identically on the same backend, within the parity tolerances on
+ * another (docs/checkpoints.md).
  */
-import type { BackendName, KernelSession, RunSpec } from "../experiments/types.ts";
+import type { BackendName, KernelSession, RunSpec, SessionState } from "../experiments/types.ts";
 
 export interface BackendProbe {
   available: boolean;
@@ -28,5 +31,11 @@ export interface ComputeBackend {
   probe(): Promise<BackendProbe>;
   /** Experiments this backend has kernels for. */
   supports(experiment: string): boolean;
-  open(spec: RunSpec): Promise<KernelSession>;
+  /**
+   * Opens a session at step 0, or continuing from `state` (an exported SessionState with
+   * arrays, of any backend); replay states are handled by openSession, not here.
+   */
+  open(spec: RunSpec, state?: SessionState): Promise<KernelSession>;
+  /** Whether open() takes a state with arrays for this experiment (else openSession replays). */
+  restores(experiment: string): boolean;
 }

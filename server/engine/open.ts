@@ -3,20 +3,37 @@
  * adapter exists, else the Wasm-SIMD backend; an explicit choice is honoured or refused
  * with a message saying why.
  */
-import type { BackendChoice, BackendName, KernelSession, RunSpec } from "../experiments/types.ts";
+import type {
+  BackendChoice,
+  BackendName,
+  KernelSession,
+  RunSpec,
+  SessionState,
+} from "../experiments/types.ts";
 import { getExperiment } from "../experiments/registry.ts";
 import type { BackendProbe, ComputeBackend } from "./backend.ts";
 import { wasmBackend } from "./wasm/backend.ts";
 import { webgpuBackend } from "./webgpu/backend.ts";
+import { checkSessionState } from "./session_state.ts";
+
+/** Experiments whose reference session exports and restores its state. */
+const REFERENCE_RESTORES = new Set([
+  "shape-matters",
+  "pegr",
+  "large-lr",
+  "label-noise-anneal",
+  "linear-label-noise",
+]);
 
 const referenceBackend: ComputeBackend = {
   name: "reference",
   probe: () =>
     Promise.resolve({ available: true, adapter: "float64 TypeScript reference", fallback: false }),
   supports: () => true,
-  open(spec: RunSpec) {
+  restores: (experiment) => REFERENCE_RESTORES.has(experiment),
+  open(spec: RunSpec, state?: SessionState) {
     const exp = getExperiment(spec.experiment);
-    return Promise.resolve(exp.reference(exp.prepare(spec), spec));
+    return Promise.resolve(exp.reference(exp.prepare(spec), spec, state));
   },
 };
 
@@ -77,8 +94,26 @@ export async function resolveBackend(
   return { name: choice, probe };
 }
 
-/** Opens a session in this thread (tests, workers). Most callers want openWorkerSession. */
-export async function openSession(spec: RunSpec): Promise<KernelSession> {
+/**
+ * Opens a session in this thread (tests, workers). Most callers want openWorkerSession.
+ * With `state` (a checkpoint of any backend) the session continues from it; where the
+ * backend cannot load the state's arrays, or the state is a replay state, the session is
+ * opened at step 0 and advanced to the state's step, its results dropped: the same numbers,
+ * by determinism, at the cost of recomputing.
+ */
+export async function openSession(spec: RunSpec, state?: SessionState): Promise<KernelSession> {
   const { name } = await resolveBackend(spec.backend, spec.experiment);
-  return BACKENDS[name].open({ ...spec, backend: name });
+  const backend = BACKENDS[name];
+  const resolved = { ...spec, backend: name };
+  if (!state) return backend.open(resolved);
+  checkSessionState(state, spec);
+  if (!state.replay && backend.restores(spec.experiment)) return backend.open(resolved, state);
+  const session = await backend.open(resolved);
+  try {
+    if (state.step > 0) await session.advance(state.step);
+  } catch (e) {
+    await session.dispose();
+    throw e;
+  }
+  return session;
 }

@@ -10,9 +10,12 @@ import type {
   KernelSession,
   RunEvent,
   RunSpec,
+  SessionState,
   Snapshot,
+  StateArray,
 } from "../experiments/types.ts";
 import { hasNonFinite, isSnapshotStep, StepClock } from "./snapshots.ts";
+import { checkSessionState, newSessionState, stateArray } from "./session_state.ts";
 
 export interface SteppedReferenceOptions {
   spec: RunSpec;
@@ -24,6 +27,12 @@ export interface SteppedReferenceOptions {
   frame?(): Omit<Frame, "step">;
   /** Optional hook called once per step after all replicas moved (events such as phase changes). */
   afterStep?(step: number): RunEvent[];
+  /** The experiment's state arrays and counters (docs/checkpoints.md), for exportState(). */
+  save?(): { arrays: Record<string, StateArray>; counters?: Record<string, number> };
+  /** Sets the experiment's state from a checkpoint (arrays of any backend's precision). */
+  load?(state: SessionState): void;
+  /** A checkpoint to continue from instead of step 0. */
+  state?: SessionState;
 }
 
 export function steppedReferenceSession(opts: SteppedReferenceOptions): KernelSession {
@@ -31,6 +40,13 @@ export function steppedReferenceSession(opts: SteppedReferenceOptions): KernelSe
   const R = spec.replicas;
   const diverged = new Int32Array(R).fill(-1);
   const clock = new StepClock(spec.steps);
+  if (opts.state) {
+    checkSessionState(opts.state, spec);
+    if (!opts.load) throw new Error(`checkpoint: ${spec.experiment} cannot be restored here`);
+    diverged.set(stateArray(opts.state, "diverged", R));
+    opts.load(opts.state);
+    clock.restore(opts.state.step, opts.state.wallMs);
+  }
 
   function snapshot(at: number): Snapshot {
     const metrics: Record<string, Float32Array> = {};
@@ -70,6 +86,14 @@ export function steppedReferenceSession(opts: SteppedReferenceOptions): KernelSe
       });
       return Promise.resolve(result);
     },
+    exportState: opts.save && (() => {
+      const { arrays, counters } = opts.save!();
+      const state = newSessionState(spec, "reference", clock.step, clock.elapsedMs, {
+        ...arrays,
+        diverged: Float64Array.from(diverged),
+      }, counters);
+      return Promise.resolve(state);
+    }),
     dispose() {},
   };
 }

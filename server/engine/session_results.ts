@@ -74,7 +74,7 @@ export function newDivergences(diverged: Float64Array, reported: Uint8Array): Ru
 export const WASM_ADAPTER = `wasm-simd128 (V8 ${Deno.version.v8})`;
 
 /** A synchronous advance() as a promise: an error (a kernel trap) rejects it instead of throwing. */
-export function settled(advanceNow: () => AdvanceResult): Promise<AdvanceResult> {
+export function settled<T = AdvanceResult>(advanceNow: () => T): Promise<T> {
   try {
     return Promise.resolve(advanceNow());
   } catch (e) {

@@ -11,6 +11,32 @@ export function nextSnapshotStep(step: number, every: number, steps: number): nu
   return Math.min(steps, (Math.floor(step / every) + 1) * every);
 }
 
+/**
+ * Steps at which a frame is due when frames come every `frameEvery` snapshots: 0, every
+ * multiple of every·frameEvery, the last step. Fixed steps rather than the ends of whatever
+ * calls the driver happens to make, so that frames are reproducible (and a resumed run
+ * writes the same frames as an uninterrupted one).
+ */
+export function isFrameStep(
+  step: number,
+  spec: { every: number; steps: number },
+  frameEvery: number,
+): boolean {
+  if (frameEvery <= 0) return false;
+  return step === 0 || step === spec.steps || step % (spec.every * frameEvery) === 0;
+}
+
+/** The first frame step strictly after `step` (the last step if none comes before it). */
+export function nextFrameStep(
+  step: number,
+  spec: { every: number; steps: number },
+  frameEvery: number,
+): number {
+  if (frameEvery <= 0) return spec.steps;
+  const span = spec.every * frameEvery;
+  return Math.min(spec.steps, (Math.floor(step / span) + 1) * span);
+}
+
 /** Assigns host wall times to snapshots computed in one call, by linear interpolation in step. */
 export function stampWallTimes(
   snapshots: Snapshot[],
@@ -48,9 +74,24 @@ export class StepClock {
   /** Updates applied so far; the session's stepping moves it. */
   step = 0;
   #reportedInitial = false;
-  readonly #startMs = performance.now();
+  #startMs = performance.now();
 
   constructor(readonly totalSteps: number) {}
+
+  /** Milliseconds of compute since the session (or the run it continues) started. */
+  get elapsedMs(): number {
+    return performance.now() - this.#startMs;
+  }
+
+  /**
+   * Continues a run from a checkpoint: `step` updates done, the step-0 snapshot reported
+   * (a checkpoint is only written after an advance()), wall times counting on from `wallMs`.
+   */
+  restore(step: number, wallMs: number): void {
+    this.step = step;
+    this.#reportedInitial = true;
+    this.#startMs = performance.now() - wallMs;
+  }
 
   /**
    * One advance(): `initial` reads the step-0 snapshot (first call only); `stepTo` steps from

@@ -3,18 +3,20 @@
  * Worker side of the off-main-thread session: opens a KernelSession here and answers
  * advance/dispose requests, so kernels never block the server's event loop.
  */
-import type { AdvanceResult, RunSpec } from "../experiments/types.ts";
+import type { AdvanceResult, RunSpec, SessionState } from "../experiments/types.ts";
 import { openSession } from "./open.ts";
 import type { KernelSession } from "../experiments/types.ts";
 
 export type WorkerRequest =
-  | { op: "open"; spec: RunSpec }
+  | { op: "open"; spec: RunSpec; state?: SessionState }
   | { op: "advance"; id: number; target: number }
+  | { op: "export"; id: number }
   | { op: "dispose" };
 
 export type WorkerReply =
-  | { op: "opened"; backend: string; adapter: string }
+  | { op: "opened"; backend: string; adapter: string; step: number }
   | { op: "advanced"; id: number; result: AdvanceResult; step: number }
+  | { op: "exported"; id: number; state: SessionState | null }
   | { op: "error"; id?: number; message: string };
 
 let session: KernelSession | undefined;
@@ -32,14 +34,28 @@ self.onmessage = async (e: MessageEvent<WorkerRequest>) => {
   const msg = e.data;
   try {
     if (msg.op === "open") {
-      session = await openSession(msg.spec);
-      self.postMessage({ op: "opened", backend: session.backend, adapter: session.adapter });
+      session = await openSession(msg.spec, msg.state);
+      self.postMessage(
+        {
+          op: "opened",
+          backend: session.backend,
+          adapter: session.adapter,
+          step: session.step,
+        } satisfies WorkerReply,
+      );
     } else if (msg.op === "advance") {
       if (!session) throw new Error("session not open");
       const result = await session.advance(msg.target);
       self.postMessage(
         { op: "advanced", id: msg.id, result, step: session.step } satisfies WorkerReply,
         transferables(result),
+      );
+    } else if (msg.op === "export") {
+      if (!session) throw new Error("session not open");
+      const state = session.exportState ? await session.exportState() : null;
+      self.postMessage(
+        { op: "exported", id: msg.id, state } satisfies WorkerReply,
+        state ? Object.values(state.arrays).map((a) => a.buffer as ArrayBuffer) : [],
       );
     } else if (msg.op === "dispose") {
       await session?.dispose();

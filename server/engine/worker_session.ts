@@ -3,12 +3,23 @@
  * "advance to step S" and receives snapshots, so HTTP and WebSocket traffic stay responsive
  * while a run computes.
  */
-import type { AdvanceResult, BackendName, KernelSession, RunSpec } from "../experiments/types.ts";
+import type {
+  AdvanceResult,
+  BackendName,
+  KernelSession,
+  RunSpec,
+  SessionState,
+} from "../experiments/types.ts";
 import type { WorkerReply, WorkerRequest } from "./worker.ts";
 
-export async function openWorkerSession(spec: RunSpec): Promise<KernelSession> {
+/** Opens a session in a new Worker, at step 0 or continuing from `state` (see openSession). */
+export async function openWorkerSession(
+  spec: RunSpec,
+  state?: SessionState,
+): Promise<KernelSession> {
   const worker = new Worker(new URL("./worker.ts", import.meta.url), { type: "module" });
-  const pending = new Map<number, { resolve(r: AdvanceResult): void; reject(e: Error): void }>();
+  // deno-lint-ignore no-explicit-any
+  const pending = new Map<number, { resolve(r: any): void; reject(e: Error): void }>();
   let nextId = 1;
   let step = 0;
   let fatal: Error | undefined;
@@ -16,10 +27,15 @@ export async function openWorkerSession(spec: RunSpec): Promise<KernelSession> {
   const opened = new Promise<{ backend: string; adapter: string }>((resolve, reject) => {
     worker.onmessage = (e: MessageEvent<WorkerReply>) => {
       const msg = e.data;
-      if (msg.op === "opened") resolve(msg);
-      else if (msg.op === "advanced") {
+      if (msg.op === "opened") {
+        step = msg.step; // a session opened from a checkpoint starts there
+        resolve(msg);
+      } else if (msg.op === "advanced") {
         step = msg.step;
         pending.get(msg.id)?.resolve(msg.result);
+        pending.delete(msg.id);
+      } else if (msg.op === "exported") {
+        pending.get(msg.id)?.resolve(msg.state);
         pending.delete(msg.id);
       } else if (msg.op === "error") {
         const err = new Error(msg.message);
@@ -37,7 +53,7 @@ export async function openWorkerSession(spec: RunSpec): Promise<KernelSession> {
       pending.clear();
     };
   });
-  worker.postMessage({ op: "open", spec } satisfies WorkerRequest);
+  worker.postMessage({ op: "open", spec, state } satisfies WorkerRequest);
   let info;
   try {
     info = await opened;
@@ -46,6 +62,15 @@ export async function openWorkerSession(spec: RunSpec): Promise<KernelSession> {
     throw e;
   }
   let disposed = false;
+  function request<T>(message: (id: number) => WorkerRequest): Promise<T> {
+    if (fatal) return Promise.reject(fatal);
+    if (disposed) return Promise.reject(new Error("session disposed"));
+    const id = nextId++;
+    return new Promise<T>((resolve, reject) => {
+      pending.set(id, { resolve, reject });
+      worker.postMessage(message(id));
+    });
+  }
   return {
     backend: info.backend as BackendName,
     adapter: info.adapter,
@@ -53,13 +78,11 @@ export async function openWorkerSession(spec: RunSpec): Promise<KernelSession> {
       return step;
     },
     advance(target: number) {
-      if (fatal) return Promise.reject(fatal);
-      if (disposed) return Promise.reject(new Error("session disposed"));
-      const id = nextId++;
-      return new Promise<AdvanceResult>((resolve, reject) => {
-        pending.set(id, { resolve, reject });
-        worker.postMessage({ op: "advance", id, target } satisfies WorkerRequest);
-      });
+      return request<AdvanceResult>((id) => ({ op: "advance", id, target }));
+    },
+    /** Resolves to null where the session in the worker has no exportState(). */
+    exportState() {
+      return request<SessionState | null>((id) => ({ op: "export", id }));
     },
     dispose() {
       if (disposed) return;

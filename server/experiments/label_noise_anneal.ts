@@ -20,8 +20,15 @@
  */
 import { philoxBlock, uniform24, uniformIndex } from "../rng/philox.ts";
 import { steppedReferenceSession } from "../engine/reference.ts";
+import { loadPQReplicas, savePQReplicas } from "./pq_state.ts";
 import { type ParamSchema, perReplica } from "./schema.ts";
-import type { ExperimentDefinition, KernelSession, RunEvent, RunSpec } from "./types.ts";
+import type {
+  ExperimentDefinition,
+  KernelSession,
+  RunEvent,
+  RunSpec,
+  SessionState,
+} from "./types.ts";
 import {
   accumulateGradient,
   activationPattern,
@@ -316,13 +323,21 @@ export function labelNoiseRaceWatch(prep: LabelNoisePrepared, spec: RunSpec): Ra
   });
 }
 
-function referenceSession(prep: LabelNoisePrepared, spec: RunSpec): KernelSession {
+function referenceSession(
+  prep: LabelNoisePrepared,
+  spec: RunSpec,
+  state?: SessionState,
+): KernelSession {
   const states = Array.from({ length: prep.replicas }, (_, k) => initLabelNoiseReplica(prep, k));
   const race = labelNoiseRaceWatch(prep, spec);
   let now = 0; // the step of the next snapshot: afterStep runs before it
   let pending: RunEvent[] = [];
   return steppedReferenceSession({
     spec,
+    // Checkpoints: server/experiments/pq_state.ts.
+    state,
+    save: () => savePQReplicas(states, prep.shape),
+    load: (st) => loadPQReplicas(st, states, prep.shape),
     metricNames: LABEL_NOISE_METRICS.map((m) => m.name),
     stepReplica: (k, t) => {
       const { probe, events } = labelNoiseStep(prep, states[k], k, t);

@@ -27,8 +27,15 @@ import { steppedReferenceSession } from "../engine/reference.ts";
 import { isSnapshotStep } from "../engine/snapshots.ts";
 import { FloorWatch } from "./pq_floor.ts";
 import { RACE_METRICS, raceParams, RaceWatch } from "./pq_race.ts";
+import { loadPQReplicas, savePQReplicas } from "./pq_state.ts";
 import { type ParamSchema, perReplica, SpecError } from "./schema.ts";
-import type { ExperimentDefinition, KernelSession, RunEvent, RunSpec } from "./types.ts";
+import type {
+  ExperimentDefinition,
+  KernelSession,
+  RunEvent,
+  RunSpec,
+  SessionState,
+} from "./types.ts";
 import {
   activationPattern,
   annealThreshold,
@@ -392,7 +399,11 @@ export function largeLrRaceWatch(prep: LargeLrPrepared, spec: RunSpec): RaceWatc
   });
 }
 
-function referenceSession(prep: LargeLrPrepared, spec: RunSpec): KernelSession {
+function referenceSession(
+  prep: LargeLrPrepared,
+  spec: RunSpec,
+  state?: SessionState,
+): KernelSession {
   const states = Array.from({ length: prep.replicas }, (_, k) => initLargeLrReplica(prep, k));
   const watch = largeLrFloorWatch(prep, spec);
   const race = largeLrRaceWatch(prep, spec);
@@ -400,6 +411,10 @@ function referenceSession(prep: LargeLrPrepared, spec: RunSpec): KernelSession {
   let pending: RunEvent[] = [];
   return steppedReferenceSession({
     spec,
+    // Checkpoints: server/experiments/pq_state.ts.
+    state,
+    save: () => savePQReplicas(states, prep.shape),
+    load: (st) => loadPQReplicas(st, states, prep.shape),
     metricNames: LARGE_LR_METRICS.map((m) => m.name),
     stepReplica: (k, t) => {
       const { loss, events } = largeLrStep(prep, states[k], k, t);

@@ -29,6 +29,7 @@ export const linearLabelNoise: ExperimentDefinition<LinearPrepared> = {
       "per neuron, one row per replica, three planar blocks of m: [‖w_i‖ | <w_i, θ*> | a_i] (Fig. 1c and bottom); every frame_every snapshots, and at step 0 and the last step",
     everySnapshots: 10,
   }],
+  frameEvery: (spec) => spec.params.frame_every as number,
   defaults: { steps: 2_000_000, every: 2000, replicas: 2 },
   prepare: prepareLinearLabelNoise,
   reference: linearReferenceSession,

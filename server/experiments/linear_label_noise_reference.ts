@@ -10,8 +10,9 @@
  * is zero up to rounding for every update of the bilinear-gradient form (SGD, GD), whatever
  * the noise: 2<w_i, Δw_i> = 2 a_i Δa_i = −2η r a_i <w_i, x> makes the cross terms cancel.
  */
-import type { KernelSession, RunSpec } from "./types.ts";
+import type { KernelSession, RunSpec, SessionState } from "./types.ts";
 import { steppedReferenceSession } from "../engine/reference.ts";
+import { stateArray } from "../engine/session_state.ts";
 import { boxMuller, DATA_REPLICA, philoxBlock, rademacher, uniformIndex } from "../rng/philox.ts";
 import {
   dataSeedOf,
@@ -407,11 +408,38 @@ export function neuronFrameRow(
   }
 }
 
-export function linearReferenceSession(prep: LinearPrepared, spec: RunSpec): KernelSession {
+export function linearReferenceSession(
+  prep: LinearPrepared,
+  spec: RunSpec,
+  state?: SessionState,
+): KernelSession {
   const states = Array.from({ length: prep.replicas }, (_, r) => initialState(prep, r));
   const scratch = { x: new Float64Array(prep.d), h: new Float64Array(prep.m) };
+  const { m, d, replicas: R } = prep;
   const inner = steppedReferenceSession({
     spec,
+    state,
+    // Checkpoint: W [R × m × d], a, S (the balance identity's sum) and S_comp [R × m].
+    save: () => {
+      const W = new Float64Array(R * m * d), a = new Float64Array(R * m);
+      const S = new Float64Array(R * m);
+      states.forEach((st, r) => {
+        W.set(st.W, r * m * d);
+        a.set(st.a, r * m);
+        S.set(st.S, r * m);
+      });
+      return { arrays: { W, a, S, S_comp: new Float64Array(R * m) } };
+    },
+    load: (cp) => {
+      const W = stateArray(cp, "W", R * m * d), a = stateArray(cp, "a", R * m);
+      const S = stateArray(cp, "S", R * m), comp = stateArray(cp, "S_comp", R * m);
+      states.forEach((st, r) => {
+        st.W.set(W.subarray(r * m * d, (r + 1) * m * d));
+        st.a.set(a.subarray(r * m, (r + 1) * m));
+        // A kernel's compensated sum S − comp, in float64.
+        for (let i = 0; i < m; i++) st.S[i] = S[r * m + i] - comp[r * m + i];
+      });
+    },
     metricNames: LINEAR_METRIC_NAMES,
     stepReplica: (r, t) => {
       linearStep(prep, states[r], r, t, scratch);
@@ -427,5 +455,5 @@ export function linearReferenceSession(prep: LinearPrepared, spec: RunSpec): Ker
       }
       : undefined,
   });
-  return wrapLinearSession(inner, prep, spec);
+  return wrapLinearSession(inner, prep, spec, state);
 }

@@ -8,23 +8,15 @@
  *    ball (lazy_dist_min > 1/√m, Definition 3.1), once per replica. Its resolution is the
  *    snapshot interval `every`: checking every step would cost an extra m×d pass per step.
  */
-import type { AdvanceResult, KernelSession, RunEvent, RunSpec } from "./types.ts";
+import type { AdvanceResult, KernelSession, RunEvent, RunSpec, SessionState } from "./types.ts";
+import { stateArray } from "../engine/session_state.ts";
 import type { LinearPrepared } from "./linear_label_noise_setup.ts";
+import { isFrameStep, nextFrameStep } from "../engine/snapshots.ts";
+
+// Frame steps are shared with the driver, which aligns its calls to them.
+export { isFrameStep, nextFrameStep } from "../engine/snapshots.ts";
 
 export const LAZY_ESCAPE_PHASE = "lazy_escape";
-
-/** Steps at which a frame is due. */
-export function isFrameStep(step: number, spec: RunSpec, frameEvery: number): boolean {
-  if (frameEvery <= 0) return false;
-  return step === 0 || step === spec.steps || step % (spec.every * frameEvery) === 0;
-}
-
-/** The first frame step strictly after `step` (the last step if none comes before it). */
-export function nextFrameStep(step: number, spec: RunSpec, frameEvery: number): number {
-  if (frameEvery <= 0) return spec.steps;
-  const span = spec.every * frameEvery;
-  return Math.min(spec.steps, (Math.floor(step / span) + 1) * span);
-}
 
 /** Lazy radius 1/√m, compared in float32 like the metric it is compared with. */
 export function lazyRadius(m: number): number {
@@ -35,10 +27,16 @@ export function wrapLinearSession(
   inner: KernelSession,
   prep: LinearPrepared,
   spec: RunSpec,
+  state?: SessionState,
 ): KernelSession {
   const escaped = new Uint8Array(prep.replicas);
   const radius = lazyRadius(prep.m);
   let started = false;
+  if (state) {
+    // Checkpoint: which replicas' lazy escape was reported (docs/checkpoints.md).
+    escaped.set(stateArray(state, "lazy_escaped", prep.replicas));
+    started = true;
+  }
 
   function merge(into: AdvanceResult, part: AdvanceResult) {
     into.events.push(...part.events);
@@ -89,6 +87,11 @@ export function wrapLinearSession(
       out.events.sort((a, b) => a.step - b.step);
       return out;
     },
+    exportState: inner.exportState && (async () => {
+      const st = await inner.exportState!();
+      if (st) st.arrays.lazy_escaped = escaped.slice();
+      return st;
+    }),
     dispose() {
       return inner.dispose();
     },

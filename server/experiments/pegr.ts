@@ -25,9 +25,16 @@
  * is a planned `phase_change` event at step pegr_off.
  */
 import { type ParamSchema, perReplica, SpecError } from "./schema.ts";
-import type { ExperimentDefinition, KernelSession, RunEvent, RunSpec } from "./types.ts";
+import type {
+  ExperimentDefinition,
+  KernelSession,
+  RunEvent,
+  RunSpec,
+  SessionState,
+} from "./types.ts";
 import { DATA_REPLICA, normals, rademacher, word } from "../rng/philox.ts";
 import { steppedReferenceSession } from "../engine/reference.ts";
+import { stateArray } from "../engine/session_state.ts";
 import {
   addScaled,
   applyStep,
@@ -572,12 +579,24 @@ export function testAccuracy(prep: PegrPrepared, rep: PegrReplica, W: Float64Arr
   return correct / nTest;
 }
 
-function referenceSession(prep: PegrPrepared, spec: RunSpec): KernelSession {
+function referenceSession(prep: PegrPrepared, spec: RunSpec, state?: SessionState): KernelSession {
   const reps = Array.from({ length: prep.replicas }, (_, r) => replicaView(prep, r));
   const states = reps.map((rep) => Float64Array.from(rep.W0));
-  let step = 0;
+  const size = 2 * prep.m * prep.d;
+  let step = state?.step ?? 0;
   return steppedReferenceSession({
     spec,
+    state,
+    // Checkpoint: W, [R × 2m × d] (filters j=+1 first, then j=−1, as W0).
+    save: () => {
+      const W = new Float64Array(prep.replicas * size);
+      states.forEach((s, r) => W.set(s, r * size));
+      return { arrays: { W } };
+    },
+    load: (st) => {
+      const W = stateArray(st, "W", prep.replicas * size);
+      states.forEach((s, r) => s.set(W.subarray(r * size, r * size + size)));
+    },
     metricNames: PEGR_METRICS.map((x) => x.name),
     stepReplica: (r, t) => {
       pegrStep(prep, reps[r], states[r], t);

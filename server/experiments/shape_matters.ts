@@ -18,7 +18,13 @@
  *   same float32 values, so the data are bit-identical across backends.
  */
 import { type ParamSchema, perReplica, scheduleFactor, type ScheduleValue } from "./schema.ts";
-import type { ExperimentDefinition, KernelSession, RunEvent, RunSpec } from "./types.ts";
+import type {
+  ExperimentDefinition,
+  KernelSession,
+  RunEvent,
+  RunSpec,
+  SessionState,
+} from "./types.ts";
 import {
   boxMuller,
   DATA_REPLICA,
@@ -28,6 +34,7 @@ import {
   uniformIndex,
 } from "../rng/philox.ts";
 import { steppedReferenceSession } from "../engine/reference.ts";
+import { stateArray } from "../engine/session_state.ts";
 
 export const STREAM_INDEX = 0;
 export const STREAM_NORMAL = 1;
@@ -422,13 +429,29 @@ export function shapeMattersMetrics(prep: ShapeMattersPrepared, v: Float64Array,
   };
 }
 
-function referenceSession(prep: ShapeMattersPrepared, spec: RunSpec): KernelSession {
+function referenceSession(
+  prep: ShapeMattersPrepared,
+  spec: RunSpec,
+  state?: SessionState,
+): KernelSession {
   const states = Array.from(
     { length: prep.replicas },
     () => new Float64Array(prep.d).fill(prep.v0),
   );
+  const R = prep.replicas, d = prep.d;
   return steppedReferenceSession({
     spec,
+    state,
+    // Checkpoint: v, [R × d].
+    save: () => {
+      const v = new Float64Array(R * d);
+      states.forEach((s, r) => v.set(s, r * d));
+      return { arrays: { v } };
+    },
+    load: (st) => {
+      const v = stateArray(st, "v", R * d);
+      states.forEach((s, r) => s.set(v.subarray(r * d, r * d + d)));
+    },
     metricNames: SHAPE_MATTERS_METRICS.map((m) => m.name),
     stepReplica: (r, t) => {
       shapeMattersStep(prep, states[r], r, t);
@@ -442,6 +465,9 @@ function referenceSession(prep: ShapeMattersPrepared, spec: RunSpec): KernelSess
     },
   });
 }
+
+/** Frames per run at most (about), see frameEvery. */
+const MAX_FRAMES = 200;
 
 export function plannedScheduleEvents(schedule: ScheduleValue, steps: number): RunEvent[] {
   const events: RunEvent[] = [];
@@ -463,9 +489,13 @@ export const shapeMatters: ExperimentDefinition<ShapeMattersPrepared> = {
   metrics: SHAPE_MATTERS_METRICS,
   frames: [{
     name: "v_sq",
-    doc: "v⊙v per coordinate (row per replica), against v*⊙v*",
+    doc:
+      "v⊙v per coordinate (row per replica), against v*⊙v*; every snapshot, at most ~200 per run (then every k-th snapshot), and at the last step",
     everySnapshots: 1,
   }],
+  // A frame per snapshot, but at most about MAX_FRAMES per run: a long run with a small
+  // `every` would otherwise log R·d floats every few steps.
+  frameEvery: (spec) => Math.max(1, Math.ceil(spec.steps / spec.every / MAX_FRAMES)),
   defaults: { steps: 300000, every: 1000, replicas: 4 },
   prepare: prepareShapeMatters,
   reference: referenceSession,

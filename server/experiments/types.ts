@@ -43,6 +43,8 @@ export type RunEvent =
     | { type: "phase_change"; phase: string; detail?: string; replica?: number }
     | { type: "noise_off"; detail?: string }
     | { type: "note"; detail: string }
+    // A run continued from a checkpoint at `step` (after a restart or by hand).
+    | { type: "resumed"; detail?: string }
   );
 
 /** Extra per-step data some experiments stream besides scalar metrics (e.g. v⊙v per coordinate). */
@@ -60,6 +62,34 @@ export interface AdvanceResult {
   frames: Frame[];
 }
 
+/** Arrays a session state carries: float state, divergence steps, per-replica flags. */
+export type StateArray = Float64Array | Float32Array | Int32Array | Uint8Array;
+
+/**
+ * A session's complete state at a step boundary (docs/checkpoints.md): what the next step,
+ * snapshot, event and frame depend on, in a backend-neutral form. `arrays` hold the model's
+ * state under names fixed per experiment (documented there), unpadded and row-major, float64
+ * on the reference and float32 on the kernels; a backend opening a state of another backend
+ * converts (and so continues within the parity tolerances, bit-identically on its own kind).
+ * `counters` hold scalars (e.g. the schedule's position). A state with `replay: true` carries
+ * no arrays: the session that wrote it cannot export its device state, and opening it re-runs
+ * the run from step 0 to `step` (slower, still bit-identical).
+ */
+export interface SessionState {
+  format: "lab-session-state";
+  version: 1;
+  experiment: string;
+  /** Updates applied: the next advance() continues from here. */
+  step: number;
+  /** The backend that wrote it (informative; any backend may open it). */
+  backend: BackendName;
+  /** Milliseconds of compute so far, so that resumed snapshots' wallMs continue the count. */
+  wallMs: number;
+  arrays: Record<string, StateArray>;
+  counters: Record<string, number>;
+  replay?: boolean;
+}
+
 /**
  * A backend's running instance of one run: R replicas in lockstep. `advance(target)` moves all
  * replicas to `target` and returns every snapshot with step ≤ target not yet returned; the
@@ -70,6 +100,11 @@ export interface KernelSession {
   readonly adapter: string;
   readonly step: number;
   advance(target: number): Promise<AdvanceResult>;
+  /**
+   * The complete state after the last advance() (a step boundary). Absent, or resolving to
+   * null, where a session cannot read its state back; such runs checkpoint as replay states.
+   */
+  exportState?(): Promise<SessionState | null>;
   dispose(): void | Promise<void>;
 }
 
@@ -89,11 +124,19 @@ export interface ExperimentDefinition<Prepared = unknown> {
   params: ParamSchema;
   metrics: MetricSpec[];
   frames?: FrameSpec[];
+  /**
+   * Snapshots between frames for this spec (default: frames[0].everySnapshots); frames come
+   * at the fixed steps of isFrameStep (server/engine/snapshots.ts).
+   */
+  frameEvery?(spec: RunSpec): number;
   defaults: { steps: number; every: number; replicas: number };
   /** Turns a validated spec into arrays the kernels consume (data, per-replica hyper-params). */
   prepare(spec: RunSpec): Prepared;
-  /** Float64 reference session: the test oracle and the slowest backend. */
-  reference(prepared: Prepared, spec: RunSpec): KernelSession;
+  /**
+   * Float64 reference session: the test oracle and the slowest backend. With `state`, the
+   * session continues from that checkpoint (server/engine/session_state.ts).
+   */
+  reference(prepared: Prepared, spec: RunSpec, state?: SessionState): KernelSession;
   /** Bytes of device memory a run needs, estimated before allocating anything. */
   estimateBytes(spec: RunSpec): number;
   /** Events known in advance (learning-rate changes, switch-offs), at their steps. */

@@ -4,20 +4,37 @@
  * planned events (learning-rate changes) interleaved with snapshots by step, divergence
  * events, frames, and the final status. Used by both the CLI and the server.
  */
-import type { KernelSession, RunEvent, RunSpec } from "../experiments/types.ts";
+import type { KernelSession, RunEvent, RunSpec, SessionState } from "../experiments/types.ts";
 import { getExperiment } from "../experiments/registry.ts";
 import type { BodyRecord } from "./records.ts";
 import type { RunRecorder, Unsequenced } from "./recorder.ts";
-import { nextSnapshotStep } from "../engine/snapshots.ts";
+import { isFrameStep, nextFrameStep, nextSnapshotStep } from "../engine/snapshots.ts";
+import { replayState } from "../engine/session_state.ts";
+
+/** AbortSignal reason of a graceful server shutdown: checkpoint, then mark `interrupted`. */
+export const SHUTDOWN = "shutdown";
+
+/** What the driver hands over to be written as a checkpoint (server/runs/checkpoints.ts). */
+export interface DriverCheckpoint {
+  seq: number;
+  step: number;
+  diverged: number[];
+  state: SessionState;
+}
 
 export interface DriveOptions {
   /** Target compute time per advance() call; smaller means fresher streams. */
   chunkMs?: number;
+  /** Aborting stops the run (`stopped`), or with reason SHUTDOWN interrupts it (`interrupted`). */
   signal?: AbortSignal;
+  /** Checkpoints every `intervalMs` of compute and at a SHUTDOWN abort. */
+  checkpoint?: { intervalMs: number; save(ckpt: DriverCheckpoint): Promise<unknown> };
+  /** The session continues a checkpointed run: the replicas already reported diverged. */
+  resume?: { diverged: number[] };
 }
 
 export interface DriveResult {
-  status: "finished" | "failed" | "stopped";
+  status: "finished" | "failed" | "stopped" | "interrupted";
   step: number;
   error?: string;
   stepsPerSecond: number;
@@ -43,25 +60,57 @@ export async function driveRun(
   const planned = getExperiment(spec.experiment).plannedEvents(spec).sort((a, b) =>
     a.step - b.step
   );
-  let plannedIndex = 0;
-  const diverged = new Set<number>();
+  const exp = getExperiment(spec.experiment);
+  const frameEvery = exp.frameEvery?.(spec) ?? exp.frames?.[0]?.everySnapshots ?? 0;
+  // Planned events up to the session's step were written before (a resumed run).
+  let plannedIndex = planned.findIndex((e) => e.step > session.step);
+  if (plannedIndex < 0) plannedIndex = planned.length;
+  const diverged = new Set<number>(options.resume?.diverged ?? []);
   let rate = 0; // steps per second, measured
   const started = performance.now();
+  const startStep = session.step;
+  let lastCheckpoint = started;
+  let wallMs = 0;
+  const checkpoint = async () => {
+    if (!options.checkpoint) return;
+    const state = (await session.exportState?.()) ?? replayState(spec, session, wallMs);
+    await options.checkpoint.save({
+      seq: recorder.checkpointSeq,
+      step: session.step,
+      diverged: [...diverged].sort((a, b) => a - b),
+      state,
+    });
+    lastCheckpoint = performance.now();
+  };
   recorder.setStatus("running");
   try {
     do {
       if (options.signal?.aborted) {
+        if (options.signal.reason === SHUTDOWN) {
+          await checkpoint();
+          recorder.setStatus(
+            "interrupted",
+            "the server was shut down while this run was in flight",
+          );
+          return {
+            status: "interrupted",
+            step: session.step,
+            stepsPerSecond: rateSince(started, session.step - startStep),
+          };
+        }
         recorder.setStatus("stopped");
         return {
           status: "stopped",
           step: session.step,
-          stepsPerSecond: rateSince(started, session.step),
+          stepsPerSecond: rateSince(started, session.step - startStep),
         };
       }
       const from = session.step;
-      const target = rate === 0
+      let target = rate === 0
         ? Math.min(spec.steps, nextSnapshotStep(from, spec.every, spec.steps))
         : nextTarget(spec, from, rate, chunkMs);
+      // Calls end on every frame step, so frames come at fixed steps (isFrameStep).
+      if (frameEvery > 0) target = Math.min(target, nextFrameStep(from, spec, frameEvery));
       const t0 = performance.now();
       const result = await session.advance(target);
       const dt = performance.now() - t0;
@@ -93,6 +142,7 @@ export async function driveRun(
       }
       while (ei < events.length) records.push({ type: "event", time: now, event: events[ei++] });
       for (const f of result.frames) {
+        if (frameEvery > 0 && !isFrameStep(f.step, spec, frameEvery)) continue;
         records.push({
           type: "frame",
           step: f.step,
@@ -102,7 +152,13 @@ export async function driveRun(
           values: f.values,
         });
       }
+      const lastSnapshot = result.snapshots.at(-1);
+      if (lastSnapshot) wallMs = lastSnapshot.wallMs;
       recorder.emit(records);
+      if (
+        options.checkpoint && session.step < spec.steps &&
+        performance.now() - lastCheckpoint >= options.checkpoint.intervalMs
+      ) await checkpoint();
       if (diverged.size === spec.replicas && spec.replicas > 0) {
         const error = `all ${spec.replicas} replicas diverged to a non-finite state (last at step ${
           Math.max(...events.filter((e) => e.type === "replica_diverged").map((e) => e.step), 0) ||
@@ -113,7 +169,7 @@ export async function driveRun(
           status: "failed",
           step: session.step,
           error,
-          stepsPerSecond: rateSince(started, session.step),
+          stepsPerSecond: rateSince(started, session.step - startStep),
         };
       }
     } while (session.step < spec.steps);
@@ -121,7 +177,7 @@ export async function driveRun(
     return {
       status: "finished",
       step: session.step,
-      stepsPerSecond: rateSince(started, session.step),
+      stepsPerSecond: rateSince(started, session.step - startStep),
     };
   } catch (e) {
     const error = e instanceof Error ? e.message : String(e);
@@ -130,7 +186,7 @@ export async function driveRun(
       status: "failed",
       step: session.step,
       error,
-      stepsPerSecond: rateSince(started, session.step),
+      stepsPerSecond: rateSince(started, session.step - startStep),
     };
   }
 }

@@ -4,17 +4,31 @@
  * stays free for HTTP and streams, one append-only run log per run under `<data>/runs/`, and a
  * ring of recent records per run so subscribers that are nearly caught up never touch the
  * disk. On start it reads every log back: finished runs are listed and replayable in full;
- * runs that were queued or running when the previous server stopped get an `interrupted`
- * status record appended (there are no device-state checkpoints to resume from).
+ * runs that were queued or running when the previous server stopped are resumed from their
+ * checkpoint (server/runs/resume.ts), or with `resume: false` get an `interrupted` status
+ * record appended. Running runs checkpoint themselves every `checkpointIntervalMs`.
  */
 import { join } from "node:path";
-import type { BackendChoice, BackendName, KernelSession, RunSpec } from "../experiments/types.ts";
+import type {
+  BackendChoice,
+  BackendName,
+  KernelSession,
+  RunSpec,
+  SessionState,
+} from "../experiments/types.ts";
 import { getExperiment, validateRunSpec } from "../experiments/registry.ts";
 import type { FieldError } from "../experiments/schema.ts";
 import type { BackendProbe } from "../engine/backend.ts";
 import { resolveBackend } from "../engine/open.ts";
 import { openWorkerSession } from "../engine/worker_session.ts";
-import { driveRun } from "./driver.ts";
+import { driveRun, SHUTDOWN } from "./driver.ts";
+import {
+  checkpointPathFor,
+  DEFAULT_CHECKPOINT_INTERVAL_MS,
+  removeCheckpoint,
+  saveRunCheckpoint,
+} from "./checkpoints.ts";
+import { planResume, type ResumePlan, startResumed } from "./resume.ts";
 import { newRunId, RUN_ID_PATTERN } from "./ids.ts";
 import { RunRecorder } from "./recorder.ts";
 import {
@@ -71,7 +85,11 @@ export interface RunManagerOptions {
   chunkMs?: number;
   /** Injected in tests; defaults to the real backend selection and worker sessions. */
   resolveBackend?: Resolver;
-  openSession?: (spec: RunSpec) => Promise<KernelSession>;
+  openSession?: (spec: RunSpec, state?: SessionState) => Promise<KernelSession>;
+  /** Compute time between a running run's checkpoints; 0 turns checkpoints off. */
+  checkpointIntervalMs?: number;
+  /** Resume runs that were in flight when the previous server stopped (default true). */
+  resume?: boolean;
 }
 
 export type ManagerEvent =
@@ -106,6 +124,8 @@ interface RunEntry {
   live?: LiveRun;
   removed?: boolean;
   labels: RunLabels;
+  /** Set while a resumed run waits in the queue: where its session continues from. */
+  resume?: ResumePlan;
 }
 
 const MAX_EVENTS_KEPT = 1000;
@@ -207,6 +227,18 @@ export class RunManager {
     const entry = this.#newEntry(h, path);
     // The ring stays empty: runs loaded from disk are replayed from their log.
     absorb(entry, log.records);
+    if (
+      (!TERMINAL.has(entry.status) || log.records.length === 0) && this.#opts.resume !== false
+    ) {
+      this.#runs.set(h.id, entry);
+      try {
+        await this.#resume(entry, "resumed after a restart");
+        return;
+      } catch (e) {
+        // Not resumable here (no backend at all, unreadable log): left interrupted below.
+        console.error(`run ${h.id} cannot resume: ${e instanceof Error ? e.message : e}`);
+      }
+    }
     if (!TERMINAL.has(entry.status) || log.records.length === 0) {
       if (log.truncated) await Deno.truncate(path, log.validBytes);
       const mark: StatusRecord = {
@@ -242,6 +274,55 @@ export class RunManager {
       ring: new RecordRing(this.#opts.ringBytes ?? DEFAULT_RING_BYTES),
       labels: labelsOfSpec(header.spec),
     };
+  }
+
+  /** Reopens a run's log and queues it to continue from its checkpoint (or step 0). */
+  async #resume(entry: RunEntry, how: string): Promise<void> {
+    const warn = (m: string) => console.error(`run ${entry.id}: ${m}`);
+    const plan = await planResume(entry.path, warn);
+    // The backend it ran on, when this machine has it; else the best one here (a checkpoint
+    // opens on any backend, continuing within the parity tolerances).
+    const resolve = this.#opts.resolveBackend ?? resolveBackend;
+    const experiment = entry.header.spec.experiment;
+    const backend = await resolve(entry.backend, experiment)
+      .catch(() => resolve("auto", experiment));
+    if (backend.name !== entry.backend) {
+      warn(`${entry.backend} is not available here: continuing on ${backend.name}`);
+      entry.backend = backend.name;
+    }
+    const log = await RunLogWriter.append(entry.path);
+    const recorder = new RunRecorder(entry.header, log);
+    let finish = () => {};
+    const done = new Promise<void>((r) => finish = r);
+    entry.live = { recorder, log, controller: new AbortController(), done, finish };
+    entry.resume = plan;
+    entry.error = undefined;
+    entry.ended = undefined;
+    recorder.listen((records) => this.#onRecords(entry, records));
+    startResumed(recorder, plan, how);
+    this.#queue.push(entry.id);
+    this.#schedule();
+  }
+
+  /**
+   * Resumes an `interrupted` or `failed` run by hand (POST /api/runs/:id/resume). Throws
+   * with a message saying why a run cannot be resumed.
+   */
+  async resume(id: string): Promise<void> {
+    const why = this.whyNotResumable(id);
+    if (why) throw new Error(why);
+    await this.#resume(this.#runs.get(id)!, "resumed by hand");
+  }
+
+  /** Why run `id` cannot be resumed by hand now, or undefined if it can. */
+  whyNotResumable(id: string): string | undefined {
+    if (this.#closing) return "the server is shutting down";
+    const e = this.#runs.get(id);
+    if (!e) return `no run with id ${JSON.stringify(id)}`;
+    if (e.live || (e.status !== "interrupted" && e.status !== "failed")) {
+      return `run ${id} is ${e.status}: only interrupted or failed runs can be resumed`;
+    }
+    return undefined;
   }
 
   listen(fn: (e: ManagerEvent) => void): () => void {
@@ -331,11 +412,15 @@ export class RunManager {
   async #execute(e: RunEntry, live: LiveRun): Promise<void> {
     const spec = { ...e.header.spec, backend: e.backend };
     const signal = live.controller.signal;
+    const plan = e.resume;
+    e.resume = undefined;
+    const ckptPath = checkpointPathFor(e.path);
+    const interval = this.#opts.checkpointIntervalMs ?? DEFAULT_CHECKPOINT_INTERVAL_MS;
     let session: KernelSession | undefined;
     try {
       try {
         const open = this.#opts.openSession ?? openWorkerSession;
-        session = await open(spec);
+        session = await open(spec, plan?.checkpoint?.state);
       } catch (err) {
         const msg = err instanceof Error ? err.message : String(err);
         live.recorder.setStatus(
@@ -348,10 +433,18 @@ export class RunManager {
         live.recorder.setStatus("stopped");
         return;
       }
-      await driveRun(session, e.header.spec, live.recorder, {
+      const result = await driveRun(session, e.header.spec, live.recorder, {
         chunkMs: this.#opts.chunkMs,
         signal,
+        checkpoint: interval > 0
+          ? { intervalMs: interval, save: (c) => saveRunCheckpoint(ckptPath, e.id, c) }
+          : undefined,
+        resume: plan ? { diverged: plan.checkpoint?.diverged ?? [] } : undefined,
       });
+      // A finished or stopped run is not resumed: its checkpoint goes.
+      if (result.status === "finished" || result.status === "stopped") {
+        await removeCheckpoint(ckptPath);
+      }
     } catch (err) {
       // driveRun reports kernel errors itself; this is a bug in the plumbing, logged.
       console.error(`run ${e.id}:`, err);
@@ -562,33 +655,42 @@ export class RunManager {
     } catch (err) {
       if (!(err instanceof Deno.errors.NotFound)) throw err;
     }
+    await removeCheckpoint(checkpointPathFor(e.path));
     this.#notify({ type: "removed", run: id });
     return true;
   }
 
   /**
-   * Graceful stop of the whole lab: runs in flight get an `interrupted` record (the same thing
-   * a restart after a crash writes), then their workers are stopped.
+   * Graceful stop of the whole lab: computing runs write a checkpoint at their next call
+   * boundary and an `interrupted` record (the driver, on a SHUTDOWN abort); queued runs, and
+   * runs that do not stop within 5 s, get the `interrupted` record here. The next start
+   * resumes them all.
    */
   async shutdown(): Promise<void> {
     this.#closing = true;
     const waits: Promise<void>[] = [];
-    for (const e of this.#runs.values()) {
-      const live = e.live;
-      if (!live) continue;
+    const interrupt = (live: LiveRun) => {
       live.recorder.setStatus(
         "interrupted",
         "the server was shut down while this run was in flight",
       );
       live.log.close();
-      live.controller.abort();
+    };
+    for (const e of this.#runs.values()) {
+      const live = e.live;
+      if (!live) continue;
       if (this.#queue.includes(e.id)) {
+        interrupt(live);
         e.live = undefined;
         live.finish();
-      } else waits.push(live.done);
+      } else {
+        live.controller.abort(SHUTDOWN);
+        waits.push(live.done);
+      }
     }
     this.#queue = [];
     await Promise.race([Promise.all(waits), new Promise((r) => setTimeout(r, 5000))]);
+    for (const e of this.#runs.values()) if (e.live) interrupt(e.live);
   }
 }
 

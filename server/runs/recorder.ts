@@ -13,6 +13,9 @@ export type RecordListener = (records: BodyRecord[]) => void;
 export class RunRecorder {
   #seq = 0;
   #listeners = new Set<RecordListener>();
+  /** Records the log already holds that a resumed run regenerates: dropped, in order. */
+  #stored: BodyRecord[] = [];
+  #covered = 0;
   status: RunStatus = "queued";
   step = 0;
   latest?: BodyRecord & { type: "snapshot" };
@@ -23,15 +26,76 @@ export class RunRecorder {
     return this.#seq;
   }
 
+  /**
+   * Seq of the last snapshot, event or frame produced, whether emitted or (while a resumed
+   * run regenerates what its log holds) dropped: a checkpoint taken now covers the log up to
+   * here. Status records and resume markers are not regenerated, so they do not count.
+   */
+  get checkpointSeq(): number {
+    return this.#covered;
+  }
+
   listen(fn: RecordListener): () => void {
     this.#listeners.add(fn);
     return () => this.#listeners.delete(fn);
   }
 
+  /**
+   * Continues a run whose log ends at `lastSeq`: emits `markers` (the resumed event and the
+   * running status) as the next records, then drops, in order, regenerated snapshots, events
+   * and frames that `stored` (the log's records after the checkpoint) already holds, so the
+   * run's sequence stays gapless and free of duplicates.
+   */
+  resumeAfter(
+    lastSeq: number,
+    step: number,
+    stored: BodyRecord[],
+    markers: Unsequenced<BodyRecord>[],
+  ): void {
+    this.#seq = lastSeq;
+    // The log before `stored` is what the session's starting point covers.
+    this.#covered = stored.length ? stored[0].seq - 1 : lastSeq;
+    this.step = step;
+    this.#stored = [];
+    this.emit(markers);
+    // Status records and earlier resumes' markers are not regenerated.
+    this.#stored = stored.filter((r) =>
+      r.type !== "status" && !(r.type === "event" && r.event.type === "resumed")
+    );
+  }
+
+  /** Drops the regenerated records the log already has; checks that they are the same ones. */
+  #dropStored(records: Unsequenced<BodyRecord>[]): Unsequenced<BodyRecord>[] {
+    if (this.#stored.length === 0) return records;
+    const out: Unsequenced<BodyRecord>[] = [];
+    for (const r of records) {
+      if (r.type === "status" || this.#stored.length === 0) {
+        out.push(r);
+        continue;
+      }
+      const stored = this.#stored.shift()!;
+      this.#covered = stored.seq;
+      if (!sameRecord(stored, r)) {
+        // Cannot happen for a deterministic run; keep everything rather than lose records.
+        console.error(
+          `run ${this.header.id}: resumed run differs from its log at seq ${stored.seq}; ` +
+            `records from here on may repeat earlier ones`,
+        );
+        this.#stored = [];
+        out.push(r);
+      }
+    }
+    return out;
+  }
+
   emit(records: Unsequenced<BodyRecord>[]): BodyRecord[] {
+    records = this.#dropStored(records);
     if (records.length === 0) return [];
     const sequenced = records.map((r) => ({ ...r, seq: ++this.#seq }) as BodyRecord);
     for (const r of sequenced) {
+      if (r.type !== "status" && !(r.type === "event" && r.event.type === "resumed")) {
+        this.#covered = r.seq;
+      }
       if (r.type === "snapshot") {
         this.latest = r;
         this.step = r.step;
@@ -59,4 +123,15 @@ export class RunRecorder {
       ...(error ? { error: redactPaths(error) } : {}),
     }]);
   }
+}
+
+/** Same kind of record at the same step (what a regenerated record must be to replace one). */
+function sameRecord(a: BodyRecord, b: Unsequenced<BodyRecord>): boolean {
+  if (a.type !== b.type) return false;
+  if (a.type === "event" && b.type === "event") {
+    return a.event.type === b.event.type && a.event.step === b.event.step;
+  }
+  if (a.type === "frame" && b.type === "frame") return a.step === b.step && a.name === b.name;
+  if (a.type === "snapshot" && b.type === "snapshot") return a.step === b.step;
+  return false;
 }

@@ -6,7 +6,7 @@
  * the main thread's globals, so sessions also run inside a Worker.
  */
 import type { BackendProbe, ComputeBackend } from "../backend.ts";
-import type { KernelSession, RunSpec } from "../../experiments/types.ts";
+import type { KernelSession, RunSpec, SessionState } from "../../experiments/types.ts";
 import { openShapeMattersSession } from "./shape_matters.ts";
 import { openPegrSession } from "./pegr.ts";
 import { openLinearLabelNoiseSession } from "./linear_label_noise.ts";
@@ -18,7 +18,8 @@ export const WASM_BUILD_DIR = new URL("../../../build/wasm/", import.meta.url);
 export interface WasmSessionFactory {
   /** Kernel file name without extension: build/wasm/<kernel>.wasm. */
   kernel: string;
-  open(spec: RunSpec, instance: WebAssembly.Instance): KernelSession;
+  /** With `state`, the session continues from that checkpoint (docs/checkpoints.md). */
+  open(spec: RunSpec, instance: WebAssembly.Instance, state?: SessionState): KernelSession;
 }
 
 /** Experiment id → how to open its wasm session. Later experiments add their entry here. */
@@ -29,6 +30,15 @@ const SESSIONS: Record<string, WasmSessionFactory> = {
   "large-lr": { kernel: "pq_model", open: openLargeLrSession },
   "label-noise-anneal": { kernel: "pq_model", open: openLabelNoiseSession },
 };
+
+/** Experiments whose wasm session exports and restores its state (docs/checkpoints.md). */
+const WASM_RESTORES = new Set([
+  "shape-matters",
+  "pegr",
+  "large-lr",
+  "label-noise-anneal",
+  "linear-label-noise",
+]);
 
 /**
  * Smallest module using a v128 (one function returning v128.const 0): validates only where
@@ -122,9 +132,12 @@ export const wasmBackend: ComputeBackend = {
   supports(experiment: string): boolean {
     return experiment in SESSIONS;
   },
-  async open(spec: RunSpec): Promise<KernelSession> {
+  restores(experiment: string): boolean {
+    return WASM_RESTORES.has(experiment);
+  },
+  async open(spec: RunSpec, state?: SessionState): Promise<KernelSession> {
     const factory = SESSIONS[spec.experiment];
     if (!factory) throw new Error(`the wasm backend has no kernel for ${spec.experiment}`);
-    return factory.open(spec, await instantiateKernel(factory.kernel));
+    return factory.open(spec, await instantiateKernel(factory.kernel), state);
   },
 };

@@ -6,7 +6,13 @@
  * the per-neuron frame. Frames at fixed steps and the lazy-escape event come from
  * wrapLinearSession, as for every backend.
  */
-import type { AdvanceResult, KernelSession, RunSpec, Snapshot } from "../../experiments/types.ts";
+import type {
+  AdvanceResult,
+  KernelSession,
+  RunSpec,
+  SessionState,
+  Snapshot,
+} from "../../experiments/types.ts";
 import {
   type LinearPrepared,
   NEURON_FRAME,
@@ -17,6 +23,13 @@ import { isFrameStep, wrapLinearSession } from "../../experiments/linear_label_n
 import { metricBufferSnapshot, newDivergences, WASM_ADAPTER } from "../session_results.ts";
 import { nextSnapshotStep, StepClock } from "../snapshots.ts";
 import { stepsPerCall } from "./call_length.ts";
+import {
+  checkSessionState,
+  newSessionState,
+  padRows,
+  stateArray,
+  unpadRows,
+} from "../session_state.ts";
 
 /** The exports of build/wasm/linear_label_noise.wasm (pointers are byte offsets). */
 export interface LinearKernelExports {
@@ -47,6 +60,10 @@ export interface LinearKernelExports {
   a0Ptr(): number;
   hyperPtr(): number;
   divergedPtr(): number;
+  wPtr(): number;
+  aPtr(): number;
+  sPtr(): number;
+  scPtr(): number;
   alloc(bytes: number): number;
   resetState(): void;
   metricsNow(out: number): void;
@@ -91,6 +108,7 @@ function loadKernelData(k: LinearKernelExports, prep: LinearPrepared): void {
 export function openLinearLabelNoiseSession(
   spec: RunSpec,
   instance: WebAssembly.Instance,
+  state?: SessionState,
 ): KernelSession {
   const prep = prepareLinearLabelNoise(spec);
   const k = instance.exports as unknown as LinearKernelExports;
@@ -125,6 +143,45 @@ export function openLinearLabelNoiseSession(
 
   const clock = new StepClock(spec.steps);
   let disposed = false;
+  const { m, d } = prep;
+  const mp = k.paddedNeurons();
+  const diverged = () => new Float64Array(k.memory.buffer, k.divergedPtr(), R);
+
+  /** Checkpoint: W [R × m × d] (the kernel keeps [R][d][mp]), a, S, S_comp [R × m]. */
+  function exportLinearState(): SessionState {
+    const Wk = f32(k.wPtr(), R * d * mp);
+    const W = new Float32Array(R * m * d);
+    for (let r = 0; r < R; r++) {
+      for (let i = 0; i < m; i++) {
+        for (let c = 0; c < d; c++) W[(r * m + i) * d + c] = Wk[(r * d + c) * mp + i];
+      }
+    }
+    return newSessionState(spec, "wasm", clock.step, clock.elapsedMs, {
+      W,
+      a: unpadRows(f32(k.aPtr(), R * mp), R, m, mp),
+      S: unpadRows(f32(k.sPtr(), R * mp), R, m, mp),
+      S_comp: unpadRows(f32(k.scPtr(), R * mp), R, m, mp),
+      diverged: diverged().slice(),
+    });
+  }
+
+  function restoreLinearState(st: SessionState): void {
+    checkSessionState(st, spec);
+    const W = stateArray(st, "W", R * m * d);
+    const Wk = f32(k.wPtr(), R * d * mp);
+    for (let r = 0; r < R; r++) {
+      for (let i = 0; i < m; i++) {
+        for (let c = 0; c < d; c++) Wk[(r * d + c) * mp + i] = W[(r * m + i) * d + c];
+      }
+    }
+    padRows(f32(k.aPtr(), R * mp), stateArray(st, "a", R * m), R, m, mp);
+    padRows(f32(k.sPtr(), R * mp), stateArray(st, "S", R * m), R, m, mp);
+    padRows(f32(k.scPtr(), R * mp), stateArray(st, "S_comp", R * m), R, m, mp);
+    diverged().set(stateArray(st, "diverged", R));
+    diverged().forEach((at, r) => reported[r] = at >= 0 ? 1 : 0);
+    clock.restore(st.step, st.wallMs);
+  }
+  if (state) restoreLinearState(state);
 
   function readSnapshot(at: number, index: number): Snapshot {
     return metricBufferSnapshot(k.memory.buffer, metricsPtr, index, LINEAR_METRIC_NAMES, R, at);
@@ -173,9 +230,13 @@ export function openLinearLabelNoiseSession(
       });
       return Promise.resolve(result);
     },
+    exportState() {
+      if (disposed) return Promise.reject(new Error("session disposed"));
+      return Promise.resolve(exportLinearState());
+    },
     dispose() {
       disposed = true;
     },
   };
-  return wrapLinearSession(session, prep, spec);
+  return wrapLinearSession(session, prep, spec, state);
 }

@@ -6,7 +6,13 @@
  * functions (pegrMetrics), so every backend reports the same definitions. A snapshot costs
  * O(m·n·d) here plus O(m·n_test·d) in the kernel, against O(m·n·d) per training step.
  */
-import type { AdvanceResult, KernelSession, RunSpec, Snapshot } from "../../experiments/types.ts";
+import type {
+  AdvanceResult,
+  KernelSession,
+  RunSpec,
+  SessionState,
+  Snapshot,
+} from "../../experiments/types.ts";
 import {
   PEGR_METRICS,
   pegrMetrics,
@@ -18,6 +24,13 @@ import {
 import { newDivergences, settled, WASM_ADAPTER } from "../session_results.ts";
 import { isSnapshotStep, nextSnapshotStep, StepClock } from "../snapshots.ts";
 import { stepsPerCall } from "./call_length.ts";
+import {
+  checkSessionState,
+  newSessionState,
+  padRows,
+  stateArray,
+  unpadRows,
+} from "../session_state.ts";
 
 /** The exports of build/wasm/pegr.wasm (pointers are byte offsets into memory). */
 export interface PegrExports {
@@ -82,7 +95,11 @@ function copyPadded(
   }
 }
 
-export function openPegrSession(spec: RunSpec, instance: WebAssembly.Instance): KernelSession {
+export function openPegrSession(
+  spec: RunSpec,
+  instance: WebAssembly.Instance,
+  state?: SessionState,
+): KernelSession {
   checkMemory(spec);
   const prep: PegrPrepared = preparePegr(spec);
   const { d, n, m, nTest } = prep;
@@ -124,6 +141,30 @@ export function openPegrSession(spec: RunSpec, instance: WebAssembly.Instance): 
   const reported = new Uint8Array(R);
 
   const clock = new StepClock(spec.steps);
+  if (state) restorePegrState(state);
+
+  /** Checkpoint: W [R × 2m × d], diverged [R] (docs/checkpoints.md). */
+  function exportPegrState(): SessionState {
+    const W = unpadRows(f32(kernel().wPtr(), R * rows * dp), R * rows, d, dp);
+    return newSessionState(spec, "wasm", clock.step, clock.elapsedMs, {
+      W,
+      diverged: diverged().slice(),
+    });
+  }
+
+  function restorePegrState(st: SessionState): void {
+    checkSessionState(st, spec);
+    padRows(
+      f32(kernel().wPtr(), R * rows * dp),
+      stateArray(st, "W", R * rows * d),
+      R * rows,
+      d,
+      dp,
+    );
+    diverged().set(stateArray(st, "diverged", R));
+    diverged().forEach((at, r) => reported[r] = at >= 0 ? 1 : 0);
+    clock.restore(st.step, st.wallMs);
+  }
 
   /** Replica r's weights as float64, unpadded. */
   function weightsOf(r: number): Float64Array {
@@ -169,6 +210,9 @@ export function openPegrSession(spec: RunSpec, instance: WebAssembly.Instance): 
     },
     advance(target: number): Promise<AdvanceResult> {
       return settled(() => advanceNow(target));
+    },
+    exportState() {
+      return settled(exportPegrState);
     },
     dispose() {
       exports = null;

@@ -12,6 +12,7 @@ import type {
   KernelSession,
   RunEvent,
   RunSpec,
+  SessionState,
   Snapshot,
 } from "../../experiments/types.ts";
 import {
@@ -46,6 +47,8 @@ import {
 } from "../../experiments/label_noise_anneal.ts";
 import { isSnapshotStep, nextSnapshotStep, StepClock } from "../snapshots.ts";
 import { settled, WASM_ADAPTER } from "../session_results.ts";
+import { checkSessionState, newSessionState } from "../session_state.ts";
+import { exportPQKernel, type PQKernelView, restorePQKernel } from "../../experiments/pq_state.ts";
 
 /** The exports of build/wasm/pq_model.wasm (pointers are byte offsets into memory). */
 interface PQExports {
@@ -114,7 +117,12 @@ function checkMemory(shape: PQShape, R: number, sets: number): void {
   }
 }
 
-function openPQSession(spec: RunSpec, instance: WebAssembly.Instance, run: PQRun): KernelSession {
+function openPQSession(
+  spec: RunSpec,
+  instance: WebAssembly.Instance,
+  run: PQRun,
+  checkpoint?: SessionState,
+): KernelSession {
   const { shape, data, replicas: R } = run;
   const { d, n, half } = shape;
   checkMemory(shape, R, data.sets);
@@ -256,6 +264,28 @@ function openPQSession(spec: RunSpec, instance: WebAssembly.Instance, run: PQRun
   }
 
   const clock = new StepClock(spec.steps);
+  // Checkpoints: server/experiments/pq_state.ts.
+  const kernelView: PQKernelView = {
+    shape,
+    replicas: R,
+    dp,
+    W: () => f32(kernel().wPtr(), R * half * dp),
+    V: () => f32(kernel().vPtr(), R * half * dp),
+    state,
+    pattern: () => new Uint8Array(kernel().memory.buffer, kernel().patternPtr(), R * patternBytes),
+    hasPattern: (r) => patternOf(r, clock.step) !== null,
+  };
+  if (checkpoint) {
+    checkSessionState(checkpoint, spec);
+    restorePQKernel(kernelView, checkpoint);
+    // Anneals and divergences up to a checkpoint were reported before it was written.
+    const st = state();
+    for (let r = 0; r < R; r++) {
+      phases[r].annealedAt = st[8 * r];
+      reportedDiverged[r] = st[8 * r + 2] >= 0 ? 1 : 0;
+    }
+    clock.restore(checkpoint.step, checkpoint.wallMs);
+  }
 
   function advanceNow(target: number): AdvanceResult {
     return clock.advance(target, () => snapshot(0), (target, result) => {
@@ -283,13 +313,22 @@ function openPQSession(spec: RunSpec, instance: WebAssembly.Instance, run: PQRun
     advance(target: number): Promise<AdvanceResult> {
       return settled(() => advanceNow(target));
     },
+    exportState() {
+      return settled(() =>
+        newSessionState(spec, "wasm", clock.step, clock.elapsedMs, exportPQKernel(kernelView))
+      );
+    },
     dispose() {
       exports = null;
     },
   };
 }
 
-export function openLargeLrSession(spec: RunSpec, instance: WebAssembly.Instance): KernelSession {
+export function openLargeLrSession(
+  spec: RunSpec,
+  instance: WebAssembly.Instance,
+  checkpoint?: SessionState,
+): KernelSession {
   const prep = prepareLargeLr(spec);
   const R = prep.replicas;
   const hyper = new Float64Array(8 * R);
@@ -324,12 +363,13 @@ export function openLargeLrSession(spec: RunSpec, instance: WebAssembly.Instance
     floorWatch: largeLrFloorWatch(prep, spec),
     race: largeLrRaceWatch(prep, spec),
     initOf: prep.initOf,
-  });
+  }, checkpoint);
 }
 
 export function openLabelNoiseSession(
   spec: RunSpec,
   instance: WebAssembly.Instance,
+  checkpoint?: SessionState,
 ): KernelSession {
   const prep = prepareLabelNoise(spec);
   const R = prep.replicas;
@@ -354,5 +394,5 @@ export function openLabelNoiseSession(
     noiseOffStep: Number.MAX_SAFE_INTEGER,
     metricNames: LABEL_NOISE_METRICS.map((m) => m.name),
     race: labelNoiseRaceWatch(prep, spec),
-  });
+  }, checkpoint);
 }

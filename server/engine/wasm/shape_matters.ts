@@ -5,12 +5,25 @@
  * the metric buffer's capacity, and turns what the kernel wrote into snapshots, divergence
  * events and the v⊙v frame with the reference session's semantics (server/engine/backend.ts).
  */
-import type { AdvanceResult, KernelSession, RunSpec, Snapshot } from "../../experiments/types.ts";
+import type {
+  AdvanceResult,
+  KernelSession,
+  RunSpec,
+  SessionState,
+  Snapshot,
+} from "../../experiments/types.ts";
 import { prepareShapeMatters, SHAPE_MATTERS_METRICS } from "../../experiments/shape_matters.ts";
 import { scheduleFactor } from "../../experiments/schema.ts";
 import { metricBufferSnapshot, newDivergences, settled, WASM_ADAPTER } from "../session_results.ts";
 import { nextSnapshotStep, StepClock } from "../snapshots.ts";
 import { stepsPerCall } from "./call_length.ts";
+import {
+  checkSessionState,
+  newSessionState,
+  padRows,
+  stateArray,
+  unpadRows,
+} from "../session_state.ts";
 
 /** The exports of build/wasm/shape_matters.wasm (pointers are byte offsets into memory). */
 export interface ShapeMattersExports {
@@ -67,6 +80,7 @@ function checkMemory(d: number, n: number, R: number, sets: number, metricFloats
 export function openShapeMattersSession(
   spec: RunSpec,
   instance: WebAssembly.Instance,
+  state?: SessionState,
 ): KernelSession {
   const M = METRIC_NAMES.length;
   const R = spec.replicas;
@@ -109,6 +123,25 @@ export function openShapeMattersSession(
 
   const clock = new StepClock(spec.steps);
   let segmentFactor = NaN;
+  if (state) restoreShapeMattersState(state);
+
+  /** Checkpoint: v [R × d], diverged [R] (docs/checkpoints.md). */
+  function exportShapeMattersState(): SessionState {
+    const v = unpadRows(f32(kernel().vPtr(), R * dp), R, d, dp);
+    return newSessionState(spec, "wasm", clock.step, clock.elapsedMs, {
+      v,
+      diverged: diverged().slice(),
+    });
+  }
+
+  function restoreShapeMattersState(st: SessionState): void {
+    checkSessionState(st, spec);
+    padRows(f32(kernel().vPtr(), R * dp), stateArray(st, "v", R * d), R, d, dp);
+    diverged().set(stateArray(st, "diverged", R));
+    // Divergences up to a checkpoint were reported before it was written.
+    diverged().forEach((at, r) => reported[r] = at >= 0 ? 1 : 0);
+    clock.restore(st.step, st.wallMs);
+  }
 
   function readSnapshot(at: number, index: number): Snapshot {
     return metricBufferSnapshot(kernel().memory.buffer, metricsPtr, index, METRIC_NAMES, R, at);
@@ -170,6 +203,9 @@ export function openShapeMattersSession(
     advance(target: number): Promise<AdvanceResult> {
       // A kernel trap (or a disposed session) rejects the promise instead of throwing.
       return settled(() => advanceNow(target));
+    },
+    exportState() {
+      return settled(exportShapeMattersState);
     },
     dispose() {
       exports = null;

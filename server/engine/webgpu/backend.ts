@@ -29,6 +29,8 @@ export const webgpuBackend: ComputeBackend = {
   supports(experiment: string): boolean {
     return Object.hasOwn(WEBGPU_SESSIONS, experiment);
   },
+  // The WebGPU sessions do not read their state back yet: their checkpoints are replay states.
+  restores: () => false,
   open(spec: RunSpec): Promise<KernelSession> {
     const factory = Object.hasOwn(WEBGPU_SESSIONS, spec.experiment)
       ? WEBGPU_SESSIONS[spec.experiment]

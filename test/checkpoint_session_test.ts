@@ -1,0 +1,198 @@
+/**
+ * A session opened from a checkpoint continues exactly: for each experiment and backend, a
+ * run advanced straight to N gives the same snapshots (every metric, bit for bit), events
+ * and frames as a run advanced to k, exported, opened from that state in a fresh session
+ * (through a msgpack round trip, as the checkpoint file stores it) and advanced to N with
+ * the same targets. Also: a wasm checkpoint opened on the reference continues within the
+ * parity tolerance, and a state of another spec is refused.
+ */
+import assert from "node:assert/strict";
+import { ensureWasm } from "../server/build_wasm.ts";
+import { validateRunSpec } from "../server/experiments/registry.ts";
+import type {
+  AdvanceResult,
+  BackendName,
+  KernelSession,
+  RunSpec,
+  SessionState,
+} from "../server/experiments/types.ts";
+import { openSession } from "../server/engine/open.ts";
+import { decodeRecord, encodeRecord } from "../server/runs/records.ts";
+import { replayState } from "../server/engine/session_state.ts";
+import { getGpu } from "../server/engine/webgpu/device.ts";
+
+await ensureWasm();
+
+/** Small runs of each experiment, with something happening in the second half. */
+export const CHECKPOINT_SPECS: Record<string, Omit<RunSpec, "backend">> = {
+  "shape-matters": validateRunSpec({
+    experiment: "shape-matters",
+    replicas: 3,
+    steps: 120,
+    every: 10,
+    // Replica 1 diverges; the schedule halves the rate at 70.
+    params: { d: 30, n: 12, lr: [0.01, 10, 0.02], algo: "label-noise", lr_schedule: [[70, 0.5]] },
+  }),
+  pegr: validateRunSpec({
+    experiment: "pegr",
+    replicas: 2,
+    steps: 60,
+    every: 10,
+    params: { algo: "pegr", d: 20, n: 6, m: 3, n_test: 20, pegr_off: 45 },
+  }),
+  "large-lr": validateRunSpec({
+    experiment: "large-lr",
+    replicas: 2,
+    steps: 80,
+    every: 10,
+    params: { d: 10, m: 6, n_test: 20, anneal_step: 50 },
+  }),
+  "label-noise-anneal": validateRunSpec({
+    experiment: "label-noise-anneal",
+    replicas: 2,
+    steps: 80,
+    every: 10,
+    params: { d: 10, m: 6, n_test: 20, anneal: "loss", epsilon1: 0.6 },
+  }),
+  "linear-label-noise": validateRunSpec({
+    experiment: "linear-label-noise",
+    replicas: 2,
+    steps: 120,
+    every: 10,
+    params: { m: 9, d: 5, n: 8, n_test: 6, frame_every: 2, lr: [0.02, 0.01] },
+  }),
+};
+
+async function collect(session: KernelSession, targets: number[]): Promise<AdvanceResult> {
+  const all: AdvanceResult = { snapshots: [], events: [], frames: [] };
+  for (const target of targets) {
+    const r = await session.advance(target);
+    all.snapshots.push(...r.snapshots);
+    all.events.push(...r.events);
+    all.frames.push(...r.frames);
+  }
+  return all;
+}
+
+/** Everything but wall times, with float arrays as bit patterns so NaN compares equal. */
+function comparable(r: AdvanceResult) {
+  const bits = (a: Float32Array) => Array.from(new Uint32Array(a.buffer, a.byteOffset, a.length));
+  return {
+    snapshots: r.snapshots.map((s) => ({
+      step: s.step,
+      metrics: Object.fromEntries(Object.entries(s.metrics).map(([k, v]) => [k, bits(v)])),
+    })),
+    events: r.events,
+    frames: r.frames.map((f) => ({ ...f, values: bits(f.values) })),
+  };
+}
+
+/** A state as the checkpoint file stores it: msgpack and back. */
+function roundTrip(state: SessionState): SessionState {
+  return decodeRecord<SessionState>(encodeRecord(state));
+}
+
+/**
+ * The session's state; a session that cannot export (WebGPU) gets a replay state, as the
+ * driver writes for it.
+ */
+async function stateOf(session: KernelSession, spec: RunSpec): Promise<SessionState> {
+  return (await session.exportState?.()) ?? replayState(spec, session, 0);
+}
+
+async function checkResume(spec: RunSpec, k: number): Promise<SessionState> {
+  const N = spec.steps;
+  const targets = [k, ...[Math.floor((k + N) / 2), N].filter((t) => t > k)];
+  const straight = await openSession(spec);
+  const want = await collect(straight, targets);
+  await straight.dispose();
+
+  const first = await openSession(spec);
+  const head = await collect(first, [k]);
+  const state = await stateOf(first, spec);
+  assert.equal(state.step, k);
+  await first.dispose();
+  const resumed = await openSession(spec, roundTrip(state));
+  assert.equal(resumed.step, k);
+  const tail = await collect(resumed, targets.slice(1));
+  await resumed.dispose();
+  const got: AdvanceResult = {
+    snapshots: [...head.snapshots, ...tail.snapshots],
+    events: [...head.events, ...tail.events],
+    frames: [...head.frames, ...tail.frames],
+  };
+  assert.deepEqual(comparable(got), comparable(want), `${spec.experiment} on ${spec.backend}`);
+  return state;
+}
+
+const BACKENDS: BackendName[] = ["reference", "wasm"];
+
+for (const [experiment, base] of Object.entries(CHECKPOINT_SPECS)) {
+  for (const backend of BACKENDS) {
+    Deno.test(`${experiment} on ${backend} continues bit-identically from a checkpoint`, async () => {
+      const spec = { ...base, backend };
+      const state = await checkResume(spec, Math.round(spec.steps * 0.4));
+      assert.ok(!state.replay, "the session exported its arrays, not a replay state");
+      // A checkpoint not on a snapshot step, one late (after the P/Q anneals, the pegr
+      // switch-off, the schedule's milestone), and one at the very end.
+      await checkResume(spec, Math.round(spec.steps * 0.4) + 3);
+      const late = await checkResume(spec, Math.round(spec.steps * 0.8));
+      if (late.arrays.has_pattern) {
+        assert.ok(late.arrays.has_pattern.some((x) => x), "an anneal happened before");
+      }
+      await checkResume(spec, spec.steps);
+    });
+  }
+}
+
+// WebGPU sessions checkpoint as replay states (docs/checkpoints.md): reopened, they recompute
+// to the checkpoint's step on the device. Short runs: the software adapter is slow.
+for (const experiment of ["shape-matters", "pegr"]) {
+  Deno.test(`${experiment} on webgpu continues bit-identically from a replay checkpoint`, async () => {
+    await getGpu(); // fails with instructions when there is no adapter
+    const base = CHECKPOINT_SPECS[experiment];
+    const spec = { ...base, backend: "webgpu" as const, steps: 40 };
+    const state = await checkResume(spec, 23);
+    assert.ok(state.replay);
+  });
+}
+
+Deno.test("a wasm checkpoint opened on the reference continues within float32 rounding", async () => {
+  const base = CHECKPOINT_SPECS["shape-matters"];
+  const spec = { ...base, backend: "wasm" as const, params: { ...base.params, lr: 0.01 } };
+  const wasm = await openSession(spec);
+  await wasm.advance(60);
+  const state = roundTrip((await wasm.exportState!())!);
+  const tail = await collect(wasm, [spec.steps]);
+  await wasm.dispose();
+  const ref = await openSession({ ...spec, backend: "reference" }, state);
+  const refTail = await collect(ref, [spec.steps]);
+  assert.deepEqual(refTail.snapshots.map((s) => s.step), tail.snapshots.map((s) => s.step));
+  tail.snapshots.forEach((s, i) => {
+    for (const [name, values] of Object.entries(s.metrics)) {
+      values.forEach((v, r) => {
+        const w = refTail.snapshots[i].metrics[name][r];
+        assert.ok(
+          Math.abs(v - w) <= 1e-4 * Math.max(1, Math.abs(w)),
+          `${name}[${r}]: ${v} vs ${w}`,
+        );
+      });
+    }
+  });
+});
+
+Deno.test("a checkpoint of another experiment or beyond the run is refused", async () => {
+  const spec = { ...CHECKPOINT_SPECS.pegr, backend: "wasm" as const };
+  const s = await openSession(spec);
+  await s.advance(20);
+  const state = (await s.exportState!())!;
+  await s.dispose();
+  await assert.rejects(
+    openSession({ ...CHECKPOINT_SPECS["shape-matters"], backend: "wasm" }, state),
+    /checkpoint: experiment pegr does not match the run's shape-matters/,
+  );
+  await assert.rejects(
+    openSession({ ...spec, steps: 10 }, state),
+    /checkpoint: step 20 is outside 0\.\.10/,
+  );
+});
