@@ -136,6 +136,7 @@ async function driveLocal(
     step: result.step,
     metrics: recorder.latest?.metrics ?? {},
     steps_per_second: result.stepsPerSecond,
+    sweep: header.sweep,
   });
   if (log) writeErr(`run log: ${log.path}\n`);
   if (result.status === "interrupted") writeErr(`resume with: deno task lab resume ${log!.path}\n`);
