@@ -262,9 +262,13 @@ Deno.test({
 
       // Comparing runs: algo on a categorical axis; GD's points are its own replicas.
       await page.goto(`${base}/?runs=${sweep},${gd}&sweep=test_error&sweep_x=algo`);
+      // Both runs fully loaded (every snapshot), not just the view drawn from what came first.
       await page.waitForFunction(
-        () => (globalThis as Lab).__lab?.sweep()?.xAxis === "category",
-        null,
+        (n) =>
+          (globalThis as Lab).__lab?.sweep()?.xAxis === "category" &&
+          (globalThis as Lab).__lab.runs().filter((r: { rows: number }) => r.rows === n)
+              .length === 2,
+        STEPS / EVERY + 1,
         { timeout: 60_000 },
       );
       const byAlgo = await lab(page, (l) => l.sweep());
