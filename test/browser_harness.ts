@@ -5,6 +5,8 @@
  */
 const root = new URL("..", import.meta.url).pathname;
 
+import type { Page } from "playwright-core";
+
 export const CHROMIUM = "/usr/bin/chromium";
 export const CHROMIUM_ARGS = [
   "--headless",
@@ -46,3 +48,11 @@ export async function requireDashboardPrerequisites(): Promise<void> {
     }
   }
 }
+
+/** The dashboard's debug hook (client/dashboard/main.ts, globalThis.__lab), untyped here. */
+// deno-lint-ignore no-explicit-any
+export type Lab = any;
+
+/** Runs `fn` in the page against the dashboard's debug hook and returns its result. */
+export const lab = <T>(page: Page, fn: (l: Lab) => T) =>
+  page.evaluate(`(${fn.toString()})(globalThis.__lab)`) as Promise<Awaited<T>>;

@@ -12,16 +12,17 @@
 import assert from "node:assert/strict";
 import { chromium, type Page } from "playwright-core";
 import { startLab } from "../server/api/server.ts";
-import { CHROMIUM, CHROMIUM_ARGS, requireDashboardPrerequisites } from "./browser_harness.ts";
+import {
+  CHROMIUM,
+  CHROMIUM_ARGS,
+  type Lab,
+  lab,
+  requireDashboardPrerequisites,
+} from "./browser_harness.ts";
 
 const root = new URL("..", import.meta.url).pathname;
 const METRICS = ["test_error", "train_loss", "support_size", "v_norm"];
 const STEPS = 20000, EVERY = 1000, REPLICAS = 4, SMOOTHING = 0.6;
-
-// deno-lint-ignore no-explicit-any
-type Lab = any;
-const lab = <T>(page: Page, fn: (l: Lab) => T) =>
-  page.evaluate(`(${fn.toString()})(globalThis.__lab)`) as Promise<Awaited<T>>;
 
 /** Pixels of a canvas, counted by exact colour (hex #rrggbb, opaque), and all opaque ones. */
 function canvasColours(page: Page, selector: string, colours: string[]) {

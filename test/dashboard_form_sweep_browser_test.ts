@@ -6,18 +6,13 @@
  * Needs `deno task build` first and `apt-get install chromium`.
  */
 import assert from "node:assert/strict";
-import { chromium, type Page } from "playwright-core";
+import { chromium } from "playwright-core";
 import { startLab } from "../server/api/server.ts";
-import { CHROMIUM_ARGS, requireDashboardPrerequisites } from "./browser_harness.ts";
+import { CHROMIUM_ARGS, type Lab, lab, requireDashboardPrerequisites } from "./browser_harness.ts";
 import { close, finalValues, mean, waitFinished } from "./sweep_checks.ts";
 
 const DELTAS = [0.25, 0.5, 1, 2], SEEDS = 3;
 const STEPS = 2000, EVERY = 100;
-
-// deno-lint-ignore no-explicit-any
-type Lab = any;
-const lab = <T>(page: Page, fn: (l: Lab) => T) =>
-  page.evaluate(`(${fn.toString()})(globalThis.__lab)`) as Promise<Awaited<T>>;
 
 Deno.test({
   name: "dashboard form: a list and seeds start one sweep run, drawn per setting, sweep view = CSV",

@@ -12,19 +12,14 @@
  * Needs `deno task build` first and `apt-get install chromium`.
  */
 import assert from "node:assert/strict";
-import { chromium, type Page } from "playwright-core";
+import { chromium } from "playwright-core";
 import { startLab } from "../server/api/server.ts";
-import { CHROMIUM_ARGS, requireDashboardPrerequisites } from "./browser_harness.ts";
+import { CHROMIUM_ARGS, type Lab, lab, requireDashboardPrerequisites } from "./browser_harness.ts";
 import { close, finalValues, mean, post, waitFinished } from "./sweep_checks.ts";
 
 const root = new URL("..", import.meta.url).pathname;
 const DELTAS = [0.5, 2], LRS = [0.005, 0.02], SEEDS = 2;
 const STEPS = 3000, EVERY = 100;
-
-// deno-lint-ignore no-explicit-any
-type Lab = any;
-const lab = <T>(page: Page, fn: (l: Lab) => T) =>
-  page.evaluate(`(${fn.toString()})(globalThis.__lab)`) as Promise<Awaited<T>>;
 
 /** Replica order of the grid: δ outermost, then lr, then seed. */
 const grid = DELTAS.flatMap((d) =>
