@@ -67,9 +67,10 @@ Deno.test({
       const seedsOf = (k: number) => Array.from({ length: SEEDS }, (_, s) => k * SEEDS + s);
 
       // Four lines, each the mean and min–max of its own three seeds.
+      // Wait for the chart itself to hold the last step (it redraws after the stream's rows).
       await page.waitForFunction(
-        (n) => (globalThis as Lab).__lab?.runs().some((r: { rows: number }) => r.rows === n),
-        STEPS / EVERY + 1,
+        (last) => (globalThis as Lab).__lab?.chart("test_error")?.data?.[0]?.at(-1) === last,
+        STEPS,
         { timeout: 60_000 },
       );
       const chart = await lab(page, (l) => l.chart("test_error"));

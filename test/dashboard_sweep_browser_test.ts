@@ -98,6 +98,12 @@ Deno.test({
 
       // One line per setting: mean and band over that setting's 2 seeds only.
       const finals = await finalValues(base, sweep, "test_error");
+      // The chart redraws after the stream's rows arrive: wait until it holds the last step.
+      await page.waitForFunction(
+        (last) => (globalThis as Lab).__lab?.chart("test_error")?.data?.[0]?.at(-1) === last,
+        STEPS,
+        { timeout: 60_000 },
+      );
       const chart = await lab(page, (l) => l.chart("test_error"));
       const lines = [...new Set(chart.series.map((s: { line: number }) => s.line))];
       assert.equal(lines.length, DELTAS.length * LRS.length, "4 settings, 4 lines");
