@@ -3,8 +3,10 @@
  * run advanced straight to N gives the same snapshots (every metric, bit for bit), events
  * and frames as a run advanced to k, exported, opened from that state in a fresh session
  * (through a msgpack round trip, as the checkpoint file stores it) and advanced to N with
- * the same targets. Also: a wasm checkpoint opened on the reference continues within the
- * parity tolerance, and a state of another spec is refused.
+ * the same targets. The P/Q runs also resume just before, at and just after each of their
+ * loss-triggered anneals, stops, race crossings and floor notes. Also: a wasm checkpoint
+ * opened on the reference continues within the parity tolerance (P/Q: with the same events),
+ * and a state of another spec is refused.
  */
 import assert from "node:assert/strict";
 import { ensureWasm } from "../server/build_wasm.ts";
@@ -13,6 +15,7 @@ import type {
   AdvanceResult,
   BackendName,
   KernelSession,
+  RunEvent,
   RunSpec,
   SessionState,
 } from "../server/experiments/types.ts";
@@ -40,19 +43,41 @@ export const CHECKPOINT_SPECS: Record<string, Omit<RunSpec, "backend">> = {
     every: 10,
     params: { algo: "pegr", d: 20, n: 6, m: 3, n_test: 20, pegr_off: 45 },
   }),
+  // The theory's stopping rule: loss-triggered anneals at steps 1 and 2, replica 0 stops at
+  // 81, the P-only loss crosses race_loss at the first snapshot.
   "large-lr": validateRunSpec({
     experiment: "large-lr",
     replicas: 2,
-    steps: 80,
+    steps: 120,
     every: 10,
-    params: { d: 10, m: 6, n_test: 20, anneal_step: 50 },
+    params: {
+      d: 10,
+      m: 6,
+      n_test: 20,
+      stop: "loss",
+      epsilon1: 0.2,
+      eta2: 4,
+      race_loss: 0.6,
+    },
   }),
+  // Loss-triggered anneals at 20 and 80 (checked every 10 steps), replica 0 stops at 220, P
+  // race crossings at 20 and 60.
   "label-noise-anneal": validateRunSpec({
     experiment: "label-noise-anneal",
     replicas: 2,
-    steps: 80,
-    every: 10,
-    params: { d: 10, m: 6, n_test: 20, anneal: "loss", epsilon1: 0.6 },
+    steps: 300,
+    every: 20,
+    params: {
+      d: 10,
+      m: 6,
+      n_test: 20,
+      anneal: "loss",
+      epsilon1: 0.2,
+      eta2: 1.5,
+      stop: "loss",
+      anneal_check_every: 10,
+      race_loss: 0.6,
+    },
   }),
   "linear-label-noise": validateRunSpec({
     experiment: "linear-label-noise",
@@ -101,6 +126,7 @@ async function stateOf(session: KernelSession, spec: RunSpec): Promise<SessionSt
 }
 
 async function checkResume(spec: RunSpec, k: number): Promise<SessionState> {
+  const what = `${spec.experiment} on ${spec.backend}, checkpoint at ${k}`;
   const N = spec.steps;
   const targets = [k, ...[Math.floor((k + N) / 2), N].filter((t) => t > k)];
   const straight = await openSession(spec);
@@ -121,11 +147,21 @@ async function checkResume(spec: RunSpec, k: number): Promise<SessionState> {
     events: [...head.events, ...tail.events],
     frames: [...head.frames, ...tail.frames],
   };
-  assert.deepEqual(comparable(got), comparable(want), `${spec.experiment} on ${spec.backend}`);
+  assert.deepEqual(comparable(got), comparable(want), what);
   return state;
 }
 
 const BACKENDS: BackendName[] = ["reference", "wasm"];
+
+const LOSS_ANNEAL = {
+  what: "a loss-triggered anneal",
+  seen: (e: RunEvent) =>
+    e.type === "phase_change" && e.phase === "anneal" && e.replica !== undefined,
+};
+const STOP = {
+  what: "a stop",
+  seen: (e: RunEvent) => e.type === "phase_change" && e.phase === "stop",
+};
 
 for (const [experiment, base] of Object.entries(CHECKPOINT_SPECS)) {
   for (const backend of BACKENDS) {
@@ -145,6 +181,82 @@ for (const [experiment, base] of Object.entries(CHECKPOINT_SPECS)) {
   }
 }
 
+/**
+ * P/Q runs whose state changes mid-run in ways the weights alone do not carry: the anneal
+ * (lr, stored pattern, values at the anneal), the stop (frozen replica, values at the stop),
+ * the race watch's first crossings and the floor watch's note. Each must happen in the
+ * straight run; checkpoints go just before, at and just after each of their steps.
+ */
+const PQ_EVENT_RUNS: {
+  name: string;
+  spec: Omit<RunSpec, "backend">;
+  expect: { what: string; seen: (e: RunEvent) => boolean }[];
+  race: boolean;
+}[] = [
+  {
+    name: "large-lr with the stopping rule",
+    spec: CHECKPOINT_SPECS["large-lr"],
+    expect: [LOSS_ANNEAL, STOP],
+    race: true,
+  },
+  {
+    name: "label-noise-anneal with the stopping rule",
+    spec: CHECKPOINT_SPECS["label-noise-anneal"],
+    expect: [LOSS_ANNEAL, STOP],
+    race: true,
+  },
+  {
+    // λ at the default lambda_scale holds the loss above the anneal threshold at d = 10: the
+    // floor note at 140. Noise pairs: replica 1 repeats replica 0 without the gradient noise.
+    name: "large-lr with the weight-decay floor note",
+    spec: validateRunSpec({
+      experiment: "large-lr",
+      replicas: 2,
+      steps: 160,
+      every: 10,
+      params: { d: 10, m: 6, n_test: 20, stop: "loss", noise_pairs: "on" },
+    }),
+    expect: [{
+      what: "the floor note",
+      seen: (e) => e.type === "note" && /settled at/.test(e.detail ?? ""),
+    }],
+    race: false,
+  },
+];
+
+/** Snapshot steps at which a block's loss first crossed race_loss, from the last snapshot. */
+function raceCrossings(r: AdvanceResult): number[] {
+  const last = r.snapshots.at(-1)!;
+  return ["race_p_step", "race_q_step"].flatMap((m) => Array.from(last.metrics[m]))
+    .filter((s) => s >= 0);
+}
+
+for (const run of PQ_EVENT_RUNS) {
+  for (const backend of BACKENDS) {
+    Deno.test(`${run.name} on ${backend} continues bit-identically across its events`, async () => {
+      const spec = { ...run.spec, backend };
+      const session = await openSession(spec);
+      const straight = await session.advance(spec.steps);
+      await session.dispose();
+      const steps = new Set<number>();
+      for (const { what, seen } of run.expect) {
+        const hits = straight.events.filter(seen);
+        assert.ok(hits.length > 0, `${run.name} on ${backend}: ${what} did not happen`);
+        hits.forEach((e) => steps.add(e.step));
+      }
+      if (run.race) {
+        const crossings = raceCrossings(straight);
+        assert.ok(crossings.some((s) => s > 0), `${run.name} on ${backend}: no race crossing`);
+        crossings.forEach((s) => steps.add(s));
+      }
+      const checkpoints = new Set(
+        [...steps].flatMap((s) => [s - 1, s, s + 1]).filter((k) => k > 0 && k < spec.steps),
+      );
+      for (const k of [...checkpoints].sort((a, b) => a - b)) await checkResume(spec, k);
+    });
+  }
+}
+
 // WebGPU sessions checkpoint as replay states (docs/checkpoints.md): reopened, they recompute
 // to the checkpoint's step on the device. Short runs: the software adapter is slow.
 for (const experiment of ["shape-matters", "pegr"]) {
@@ -157,29 +269,42 @@ for (const experiment of ["shape-matters", "pegr"]) {
   });
 }
 
-Deno.test("a wasm checkpoint opened on the reference continues within float32 rounding", async () => {
-  const base = CHECKPOINT_SPECS["shape-matters"];
-  const spec = { ...base, backend: "wasm" as const, params: { ...base.params, lr: 0.01 } };
-  const wasm = await openSession(spec);
-  await wasm.advance(60);
-  const state = roundTrip((await wasm.exportState!())!);
-  const tail = await collect(wasm, [spec.steps]);
-  await wasm.dispose();
-  const ref = await openSession({ ...spec, backend: "reference" }, state);
-  const refTail = await collect(ref, [spec.steps]);
-  assert.deepEqual(refTail.snapshots.map((s) => s.step), tail.snapshots.map((s) => s.step));
-  tail.snapshots.forEach((s, i) => {
-    for (const [name, values] of Object.entries(s.metrics)) {
-      values.forEach((v, r) => {
-        const w = refTail.snapshots[i].metrics[name][r];
-        assert.ok(
-          Math.abs(v - w) <= 1e-4 * Math.max(1, Math.abs(w)),
-          `${name}[${r}]: ${v} vs ${w}`,
-        );
-      });
-    }
+// The P/Q checkpoints are taken after the anneals and before a stop, so that the reference
+// carries the wasm phases and watches on and takes the stop itself.
+const CROSS_BACKEND: { experiment: string; at: number; params?: RunSpec["params"] }[] = [
+  { experiment: "shape-matters", at: 60, params: { lr: 0.01 } },
+  { experiment: "large-lr", at: 40 },
+  { experiment: "label-noise-anneal", at: 100 },
+];
+
+for (const { experiment, at, params } of CROSS_BACKEND) {
+  Deno.test(`a wasm ${experiment} checkpoint opened on the reference continues within float32 rounding`, async () => {
+    const base = CHECKPOINT_SPECS[experiment];
+    const spec = { ...base, backend: "wasm" as const, params: { ...base.params, ...params } };
+    const wasm = await openSession(spec);
+    await wasm.advance(at);
+    const state = roundTrip((await wasm.exportState!())!);
+    const tail = await collect(wasm, [spec.steps]);
+    await wasm.dispose();
+    const ref = await openSession({ ...spec, backend: "reference" }, state);
+    const refTail = await collect(ref, [spec.steps]);
+    const kinds = (r: AdvanceResult) =>
+      r.events.map((e) => `${e.step} ${e.type} ${"phase" in e ? e.phase : ""}`);
+    assert.deepEqual(kinds(refTail), kinds(tail));
+    assert.deepEqual(refTail.snapshots.map((s) => s.step), tail.snapshots.map((s) => s.step));
+    tail.snapshots.forEach((s, i) => {
+      for (const [name, values] of Object.entries(s.metrics)) {
+        values.forEach((v, r) => {
+          const w = refTail.snapshots[i].metrics[name][r];
+          assert.ok(
+            Object.is(v, w) || Math.abs(v - w) <= 1e-4 * Math.max(1, Math.abs(w)),
+            `step ${s.step}, ${name}[${r}]: ${v} vs ${w}`,
+          );
+        });
+      }
+    });
   });
-});
+}
 
 Deno.test("a checkpoint of another experiment or beyond the run is refused", async () => {
   const spec = { ...CHECKPOINT_SPECS.pegr, backend: "wasm" as const };

@@ -336,8 +336,8 @@ function referenceSession(
     spec,
     // Checkpoints: server/experiments/pq_state.ts.
     state,
-    save: () => savePQReplicas(states, prep.shape),
-    load: (st) => loadPQReplicas(st, states, prep.shape),
+    save: () => savePQReplicas(states, prep.shape, { race }),
+    load: (st) => loadPQReplicas(st, states, prep.shape, { race }),
     metricNames: LABEL_NOISE_METRICS.map((m) => m.name),
     stepReplica: (k, t) => {
       const { probe, events } = labelNoiseStep(prep, states[k], k, t);

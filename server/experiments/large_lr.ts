@@ -413,8 +413,8 @@ function referenceSession(
     spec,
     // Checkpoints: server/experiments/pq_state.ts.
     state,
-    save: () => savePQReplicas(states, prep.shape),
-    load: (st) => loadPQReplicas(st, states, prep.shape),
+    save: () => savePQReplicas(states, prep.shape, { race, floor: watch }),
+    load: (st) => loadPQReplicas(st, states, prep.shape, { race, floor: watch }),
     metricNames: LARGE_LR_METRICS.map((m) => m.name),
     stepReplica: (k, t) => {
       const { loss, events } = largeLrStep(prep, states[k], k, t);

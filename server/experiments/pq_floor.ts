@@ -108,4 +108,38 @@ export class FloorWatch {
         } cannot fire (lower lambda_scale or raise ε1)`,
     };
   }
+
+  /**
+   * The tracks, for checkpoints: `tracks` [R × 4] (phase: 0 none, 1 anneal, 2 stop; start;
+   * warned; number of points) and `points` [Σ points × 2] (step, loss), replica by replica.
+   */
+  save(): { tracks: Float64Array; points: Float64Array } {
+    const tracks = new Float64Array(4 * this.run.replicas);
+    const points: number[] = [];
+    this.tracks.forEach((t, r) => {
+      if (!t) return;
+      tracks.set([t.phase === "anneal" ? 1 : 2, t.start, t.warned ? 1 : 0, t.points.length], 4 * r);
+      for (const p of t.points) points.push(p.step, p.loss);
+    });
+    return { tracks, points: Float64Array.from(points) };
+  }
+
+  /** Sets the tracks from save()'s layout. */
+  load(tracks: ArrayLike<number>, points: ArrayLike<number>): void {
+    let at = 0;
+    this.tracks = this.tracks.map((_, r) => {
+      const [code, start, warned, count] = Array.from({ length: 4 }, (_, i) => tracks[4 * r + i]);
+      if (code === 0) return null;
+      const track: PhaseTrack = {
+        phase: code === 1 ? "anneal" : "stop",
+        start,
+        points: [],
+        warned: warned === 1,
+      };
+      for (let i = 0; i < count; i++, at += 2) {
+        track.points.push({ step: points[at], loss: points[at + 1] });
+      }
+      return track;
+    });
+  }
 }

@@ -97,4 +97,19 @@ export class RaceWatch {
       values[`race_${b}_eta_time`] = first.eta;
     });
   }
+
+  /** The first crossings, [R × 4]: P step, P η-time, Q step, Q η-time (−1: not yet). */
+  save(): Float64Array {
+    return Float64Array.from(this.first.flat().flatMap((c) => [c.step, c.eta]));
+  }
+
+  /** Sets the first crossings from save()'s layout (a checkpoint's `race` array). */
+  load(saved: ArrayLike<number>): void {
+    this.first.forEach((blocks, r) =>
+      blocks.forEach((c, i) => {
+        c.step = saved[4 * r + 2 * i];
+        c.eta = saved[4 * r + 2 * i + 1];
+      })
+    );
+  }
 }

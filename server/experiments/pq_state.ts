@@ -3,24 +3,95 @@
  * SessionState arrays (docs/checkpoints.md) and how the float64 reference replicas and the
  * wasm kernel's memory map onto them. Kept apart from the model code so that both can change
  * independently.
- *   W, V         [R × half × d]   the two first-layer blocks (the second layer is fixed)
- *   anneal_step  [R]              step of the anneal, −1 before it
- *   lr           [R]              the learning rate of the last update
- *   pattern      [R × n·2·half]   the stored activation pattern (bytes), where has_pattern
- *   has_pattern  [R]              1 once the pattern was taken
+ *   W, V                 [R × half × d]   the two first-layer blocks (the second layer is fixed)
+ *   anneal_step          [R]              step of the anneal, −1 before it
+ *   stop_step            [R]              step of the stop (stopping rule), −1 before it
+ *   lr                   [R]              the learning rate of the last update
+ *   pattern              [R × n·2·half]   the stored activation pattern (bytes), where has_pattern
+ *   has_pattern          [R]              1 once the pattern was taken
+ *   at_anneal, at_stop   [R × K]          PHASE_KEYS' values at the anneal / stop (NaN before)
+ *   race                 [R × 4]          RaceWatch's first crossings (pq_race.ts)
+ *   floor_tracks         [R × 4]          FloorWatch's tracks (pq_floor.ts; large-lr only)
+ *   floor_points         [Σ × 2]          their (step, loss) points
+ * The wasm kernel adds what only its memory holds: anneal_loss and stop_loss [R] (the loss
+ * its anneal and stop events quote) and anneal_W, anneal_V [R × half × d] (its copy of the
+ * weights at the anneal, from which the host evaluates at_anneal). Restored elsewhere they
+ * are not needed: the events and values that use them were produced before the checkpoint.
  */
 import type { SessionState, StateArray } from "./types.ts";
 import type { PQReplicaView, PQShape } from "./pq_model.ts";
+import { PHASE_KEYS, type PhaseState } from "./pq_anneal.ts";
+import type { RaceWatch } from "./pq_race.ts";
+import type { FloorWatch } from "./pq_floor.ts";
 import { padRows, stateArray, unpadRows } from "../engine/session_state.ts";
+
+/** The session-level watches of a P/Q run (the floor watch: large-lr only). */
+export interface PQWatches {
+  race: RaceWatch;
+  floor?: FloorWatch;
+}
 
 function patternBytes(shape: PQShape): number {
   return shape.n * 2 * shape.half;
+}
+
+/** Phase steps and values of every replica, and the watches' state. */
+function savePhasesAndWatches(
+  phases: PhaseState[],
+  watches: PQWatches,
+): Record<string, StateArray> {
+  const R = phases.length, K = PHASE_KEYS.length;
+  const stopStep = new Float64Array(R);
+  const atAnneal = new Float64Array(R * K).fill(NaN), atStop = new Float64Array(R * K).fill(NaN);
+  phases.forEach((ph, r) => {
+    stopStep[r] = ph.stoppedAt;
+    PHASE_KEYS.forEach((key, i) => {
+      if (ph.atAnneal) atAnneal[r * K + i] = ph.atAnneal[key];
+      if (ph.atStop) atStop[r * K + i] = ph.atStop[key];
+    });
+  });
+  const arrays: Record<string, StateArray> = {
+    stop_step: stopStep,
+    at_anneal: atAnneal,
+    at_stop: atStop,
+    race: watches.race.save(),
+  };
+  if (watches.floor) {
+    const { tracks, points } = watches.floor.save();
+    arrays.floor_tracks = tracks;
+    arrays.floor_points = points;
+  }
+  return arrays;
+}
+
+/** Sets the phases' stop step and values (not annealedAt: each backend keeps it its way). */
+function loadPhasesAndWatches(state: SessionState, phases: PhaseState[], watches: PQWatches) {
+  const R = phases.length, K = PHASE_KEYS.length;
+  const stopStep = stateArray(state, "stop_step", R);
+  const atAnneal = stateArray(state, "at_anneal", R * K);
+  const atStop = stateArray(state, "at_stop", R * K);
+  const values = (a: StateArray, r: number, present: boolean) =>
+    present ? Object.fromEntries(PHASE_KEYS.map((key, i) => [key, a[r * K + i]])) : null;
+  phases.forEach((ph, r) => {
+    ph.stoppedAt = stopStep[r];
+    // A phase that happened has its values (finite or not); one that did not, none.
+    ph.atAnneal = values(atAnneal, r, ph.annealedAt >= 0);
+    ph.atStop = values(atStop, r, ph.stoppedAt >= 0);
+  });
+  watches.race.load(stateArray(state, "race", 4 * R));
+  if (watches.floor) {
+    const tracks = stateArray(state, "floor_tracks", 4 * R);
+    let points = 0;
+    for (let r = 0; r < R; r++) points += tracks[4 * r + 3];
+    watches.floor.load(tracks, stateArray(state, "floor_points", 2 * points));
+  }
 }
 
 /** The reference replicas' checkpoint arrays. */
 export function savePQReplicas(
   replicas: PQReplicaView[],
   shape: PQShape,
+  watches: PQWatches,
 ): { arrays: Record<string, StateArray> } {
   const R = replicas.length, size = shape.half * shape.d, pb = patternBytes(shape);
   const W = new Float64Array(R * size), V = new Float64Array(R * size);
@@ -37,7 +108,15 @@ export function savePQReplicas(
     }
   });
   return {
-    arrays: { W, V, anneal_step: annealStep, lr, pattern, has_pattern: hasPattern },
+    arrays: {
+      W,
+      V,
+      anneal_step: annealStep,
+      lr,
+      pattern,
+      has_pattern: hasPattern,
+      ...savePhasesAndWatches(replicas, watches),
+    },
   };
 }
 
@@ -46,6 +125,7 @@ export function loadPQReplicas(
   state: SessionState,
   replicas: PQReplicaView[],
   shape: PQShape,
+  watches: PQWatches,
 ): void {
   const R = replicas.length, size = shape.half * shape.d, pb = patternBytes(shape);
   const W = stateArray(state, "W", R * size), V = stateArray(state, "V", R * size);
@@ -59,6 +139,7 @@ export function loadPQReplicas(
     st.lr = lr[r];
     st.pattern = hasPattern[r] ? Uint8Array.from(pattern.subarray(r * pb, r * pb + pb)) : null;
   });
+  loadPhasesAndWatches(state, replicas, watches);
 }
 
 /** The wasm P/Q kernel's memory, as its session sees it (server/engine/wasm/pq_model.ts). */
@@ -70,7 +151,9 @@ export interface PQKernelView {
   /** [R × half × dp] float32 views. */
   W(): Float32Array;
   V(): Float32Array;
-  /** [R × 4] float64: anneal step, lr, divergence step, loss at the anneal. */
+  /** [R × 2 × half × dp] float32: W then V of each replica at its anneal. */
+  atAnneal(): Float32Array;
+  /** [R × 8] float64: the KERNEL_SLOTS, then two unused slots. */
   state(): Float64Array;
   /** [R × n·2·half] bytes. */
   pattern(): Uint8Array;
@@ -78,49 +161,76 @@ export interface PQKernelView {
   hasPattern(r: number): boolean;
 }
 
+/** The kernel's per-replica float64 state row (kernels-as/pq_model.ts, S_*), as array names. */
+const KERNEL_SLOTS = ["anneal_step", "lr", "diverged", "anneal_loss", "stop_step", "stop_loss"];
+const KERNEL_ROW = 8;
+/** Slots that the reference does not keep: NaN when restoring its checkpoint. */
+const KERNEL_ONLY = new Set(["anneal_loss", "stop_loss"]);
+
+/** The anneal-time copy's rows of block b (0: W, 1: V) as [R × half × dp]. */
+function annealBlock(k: PQKernelView, b: number): Float32Array {
+  const { replicas: R, shape, dp } = k;
+  const block = shape.half * dp, all = k.atAnneal(), out = new Float32Array(R * block);
+  for (let r = 0; r < R; r++) {
+    out.set(all.subarray((2 * r + b) * block, (2 * r + b + 1) * block), r * block);
+  }
+  return out;
+}
+
 /** The wasm kernel's checkpoint arrays (divergence steps included). */
-export function exportPQKernel(k: PQKernelView): Record<string, StateArray> {
+export function exportPQKernel(
+  k: PQKernelView,
+  phases: PhaseState[],
+  watches: PQWatches,
+): Record<string, StateArray> {
   const { shape, replicas: R, dp } = k;
   const rows = R * shape.half;
   const st = k.state();
-  const annealStep = new Float64Array(R), lr = new Float64Array(R);
-  const diverged = new Float64Array(R), annealLoss = new Float64Array(R);
-  const hasPattern = new Uint8Array(R);
-  for (let r = 0; r < R; r++) {
-    annealStep[r] = st[4 * r];
-    lr[r] = st[4 * r + 1];
-    diverged[r] = st[4 * r + 2];
-    annealLoss[r] = st[4 * r + 3];
-    hasPattern[r] = k.hasPattern(r) ? 1 : 0;
-  }
+  const arrays: Record<string, StateArray> = {};
+  KERNEL_SLOTS.forEach((name, i) => {
+    arrays[name] = Float64Array.from({ length: R }, (_, r) => st[KERNEL_ROW * r + i]);
+  });
   return {
+    ...savePhasesAndWatches(phases, watches),
+    ...arrays,
     W: unpadRows(k.W(), rows, shape.d, dp),
     V: unpadRows(k.V(), rows, shape.d, dp),
-    anneal_step: annealStep,
-    lr,
+    anneal_W: unpadRows(annealBlock(k, 0), rows, shape.d, dp),
+    anneal_V: unpadRows(annealBlock(k, 1), rows, shape.d, dp),
     pattern: k.pattern().slice(),
-    has_pattern: hasPattern,
-    diverged,
-    anneal_loss: annealLoss,
+    has_pattern: Uint8Array.from({ length: R }, (_, r) => k.hasPattern(r) ? 1 : 0),
   };
 }
 
-/** Sets the wasm kernel's memory from a checkpoint (of any backend). */
-export function restorePQKernel(k: PQKernelView, state: SessionState): void {
+/**
+ * Sets the wasm kernel's memory and the session's phases and watches from a checkpoint (of
+ * any backend). The phases mark the anneals and stops up to the checkpoint as reported.
+ */
+export function restorePQKernel(
+  k: PQKernelView,
+  state: SessionState,
+  phases: PhaseState[],
+  watches: PQWatches,
+): void {
   const { shape, replicas: R, dp } = k;
-  const rows = R * shape.half;
-  padRows(k.W(), stateArray(state, "W", rows * shape.d), rows, shape.d, dp);
-  padRows(k.V(), stateArray(state, "V", rows * shape.d), rows, shape.d, dp);
-  const annealStep = stateArray(state, "anneal_step", R), lr = stateArray(state, "lr", R);
-  const diverged = stateArray(state, "diverged", R);
-  // The reference does not keep the loss at the anneal: the event that needs it is written.
-  const annealLoss = state.arrays.anneal_loss;
-  const st = k.state();
-  for (let r = 0; r < R; r++) {
-    st[4 * r] = annealStep[r];
-    st[4 * r + 1] = lr[r];
-    st[4 * r + 2] = diverged[r];
-    st[4 * r + 3] = annealLoss?.length === R ? annealLoss[r] : NaN;
+  const rows = R * shape.half, size = rows * shape.d;
+  padRows(k.W(), stateArray(state, "W", size), rows, shape.d, dp);
+  padRows(k.V(), stateArray(state, "V", size), rows, shape.d, dp);
+  if (state.arrays.anneal_W) {
+    const W = stateArray(state, "anneal_W", size), V = stateArray(state, "anneal_V", size);
+    const all = k.atAnneal(), block = shape.half * dp, src = shape.half * shape.d;
+    for (let r = 0; r < R; r++) {
+      const at = (b: number) => all.subarray((2 * r + b) * block, (2 * r + b + 1) * block);
+      padRows(at(0), W.subarray(r * src, (r + 1) * src), shape.half, shape.d, dp);
+      padRows(at(1), V.subarray(r * src, (r + 1) * src), shape.half, shape.d, dp);
+    }
   }
+  const st = k.state();
+  KERNEL_SLOTS.forEach((name, i) => {
+    const a = KERNEL_ONLY.has(name) && !state.arrays[name] ? null : stateArray(state, name, R);
+    for (let r = 0; r < R; r++) st[KERNEL_ROW * r + i] = a ? a[r] : NaN;
+  });
   k.pattern().set(stateArray(state, "pattern", R * patternBytes(shape)));
+  phases.forEach((ph, r) => ph.annealedAt = st[KERNEL_ROW * r]);
+  loadPhasesAndWatches(state, phases, watches);
 }

@@ -264,6 +264,7 @@ function openPQSession(
   }
 
   const clock = new StepClock(spec.steps);
+  const watches = { race: run.race, floor: run.floorWatch };
   // Checkpoints: server/experiments/pq_state.ts.
   const kernelView: PQKernelView = {
     shape,
@@ -271,19 +272,17 @@ function openPQSession(
     dp,
     W: () => f32(kernel().wPtr(), R * half * dp),
     V: () => f32(kernel().vPtr(), R * half * dp),
+    atAnneal: () => f32(kernel().atAnnealPtr(), R * 2 * half * dp),
     state,
     pattern: () => new Uint8Array(kernel().memory.buffer, kernel().patternPtr(), R * patternBytes),
     hasPattern: (r) => patternOf(r, clock.step) !== null,
   };
   if (checkpoint) {
     checkSessionState(checkpoint, spec);
-    restorePQKernel(kernelView, checkpoint);
-    // Anneals and divergences up to a checkpoint were reported before it was written.
+    restorePQKernel(kernelView, checkpoint, phases, watches);
+    // Divergences up to a checkpoint were reported before it was written.
     const st = state();
-    for (let r = 0; r < R; r++) {
-      phases[r].annealedAt = st[8 * r];
-      reportedDiverged[r] = st[8 * r + 2] >= 0 ? 1 : 0;
-    }
+    for (let r = 0; r < R; r++) reportedDiverged[r] = st[8 * r + 2] >= 0 ? 1 : 0;
     clock.restore(checkpoint.step, checkpoint.wallMs);
   }
 
@@ -315,7 +314,13 @@ function openPQSession(
     },
     exportState() {
       return settled(() =>
-        newSessionState(spec, "wasm", clock.step, clock.elapsedMs, exportPQKernel(kernelView))
+        newSessionState(
+          spec,
+          "wasm",
+          clock.step,
+          clock.elapsedMs,
+          exportPQKernel(kernelView, phases, watches),
+        )
       );
     },
     dispose() {
