@@ -120,10 +120,13 @@ export async function driveRun(
       }
       const now = Date.now();
       const records: Unsequenced<BodyRecord>[] = [];
-      const events: RunEvent[] = [...result.events];
+      // Planned events first, then a stable sort by step: at a step that has both, the planned
+      // one always comes first, however the run was split into calls (and after a resume).
+      const events: RunEvent[] = [];
       while (plannedIndex < planned.length && planned[plannedIndex].step <= session.step) {
         events.push(planned[plannedIndex++]);
       }
+      events.push(...result.events);
       events.sort((a, b) => a.step - b.step);
       for (const e of events) if (e.type === "replica_diverged") diverged.add(e.replica);
       // Interleave by step: an event at step s precedes the snapshot at step s.
