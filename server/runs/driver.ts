@@ -47,8 +47,8 @@ export async function driveRun(
   const diverged = new Set<number>();
   let rate = 0; // steps per second, measured
   const started = performance.now();
-  recorder.setStatus("running");
   try {
+    recorder.setStatus("running");
     do {
       if (options.signal?.aborted) {
         recorder.setStatus("stopped");
@@ -125,7 +125,8 @@ export async function driveRun(
     };
   } catch (e) {
     const error = e instanceof Error ? e.message : String(e);
-    recorder.setStatus("failed", error);
+    // After a write error the recorder has already ended the run `failed` and ignores this.
+    if (!recorder.writeFailed) recorder.setStatus("failed", error);
     return {
       status: "failed",
       step: session.step,
