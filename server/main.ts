@@ -3,6 +3,8 @@
  *   --port=8420 --host=127.0.0.1 --data=./data --token=… (or LAB_TOKEN)
  *   --max-concurrent=N | BACKEND:N,…   runs computing at once per backend
  *   --max-run-mb=N                      largest estimated device memory of one run
+ *   --max-run-disk-mb=N                 largest projected log size of one run (docs/storage.md)
+ *   --max-queued=N                      runs waiting at once; more get 429 + Retry-After
  * Listening on a non-loopback address without a token is refused: anyone who can reach the
  * port could otherwise start runs on this machine.
  */
@@ -14,7 +16,8 @@ import { formatBytes } from "./runs/manager.ts";
 
 const USAGE =
   `usage: deno task serve [--port=8420] [--host=127.0.0.1] [--data=./data] [--token=TOKEN]
-       [--max-concurrent=N | BACKEND:N,...] [--max-run-mb=N]
+       [--max-concurrent=N | BACKEND:N,...] [--max-run-mb=N] [--max-run-disk-mb=N]
+       [--max-queued=N]
   The token may also come from the LAB_TOKEN environment variable; it is required when
   --host is not a loopback address.`;
 
@@ -59,7 +62,17 @@ async function main(argv: string[]): Promise<number> {
     console.log(USAGE);
     return positional.length ? 2 : 0;
   }
-  const known = new Set(["port", "host", "data", "token", "max-concurrent", "max-run-mb", "help"]);
+  const known = new Set([
+    "port",
+    "host",
+    "data",
+    "token",
+    "max-concurrent",
+    "max-run-mb",
+    "max-run-disk-mb",
+    "max-queued",
+    "help",
+  ]);
   for (const k of flags.keys()) {
     if (!known.has(k)) throw new UsageError(`unknown option --${k}\n${USAGE}`);
   }
@@ -77,6 +90,8 @@ async function main(argv: string[]): Promise<number> {
   }
   const concurrency = flags.get("max-concurrent");
   const maxRunMb = intFlag(flags, "max-run-mb", 1, 1 << 30);
+  const maxDiskMb = intFlag(flags, "max-run-disk-mb", 1, 1 << 30);
+  const maxQueued = intFlag(flags, "max-queued", 0, 1 << 20);
 
   const lab = await startLab({
     port,
@@ -85,6 +100,8 @@ async function main(argv: string[]): Promise<number> {
     dataDir: data,
     maxConcurrent: typeof concurrency === "string" ? parseConcurrency(concurrency) : undefined,
     memoryLimitBytes: maxRunMb ? maxRunMb * 2 ** 20 : undefined,
+    diskLimitBytes: maxDiskMb ? maxDiskMb * 2 ** 20 : undefined,
+    maxQueued,
   });
   console.log(`lab listening on ${lab.url} (data: ${data}, auth: ${token ? "token" : "none"})`);
   const report = await backendReport();
@@ -92,7 +109,11 @@ async function main(argv: string[]): Promise<number> {
     .map(([n, p]) => `${n}: ${p.available ? p.adapter : `unavailable (${p.reason ?? "?"})`}`)
     .join("; ");
   console.log(`backends: ${list}; auto → ${report.default_backend}`);
-  console.log(`run memory limit: ${formatBytes(lab.manager.memoryLimitBytes)}`);
+  console.log(
+    `run limits: ${formatBytes(lab.manager.memoryLimitBytes)} device memory, ${
+      formatBytes(lab.manager.diskLimitBytes)
+    } of log, ${lab.manager.maxQueued} queued`,
+  );
 
   const { promise: stopped, resolve } = Promise.withResolvers<void>();
   const onSignal = () => resolve();

@@ -43,6 +43,8 @@ interface RunEntry {
   adapter: string;
   created: string;
   error?: string;
+  /** Damaged records in the run's log (skipped when it was read). */
+  damaged?: number;
   label: string;
   /** Colour slot in the theme's palette (see colour()). */
   slot: number;
@@ -364,6 +366,7 @@ class Dashboard {
       e.backend = r.backend ?? e.backend;
       e.adapter = r.adapter ?? e.adapter;
       e.error = r.error;
+      e.damaged = r.damaged?.records;
       if (r.spec && !e.spec) {
         e.spec = r.spec;
         e.label = runLabel(r.spec, r.id);
@@ -583,6 +586,7 @@ class Dashboard {
           adapter: e.adapter,
           spec: e.spec,
           error: e.error,
+          damaged: e.damaged,
           shown: shown.has(e.id),
         })),
       );

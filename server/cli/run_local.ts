@@ -7,7 +7,8 @@ import { openWorkerSession } from "../engine/worker_session.ts";
 import { resolveBackend } from "../engine/open.ts";
 import { driveRun } from "../runs/driver.ts";
 import { RunRecorder } from "../runs/recorder.ts";
-import { RUNLOG_SUFFIX, RunLogWriter } from "../runs/runlog.ts";
+import type { RunLogWriter } from "../runs/runlog.ts";
+import { foldRecords, RunStore, type StoredRun } from "../runs/store.ts";
 import { newRunHeader } from "../runs/header.ts";
 import { newRunId } from "../runs/ids.ts";
 import { RunOutput, writeErr } from "./run_output.ts";
@@ -25,11 +26,15 @@ export async function runLocal(spec: RunSpec, opts: LocalRunOptions): Promise<nu
   const id = newRunId(spec.experiment);
   const header = newRunHeader(id, spec, session.backend, session.adapter);
   let log: RunLogWriter | undefined;
+  let store: RunStore | undefined;
+  let stored: StoredRun | undefined;
   if (opts.out) {
-    await Deno.mkdir(opts.out, { recursive: true });
-    log = await RunLogWriter.create(`${opts.out}/${id}${RUNLOG_SUFFIX}`, header);
+    // The server's store: the same log, index and catalogue entry a served run gets.
+    store = await RunStore.openRunsDir(opts.out);
+    ({ run: stored, writer: log } = await store.create(header));
   }
   const recorder = new RunRecorder(header, log);
+  if (stored) recorder.listen((records) => foldRecords(stored.state, records));
   const controller = new AbortController();
   const onSignal = () => controller.abort();
   Deno.addSignalListener("SIGINT", onSignal);
@@ -59,6 +64,7 @@ export async function runLocal(spec: RunSpec, opts: LocalRunOptions): Promise<nu
     Deno.removeSignalListener("SIGINT", onSignal);
     await session.dispose();
     log?.close();
+    if (store && stored) await store.finish(stored);
   }
   out.summary({
     experiment: spec.experiment,

@@ -75,7 +75,7 @@ export interface RunManagerOptions {
   maxConcurrent?: Partial<Record<BackendName, number>>;
   /** Largest estimated device memory of one run, in bytes. */
   memoryLimitBytes?: number;
-  /** Largest projected log size of one run, in bytes (default: memoryLimitBytes). */
+  /** Largest projected log size of one run, in bytes (default DEFAULT_DISK_LIMIT). */
   diskLimitBytes?: number;
   /** Runs waiting for a backend at once; more are refused (HTTP 429). */
   maxQueued?: number;
@@ -114,6 +114,7 @@ interface RunEntry {
 
 const DEFAULT_RING_BYTES = 4 * 1024 * 1024;
 export const DEFAULT_MAX_QUEUED = 64;
+export const DEFAULT_DISK_LIMIT = 4 * 2 ** 30;
 
 function defaultConcurrency(): Record<BackendName, number> {
   const cores = navigator.hardwareConcurrency || 2;
@@ -158,7 +159,7 @@ export class RunManager {
     this.runsDir = store.runsDir;
     this.#limits = { ...defaultConcurrency(), ...opts.maxConcurrent };
     this.memoryLimitBytes = opts.memoryLimitBytes ?? defaultMemoryLimit();
-    this.diskLimitBytes = opts.diskLimitBytes ?? this.memoryLimitBytes;
+    this.diskLimitBytes = opts.diskLimitBytes ?? DEFAULT_DISK_LIMIT;
     this.maxQueued = opts.maxQueued ?? DEFAULT_MAX_QUEUED;
   }
 

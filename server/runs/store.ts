@@ -129,8 +129,12 @@ export class RunStore {
   ) {}
 
   /** Opens `<dataDir>/runs`, finding out whether it can be written. */
-  static async open(dataDir: string): Promise<RunStore> {
-    const runsDir = join(dataDir, "runs");
+  static open(dataDir: string): Promise<RunStore> {
+    return RunStore.openRunsDir(join(dataDir, "runs"));
+  }
+
+  /** Opens a directory of run logs (`lab run --out=DIR` writes into one). */
+  static async openRunsDir(runsDir: string): Promise<RunStore> {
     try {
       await Deno.mkdir(runsDir, { recursive: true });
     } catch (e) {
@@ -169,19 +173,23 @@ export class RunStore {
    */
   async load(path: string): Promise<StoredRun> {
     const { header } = await readRunLogHeader(path);
-    const size = (await Deno.stat(path)).size;
-    const cached = this.derivedDir ? await this.#readCatalogue(header.id, size) : undefined;
+    const stat = await Deno.stat(path);
+    const cached = this.derivedDir ? await this.#readCatalogue(header.id, stat) : undefined;
     if (cached) {
       return { id: header.id, header, path, state: cached, indexed: true };
     }
     return await this.#rebuild(header, path);
   }
 
-  async #readCatalogue(id: string, logBytes: number): Promise<RunState | undefined> {
+  /** The entry if it describes the log as it is: same size and modification time. */
+  async #readCatalogue(id: string, log: Deno.FileInfo): Promise<RunState | undefined> {
     try {
       const text = await Deno.readTextFile(join(this.derivedDir!, `${id}.json`));
       const c = JSON.parse(text);
-      if (c.catalogue !== CATALOGUE_VERSION || c.log_bytes !== logBytes) return undefined;
+      if (
+        c.catalogue !== CATALOGUE_VERSION || c.log_bytes !== log.size ||
+        c.log_mtime !== (log.mtime?.getTime() ?? null)
+      ) return undefined;
       const state = c.state as RunState;
       const snaps = await Deno.stat(join(this.derivedDir!, `${id}.snaps`)).catch(() => null);
       if ((snaps?.size ?? 0) !== snapsBytes(state.snapshots)) return undefined;
@@ -228,11 +236,16 @@ export class RunStore {
     run.index = undefined;
     if (!this.derivedDir || !run.indexed) return;
     try {
-      const size = (await Deno.stat(run.path)).size;
+      const log = await Deno.stat(run.path);
       const tmp = join(this.derivedDir, `${run.id}.json.tmp`);
       await Deno.writeTextFile(
         tmp,
-        JSON.stringify({ catalogue: CATALOGUE_VERSION, log_bytes: size, state: run.state }),
+        JSON.stringify({
+          catalogue: CATALOGUE_VERSION,
+          log_bytes: log.size,
+          log_mtime: log.mtime?.getTime() ?? null,
+          state: run.state,
+        }),
       );
       await Deno.rename(tmp, join(this.derivedDir, `${run.id}.json`));
     } catch { /* rebuilt from the log on the next start */ }
