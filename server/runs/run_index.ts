@@ -311,9 +311,9 @@ export class RunIndexReader {
       if (count === 0) return acc.result();
       const startOffset = (await this.#entry(f, i0))[2];
       let L = 0;
-      // The coarsest level with at least two blocks per bucket; below 32 snapshots per bucket
+      // The coarsest level with at least one block per bucket; below 16 snapshots per bucket
       // the snapshots themselves are read (exact buckets).
-      while (L < LEVELS && count / FANOUT ** (L + 1) >= 2 * nb && nb < count) L++;
+      while (L < LEVELS && count / FANOUT ** (L + 1) >= nb && nb < count) L++;
       if (L === 0) {
         for await (const s of raw(startOffset, count)) acc.add(snapshotPiece(s));
         return acc.result();
