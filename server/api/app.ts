@@ -46,6 +46,7 @@ export function createApp(opts: AppOptions): Hono {
       runs_in_flight: manager.inFlight(),
       runs_queued: manager.queued(),
       runs_total: manager.ids().length,
+      read_only: manager.readOnly,
       stream: opts.hub?.stats(),
       auth: opts.token ? "token" : "none",
     });

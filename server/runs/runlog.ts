@@ -305,6 +305,7 @@ class FrameScanner {
     from: number,
     readonly end: number,
     readonly report: ScanReport,
+    readonly chunk = CHUNK,
   ) {
     this.#base = from;
     report.validEnd = from;
@@ -320,7 +321,7 @@ class FrameScanner {
     const rest = this.#buf.length - this.#p;
     const len = rest >= 4 ? this.#view.getUint32(this.#p, true) : 0;
     const frame = len <= MAX_RECORD_BYTES ? len + 16 - rest : 0;
-    return Math.min(this.end - this.wantFrom(), Math.max(CHUNK, frame));
+    return Math.min(this.end - this.wantFrom(), Math.max(this.chunk, frame));
   }
 
   feed(bytes: Uint8Array): void {
@@ -380,8 +381,9 @@ async function* framesOf(
   from: number,
   to: number,
   report: ScanReport,
+  chunk = CHUNK,
 ): AsyncGenerator<Frame> {
-  const s = new FrameScanner(version, from, Math.min(to, src.size), report);
+  const s = new FrameScanner(version, from, Math.min(to, src.size), report, chunk);
   while (true) {
     const f = s.next();
     if (f === "done") return;
@@ -429,7 +431,8 @@ async function headerOf(src: ByteSource, where: string): Promise<LogHeaderInfo> 
   const version = versionOf(first);
   const start = version >= 2 ? RUNLOG_MAGIC.length : 0;
   const report: ScanReport = { damage: [], validEnd: 0 };
-  for await (const f of framesOf(src, version, start, src.size, report)) {
+  // A small first read: startup reads only headers, of every run.
+  for await (const f of framesOf(src, version, start, src.size, report, 16384)) {
     // The header must be the first frame; damage before it means this is no run log.
     if (report.damage.length) break;
     return { header: checkHeader(f.record, where), version, bodyStart: f.end };
