@@ -179,12 +179,12 @@ export class RunManager {
   }
 
   async #loadAll(): Promise<void> {
-    for (const name of await this.#store.logNames()) {
+    for (const path of await this.#store.logPaths()) {
       try {
-        await this.#load(this.#store.logPath(name.slice(0, -".lablog".length)));
+        await this.#load(path);
       } catch (e) {
         // One unreadable file must not keep the lab from starting.
-        console.error(`skipping ${name}: ${e instanceof Error ? e.message : e}`);
+        console.error(`skipping ${path}: ${e instanceof Error ? e.message : e}`);
       }
     }
   }

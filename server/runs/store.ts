@@ -158,13 +158,13 @@ export class RunStore {
     return join(this.runsDir, id + RUNLOG_SUFFIX);
   }
 
-  /** Names of the run logs in the store. */
-  async logNames(): Promise<string[]> {
+  /** Paths of the run logs in the store, by name. */
+  async logPaths(): Promise<string[]> {
     const names: string[] = [];
     for await (const f of Deno.readDir(this.runsDir)) {
       if (f.isFile && f.name.endsWith(RUNLOG_SUFFIX)) names.push(f.name);
     }
-    return names.sort();
+    return names.sort().map((n) => join(this.runsDir, n));
   }
 
   /**
