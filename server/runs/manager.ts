@@ -33,6 +33,7 @@ import type { Decimated } from "./history.ts";
 import type { HistoryQuery } from "./run_index.ts";
 import { csvHeader, snapshotCsvRows } from "./export.ts";
 import { projectLogBytes } from "./budget.ts";
+import { ReadCache } from "./read_cache.ts";
 
 export { TERMINAL };
 
@@ -115,6 +116,9 @@ interface RunEntry {
 const DEFAULT_RING_BYTES = 4 * 1024 * 1024;
 export const DEFAULT_MAX_QUEUED = 64;
 export const DEFAULT_DISK_LIMIT = 4 * 2 ** 30;
+/** Records read back from logs and kept for subscribers catching up, all runs together. */
+const READ_CACHE_BYTES = 16 * 2 ** 20;
+const READ_AHEAD_BYTES = 2 * 2 ** 20;
 
 function defaultConcurrency(): Record<BackendName, number> {
   const cores = navigator.hardwareConcurrency || 2;
@@ -152,6 +156,7 @@ export class RunManager {
   #running = new Map<BackendName, number>();
   #listeners = new Set<(e: ManagerEvent) => void>();
   #closing = false;
+  #readCache = new ReadCache(READ_CACHE_BYTES);
 
   private constructor(opts: RunManagerOptions, store: RunStore) {
     this.#opts = opts;
@@ -475,13 +480,27 @@ export class RunManager {
     return e.live?.ring.after(after, max);
   }
 
-  /** Up to `max` records after seq `after`, from memory or the run log. */
+  /**
+   * Up to `max` records after seq `after`, from memory or the run log: from the log, at most a
+   * stretch of about 2 MiB per call (fewer than asked is not the end; ask again after them).
+   */
   async readAfter(id: string, after: number, max = Infinity): Promise<BodyRecord[]> {
     const fast = this.readAfterSync(id, after, max);
     if (fast) return fast;
+    const cached = this.#readCache.get(id, after, max);
+    if (cached) return cached;
     const e = this.#runs.get(id)!;
-    const limit = Math.min(max, e.stored.state.lastSeq - after);
-    return await this.#store.readAfter(e.stored, after, limit);
+    // Read a stretch ahead (about 2 MiB) so the next asks are served from the cache.
+    const perRecord = 128 + 12 * e.header.metrics.length * e.header.spec.replicas;
+    const ahead = Math.max(64, Math.floor(READ_AHEAD_BYTES / perRecord));
+    // At most that from disk per call, even for "everything after": the caller asks again.
+    const limit = Math.min(
+      Number.isFinite(max) ? Math.max(max, ahead) : ahead,
+      e.stored.state.lastSeq - after,
+    );
+    const records = await this.#store.readAfter(e.stored, after, limit);
+    if (this.#runs.get(id) === e) this.#readCache.put(id, records);
+    return records.slice(0, max);
   }
 
   /** History of a run over a step range (see RunIndexReader.history). */
@@ -567,6 +586,7 @@ export class RunManager {
     }
     e.removed = true;
     this.#runs.delete(id);
+    this.#readCache.drop(id);
     this.#notify({ type: "removed", run: id });
     return true;
   }
