@@ -61,7 +61,7 @@ Deno.test(
       assertNoPath(detail.text, dirs, "GET /api/runs/:id");
 
       // The run's log disappears from disk: the routes that read it fail, without the path.
-      await Deno.remove(lab.manager.detail(id)!.path);
+      await Deno.remove(lab.manager.logPath(id)!);
       for (const route of ["log", "metrics.csv"]) {
         const r = await get(`${lab.url}/api/runs/${id}/${route}`);
         assert.equal(r.status, 500, route);
