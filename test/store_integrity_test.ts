@@ -163,7 +163,8 @@ Deno.test("a torn tail is dropped only from a run that was writing; a finished r
     // A crash mid-write: half of one more frame.
     const extra = frameRecords([snapshot(records.length + 1)], 2);
     await Deno.writeFile(path, extra.subarray(0, extra.length >> 1), { append: true });
-    const m = await RunManager.open({ dataDir });
+    // resume: false, so a run in flight gets the interrupted mark (resume cuts the same tail).
+    const m = await RunManager.open({ dataDir, resume: false });
     const [s] = m.summaries();
     const after = await Deno.readFile(path);
     if (status === "running") {
@@ -194,7 +195,7 @@ Deno.test("a version-1 log (no checksums) still opens, and an interrupted mark i
   const path = `${dataDir}/runs/${ID}.lablog`;
   const records = bodyRecords(60, "running");
   await Deno.writeFile(path, frameRecords([header(1), ...records], 1));
-  const m = await RunManager.open({ dataDir });
+  const m = await RunManager.open({ dataDir, resume: false });
   const [s] = m.summaries();
   assert.equal(s.status, "interrupted");
   assert.equal(s.damaged, undefined);

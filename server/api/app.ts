@@ -217,15 +217,25 @@ export function createApp(opts: AppOptions): Hono {
     return c.json({ id, deleted: true });
   });
 
-  app.get("/api/runs/:id/metrics.csv", (c) => {
+  app.get("/api/runs/:id/metrics.csv", async (c) => {
     const id = c.req.param("id");
     const header = manager.header(id);
     if (!header) return c.json(notFound(id), 404);
     // Streamed from the log: memory stays bounded whatever the run's size.
     const enc = new TextEncoder();
     const chunks = manager.csv(id);
+    // The first chunk is read before answering, so a log that cannot be opened is a 500 with
+    // the cause in words (onError), not a reply cut off after its status line.
+    let first: IteratorResult<string> | undefined = await chunks.next();
     const body = new ReadableStream<Uint8Array>({
       async pull(ctl) {
+        if (first) {
+          const head = first;
+          first = undefined;
+          if (head.done) ctl.close();
+          else ctl.enqueue(enc.encode(head.value));
+          return;
+        }
         try {
           const next = await chunks.next();
           if (next.done) ctl.close();

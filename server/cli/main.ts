@@ -158,13 +158,13 @@ async function main(argv: string[]): Promise<number> {
       };
       try {
         const { header } = await readRunLogHeader(rest[0]);
-        if (format === "csv") write(csvHeader(header.metrics));
+        if (format === "csv") write(csvHeader(header.metrics, header.sweep));
         else write(JSON.stringify(recordToJson(header)) + "\n");
         let out = "";
         for await (const { record: r } of iterateRunLog(rest[0], { report })) {
           if (format === "jsonl") out += JSON.stringify(recordToJson(r)) + "\n";
           else if (r.type === "snapshot") {
-            out += snapshotCsvRows(header.metrics, r.step, r.wall_ms, r.metrics);
+            out += snapshotCsvRows(header.metrics, r.step, r.wall_ms, r.metrics, header.sweep);
           }
           if (out.length > 65536) write(out), out = "";
         }

@@ -627,12 +627,13 @@ export class RunManager {
     const e = this.#runs.get(id);
     if (!e) return;
     const metrics = e.header.metrics;
-    let out = csvHeader(metrics);
+    const sweep = e.header.sweep;
+    let out = csvHeader(metrics, sweep);
     const last = e.stored.state.lastSeq;
     for await (const { record: r } of this.#store.iterate(e.stored)) {
       if (r.seq > last) break; // a live run: stop at what was there when the export began
       if (r.type !== "snapshot") continue;
-      out += snapshotCsvRows(metrics, r.step, r.wall_ms, r.metrics);
+      out += snapshotCsvRows(metrics, r.step, r.wall_ms, r.metrics, sweep);
       if (out.length >= 65536) {
         yield out;
         out = "";
