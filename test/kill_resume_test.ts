@@ -36,7 +36,7 @@ const SPEC_OF: Record<string, (steps: number) => Record<string, unknown>> = {
   }),
   pegr: (steps) => ({
     replicas: 1,
-    params: { algo: "pegr", d: 20, n: 6, m: 3, n_test: 20, pegr_off: steps * 0.7 },
+    params: { algo: "pegr", d: 20, n: 6, m: 3, n_test: 20, pegr_off: Math.round(steps * 0.7) },
   }),
   "large-lr": (steps) => ({
     replicas: 1,
@@ -47,7 +47,7 @@ const SPEC_OF: Record<string, (steps: number) => Record<string, unknown>> = {
       r_scale: 10,
       tau0: 0.3,
       n_test: 20,
-      anneal_step: steps * 0.67,
+      anneal_step: Math.round(steps * 0.67),
     },
   }),
   "label-noise-anneal": () => ({
