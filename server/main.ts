@@ -3,6 +3,8 @@
  *   --port=8420 --host=127.0.0.1 --data=./data --token=… (or LAB_TOKEN)
  *   --max-concurrent=N | BACKEND:N,…   runs computing at once per backend
  *   --max-run-mb=N                      largest estimated device memory of one run
+ *   --max-run-disk-mb=N                 largest projected log size of one run (docs/storage.md)
+ *   --max-queued=N                      runs waiting at once; more get 429 + Retry-After
  *   --allow-origin=ORIGIN[,ORIGIN…]     web pages (besides the lab's own) that may start,
  *                                       stop and delete runs and open the stream; repeatable
  *   --checkpoint-interval=SECONDS       compute time between a run's checkpoints (60; 0: off)
@@ -20,8 +22,9 @@ import { checkpointIntervalMs } from "./runs/checkpoints.ts";
 
 const USAGE =
   `usage: deno task serve [--port=8420] [--host=127.0.0.1] [--data=./data] [--token=TOKEN]
-       [--max-concurrent=N | BACKEND:N,...] [--max-run-mb=N] [--allow-origin=ORIGIN,...]
-       [--checkpoint-interval=SECONDS] [--no-resume]
+       [--max-concurrent=N | BACKEND:N,...] [--max-run-mb=N] [--max-run-disk-mb=N]
+       [--max-queued=N] [--allow-origin=ORIGIN,...] [--checkpoint-interval=SECONDS]
+       [--no-resume]
   Runs write a checkpoint every SECONDS of compute (default 60, fractions allowed, 0: never)
   and at a graceful stop; on start, runs that were in flight continue from their checkpoint
   unless --no-resume (then they are marked interrupted; POST /api/runs/ID/resume later).
@@ -94,6 +97,8 @@ async function main(argv: string[]): Promise<number> {
     "token",
     "max-concurrent",
     "max-run-mb",
+    "max-run-disk-mb",
+    "max-queued",
     "allow-origin",
     "checkpoint-interval",
     "no-resume",
@@ -116,6 +121,8 @@ async function main(argv: string[]): Promise<number> {
   }
   const concurrency = flags.get("max-concurrent");
   const maxRunMb = intFlag(flags, "max-run-mb", 1, 1 << 30);
+  const maxDiskMb = intFlag(flags, "max-run-disk-mb", 1, 1 << 30);
+  const maxQueued = intFlag(flags, "max-queued", 0, 1 << 20);
   const allowOrigins = allowedOrigins(argv);
 
   let lab;
@@ -128,6 +135,8 @@ async function main(argv: string[]): Promise<number> {
       dataDir: data,
       maxConcurrent: typeof concurrency === "string" ? parseConcurrency(concurrency) : undefined,
       memoryLimitBytes: maxRunMb ? maxRunMb * 2 ** 20 : undefined,
+      diskLimitBytes: maxDiskMb ? maxDiskMb * 2 ** 20 : undefined,
+      maxQueued,
       checkpointIntervalMs: checkpointIntervalMs(flags.get("checkpoint-interval")),
       resume: !flags.has("no-resume"),
     });
@@ -145,7 +154,11 @@ async function main(argv: string[]): Promise<number> {
     .map(([n, p]) => `${n}: ${p.available ? p.adapter : `unavailable (${p.reason ?? "?"})`}`)
     .join("; ");
   console.log(`backends: ${list}; auto → ${report.default_backend}`);
-  console.log(`run memory limit: ${formatBytes(lab.manager.memoryLimitBytes)}`);
+  console.log(
+    `run limits: ${formatBytes(lab.manager.memoryLimitBytes)} device memory, ${
+      formatBytes(lab.manager.diskLimitBytes)
+    } of log, ${lab.manager.maxQueued} queued`,
+  );
   if (allowOrigins.length) console.log(`pages also admitted from: ${allowOrigins.join(", ")}`);
 
   const { promise: stopped, resolve } = Promise.withResolvers<void>();

@@ -273,7 +273,7 @@ Deno.test(
       const statuses = s.of("status").filter((m) => m.run === queued).map((m) => m.status);
       assert.deepEqual(statuses, ["queued", "stopped"], "it never ran");
 
-      const path = lab.manager.detail(running)!.path;
+      const path = lab.manager.logPath(running)!;
       const del = await fetch(`${lab.url}/api/runs/${running}`, { method: "DELETE" });
       assert.equal(del.status, 200);
       await del.body?.cancel();

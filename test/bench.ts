@@ -6,6 +6,7 @@
  *  - with --json, one JSON object per line for machines.
  * Flags: --experiments=a,b  --backends=wasm,webgpu  --quick (shorter runs)  --json
  * With --peers, the lab against JAX and numba instead (test/bench_peers.ts; flags there).
+ * With --store, the run store instead (bench_store.ts: write rate, history, CSV, startup).
  */
 import { parseCliArgs } from "../server/cli/args.ts";
 import { EXPERIMENTS, validateRunSpec } from "../server/experiments/registry.ts";
@@ -13,8 +14,13 @@ import { BACKENDS, probeBackend } from "../server/engine/open.ts";
 import type { BackendName, RunSpec } from "../server/experiments/types.ts";
 import { prepareShapeMatters } from "../server/experiments/shape_matters.ts";
 import { BENCH_CASES, type BenchCase } from "./bench_cases.ts";
+import { benchStore } from "./bench_store.ts";
 
 const { flags } = parseCliArgs(Deno.args);
+if (flags.has("store")) {
+  await benchStore();
+  Deno.exit(0);
+}
 const quick = flags.has("quick");
 const json = flags.has("json");
 const onlyExperiments = typeof flags.get("experiments") === "string"

@@ -89,8 +89,10 @@ Deno.test("run --json prints one snapshot line per snapshot, then the summary; -
   assert.deepEqual(summary.metrics.test_error, snaps.at(-1).metrics.test_error);
   assert.ok(summary.steps_per_second > 0);
   assert.equal(summary.spec.params.d, 20);
-  const logs = [...Deno.readDirSync(dir)].map((e) => e.name);
+  // The log, and the store's rebuildable derived files beside it (docs/storage.md).
+  const logs = [...Deno.readDirSync(dir)].map((e) => e.name).filter((n) => n.endsWith(".lablog"));
   assert.equal(logs.length, 1);
+  assert.ok(Deno.statSync(`${dir}/derived`).isDirectory);
   const csv = await lab("export", `${dir}/${logs[0]}`, "--format=csv");
   assert.equal(csv.code, 0, csv.stderr);
   const rows = csv.stdout.trim().split("\n");

@@ -51,12 +51,11 @@ const SPEC_OF: Record<string, (steps: number) => Record<string, unknown>> = {
       tau0: 0.3,
       n_test: 20,
       // The step rule: the loss rule (the default since issue 14) may not fire in this run.
-      // Off the snapshot grid (+1): at a snapshot step a kernel call can end exactly there,
-      // and the driver then writes the planned anneal event before the session's note of
-      // the same step, while a call across it writes the note first (server/runs/driver.ts
-      // orders same-step events by arrival), so the records would depend on the chunking.
+      // On the snapshot grid on purpose: at that step the planned anneal event and the
+      // session's note meet, and their order must not depend on where a kernel call ended
+      // (server/runs/driver.ts puts planned events first).
       anneal: "step",
-      anneal_step: Math.round(steps * 0.67) + 1,
+      anneal_step: Math.round(steps * 0.67),
     },
   }),
   "label-noise-anneal": () => ({

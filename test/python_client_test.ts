@@ -100,7 +100,9 @@ Deno.test(
         `--out=${dir}/logs`,
       ]);
       assert.equal(made.code, 0, made.stderr);
-      const [log] = [...Deno.readDirSync(`${dir}/logs`)].map((f) => `${dir}/logs/${f.name}`);
+      // The directory is a run store: the log, and its derived files in derived/.
+      const [log] = [...Deno.readDirSync(`${dir}/logs`)].filter((f) => f.name.endsWith(".lablog"))
+        .map((f) => `${dir}/logs/${f.name}`);
 
       const py = await sh(`${dir}/venv/bin/python`, ["-c", SCRIPT, lab.url, log], {
         PYTHONDONTWRITEBYTECODE: "1",

@@ -63,6 +63,15 @@ Deno.test(
         assert.ok(resumedEvent?.type === "event" && resumedEvent.event.step === ckpt.step);
         assert.deepEqual(resumed.map((r) => r.seq), resumed.map((_, i) => i + 1));
         assert.equal(data(resumed), data(await lab.manager.allRecords(fresh)));
+        // The store's derived files follow the resumed run's appends: its snapshot index is
+        // as whole as the uninterrupted run's, so history and replay need no fallback scan.
+        const snaps = (run: string) => Deno.stat(join(dataDir, "runs", "derived", `${run}.snaps`));
+        assert.equal((await snaps(id)).size, (await snaps(fresh)).size, "index covers the resume");
+        const q = { metrics: ["train_loss"], replicas: SPEC.replicas };
+        assert.deepEqual(
+          (await lab.manager.history(id, q))!.steps_to,
+          (await lab.manager.history(fresh, q))!.steps_to,
+        );
       } finally {
         await lab.close();
       }

@@ -41,7 +41,9 @@ Deno.test(
         `--out=${dir}`,
       );
       assert.equal(made.code, 0, made.stderr);
-      const [file] = [...Deno.readDirSync(dir)].map((f) => `${dir}/${f.name}`);
+      // The directory is a run store: the log, and its derived files in derived/.
+      const [file] = [...Deno.readDirSync(dir)].filter((f) => f.name.endsWith(".lablog"))
+        .map((f) => `${dir}/${f.name}`);
       const id = file.split("/").at(-1)!.replace(".lablog", "");
 
       const imported = await lab("import", file, `--server=${server.url}`);

@@ -47,6 +47,8 @@ interface RunEntry {
   adapter: string;
   created: string;
   error?: string;
+  /** Damaged records in the run's log (skipped when it was read). */
+  damaged?: number;
   label: string;
   /** Set at start or afterwards (annotation records; CONTRACTS.md §2). */
   name?: string;
@@ -424,6 +426,7 @@ class Dashboard {
       e.name = named.name ?? r.spec?.name;
       e.tags = named.tags;
       e.note = named.note;
+      e.damaged = r.damaged?.records;
       if (r.spec && !e.spec) {
         e.spec = r.spec;
         e.label = runLabel(r.spec, r.id);
@@ -684,6 +687,7 @@ class Dashboard {
           adapter: e.adapter,
           spec: e.spec,
           error: e.error,
+          damaged: e.damaged,
           shown: shown.has(e.id),
           experiment: e.experiment,
           created: e.created,

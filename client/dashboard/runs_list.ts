@@ -22,6 +22,8 @@ export interface RunRow {
   adapter: string;
   spec: RunSpec | null;
   error?: string;
+  /** Damaged records in the run's log, skipped on reading (docs/storage.md). */
+  damaged?: number;
   shown: boolean;
   experiment: string;
   created: string;
@@ -237,6 +239,7 @@ export class RunsList {
       run.backend,
       run.shown,
       run.error,
+      run.damaged,
       run.spec !== null,
       run.name,
       run.tags,
@@ -307,6 +310,13 @@ export class RunsList {
           onclick: () => this.actions.showOnly(run.id),
         }, run.label),
         h(`span.badge.status-${run.status}`, { "data-role": "status" }, run.status),
+        run.damaged
+          ? h("span.badge.damaged", {
+            "data-role": "damaged",
+            title: "records of this run's log failed their checksum and were skipped; " +
+              "everything else is intact (GET /api/runs lists where)",
+          }, `${run.damaged} damaged`)
+          : null,
         edit,
         ACTIVE.includes(run.status)
           ? h("button.icon", {

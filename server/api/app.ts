@@ -6,7 +6,7 @@ import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { EXPERIMENTS } from "../experiments/registry.ts";
 import type { RunManager } from "../runs/manager.ts";
-import { recordsToCsv, recordToJson } from "../runs/export.ts";
+import { recordToJson } from "../runs/export.ts";
 import { codeVersion } from "../version.ts";
 import type { StreamHub } from "./stream.ts";
 import { requireToken } from "./auth.ts";
@@ -42,7 +42,7 @@ export function createApp(opts: AppOptions): Hono {
   app.onError((err, c) => {
     console.error(`${c.req.method} ${c.req.path}:`, err);
     const mapped = userError(err);
-    if (mapped) return c.json(mapped.body, mapped.status);
+    if (mapped) return c.json(mapped.body, mapped.status, mapped.headers);
     return c.json(internalErrorBody(err), 500);
   });
 
@@ -68,6 +68,7 @@ export function createApp(opts: AppOptions): Hono {
       runs_in_flight: manager.inFlight(),
       runs_queued: manager.queued(),
       runs_total: manager.ids().length,
+      read_only: manager.readOnly,
       stream: opts.hub?.stats(),
       auth: opts.token ? "token" : "none",
     });
@@ -116,7 +117,7 @@ export function createApp(opts: AppOptions): Hono {
         return c.json({ id, imported: true }, 201);
       } catch (e) {
         const mapped = userError(e);
-        if (mapped) return c.json(mapped.body, mapped.status);
+        if (mapped) return c.json(mapped.body, mapped.status, mapped.headers);
         throw e;
       }
     },
@@ -141,7 +142,7 @@ export function createApp(opts: AppOptions): Hono {
         return c.json({ id }, 201);
       } catch (e) {
         const mapped = userError(e);
-        if (mapped) return c.json(mapped.body, mapped.status);
+        if (mapped) return c.json(mapped.body, mapped.status, mapped.headers);
         throw e;
       }
     },
@@ -149,8 +150,8 @@ export function createApp(opts: AppOptions): Hono {
 
   const notFound = (id: string) => ({ error: `no run with id ${JSON.stringify(id)}` });
 
-  app.get("/api/runs/:id", (c) => {
-    const d = manager.detail(c.req.param("id"));
+  app.get("/api/runs/:id", async (c) => {
+    const d = await manager.detail(c.req.param("id"));
     if (!d) return c.json(notFound(c.req.param("id")), 404);
     // Where the log lies on disk is the server's business, never a reply's.
     const { path: _path, ...detail } = d;
@@ -172,7 +173,7 @@ export function createApp(opts: AppOptions): Hono {
       await manager.annotate(id, validateAnnotation(body));
     } catch (e) {
       const mapped = userError(e);
-      if (mapped) return c.json(mapped.body, mapped.status);
+      if (mapped) return c.json(mapped.body, mapped.status, mapped.headers);
       throw e;
     }
     return c.json(manager.summaries().find((r) => r.id === id));
@@ -206,7 +207,13 @@ export function createApp(opts: AppOptions): Hono {
 
   app.delete("/api/runs/:id", async (c) => {
     const id = c.req.param("id");
-    if (!(await manager.remove(id))) return c.json(notFound(id), 404);
+    try {
+      if (!(await manager.remove(id))) return c.json(notFound(id), 404);
+    } catch (e) {
+      const mapped = userError(e);
+      if (mapped) return c.json(mapped.body, mapped.status, mapped.headers);
+      throw e;
+    }
     return c.json({ id, deleted: true });
   });
 
@@ -214,8 +221,35 @@ export function createApp(opts: AppOptions): Hono {
     const id = c.req.param("id");
     const header = manager.header(id);
     if (!header) return c.json(notFound(id), 404);
-    const csv = recordsToCsv(header, await manager.allRecords(id));
-    return c.body(csv, 200, {
+    // Streamed from the log: memory stays bounded whatever the run's size.
+    const enc = new TextEncoder();
+    const chunks = manager.csv(id);
+    // The first chunk is read before answering, so a log that cannot be opened is a 500 with
+    // the cause in words (onError), not a reply cut off after its status line.
+    let first: IteratorResult<string> | undefined = await chunks.next();
+    const body = new ReadableStream<Uint8Array>({
+      async pull(ctl) {
+        if (first) {
+          const head = first;
+          first = undefined;
+          if (head.done) ctl.close();
+          else ctl.enqueue(enc.encode(head.value));
+          return;
+        }
+        try {
+          const next = await chunks.next();
+          if (next.done) ctl.close();
+          else ctl.enqueue(enc.encode(next.value));
+        } catch (e) {
+          console.error(`csv export of ${id}:`, e);
+          ctl.error(new Error("export failed"));
+        }
+      },
+      async cancel() {
+        await chunks.return(undefined);
+      },
+    });
+    return c.body(body, 200, {
       "content-type": "text/csv; charset=utf-8",
       "content-disposition": `attachment; filename="${id}.csv"`,
     });
@@ -224,9 +258,10 @@ export function createApp(opts: AppOptions): Hono {
   /** The run log itself: the reproducible record of a run (see server/runs/runlog.ts). */
   app.get("/api/runs/:id/log", async (c) => {
     const id = c.req.param("id");
-    const detail = manager.detail(id);
-    if (!detail) return c.json(notFound(id), 404);
-    return c.body(await Deno.readFile(detail.path), 200, {
+    const path = manager.logPath(id);
+    if (!path) return c.json(notFound(id), 404);
+    const file = await Deno.open(path, { read: true });
+    return c.body(file.readable, 200, {
       "content-type": "application/octet-stream",
       "content-disposition": `attachment; filename="${id}.lablog"`,
     });

@@ -1,7 +1,7 @@
 /** Maps the errors a user can cause to HTTP answers: status and a body naming the problem. */
 import { SpecError } from "../experiments/schema.ts";
 import { BackendUnavailableError } from "../engine/open.ts";
-import { RunTooLargeError } from "../runs/manager.ts";
+import { QueueFullError, RunTooLargeError, StoreUnavailableError } from "../runs/manager.ts";
 import { ImportError } from "../runs/import.ts";
 import { redactPaths } from "../redact_paths.ts";
 
@@ -10,9 +10,24 @@ export interface ErrorBody {
   errors?: { field: string; message: string }[];
 }
 
+/** Seconds a client should wait before submitting again when the queue is full. */
+const RETRY_AFTER_S = 10;
+
 export function userError(
   e: unknown,
-): { status: 400 | 409 | 413; body: ErrorBody } | undefined {
+):
+  | { status: 400 | 409 | 413 | 429 | 503 | 507; body: ErrorBody; headers?: Record<string, string> }
+  | undefined {
+  if (e instanceof QueueFullError) {
+    return {
+      status: 429,
+      body: { error: e.message },
+      headers: { "retry-after": String(RETRY_AFTER_S) },
+    };
+  }
+  if (e instanceof StoreUnavailableError) {
+    return { status: e.diskFull ? 507 : 503, body: { error: e.message } };
+  }
   if (e instanceof ImportError) {
     return { status: e.status, body: { error: `cannot import: ${e.message}` } };
   }

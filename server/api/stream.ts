@@ -24,7 +24,6 @@ import {
 } from "../../client/protocol.ts";
 import type { BodyRecord, SnapshotRecord } from "../runs/records.ts";
 import type { ManagerEvent, RunManager } from "../runs/manager.ts";
-import { decimate } from "../runs/history.ts";
 import { parseClientMessage } from "./ws_messages.ts";
 import { describeInternalError } from "./errors.ts";
 
@@ -486,7 +485,8 @@ export class StreamHub {
       );
       return;
     }
-    const metrics = msg.metrics ?? header.metrics;
+    // Each name once: a request naming one metric thousands of times costs what naming it once does.
+    const metrics = [...new Set(msg.metrics ?? header.metrics)];
     const unknown = metrics.filter((m) => !header.metrics.includes(m));
     if (unknown.length) {
       this.#sendMsg(
@@ -503,19 +503,18 @@ export class StreamHub {
       );
       return;
     }
-    const records = await this.#manager.allRecords(msg.run);
-    const snapshots = records.filter((r): r is SnapshotRecord => r.type === "snapshot");
     const replicas = header.spec.replicas;
-    // Keep replies bounded: more buckets than this would be a multi-hundred-MB message.
+    // Keep replies bounded: more buckets than this would be a multi-hundred-MB message. The
+    // work is bounded the same way: the run index reads blocks, not every snapshot.
     const cap = Math.max(1, Math.floor(this.#o.maxHistoryFloats / (3 * replicas * metrics.length)));
-    const wanted = msg.buckets ?? snapshots.length;
-    const result = decimate(snapshots, {
+    const result = await this.#manager.history(msg.run, {
       fromStep: msg.from_step,
       toStep: msg.to_step,
-      buckets: Math.min(wanted, cap),
+      buckets: Math.min(msg.buckets ?? Infinity, cap),
       metrics,
       replicas,
     });
+    if (!result) return;
     this.#sendMsg(c, { type: "history", req: msg.req, run: msg.run, ...result });
   }
 }

@@ -10,8 +10,8 @@ import { LabHttp } from "./lab_http.ts";
 import { resumeLocal, runLocal } from "./run_local.ts";
 import { checkpointIntervalMs } from "../runs/checkpoints.ts";
 import { SpecError } from "../experiments/schema.ts";
-import { readRunLog } from "../runs/runlog.ts";
-import { recordsToCsv, recordToJson } from "../runs/export.ts";
+import { iterateRunLog, readRunLogHeader, type ScanReport } from "../runs/runlog.ts";
+import { csvHeader, recordToJson, snapshotCsvRows } from "../runs/export.ts";
 import { BackendUnavailableError } from "../engine/open.ts";
 import { runRemote, serverFlags } from "./remote.ts";
 import { watch } from "./watch.ts";
@@ -148,23 +148,40 @@ async function main(argv: string[]): Promise<number> {
       if (format !== "csv" && format !== "jsonl") {
         throw new UsageError(`--format must be csv or jsonl, got ${format}`);
       }
-      let log;
+      // Streamed from the log in chunks (export.ts formats), whatever its size.
+      const report: ScanReport = { damage: [], validEnd: 0 };
+      const enc = new TextEncoder();
+      const write = (text: string) => {
+        const bytes = enc.encode(text);
+        let n = 0;
+        while (n < bytes.length) n += Deno.stdout.writeSync(bytes.subarray(n));
+      };
       try {
-        log = await readRunLog(rest[0]);
+        const { header } = await readRunLogHeader(rest[0]);
+        if (format === "csv") write(csvHeader(header.metrics, header.sweep));
+        else write(JSON.stringify(recordToJson(header)) + "\n");
+        let out = "";
+        for await (const { record: r } of iterateRunLog(rest[0], { report })) {
+          if (format === "jsonl") out += JSON.stringify(recordToJson(r)) + "\n";
+          else if (r.type === "snapshot") {
+            out += snapshotCsvRows(header.metrics, r.step, r.wall_ms, r.metrics, header.sweep);
+          }
+          if (out.length > 65536) write(out), out = "";
+        }
+        write(out);
       } catch (e) {
         throw new UsageError(
           e instanceof Deno.errors.NotFound ? `no such file: ${rest[0]}` : (e as Error).message,
         );
       }
-      const enc = new TextEncoder();
-      if (format === "csv") {
-        Deno.stdout.writeSync(enc.encode(recordsToCsv(log.header, log.records)));
-      } else {
-        for (const r of [log.header, ...log.records]) {
-          Deno.stdout.writeSync(enc.encode(JSON.stringify(recordToJson(r)) + "\n"));
-        }
+      if (report.damage.length) {
+        const where = report.damage.map((d) => `${d.length} bytes at offset ${d.offset}`);
+        console.error(
+          `warning: ${report.damage.length} damaged range(s) skipped (${where.join(", ")}); ` +
+            "every intact record before and after was exported",
+        );
       }
-      if (log.truncated) {
+      if (report.tornAt !== undefined) {
         console.error(
           "warning: the log ends in a partial record (crash mid-write); it was ignored",
         );

@@ -4,6 +4,7 @@
  * checkpoint beside it (every --checkpoint-interval seconds of compute, and on SIGINT or
  * SIGTERM); `lab resume LOG` continues such a run.
  */
+import { dirname } from "node:path";
 import type { BackendName, KernelSession, RunSpec } from "../experiments/types.ts";
 import { openWorkerSession } from "../engine/worker_session.ts";
 import { resolveBackend } from "../engine/open.ts";
@@ -18,7 +19,8 @@ import {
 import { planResume, startResumed } from "../runs/resume.ts";
 import { UsageError } from "./args.ts";
 import { RunRecorder } from "../runs/recorder.ts";
-import { RUNLOG_SUFFIX, RunLogWriter } from "../runs/runlog.ts";
+import type { RunLogWriter } from "../runs/runlog.ts";
+import { foldRecords, RunStore, type StoredRun } from "../runs/store.ts";
 import { newRunHeader } from "../runs/header.ts";
 import { newRunId } from "../runs/ids.ts";
 import { RunOutput, writeErr } from "./run_output.ts";
@@ -38,25 +40,38 @@ export async function runLocal(spec: RunSpec, opts: LocalRunOptions): Promise<nu
   const id = newRunId(spec.experiment);
   const header = newRunHeader(id, spec, session.backend, session.adapter);
   let log: RunLogWriter | undefined;
+  let store: RunStore | undefined;
+  let stored: StoredRun | undefined;
   if (opts.out) {
-    await Deno.mkdir(opts.out, { recursive: true });
-    log = await RunLogWriter.create(`${opts.out}/${id}${RUNLOG_SUFFIX}`, header);
+    // The server's store: the same log, index and catalogue entry a served run gets.
+    store = await RunStore.openRunsDir(opts.out);
+    ({ run: stored, writer: log } = await store.create(header));
   }
   const recorder = new RunRecorder(header, log);
-  return await driveLocal(session, header, recorder, log, opts);
+  if (stored) recorder.listen((records) => foldRecords(stored.state, records));
+  return await driveLocal(
+    session,
+    header,
+    recorder,
+    log,
+    opts,
+    store && stored ? { store, run: stored } : undefined,
+  );
 }
 
 /**
  * `lab resume PATH`: continues a run written with --out from its checkpoint beside the log
- * (or from step 0 without one), appending to the same log; on the backend it ran on when
- * that is available here, else on the best one available.
+ * (or from step 0 without one), appending to the same log through the store of its directory;
+ * on the backend it ran on when that is available here, else on the best one available.
  */
 export async function resumeLocal(path: string, opts: LocalRunOptions): Promise<number> {
-  const plan = await planResume(path, (m) => writeErr(`warning: ${m}\n`));
-  const status = plan.stored.findLast((r) => r.type === "status");
-  if (status?.type === "status" && (status.status === "finished" || status.status === "stopped")) {
-    throw new UsageError(`the run in ${path} is ${status.status}: nothing to resume`);
+  const store = await RunStore.openRunsDir(dirname(path));
+  const stored = await store.load(path);
+  const ended = stored.state.status;
+  if (ended === "finished" || ended === "stopped") {
+    throw new UsageError(`the run in ${path} is ${ended}: nothing to resume`);
   }
+  const plan = await planResume(store, stored, (m) => writeErr(`warning: ${m}\n`));
   const spec = plan.header.spec;
   const backend = await resolveBackend(plan.header.backend as BackendName, spec.experiment)
     .catch(() => resolveBackend("auto", spec.experiment));
@@ -64,12 +79,21 @@ export async function resumeLocal(path: string, opts: LocalRunOptions): Promise<
     { ...spec, backend: backend.name },
     plan.checkpoint?.state,
   );
-  const log = await RunLogWriter.append(path);
+  const log = await store.reopen(stored);
   const recorder = new RunRecorder(plan.header, log);
+  stored.state.error = undefined;
+  stored.state.ended = undefined;
+  recorder.listen((records) => foldRecords(stored.state, records));
   startResumed(recorder, plan, "resumed by hand (lab resume)");
-  return await driveLocal(session, plan.header, recorder, log, { ...opts, out: path }, {
-    diverged: plan.checkpoint?.diverged ?? [],
-  });
+  return await driveLocal(
+    session,
+    plan.header,
+    recorder,
+    log,
+    { ...opts, out: path },
+    { store, run: stored },
+    { diverged: plan.checkpoint?.diverged ?? [] },
+  );
 }
 
 async function driveLocal(
@@ -78,6 +102,7 @@ async function driveLocal(
   recorder: RunRecorder,
   log: RunLogWriter | undefined,
   opts: LocalRunOptions,
+  stored?: { store: RunStore; run: StoredRun },
   resume?: { diverged: number[] },
 ): Promise<number> {
   const spec = header.spec;
@@ -123,6 +148,7 @@ async function driveLocal(
     if (log) Deno.removeSignalListener("SIGTERM", onSignal);
     await session.dispose();
     log?.close();
+    if (stored) await stored.store.finish(stored.run);
   }
   out.summary({
     experiment: spec.experiment,

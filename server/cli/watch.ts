@@ -111,7 +111,8 @@ function rowOf(r: RunSummary): Row {
   return {
     id: r.id,
     experiment: r.experiment,
-    status: r.status,
+    // A damaged log shows in the listing: "finished (3 damaged)".
+    status: r.damaged ? `${r.status} (${r.damaged.records} damaged)` : r.status,
     step: r.step,
     steps: r.steps,
     backend: r.backend,

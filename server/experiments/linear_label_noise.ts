@@ -28,6 +28,12 @@ export const linearLabelNoise: ExperimentDefinition<LinearPrepared> = {
     doc:
       "per neuron, one row per replica, three planar blocks of m: [‖w_i‖ | <w_i, θ*> | a_i] (Fig. 1c and bottom); every frame_every snapshots, and at step 0 and the last step",
     everySnapshots: 10,
+    projectedFloats(spec) {
+      const every = spec.params.frame_every as number;
+      if (!every) return 0;
+      const snapshots = Math.floor(spec.steps / spec.every) + 1;
+      return (Math.floor(snapshots / every) + 2) * spec.replicas * 3 * (spec.params.m as number);
+    },
   }],
   frameEvery: (spec) => spec.params.frame_every as number,
   defaults: { steps: 2_000_000, every: 2000, replicas: 2 },

@@ -113,6 +113,8 @@ export interface FrameSpec {
   doc: string;
   /** Snapshots between frames: frames are larger than scalar metrics, so they are rarer. */
   everySnapshots: number;
+  /** Floats in all of a run's frames of this name, for the disk budget (server/runs/budget.ts). */
+  projectedFloats?(spec: RunSpec): number;
 }
 
 export interface ExperimentDefinition<Prepared = unknown> {

@@ -7,7 +7,6 @@ import { validateLabels } from "../experiments/registry.ts";
 import { type FieldError, SpecError } from "../experiments/schema.ts";
 import type { RunSpec } from "../experiments/types.ts";
 import type { AnnotationRecord } from "./records.ts";
-import { RunLogWriter } from "./runlog.ts";
 
 export interface RunLabels {
   name?: string;
@@ -66,16 +65,6 @@ export function validateAnnotation(body: unknown): AnnotationFields {
     throw new SpecError([{ field: "(body)", message: "give at least one of name, tags, note" }]);
   }
   return out;
-}
-
-/** Appends an annotation to the log of a run that has no writer open (it has ended). */
-export async function appendToEndedLog(path: string, record: AnnotationRecord): Promise<void> {
-  const w = await RunLogWriter.append(path);
-  try {
-    w.appendSync([record]);
-  } finally {
-    w.close();
-  }
 }
 
 export interface RunQuery {

@@ -82,8 +82,8 @@ export async function driveRun(
     });
     lastCheckpoint = performance.now();
   };
-  recorder.setStatus("running");
   try {
+    recorder.setStatus("running");
     do {
       if (options.signal?.aborted) {
         if (options.signal.reason === SHUTDOWN) {
@@ -184,7 +184,8 @@ export async function driveRun(
     };
   } catch (e) {
     const error = e instanceof Error ? e.message : String(e);
-    recorder.setStatus("failed", error);
+    // After a write error the recorder has already ended the run `failed` and ignores this.
+    if (!recorder.writeFailed) recorder.setStatus("failed", error);
     return {
       status: "failed",
       step: session.step,

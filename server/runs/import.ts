@@ -1,14 +1,14 @@
 /**
  * Importing a run log written elsewhere (`lab run --out=DIR`, or a log downloaded from another
  * lab) as a run of this lab: `POST /api/runs/import` and `lab import PATH --server=URL`. The
- * bytes are read with the store's own parser and written back with its writer, so the imported
- * log is framed exactly like the lab's own; nothing here reads bytes by hand.
+ * bytes are read with the store's own parser and written back by the store (RunStore.write), so
+ * the imported log is framed exactly like the lab's own; nothing here reads bytes by hand.
  */
 import { validateRunSpec } from "../experiments/registry.ts";
 import { SpecError } from "../experiments/schema.ts";
 import { RUN_ID_PATTERN } from "./ids.ts";
 import type { BodyRecord, HeaderRecord } from "./records.ts";
-import { parseRunLog, RunLogWriter } from "./runlog.ts";
+import { parseRunLog } from "./runlog.ts";
 
 /** The upload is not a run log (400) or names a run this lab already has (409). */
 export class ImportError extends Error {
@@ -50,18 +50,4 @@ export function checkImportedLog(
     throw new ImportError(`run ${header.id} already exists on this lab`, 409);
   }
   return { header, records };
-}
-
-/** Writes the checked log to `path` through the store's writer (refuses to overwrite). */
-export async function writeImportedLog(
-  path: string,
-  header: HeaderRecord,
-  records: BodyRecord[],
-): Promise<void> {
-  const w = await RunLogWriter.create(path, header);
-  try {
-    w.appendSync(records);
-  } finally {
-    w.close();
-  }
 }

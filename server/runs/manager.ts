@@ -1,14 +1,15 @@
 /**
- * The server's runs: validation and the memory check at submission, a queue with a
- * concurrency limit per backend, kernels in a Worker (openWorkerSession) so the event loop
- * stays free for HTTP and streams, one append-only run log per run under `<data>/runs/`, and a
- * ring of recent records per run so subscribers that are nearly caught up never touch the
- * disk. On start it reads every log back: finished runs are listed and replayable in full;
- * runs that were queued or running when the previous server stopped are resumed from their
- * checkpoint (server/runs/resume.ts), or with `resume: false` get an `interrupted` status
- * record appended. Running runs checkpoint themselves every `checkpointIntervalMs`.
+ * The server's runs: validation, the memory and disk checks and a bounded queue at
+ * submission, a concurrency limit per backend, kernels in a Worker (openWorkerSession) so the
+ * event loop stays free for HTTP and streams, and the run store (store.ts) under
+ * `<data>/runs/`. A run computing keeps a ring of recent records so subscribers that are
+ * nearly caught up never touch the disk; a run that has ended holds nothing in memory but its
+ * summary, and is read back from its log and derived files. On start the store reads catalogue
+ * entries, not logs; runs that were queued or running when the previous server stopped are
+ * resumed from their checkpoint (server/runs/resume.ts), or with `resume: false` get an
+ * `interrupted` status record appended. Running runs checkpoint themselves every
+ * `checkpointIntervalMs`.
  */
-import { join } from "node:path";
 import type {
   BackendChoice,
   BackendName,
@@ -31,39 +32,53 @@ import {
 import { planResume, type ResumePlan, startResumed } from "./resume.ts";
 import { newRunId, RUN_ID_PATTERN } from "./ids.ts";
 import { RunRecorder } from "./recorder.ts";
-import {
-  type BodyRecord,
-  type EventRecord,
-  type HeaderRecord,
-  type RunStatus,
-  type SnapshotRecord,
-  type StatusRecord,
-} from "./records.ts";
-import { readRunLog, RUNLOG_SUFFIX, RunLogWriter } from "./runlog.ts";
+import type { BodyRecord, HeaderRecord, RunStatus, StatusRecord } from "./records.ts";
+import { RunLogWriteError, type RunLogWriter } from "./runlog.ts";
 import { RecordRing } from "./ring.ts";
 import { newRunHeader } from "./header.ts";
-import type { SweepInfo } from "../experiments/sweep.ts";
-import { checkImportedLog, ImportError, writeImportedLog } from "./import.ts";
 import {
-  type AnnotationFields,
-  appendToEndedLog,
-  applyAnnotation,
-  labelsOfSpec,
-  type RunLabels,
-} from "./annotations.ts";
+  type DamageReport,
+  damageReport,
+  foldRecords,
+  RunStore,
+  type StoredRun,
+  TERMINAL,
+} from "./store.ts";
+import type { Decimated } from "./history.ts";
+import type { HistoryQuery } from "./run_index.ts";
+import { csvHeader, snapshotCsvRows } from "./export.ts";
+import { projectLogBytes } from "./budget.ts";
+import { ReadCache } from "./read_cache.ts";
+import type { SweepInfo } from "../experiments/sweep.ts";
+import { checkImportedLog, ImportError } from "./import.ts";
+import type { AnnotationFields } from "./annotations.ts";
 
-export const TERMINAL: ReadonlySet<RunStatus> = new Set([
-  "finished",
-  "failed",
-  "stopped",
-  "interrupted",
-]);
+export { TERMINAL };
 
 /** Thrown when a run's estimated device memory exceeds the limit (HTTP 413). */
 export class RunTooLargeError extends Error {
   constructor(readonly errors: FieldError[]) {
     super(errors.map((e) => `${e.field}: ${e.message}`).join("; "));
     this.name = "RunTooLargeError";
+  }
+}
+
+/** Thrown when the queue is full (HTTP 429 with Retry-After). */
+export class QueueFullError extends Error {
+  constructor(readonly limit: number) {
+    super(
+      `the queue is full (${limit} runs waiting); try again when a run has finished ` +
+        "(the limit is --max-queued)",
+    );
+    this.name = "QueueFullError";
+  }
+}
+
+/** Thrown when the data directory cannot take a new run or a deletion (HTTP 503 / 507). */
+export class StoreUnavailableError extends Error {
+  constructor(message: string, readonly diskFull = false) {
+    super(message);
+    this.name = "StoreUnavailableError";
   }
 }
 
@@ -79,6 +94,10 @@ export interface RunManagerOptions {
   maxConcurrent?: Partial<Record<BackendName, number>>;
   /** Largest estimated device memory of one run, in bytes. */
   memoryLimitBytes?: number;
+  /** Largest projected log size of one run, in bytes (default DEFAULT_DISK_LIMIT). */
+  diskLimitBytes?: number;
+  /** Runs waiting for a backend at once; more are refused (HTTP 429). */
+  maxQueued?: number;
   /** In-memory recent records per run, in bytes. */
   ringBytes?: number;
   /** Target compute per kernel call (see driveRun). */
@@ -103,35 +122,29 @@ interface LiveRun {
   controller: AbortController;
   done: Promise<void>;
   finish(): void;
+  /** Recent records, so nearly caught-up subscribers never read the disk. */
+  ring: RecordRing;
 }
 
 interface RunEntry {
   id: string;
   header: HeaderRecord;
   backend: BackendName;
-  path: string;
-  status: RunStatus;
-  step: number;
-  lastSeq: number;
-  latest?: SnapshotRecord;
-  /** The most recent events (bounded), for the run detail view. */
-  events: EventRecord[];
-  eventCount: number;
-  error?: string;
-  started?: number;
-  ended?: number;
-  ring: RecordRing;
+  stored: StoredRun;
   live?: LiveRun;
   removed?: boolean;
-  labels: RunLabels;
   /** Set while a resumed run waits in the queue: where its session continues from. */
   resume?: ResumePlan;
+  /** Appends to the ended log in progress (annotations), so they land in seq order. */
+  appending?: Promise<void>;
 }
 
-const MAX_EVENTS_KEPT = 1000;
 const DEFAULT_RING_BYTES = 4 * 1024 * 1024;
-/** Parsed logs kept for history and replay requests, most recently used first. */
-const LOG_CACHE_ENTRIES = 4;
+export const DEFAULT_MAX_QUEUED = 64;
+export const DEFAULT_DISK_LIMIT = 4 * 2 ** 30;
+/** Records read back from logs and kept for subscribers catching up, all runs together. */
+const READ_CACHE_BYTES = 16 * 2 ** 20;
+const READ_AHEAD_BYTES = 2 * 2 ** 20;
 
 function defaultConcurrency(): Record<BackendName, number> {
   const cores = navigator.hardwareConcurrency || 2;
@@ -156,59 +169,48 @@ export function formatBytes(n: number): string {
   return `${n.toFixed(i ? 1 : 0)} ${units[i]}`;
 }
 
-function absorb(e: RunEntry, records: BodyRecord[]): void {
-  for (const r of records) {
-    e.lastSeq = r.seq;
-    if (r.type === "snapshot") {
-      e.latest = r;
-      e.step = r.step;
-    } else if (r.type === "event") {
-      e.events.push(r);
-      e.eventCount++;
-      if (e.events.length > MAX_EVENTS_KEPT) e.events.shift();
-    } else if (r.type === "status") {
-      e.status = r.status;
-      if (r.status === "running") e.started = r.time;
-      if (TERMINAL.has(r.status)) e.ended = r.time;
-      if (r.error) e.error = r.error;
-    } else if (r.type === "annotation") applyAnnotation(e.labels, r);
-  }
-}
-
 export class RunManager {
   readonly runsDir: string;
   readonly memoryLimitBytes: number;
+  readonly diskLimitBytes: number;
+  readonly maxQueued: number;
+  #store: RunStore;
   #opts: RunManagerOptions;
   #limits: Record<BackendName, number>;
   #runs = new Map<string, RunEntry>();
   #queue: string[] = [];
   #running = new Map<BackendName, number>();
   #listeners = new Set<(e: ManagerEvent) => void>();
-  #logCache = new Map<string, BodyRecord[]>();
   #closing = false;
+  #readCache = new ReadCache(READ_CACHE_BYTES);
 
-  private constructor(opts: RunManagerOptions) {
+  private constructor(opts: RunManagerOptions, store: RunStore) {
     this.#opts = opts;
-    this.runsDir = join(opts.dataDir, "runs");
+    this.#store = store;
+    this.runsDir = store.runsDir;
     this.#limits = { ...defaultConcurrency(), ...opts.maxConcurrent };
     this.memoryLimitBytes = opts.memoryLimitBytes ?? defaultMemoryLimit();
+    this.diskLimitBytes = opts.diskLimitBytes ?? DEFAULT_DISK_LIMIT;
+    this.maxQueued = opts.maxQueued ?? DEFAULT_MAX_QUEUED;
   }
 
-  /** Opens the data directory and loads every run log in it. */
+  /** Opens the data directory and loads every run in it (catalogue entries, not logs). */
   static async open(opts: RunManagerOptions): Promise<RunManager> {
-    const m = new RunManager(opts);
-    await Deno.mkdir(m.runsDir, { recursive: true });
+    const m = new RunManager(opts, await RunStore.open(opts.dataDir));
+    if (m.readOnly) {
+      console.error("the data directory is read-only: runs are served, none can be started");
+    }
     await m.#loadAll();
     return m;
   }
 
+  /** True when the data directory cannot be written: runs are served, not started or deleted. */
+  get readOnly(): boolean {
+    return this.#store.readOnly;
+  }
+
   async #loadAll(): Promise<void> {
-    const names: string[] = [];
-    for await (const f of Deno.readDir(this.runsDir)) {
-      if (f.isFile && f.name.endsWith(RUNLOG_SUFFIX)) names.push(f.name);
-    }
-    for (const name of names.sort()) {
-      const path = join(this.runsDir, name);
+    for (const path of await this.#store.logPaths()) {
       try {
         await this.#load(path);
       } catch (e) {
@@ -219,18 +221,15 @@ export class RunManager {
   }
 
   async #load(path: string): Promise<void> {
-    const log = await readRunLog(path);
-    const h = log.header;
+    const stored = await this.#store.load(path);
+    const h = stored.header;
     if (!RUN_ID_PATTERN.test(h.id) || this.#runs.has(h.id)) {
       throw new Error(`bad or duplicate run id ${JSON.stringify(h.id)}`);
     }
-    const entry = this.#newEntry(h, path);
-    // The ring stays empty: runs loaded from disk are replayed from their log.
-    absorb(entry, log.records);
-    if (
-      (!TERMINAL.has(entry.status) || log.records.length === 0) && this.#opts.resume !== false
-    ) {
-      this.#runs.set(h.id, entry);
+    const entry: RunEntry = { id: h.id, header: h, backend: h.backend as BackendName, stored };
+    this.#runs.set(h.id, entry);
+    if (TERMINAL.has(stored.state.status) && stored.state.lastSeq > 0) return;
+    if (this.#opts.resume !== false && !this.readOnly) {
       try {
         await this.#resume(entry, "resumed after a restart");
         return;
@@ -239,67 +238,67 @@ export class RunManager {
         console.error(`run ${h.id} cannot resume: ${e instanceof Error ? e.message : e}`);
       }
     }
-    if (!TERMINAL.has(entry.status) || log.records.length === 0) {
-      if (log.truncated) await Deno.truncate(path, log.validBytes);
-      const mark: StatusRecord = {
-        type: "status",
-        seq: entry.lastSeq + 1,
-        time: Date.now(),
-        status: "interrupted",
-        step: entry.step,
-        error: "the server stopped while this run was in flight",
-      };
-      const w = await RunLogWriter.append(path);
-      try {
-        w.appendSync([mark]);
-      } finally {
-        w.close();
-      }
-      absorb(entry, [mark]);
-    }
-    this.#runs.set(h.id, entry);
-  }
-
-  #newEntry(header: HeaderRecord, path: string): RunEntry {
-    return {
-      id: header.id,
-      header,
-      backend: header.backend as BackendName,
-      path,
-      status: "queued",
-      step: 0,
-      lastSeq: 0,
-      events: [],
-      eventCount: 0,
-      ring: new RecordRing(this.#opts.ringBytes ?? DEFAULT_RING_BYTES),
-      labels: labelsOfSpec(header.spec),
+    const state = stored.state;
+    // In flight when the previous server stopped. Only a torn tail may be dropped (the rest
+    // of the file is never cut), and only from a run that was writing.
+    const mark: StatusRecord = {
+      type: "status",
+      seq: state.lastSeq + 1,
+      time: Date.now(),
+      status: "interrupted",
+      step: state.step,
+      error: "the server stopped while this run was in flight",
     };
+    if (!this.readOnly) {
+      try {
+        if (stored.tornAt !== undefined) await Deno.truncate(path, stored.tornAt);
+        const w = await this.#store.reopen(stored);
+        try {
+          w.appendSync([mark]);
+        } finally {
+          w.close();
+        }
+      } catch (e) {
+        console.error(`run ${h.id}: could not mark it interrupted: ${(e as Error).message}`);
+      }
+    }
+    foldRecords(state, [mark]);
+    await this.#store.finish(stored);
   }
 
   /** Reopens a run's log and queues it to continue from its checkpoint (or step 0). */
   async #resume(entry: RunEntry, how: string): Promise<void> {
     const warn = (m: string) => console.error(`run ${entry.id}: ${m}`);
-    const plan = await planResume(entry.path, warn);
     // The backend it ran on, when this machine has it; else the best one here (a checkpoint
     // opens on any backend, continuing within the parity tolerances).
     const resolve = this.#opts.resolveBackend ?? resolveBackend;
     const experiment = entry.header.spec.experiment;
     const backend = await resolve(entry.backend, experiment)
       .catch(() => resolve("auto", experiment));
+    const plan = await planResume(this.#store, entry.stored, warn);
     if (backend.name !== entry.backend) {
       warn(`${entry.backend} is not available here: continuing on ${backend.name}`);
       entry.backend = backend.name;
     }
-    const log = await RunLogWriter.append(entry.path);
+    const log = await this.#store.reopen(entry.stored);
     const recorder = new RunRecorder(entry.header, log);
     let finish = () => {};
     const done = new Promise<void>((r) => finish = r);
-    entry.live = { recorder, log, controller: new AbortController(), done, finish };
+    const ring = new RecordRing(this.#opts.ringBytes ?? DEFAULT_RING_BYTES);
+    entry.live = { recorder, log, controller: new AbortController(), done, finish, ring };
     entry.resume = plan;
-    entry.error = undefined;
-    entry.ended = undefined;
+    const state = entry.stored.state;
+    state.error = undefined;
+    state.ended = undefined;
+    this.#readCache.drop(entry.id);
     recorder.listen((records) => this.#onRecords(entry, records));
-    startResumed(recorder, plan, how);
+    try {
+      startResumed(recorder, plan, how);
+    } catch (e) {
+      this.#end(entry, entry.live);
+      throw e;
+    }
+    log.suspend(); // a queued run holds no descriptor
     this.#queue.push(entry.id);
     this.#schedule();
   }
@@ -317,10 +316,12 @@ export class RunManager {
   /** Why run `id` cannot be resumed by hand now, or undefined if it can. */
   whyNotResumable(id: string): string | undefined {
     if (this.#closing) return "the server is shutting down";
+    if (this.readOnly) return "the data directory is read-only";
     const e = this.#runs.get(id);
     if (!e) return `no run with id ${JSON.stringify(id)}`;
-    if (e.live || (e.status !== "interrupted" && e.status !== "failed")) {
-      return `run ${id} is ${e.status}: only interrupted or failed runs can be resumed`;
+    const status = e.stored.state.status;
+    if (e.live || (status !== "interrupted" && status !== "failed")) {
+      return `run ${id} is ${status}: only interrupted or failed runs can be resumed`;
     }
     return undefined;
   }
@@ -357,29 +358,66 @@ export class RunManager {
     }
   }
 
+  /** Checks the projected size of the run's log against the disk limit. */
+  checkDisk(spec: RunSpec): void {
+    const need = projectLogBytes(spec);
+    if (need > this.diskLimitBytes) {
+      throw new RunTooLargeError([{
+        field: "steps",
+        message: `the run's log would take about ${formatBytes(need)} of disk, more than the ${
+          formatBytes(this.diskLimitBytes)
+        } limit (--max-run-disk-mb); raise every (now ${spec.every}), or lower steps (now ${spec.steps}) or replicas (now ${spec.replicas})`,
+      }]);
+    }
+  }
+
   /**
    * Validates and queues a run; returns its id. Throws SpecError (bad fields),
-   * RunTooLargeError (memory) or BackendUnavailableError (backend), all before allocating.
+   * RunTooLargeError (memory, disk), BackendUnavailableError (backend), QueueFullError or
+   * StoreUnavailableError, all before computing anything.
    */
   async submit(input: unknown): Promise<string> {
-    if (this.#closing) throw new Error("the server is shutting down");
+    if (this.#closing) throw new StoreUnavailableError("the server is shutting down");
+    if (this.readOnly) {
+      throw new StoreUnavailableError(
+        "the data directory is read-only: runs are served but no new run can be started",
+      );
+    }
+    if (this.#queue.length >= this.maxQueued) throw new QueueFullError(this.maxQueued);
     const spec = validateRunSpec(input);
     this.checkMemory(spec);
+    this.checkDisk(spec);
     const resolve = this.#opts.resolveBackend ?? resolveBackend;
     const { name, probe } = await resolve(spec.backend, spec.experiment);
+    if (this.#queue.length >= this.maxQueued) throw new QueueFullError(this.maxQueued);
     const id = newRunId(spec.experiment);
     const header = newRunHeader(id, spec, name, probe.adapter);
-    const path = join(this.runsDir, id + RUNLOG_SUFFIX);
-    const log = await RunLogWriter.create(path, header);
-    const entry = this.#newEntry(header, path);
+    let created;
+    try {
+      created = await this.#store.create(header);
+    } catch (e) {
+      if (e instanceof RunLogWriteError) throw new StoreUnavailableError(e.message, e.diskFull);
+      throw e;
+    }
+    const { run: stored, writer: log } = created;
+    const entry: RunEntry = { id, header, backend: name, stored };
     const recorder = new RunRecorder(header, log);
     let finish = () => {};
     const done = new Promise<void>((r) => finish = r);
-    entry.live = { recorder, log, controller: new AbortController(), done, finish };
+    const ring = new RecordRing(this.#opts.ringBytes ?? DEFAULT_RING_BYTES);
+    entry.live = { recorder, log, controller: new AbortController(), done, finish, ring };
     recorder.listen((records) => this.#onRecords(entry, records));
     this.#runs.set(id, entry);
     this.#notify({ type: "added", run: id });
-    recorder.setStatus("queued");
+    try {
+      recorder.setStatus("queued");
+    } catch (e) {
+      // The disk filled between the header and this record: the run is over already.
+      this.#end(entry, entry.live);
+      if (e instanceof RunLogWriteError) return id;
+      throw e;
+    }
+    log.suspend(); // a queued run holds no descriptor
     this.#queue.push(id);
     this.#schedule();
     return id;
@@ -387,9 +425,17 @@ export class RunManager {
 
   #onRecords(entry: RunEntry, records: BodyRecord[]): void {
     if (entry.removed) return;
-    absorb(entry, records);
-    entry.ring.push(records);
+    foldRecords(entry.stored.state, records);
+    entry.live?.ring.push(records);
     this.#notify({ type: "records", run: entry.id, records });
+  }
+
+  /** A run's last record is written: close its log, keep only its summary in memory. */
+  #end(e: RunEntry, live: LiveRun): void {
+    live.log.close();
+    if (e.live === live) e.live = undefined;
+    live.finish();
+    this.#store.finish(e.stored).catch(() => {});
   }
 
   #schedule(): void {
@@ -414,7 +460,7 @@ export class RunManager {
     const signal = live.controller.signal;
     const plan = e.resume;
     e.resume = undefined;
-    const ckptPath = checkpointPathFor(e.path);
+    const ckptPath = checkpointPathFor(e.stored.path);
     const interval = this.#opts.checkpointIntervalMs ?? DEFAULT_CHECKPOINT_INTERVAL_MS;
     let session: KernelSession | undefined;
     try {
@@ -423,14 +469,15 @@ export class RunManager {
         session = await open(spec, plan?.checkpoint?.state);
       } catch (err) {
         const msg = err instanceof Error ? err.message : String(err);
-        live.recorder.setStatus(
+        setStatusQuietly(
+          live.recorder,
           signal.aborted ? "stopped" : "failed",
           signal.aborted ? undefined : `could not start the ${e.backend} backend: ${msg}`,
         );
         return;
       }
       if (signal.aborted) {
-        live.recorder.setStatus("stopped");
+        setStatusQuietly(live.recorder, "stopped");
         return;
       }
       const result = await driveRun(session, e.header.spec, live.recorder, {
@@ -446,17 +493,19 @@ export class RunManager {
         await removeCheckpoint(ckptPath);
       }
     } catch (err) {
-      // driveRun reports kernel errors itself; this is a bug in the plumbing, logged.
+      // driveRun reports kernel and write errors itself; this is a bug in the plumbing, logged.
       console.error(`run ${e.id}:`, err);
-      if (!TERMINAL.has(e.status)) live.recorder.setStatus("failed", String(err));
+      if (!TERMINAL.has(e.stored.state.status)) {
+        try {
+          live.recorder.setStatus("failed", String(err));
+        } catch { /* the log cannot take it: the recorder has delivered `failed` itself */ }
+      }
     } finally {
       try {
         await session?.dispose();
       } catch { /* the worker is going away anyway */ }
-      live.log.close();
-      e.live = undefined;
       this.#running.set(e.backend, (this.#running.get(e.backend) ?? 1) - 1);
-      live.finish();
+      this.#end(e, live);
       this.#schedule();
     }
   }
@@ -474,15 +523,15 @@ export class RunManager {
   }
 
   lastSeq(id: string): number {
-    return this.#runs.get(id)?.lastSeq ?? 0;
+    return this.#runs.get(id)?.stored.state.lastSeq ?? 0;
   }
 
   status(id: string): RunStatus | undefined {
-    return this.#runs.get(id)?.status;
+    return this.#runs.get(id)?.stored.state.status;
   }
 
   step(id: string): number {
-    return this.#runs.get(id)?.step ?? 0;
+    return this.#runs.get(id)?.stored.state.step ?? 0;
   }
 
   /** Runs queued or computing. */
@@ -507,88 +556,120 @@ export class RunManager {
     return e ? summary(e) : undefined;
   }
 
-  detail(id: string): RunDetail | undefined {
+  async detail(id: string): Promise<RunDetail | undefined> {
     const e = this.#runs.get(id);
     if (!e) return undefined;
+    const latest = e.live?.recorder.latest ?? await this.#store.latest(e.stored);
+    const state = e.stored.state;
     return {
       ...summary(e),
       code_version: e.header.code_version,
       metrics: e.header.metrics,
       frames: e.header.frames,
-      latest: e.latest
+      latest: latest
         ? {
-          step: e.latest.step,
-          wall_ms: e.latest.wall_ms,
-          time: e.latest.time,
-          metrics: e.latest.metrics,
+          step: latest.step,
+          wall_ms: latest.wall_ms,
+          time: latest.time,
+          metrics: latest.metrics,
         }
         : null,
-      events: e.events.map((r) => ({ seq: r.seq, time: r.time, ...r.event })),
-      events_total: e.eventCount,
-      path: e.path,
+      events: state.events.map((r) => ({ seq: r.seq, time: r.time, ...r.event })),
+      events_total: state.eventCount,
+      path: e.stored.path,
     };
+  }
+
+  /** The path of a run's log (for the log download; never sent to clients). */
+  logPath(id: string): string | undefined {
+    return this.#runs.get(id)?.stored.path;
   }
 
   /** Up to `max` records after seq `after` if the ring still holds them, else undefined. */
   readAfterSync(id: string, after: number, max = Infinity): BodyRecord[] | undefined {
     const e = this.#runs.get(id);
-    if (!e || after >= e.lastSeq) return [];
-    return e.ring.after(after, max);
+    if (!e || after >= e.stored.state.lastSeq) return [];
+    return e.live?.ring.after(after, max);
   }
 
-  /** Up to `max` records after seq `after`, from memory or the run log. */
+  /**
+   * Up to `max` records after seq `after`, from memory or the run log: from the log, at most a
+   * stretch of about 2 MiB per call (fewer than asked is not the end; ask again after them).
+   */
   async readAfter(id: string, after: number, max = Infinity): Promise<BodyRecord[]> {
     const fast = this.readAfterSync(id, after, max);
     if (fast) return fast;
-    const all = await this.allRecords(id);
-    // Seqs are 1, 2, 3, … so record seq s sits at index s − 1; checked in case of a gap.
-    let start = Math.max(0, Math.min(after, all.length));
-    if (all[start] && all[start].seq !== after + 1) start = all.findIndex((r) => r.seq > after);
-    if (start < 0) return [];
-    return all.slice(start, Math.min(all.length, start + max));
+    const cached = this.#readCache.get(id, after, max);
+    if (cached) return cached;
+    const e = this.#runs.get(id)!;
+    // Read a stretch ahead (about 2 MiB) so the next asks are served from the cache.
+    const perRecord = 128 + 12 * e.header.metrics.length * e.header.spec.replicas;
+    const ahead = Math.max(64, Math.floor(READ_AHEAD_BYTES / perRecord));
+    // At most that from disk per call, even for "everything after": the caller asks again.
+    const limit = Math.min(
+      Number.isFinite(max) ? Math.max(max, ahead) : ahead,
+      e.stored.state.lastSeq - after,
+    );
+    const records = await this.#store.readAfter(e.stored, after, limit);
+    if (this.#runs.get(id) === e) this.#readCache.put(id, records);
+    return records.slice(0, max);
   }
 
-  /** Every record of a run in seq order: the log on disk, topped up from the ring. */
+  /** History of a run over a step range (see RunIndexReader.history). */
+  async history(id: string, q: HistoryQuery): Promise<Decimated | undefined> {
+    const e = this.#runs.get(id);
+    if (!e) return undefined;
+    return await this.#store.history(e.stored, q);
+  }
+
+  /** A run's snapshots as CSV (export.ts), in chunks of about 64 KiB, streamed from the log. */
+  async *csv(id: string): AsyncGenerator<string> {
+    const e = this.#runs.get(id);
+    if (!e) return;
+    const metrics = e.header.metrics;
+    const sweep = e.header.sweep;
+    let out = csvHeader(metrics, sweep);
+    const last = e.stored.state.lastSeq;
+    for await (const { record: r } of this.#store.iterate(e.stored)) {
+      if (r.seq > last) break; // a live run: stop at what was there when the export began
+      if (r.type !== "snapshot") continue;
+      out += snapshotCsvRows(metrics, r.step, r.wall_ms, r.metrics, sweep);
+      if (out.length >= 65536) {
+        yield out;
+        out = "";
+      }
+    }
+    if (out) yield out;
+  }
+
+  /** Every record of a run in seq order. Small runs and tests only: it holds them all. */
   async allRecords(id: string): Promise<BodyRecord[]> {
     const e = this.#runs.get(id);
     if (!e) return [];
-    let cached = this.#logCache.get(id);
-    const cachedLast = cached?.length ? cached[cached.length - 1].seq : 0;
-    if (cached && cachedLast < e.lastSeq) {
-      const tail = e.ring.after(cachedLast);
-      if (tail) cached.push(...tail);
-      else cached = undefined;
-    }
-    if (!cached) {
-      const log = await readRunLog(e.path);
-      cached = log.records;
-      // A live run may have moved on while the file was read; the ring has the rest.
-      const last = cached.length ? cached[cached.length - 1].seq : 0;
-      const tail = e.ring.after(last);
-      if (tail) cached.push(...tail);
-      if (!this.#runs.has(id)) return cached; // removed meanwhile: do not cache
-    }
-    this.#logCache.delete(id);
-    this.#logCache.set(id, cached);
-    while (this.#logCache.size > LOG_CACHE_ENTRIES) {
-      this.#logCache.delete(this.#logCache.keys().next().value!);
-    }
-    return cached;
+    const out: BodyRecord[] = [];
+    for await (const { record } of this.#store.iterate(e.stored)) out.push(record);
+    return out;
   }
 
   /** Adds a run log made elsewhere as a run of this lab (server/runs/import.ts); its id. */
   async import(bytes: Uint8Array): Promise<string> {
+    if (this.#closing) throw new StoreUnavailableError("the server is shutting down");
+    if (this.readOnly) {
+      throw new StoreUnavailableError("the data directory is read-only: runs cannot be imported");
+    }
     const { header, records } = checkImportedLog(bytes, (id) => this.#runs.has(id));
-    const path = join(this.runsDir, header.id + RUNLOG_SUFFIX);
+    let stored;
     try {
-      await writeImportedLog(path, header, records);
+      stored = await this.#store.write(header, records);
     } catch (e) {
       if (e instanceof Deno.errors.AlreadyExists) {
         throw new ImportError(`run ${header.id} already exists on this lab`, 409);
       }
+      if (e instanceof RunLogWriteError) throw new StoreUnavailableError(e.message, e.diskFull);
       throw e;
     }
-    await this.#load(path); // as at start-up: a run that never ended is marked interrupted
+    // As at start-up: a run that never ended is resumed, or marked interrupted.
+    await this.#load(stored.path);
     this.#notify({ type: "added", run: header.id });
     return header.id;
   }
@@ -597,18 +678,38 @@ export class RunManager {
   async annotate(id: string, fields: AnnotationFields): Promise<boolean> {
     const e = this.#runs.get(id);
     if (!e) return false;
-    if (e.live) e.live.recorder.emit([{ type: "annotation", time: Date.now(), ...fields }]);
-    else {
+    const live = e.live;
+    if (live && !TERMINAL.has(live.recorder.status)) {
+      live.recorder.emit([{ type: "annotation", time: Date.now(), ...fields }]);
+      return true;
+    }
+    if (this.readOnly) {
+      throw new StoreUnavailableError("the data directory is read-only: runs cannot be changed");
+    }
+    // A run ending now: its writer closes first, then the annotation follows its last record.
+    if (live) await live.done;
+    const previous = e.appending ?? Promise.resolve();
+    const write = previous.then(async () => {
+      if (e.removed) return;
       const record = {
         type: "annotation" as const,
-        seq: e.lastSeq + 1,
+        seq: e.stored.state.lastSeq + 1,
         time: Date.now(),
         ...fields,
       };
-      // Taken in order before the write, so two quick edits cannot get the same seq.
-      this.#onRecords(e, [record]);
-      await appendToEndedLog(e.path, record);
-    }
+      try {
+        await this.#store.appendEnded(e.stored, [record]);
+      } catch (err) {
+        if (err instanceof RunLogWriteError) {
+          throw new StoreUnavailableError(err.message, err.diskFull);
+        }
+        throw err;
+      }
+      this.#readCache.drop(id);
+      this.#notify({ type: "records", run: id, records: [record] });
+    });
+    e.appending = write.catch(() => {});
+    await write;
     return true;
   }
 
@@ -620,10 +721,8 @@ export class RunManager {
     const queuedAt = this.#queue.indexOf(id);
     if (queuedAt >= 0) {
       this.#queue.splice(queuedAt, 1);
-      live.recorder.setStatus("stopped");
-      live.log.close();
-      e.live = undefined;
-      live.finish();
+      setStatusQuietly(live.recorder, "stopped");
+      this.#end(e, live);
       return true;
     }
     live.controller.abort();
@@ -632,30 +731,38 @@ export class RunManager {
     return true;
   }
 
-  /** Deletes a run and its log, stopping it first if needed. */
+  /**
+   * Deletes a run and its log, stopping it first if needed. If the log cannot be deleted the
+   * run stays listed and StoreUnavailableError is thrown.
+   */
   async remove(id: string): Promise<boolean> {
     const e = this.#runs.get(id);
     if (!e) return false;
-    e.removed = true;
+    if (this.readOnly) {
+      throw new StoreUnavailableError("the data directory is read-only: runs cannot be deleted");
+    }
     const live = e.live;
     if (live) {
       const queuedAt = this.#queue.indexOf(id);
-      if (queuedAt >= 0) this.#queue.splice(queuedAt, 1);
-      live.controller.abort();
-      live.log.close();
       if (queuedAt >= 0) {
-        e.live = undefined;
-        live.finish();
+        this.#queue.splice(queuedAt, 1);
+        setStatusQuietly(live.recorder, "stopped");
+        this.#end(e, live);
+      } else {
+        live.controller.abort();
+        await Promise.race([live.done, new Promise((r) => setTimeout(r, 5000))]);
       }
     }
-    this.#runs.delete(id);
-    this.#logCache.delete(id);
     try {
-      await Deno.remove(e.path);
+      await this.#store.remove(e.stored);
     } catch (err) {
-      if (!(err instanceof Deno.errors.NotFound)) throw err;
+      if (err instanceof RunLogWriteError) throw new StoreUnavailableError(err.message);
+      throw err;
     }
-    await removeCheckpoint(checkpointPathFor(e.path));
+    await removeCheckpoint(checkpointPathFor(e.stored.path));
+    e.removed = true;
+    this.#runs.delete(id);
+    this.#readCache.drop(id);
     this.#notify({ type: "removed", run: id });
     return true;
   }
@@ -669,20 +776,18 @@ export class RunManager {
   async shutdown(): Promise<void> {
     this.#closing = true;
     const waits: Promise<void>[] = [];
-    const interrupt = (live: LiveRun) => {
-      live.recorder.setStatus(
+    const interrupt = (live: LiveRun) =>
+      setStatusQuietly(
+        live.recorder,
         "interrupted",
         "the server was shut down while this run was in flight",
       );
-      live.log.close();
-    };
     for (const e of this.#runs.values()) {
       const live = e.live;
       if (!live) continue;
       if (this.#queue.includes(e.id)) {
         interrupt(live);
-        e.live = undefined;
-        live.finish();
+        this.#end(e, live);
       } else {
         live.controller.abort(SHUTDOWN);
         waits.push(live.done);
@@ -690,7 +795,12 @@ export class RunManager {
     }
     this.#queue = [];
     await Promise.race([Promise.all(waits), new Promise((r) => setTimeout(r, 5000))]);
-    for (const e of this.#runs.values()) if (e.live) interrupt(e.live);
+    for (const e of this.#runs.values()) {
+      const live = e.live;
+      if (!live) continue;
+      interrupt(live);
+      live.log.close();
+    }
   }
 }
 
@@ -709,6 +819,8 @@ export interface RunSummary {
   spec: RunSpec;
   last_seq: number;
   error?: string;
+  /** Present when the log has damaged records: how many, and their byte ranges (skipped). */
+  damaged?: DamageReport;
   name?: string;
   tags: string[];
   note?: string;
@@ -732,22 +844,34 @@ export interface RunDetail extends RunSummary {
 
 function summary(e: RunEntry): RunSummary {
   const steps = e.header.spec.steps;
+  const st = e.stored.state;
+  const damaged = damageReport(st);
   return {
     id: e.id,
     experiment: e.header.spec.experiment,
-    status: e.status,
-    step: e.step,
+    status: st.status,
+    step: st.step,
     steps,
-    progress: steps > 0 ? Math.min(1, e.step / steps) : 1,
+    progress: steps > 0 ? Math.min(1, st.step / steps) : 1,
     backend: e.header.backend,
     adapter: e.header.adapter,
     created: e.header.created,
-    ...(e.started ? { started: new Date(e.started).toISOString() } : {}),
-    ...(e.ended ? { ended: new Date(e.ended).toISOString() } : {}),
+    ...(st.started ? { started: new Date(st.started).toISOString() } : {}),
+    ...(st.ended ? { ended: new Date(st.ended).toISOString() } : {}),
     spec: e.header.spec,
-    last_seq: e.lastSeq,
-    ...(e.error ? { error: e.error } : {}),
-    ...e.labels,
+    last_seq: st.lastSeq,
+    ...(st.error ? { error: st.error } : {}),
+    ...(damaged ? { damaged } : {}),
+    ...st.labels,
     ...(e.header.sweep ? { sweep: e.header.sweep } : {}),
   };
+}
+
+/** Sets a status where the log may already be unwritable (the recorder then ends the run). */
+function setStatusQuietly(recorder: RunRecorder, status: RunStatus, error?: string): void {
+  try {
+    recorder.setStatus(status, error);
+  } catch (e) {
+    if (!(e instanceof RunLogWriteError)) throw e;
+  }
 }

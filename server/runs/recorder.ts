@@ -4,8 +4,9 @@
  * the log sees passes through here, so the log and the live stream are the same sequence.
  */
 import type { BodyRecord, HeaderRecord, RunStatus } from "./records.ts";
-import type { RunLogWriter } from "./runlog.ts";
 import { redactPaths } from "../redact_paths.ts";
+import { TERMINAL } from "./store.ts";
+import { RunLogWriteError, type RunLogWriter } from "./runlog.ts";
 
 export type Unsequenced<T> = T extends unknown ? Omit<T, "seq"> : never;
 export type RecordListener = (records: BodyRecord[]) => void;
@@ -16,6 +17,8 @@ export class RunRecorder {
   /** Records the log already holds that a resumed run regenerates: dropped, in order. */
   #stored: BodyRecord[] = [];
   #covered = 0;
+  /** Set when the log could not be written: the run has ended `failed` and takes no more. */
+  #writeFailed?: RunLogWriteError;
   status: RunStatus = "queued";
   step = 0;
   latest?: BodyRecord & { type: "snapshot" };
@@ -29,10 +32,14 @@ export class RunRecorder {
   /**
    * Seq of the last snapshot, event or frame produced, whether emitted or (while a resumed
    * run regenerates what its log holds) dropped: a checkpoint taken now covers the log up to
-   * here. Status records and resume markers are not regenerated, so they do not count.
+   * here. Statuses, resume markers and annotations are not regenerated, so they do not count.
    */
   get checkpointSeq(): number {
     return this.#covered;
+  }
+
+  get writeFailed(): RunLogWriteError | undefined {
+    return this.#writeFailed;
   }
 
   listen(fn: RecordListener): () => void {
@@ -58,10 +65,7 @@ export class RunRecorder {
     this.step = step;
     this.#stored = [];
     this.emit(markers);
-    // Status records and earlier resumes' markers are not regenerated.
-    this.#stored = stored.filter((r) =>
-      r.type !== "status" && !(r.type === "event" && r.event.type === "resumed")
-    );
+    this.#stored = stored.filter((r) => !notRegenerated(r));
   }
 
   /** Drops the regenerated records the log already has; checks that they are the same ones. */
@@ -69,7 +73,7 @@ export class RunRecorder {
     if (this.#stored.length === 0) return records;
     const out: Unsequenced<BodyRecord>[] = [];
     for (const r of records) {
-      if (r.type === "status" || this.#stored.length === 0) {
+      if (notRegenerated(r) || this.#stored.length === 0) {
         out.push(r);
         continue;
       }
@@ -88,20 +92,52 @@ export class RunRecorder {
     return out;
   }
 
+  /**
+   * Drops regenerated records the log already holds (a resumed run), then logs records and
+   * hands them to the listeners. If the log cannot take them (a full disk, an
+   * I/O error) they are dropped, the run ends `failed` with the cause, and the error is
+   * thrown: subscribers never see a record the log does not have, except that final status.
+   */
   emit(records: Unsequenced<BodyRecord>[]): BodyRecord[] {
+    // A terminal status is a run's last record: anything after it (a driver noticing a stop
+    // after a shutdown marked the run interrupted) is dropped, from the log and the stream alike.
+    if (this.#writeFailed || TERMINAL.has(this.status)) return [];
     records = this.#dropStored(records);
     if (records.length === 0) return [];
+    const before = this.#seq;
     const sequenced = records.map((r) => ({ ...r, seq: ++this.#seq }) as BodyRecord);
+    try {
+      this.log?.appendSync(sequenced);
+    } catch (e) {
+      if (!(e instanceof RunLogWriteError)) throw e;
+      this.#seq = before;
+      this.#writeFailed = e;
+      const failed = {
+        type: "status" as const,
+        seq: ++this.#seq,
+        time: Date.now(),
+        status: "failed" as const,
+        step: this.step,
+        error: e.message,
+      };
+      try {
+        this.log?.appendSync([failed]); // it may fit once the partial batch is cut off
+      } catch { /* the log then ends before this status; a restart marks it interrupted */ }
+      this.#deliver([failed]);
+      throw e;
+    }
+    this.#deliver(sequenced);
+    return sequenced;
+  }
+
+  #deliver(sequenced: BodyRecord[]): void {
     for (const r of sequenced) {
-      if (r.type !== "status" && !(r.type === "event" && r.event.type === "resumed")) {
-        this.#covered = r.seq;
-      }
+      if (!notRegenerated(r)) this.#covered = r.seq;
       if (r.type === "snapshot") {
         this.latest = r;
         this.step = r.step;
       } else if (r.type === "status") this.status = r.status;
     }
-    this.log?.appendSync(sequenced);
     for (const fn of this.#listeners) {
       try {
         fn(sequenced);
@@ -110,7 +146,6 @@ export class RunRecorder {
         console.error("run listener failed:", e);
       }
     }
-    return sequenced;
   }
 
   setStatus(status: RunStatus, error?: string): void {
@@ -123,6 +158,15 @@ export class RunRecorder {
       ...(error ? { error: redactPaths(error) } : {}),
     }]);
   }
+}
+
+/**
+ * Records a resumed session does not produce again: statuses, earlier resumes' markers and
+ * annotations (written by hand, live or after the fact).
+ */
+function notRegenerated(r: Unsequenced<BodyRecord>): boolean {
+  return r.type === "status" || r.type === "annotation" ||
+    (r.type === "event" && r.event.type === "resumed");
 }
 
 /** Same kind of record at the same step (what a regenerated record must be to replace one). */

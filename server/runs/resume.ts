@@ -8,7 +8,7 @@
 import type { BodyRecord, HeaderRecord } from "./records.ts";
 import type { Unsequenced } from "./recorder.ts";
 import type { RunRecorder } from "./recorder.ts";
-import { readRunLog } from "./runlog.ts";
+import type { RunStore, StoredRun } from "./store.ts";
 import { checkpointPathFor, readCheckpoint, type RunCheckpoint } from "./checkpoints.ts";
 
 export interface ResumePlan {
@@ -24,32 +24,39 @@ export interface ResumePlan {
 }
 
 /**
- * Reads what a resume needs. A truncated final record (a crash mid-write) is cut off the
- * log first. A checkpoint ahead of the log (the log lost its tail, e.g. a power cut before
- * the disk had it) or of another run is ignored.
+ * Reads what a resume needs, through the store's reader (one pass, which also rebuilds the
+ * run's derived state for the writer that follows). A torn final record (a crash mid-write) is
+ * cut off the log; damaged records are skipped as everywhere else. A checkpoint ahead of the
+ * log (the log lost its tail, e.g. a power cut before the disk had it) or of another run is
+ * ignored.
  */
 export async function planResume(
-  logPath: string,
+  store: RunStore,
+  run: StoredRun,
   warn: (message: string) => void,
 ): Promise<ResumePlan> {
-  const log = await readRunLog(logPath);
-  if (log.truncated) await Deno.truncate(logPath, log.validBytes);
-  const lastSeq = log.records.at(-1)?.seq ?? 0;
-  let lastStep = 0;
-  for (const r of log.records) if (r.type === "snapshot") lastStep = r.step;
-  let checkpoint = await readCheckpoint(checkpointPathFor(logPath), warn);
-  if (checkpoint && (checkpoint.run !== log.header.id || checkpoint.seq > lastSeq)) {
-    warn(`ignoring checkpoint at step ${checkpoint.step}: the log does not reach it`);
+  let checkpoint = await readCheckpoint(checkpointPathFor(run.path), warn);
+  if (checkpoint && checkpoint.run !== run.header.id) {
+    warn(`ignoring checkpoint at step ${checkpoint.step}: it belongs to another run`);
     checkpoint = null;
   }
-  const from = checkpoint?.seq ?? 0;
-  return {
-    header: log.header,
-    checkpoint,
-    lastSeq,
-    lastStep,
-    stored: log.records.filter((r) => r.seq > from),
-  };
+  let from = checkpoint?.seq ?? 0;
+  let lastSeq = 0;
+  let lastStep = 0;
+  let stored: BodyRecord[] = [];
+  await store.reopenForResume(run, (r) => {
+    lastSeq = r.seq;
+    if (r.type === "snapshot") lastStep = r.step;
+    if (r.seq > from) stored.push(r);
+  });
+  if (checkpoint && checkpoint.seq > lastSeq) {
+    warn(`ignoring checkpoint at step ${checkpoint.step}: the log does not reach it`);
+    checkpoint = null;
+    from = 0;
+    stored = [];
+    for await (const { record } of store.iterate(run)) stored.push(record);
+  }
+  return { header: run.header, checkpoint, lastSeq, lastStep, stored };
 }
 
 /** The `resumed` event and `queued` status a resumed run's stream carries first. */
