@@ -1,6 +1,6 @@
 /**
  * Sweep settings in the dashboard's pure parts: replicas grouped into settings from the
- * header's `sweep` field (CONTRACTS.md §2, synthetic headers here) or, for runs without it,
+ * header's `sweep` field (docs/sweeps.md; synthetic headers here) or, for runs without it,
  * from the spec's per-replica lists; labels and sequential, log-aware colours; the column
  * store summarising each setting over its own seeds only; and the sweep view's numbers
  * (final, at a step, best so far; lines over one parameter, a heatmap over two, its refusal

@@ -72,7 +72,7 @@ export const api = {
   stop: (id: string) => call<unknown>("POST", `/api/runs/${encodeURIComponent(id)}/stop`),
   resume: (id: string) => call<unknown>("POST", `/api/runs/${encodeURIComponent(id)}/resume`),
   remove: (id: string) => call<unknown>("DELETE", `/api/runs/${encodeURIComponent(id)}`),
-  /** Renames, tags or annotates a run after the fact (CONTRACTS.md §3). */
+  /** Renames, tags or annotates a run after the fact (PATCH /api/runs/:id, docs/protocol.md). */
   annotate: (id: string, fields: { name?: string; tags?: string[]; note?: string }) =>
     call<unknown>("PATCH", `/api/runs/${encodeURIComponent(id)}`, fields),
   /** Uploads a run log written elsewhere (`lab run --out=DIR`); the one raw-bytes route. */

@@ -50,7 +50,7 @@ interface RunEntry {
   /** Damaged records in the run's log (skipped when it was read). */
   damaged?: number;
   label: string;
-  /** Set at start or afterwards (annotation records; CONTRACTS.md §2). */
+  /** Set at start or afterwards (annotation records; docs/protocol.md). */
   name?: string;
   tags?: string[];
   note?: string;
@@ -465,7 +465,7 @@ class Dashboard {
     e.adapter = hd.adapter;
     e.status = m.status;
     if (!e.series) {
-      // The header's sweep field (CONTRACTS.md §2), else the spec's per-replica lists.
+      // The header's sweep field (docs/sweeps.md), else the spec's per-replica lists.
       const sweep = (hd as { sweep?: SweepInfo }).sweep;
       e.settings = runSettings(hd.spec, sweep, this.experiments.get(hd.spec.experiment)?.params);
       e.series = new RunSeries(

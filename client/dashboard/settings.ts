@@ -1,7 +1,7 @@
 /**
  * A run's sweep settings: which replicas share a setting (the same swept values, different
  * seeds), how each setting is named ("lr=0.01 · δ=1") and coloured. The run header's `sweep`
- * field (CONTRACTS.md §2) says it; runs written before it existed still have per-replica
+ * field (docs/sweeps.md) says it; runs written before it existed still have per-replica
  * parameter lists in their spec (`lr: [0.01, 0.02, …]`), from which the same grouping is
  * derived, so such runs are drawn per setting too and never averaged across settings.
  * Pure functions, no DOM.
@@ -13,7 +13,7 @@ import type { Palette } from "./theme.ts";
 
 export type SweepValue = number | string;
 
-/** The header's `sweep` field, as CONTRACTS.md §2 defines it. */
+/** The header's `sweep` field, as docs/sweeps.md defines it. */
 export interface SweepInfo {
   params: string[];
   values: Record<string, SweepValue[]>;

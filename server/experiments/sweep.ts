@@ -11,7 +11,7 @@
  * indices (innermost): replica k = settingIndex·seeds + seedIndex. Parameters named in one
  * `zip` group vary together instead (equal-length lists, one grid axis at the place of the
  * group's first parameter), e.g. PEGR's σ_p with the σ0 the paper pairs with it.
- * The result is the contract's `sweep` object (CONTRACTS.md §2): the header, the stream's
+ * The result is the contract's `sweep` object (docs/sweeps.md): the header, the stream's
  * hello, the CSV columns and the CLI's `settings` are all read from it.
  */
 import type { FieldError, NumberParam, ParamSchema } from "./schema.ts";
