@@ -5,7 +5,14 @@
  * does; a run whose projected log exceeds the disk limit is refused with both numbers.
  */
 import assert from "node:assert/strict";
-import { RawStream, ROOT, smallSpec, startTestLab, submit, waitFor } from "./lab_harness.ts";
+import {
+  RawStream,
+  smallSpec,
+  startServerProcess,
+  startTestLab,
+  submit,
+  waitFor,
+} from "./lab_harness.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 
@@ -20,34 +27,12 @@ Deno.test(
     } catch {
       throw new Error("this test needs prlimit (util-linux): apt-get install -y util-linux");
     }
-    const child = new Deno.Command(prlimit, {
-      args: [
-        "--nofile=160:160",
-        Deno.execPath(),
-        "run",
-        "-A",
-        `${ROOT}server/main.ts`,
-        "--port=0",
-        `--data=${dataDir}`,
-        "--max-queued=8",
-        "--max-concurrent=wasm:1",
-      ],
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    let text = "";
-    const dec = new TextDecoder();
-    const pump = async (s: ReadableStream<Uint8Array>) => {
-      for await (const chunk of s) text += dec.decode(chunk);
-    };
-    pump(child.stdout);
-    pump(child.stderr);
+    const { url, child } = await startServerProcess(
+      dataDir,
+      ["--max-queued=8", "--max-concurrent=wasm:1"],
+      { wrapper: [prlimit, "--nofile=160:160"] },
+    );
     try {
-      const url = await waitFor(
-        () => text.match(/lab listening on (http:\/\/\S+)/)?.[1],
-        `server start (output so far: ${text})`,
-        30_000,
-      );
       const long = JSON.stringify(smallSpec({ steps: 50_000_000, every: 10_000 }));
       const codes: number[] = [];
       let retryAfter: string | null = null;

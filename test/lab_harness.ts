@@ -36,9 +36,26 @@ export interface ServerProcess {
 export async function startServerProcess(
   dataDir: string,
   args: string[] = [],
+  launch: {
+    /** A command the server runs under (e.g. prlimit and its options). */
+    wrapper?: string[];
+    /** Flags for `deno run` itself (e.g. V8 flags). */
+    denoFlags?: string[];
+  } = {},
 ): Promise<ServerProcess> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", `${ROOT}server/main.ts`, "--port=0", `--data=${dataDir}`, ...args],
+  const command = [
+    ...(launch.wrapper ?? []),
+    Deno.execPath(),
+    "run",
+    "-A",
+    ...(launch.denoFlags ?? []),
+    `${ROOT}server/main.ts`,
+    "--port=0",
+    `--data=${dataDir}`,
+    ...args,
+  ];
+  const child = new Deno.Command(command[0], {
+    args: command.slice(1),
     stdout: "piped",
     stderr: "piped",
   }).spawn();
@@ -49,12 +66,21 @@ export async function startServerProcess(
   };
   pump(child.stdout);
   pump(child.stderr);
-  const url = await waitFor(
-    () => text.match(/lab listening on (http:\/\/\S+)/)?.[1],
-    `server start (output so far: ${text})`,
-    30_000,
-  );
-  return { url, child, output: () => text };
+  try {
+    const url = await waitFor(
+      () => text.match(/lab listening on (http:\/\/\S+)/)?.[1],
+      `server start (output so far: ${text})`,
+      30_000,
+    );
+    return { url, child, output: () => text };
+  } catch (e) {
+    // A server that never listened is not left behind by the test that started it.
+    try {
+      child.kill("SIGKILL");
+    } catch { /* it has exited already */ }
+    await child.status;
+    throw e;
+  }
 }
 
 /** A small, fast shape-matters run on the Wasm backend. */

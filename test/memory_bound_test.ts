@@ -4,7 +4,7 @@
  * idle RSS. Finished runs keep no ring; reads stream from the log and its index.
  */
 import assert from "node:assert/strict";
-import { RawStream, ROOT, smallSpec, submit, waitFor } from "./lab_harness.ts";
+import { RawStream, smallSpec, startServerProcess, submit, waitFor } from "./lab_harness.ts";
 
 function rssMb(pid: number): number {
   const status = Deno.readTextFileSync(`/proc/${pid}/status`);
@@ -17,33 +17,12 @@ Deno.test(
   { sanitizeOps: false, sanitizeResources: false },
   async () => {
     const dataDir = await Deno.makeTempDir({ prefix: "lab-mem-" });
-    const child = new Deno.Command(Deno.execPath(), {
-      // A modest heap cap makes V8 collect garbage before RSS drifts up, so RSS measures what
-      // is retained (the old store, holding parsed logs and rings, runs out of heap here).
-      args: [
-        "run",
-        "-A",
-        "--v8-flags=--max-old-space-size=192",
-        `${ROOT}server/main.ts`,
-        "--port=0",
-        `--data=${dataDir}`,
-      ],
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    let text = "";
-    const dec = new TextDecoder();
-    const pump = async (s: ReadableStream<Uint8Array>) => {
-      for await (const chunk of s) text += dec.decode(chunk);
-    };
-    pump(child.stdout);
-    pump(child.stderr);
+    // A modest heap cap makes V8 collect garbage before RSS drifts up, so RSS measures what
+    // is retained (the old store, holding parsed logs and rings, runs out of heap here).
+    const { url, child } = await startServerProcess(dataDir, [], {
+      denoFlags: ["--v8-flags=--max-old-space-size=192"],
+    });
     try {
-      const url = await waitFor(
-        () => text.match(/lab listening on (http:\/\/\S+)/)?.[1],
-        `server start (output so far: ${text})`,
-        30_000,
-      );
       const finished = (ids: string[]) =>
         waitFor(
           async () => {
