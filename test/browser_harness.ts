@@ -5,7 +5,8 @@
  */
 const root = new URL("..", import.meta.url).pathname;
 
-import type { Page } from "playwright-core";
+import { type Browser, chromium, type Page } from "playwright-core";
+import { startLab } from "../server/api/server.ts";
 
 export const CHROMIUM = "/usr/bin/chromium";
 export const CHROMIUM_ARGS = [
@@ -56,3 +57,25 @@ export type Lab = any;
 /** Runs `fn` in the page against the dashboard's debug hook and returns its result. */
 export const lab = <T>(page: Page, fn: (l: Lab) => T) =>
   page.evaluate(`(${fn.toString()})(globalThis.__lab)`) as Promise<Awaited<T>>;
+
+/**
+ * A lab on a fresh data directory and a headless Chromium beside it, after checking the
+ * prerequisites; `close()` ends both and removes the directory.
+ */
+export async function labWithBrowser(
+  prefix: string,
+): Promise<{ base: string; browser: Browser; close(): Promise<void> }> {
+  await requireDashboardPrerequisites();
+  const dataDir = await Deno.makeTempDir({ prefix });
+  const server = await startLab({ port: 0, hostname: "127.0.0.1", dataDir });
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+  return {
+    base: server.url,
+    browser,
+    async close() {
+      await browser.close();
+      await server.shutdown();
+      await Deno.remove(dataDir, { recursive: true }).catch(() => {});
+    },
+  };
+}

@@ -6,9 +6,7 @@
  * Needs `deno task build` first and `apt-get install chromium`.
  */
 import assert from "node:assert/strict";
-import { chromium } from "playwright-core";
-import { startLab } from "../server/api/server.ts";
-import { CHROMIUM_ARGS, type Lab, lab, requireDashboardPrerequisites } from "./browser_harness.ts";
+import { type Lab, lab, labWithBrowser } from "./browser_harness.ts";
 import { close, finalValues, mean, waitFinished } from "./sweep_checks.ts";
 
 const DELTAS = [0.25, 0.5, 1, 2], SEEDS = 3;
@@ -19,14 +17,7 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
-    await requireDashboardPrerequisites();
-    const dataDir = await Deno.makeTempDir({ prefix: "lab-form-sweep-" });
-    const server = await startLab({ port: 0, hostname: "127.0.0.1", dataDir });
-    const base = server.url;
-    const browser = await chromium.launch({
-      executablePath: "/usr/bin/chromium",
-      args: CHROMIUM_ARGS,
-    });
+    const { base, browser, close: closeAll } = await labWithBrowser("lab-form-sweep-");
     try {
       const page = await browser.newPage({ viewport: { width: 1440, height: 1100 } });
       const errors: string[] = [];
@@ -108,9 +99,7 @@ Deno.test({
       });
       assert.deepEqual(errors, []);
     } finally {
-      await browser.close();
-      await server.shutdown();
-      await Deno.remove(dataDir, { recursive: true }).catch(() => {});
+      await closeAll();
     }
   },
 });

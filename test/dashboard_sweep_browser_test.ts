@@ -12,9 +12,7 @@
  * Needs `deno task build` first and `apt-get install chromium`.
  */
 import assert from "node:assert/strict";
-import { chromium } from "playwright-core";
-import { startLab } from "../server/api/server.ts";
-import { CHROMIUM_ARGS, type Lab, lab, requireDashboardPrerequisites } from "./browser_harness.ts";
+import { type Lab, lab, labWithBrowser } from "./browser_harness.ts";
 import { close, finalValues, mean, post, waitFinished } from "./sweep_checks.ts";
 
 const root = new URL("..", import.meta.url).pathname;
@@ -31,14 +29,7 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
-    await requireDashboardPrerequisites();
-    const dataDir = await Deno.makeTempDir({ prefix: "lab-sweep-browser-" });
-    const server = await startLab({ port: 0, hostname: "127.0.0.1", dataDir });
-    const base = server.url;
-    const browser = await chromium.launch({
-      executablePath: "/usr/bin/chromium",
-      args: CHROMIUM_ARGS,
-    });
+    const { base, browser, close: closeAll } = await labWithBrowser("lab-sweep-browser-");
     try {
       // A PEGR run first (an older experiment), then the sweep (the latest experiment).
       const pegr = await post(base, {
@@ -398,9 +389,7 @@ Deno.test({
       });
       assert.deepEqual(errors, []);
     } finally {
-      await browser.close();
-      await server.shutdown();
-      await Deno.remove(dataDir, { recursive: true }).catch(() => {});
+      await closeAll();
     }
   },
 });
