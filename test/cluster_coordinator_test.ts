@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { startServerProcess, startTestLab, submit, type TestLab, waitFor } from "./lab_harness.ts";
-import { type NatsServer, startNats } from "./nats_harness.ts";
+import { freePort, type NatsServer, startNats } from "./nats_harness.ts";
 import { Coordinator, planFor } from "../server/cluster/coordinator.ts";
 import {
   connectLab,
@@ -178,15 +178,17 @@ async function oneBox(): Promise<BodyRecord[]> {
 }
 
 async function startCoordinatorLab(
-  nats: NatsServer,
+  nats: NatsServer | { url: string },
   shardReplicas?: number,
   dataDir?: string,
+  connected = true,
+  lines: string[] = [],
 ): Promise<{ lab: TestLab; coordinator: Coordinator; close(): Promise<void> }> {
   const coordinator = new Coordinator({
     nats: { url: nats.url },
     shardReplicas,
     retryMs: 200,
-    log: () => {},
+    log: (line) => lines.push(line),
   });
   const lab = await startTestLab({
     executor: coordinator,
@@ -194,7 +196,7 @@ async function startCoordinatorLab(
     ...(dataDir ? { dataDir } : {}),
   });
   coordinator.start();
-  await waitFor(() => coordinator.connected, "the coordinator to connect to NATS");
+  if (connected) await waitFor(() => coordinator.connected, "the coordinator to connect to NATS");
   return {
     lab,
     coordinator,
@@ -349,5 +351,78 @@ Deno.test("NATS down: stored runs are still served, submits answer 503, and it r
   } finally {
     await c.close();
     await nats.close();
+  }
+});
+
+Deno.test("stopping a sharded run cancels its jobs: outcomes written, cancel published, later records ignored", async () => {
+  const expected = await oneBox();
+  const nats = await startNats();
+  const c = await startCoordinatorLab(nats, 3);
+  const worker = await FakeWorker.connect(nats.url);
+  try {
+    const id = await submit(c.lab.url, SPEC);
+    const jobs = await worker.takeJobs(2);
+    const cancels: string[] = [];
+    const sub = worker.lab.nc.subscribe(`lab.runs.${id}.cancel`, {
+      callback: (_e, m) => {
+        cancels.push(m.string());
+      },
+    });
+    await worker.lab.nc.flush();
+    const shards = jobs.map((j) => shardRecords(expected, j.first, j.count));
+    await worker.publish(jobs[0], shards[0].slice(0, 10));
+    await worker.publish(jobs[1], shards[1].slice(0, 10));
+    await waitFor(() => c.lab.manager.lastSeq(id) >= 5, "merged records");
+    const res = await fetch(`${c.lab.url}/api/runs/${id}/stop`, { method: "POST" });
+    assert.equal(res.status, 200);
+    await res.json();
+    await waitFor(() => c.lab.manager.status(id) === "stopped", "the run to stop");
+    await waitFor(() => cancels.length > 0, "the cancel message");
+    for (const j of jobs) {
+      const outcome = await worker.lab.outcomes.get(`${id}.${j.shard}`);
+      assert.equal(outcome?.json<{ status: string }>().status, "stopped");
+    }
+    const seq = c.lab.manager.lastSeq(id);
+    await worker.publish(jobs[0], shards[0].slice(10));
+    await worker.publish(jobs[1], shards[1].slice(10));
+    await new Promise((r) => setTimeout(r, 300)); // nothing may arrive: give it the chance
+    assert.equal(c.lab.manager.lastSeq(id), seq, "records after the stop are not stored");
+    sub.unsubscribe();
+  } finally {
+    await worker.close();
+    await c.close();
+    await nats.close();
+  }
+});
+
+Deno.test("NATS unreachable at start: one line, health says so, submits 503, connects when it comes", async () => {
+  const port = freePort();
+  const lines: string[] = [];
+  const c = await startCoordinatorLab(
+    { url: `nats://127.0.0.1:${port}` },
+    undefined,
+    undefined,
+    false,
+    lines,
+  );
+  let nats: NatsServer | undefined;
+  try {
+    await waitFor(() => lines.length > 0, "the coordinator's notice");
+    const health = await (await fetch(`${c.lab.url}/api/health`)).json();
+    assert.equal(health.nats.connected, false);
+    assert.match(health.nats.error, /not reachable|refused/);
+    const refused = await fetch(`${c.lab.url}/api/runs`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(SPEC),
+    });
+    assert.equal(refused.status, 503);
+    await refused.json();
+    nats = await startNats(port);
+    await waitFor(() => c.coordinator.connected, "the coordinator to connect once NATS is up");
+    assert.equal(lines.filter((l) => /not reachable/.test(l)).length, 1, lines.join("\n"));
+  } finally {
+    await c.close();
+    await nats?.close();
   }
 });

@@ -17,7 +17,7 @@ export interface NatsServer {
   close(): Promise<void>;
 }
 
-function freePort(): number {
+export function freePort(): number {
   const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (l.addr as Deno.NetAddr).port;
   l.close();
@@ -34,9 +34,9 @@ async function accepts(port: number): Promise<boolean> {
   }
 }
 
-export async function startNats(): Promise<NatsServer> {
+/** `port`: a given one (e.g. where a lab already tries to connect); default a free one. */
+export async function startNats(port = freePort()): Promise<NatsServer> {
   const storeDir = await Deno.makeTempDir({ prefix: "lab-nats-" });
-  const port = freePort();
   let child: Deno.ChildProcess | undefined;
   const spawn = async () => {
     try {
