@@ -131,14 +131,23 @@ Deno.test({
     await w.waitForLine(/pulling jobs/);
     return w;
   };
+  /** Ends every worker a step started, so that none takes the next step's job. */
   const stopAll = async () => {
     for (const w of workers) w.kill("SIGKILL");
-    await Promise.all(workers.map((w) => w.status));
+    await Promise.all(workers.splice(0).map((w) => w.status));
   };
+  const step = (name: string, fn: () => Promise<void>) =>
+    t.step(name, async () => {
+      try {
+        await fn();
+      } finally {
+        await stopAll();
+      }
+    });
   let longLocal: Promise<BodyRecord[]> | undefined;
   try {
     let shortRun = "";
-    await t.step("its records on the subject equal a local run's, value for value", async () => {
+    await step("its records on the subject equal a local run's, value for value", async () => {
       const w = await start([...WORKER_FLAGS, "--job-ack-wait=30"]);
       const local = localRecords(SHORT);
       shortRun = await publishJob(lab, SHORT);
@@ -161,7 +170,7 @@ Deno.test({
       assert.equal((await w.status).code, 0);
     });
 
-    await t.step("an outside subscriber (examples/nats_subscriber.ts) prints them", async () => {
+    await step("an outside subscriber (examples/nats_subscriber.ts) prints them", async () => {
       const out = await new Deno.Command(Deno.execPath(), {
         args: ["run", "-A", `${ROOT}examples/nats_subscriber.ts`, nats.url, shortRun],
         cwd: ROOT,
@@ -175,7 +184,7 @@ Deno.test({
       assert.match(text, new RegExp(`${shortRun} shard 0 finished at step ${SHORT.steps}`));
     });
 
-    await t.step("a job with a bad spec ends failed once, not redelivered", async () => {
+    await step("a job with a bad spec ends failed once, not redelivered", async () => {
       const w = await start([...WORKER_FLAGS, "--job-ack-wait=30"]);
       const run = await publishJob(lab, { ...SHORT, params: { ...SHORT.params, d: -3 } });
       const published = await readRecords(lab, run, hasEnded);
@@ -192,7 +201,7 @@ Deno.test({
     longLocal = localRecords(LONG);
     longLocal.catch(() => {});
 
-    await t.step("SIGKILLed after a checkpoint: redelivered, resumed, same records", async () => {
+    await step("SIGKILLed after a checkpoint: redelivered, resumed, same records", async () => {
       const w1 = await start([...WORKER_FLAGS, "--job-ack-wait=3"]);
       const writesBefore = await outcomeWrites(lab);
       const run = await publishJob(lab, LONG);
@@ -225,10 +234,9 @@ Deno.test({
       assert.notEqual(outcome.worker, w1Id);
       assert.equal(await outcomeWrites(lab), writesBefore + 1, "the outcome is written once");
       await waitFor(async () => !(await hasCheckpoint(lab, key)), "checkpoint deleted");
-      await stopAll();
     });
 
-    await t.step("SIGTERM hands the job back at once; the next worker resumes it", async () => {
+    await step("SIGTERM hands the job back at once; the next worker resumes it", async () => {
       // An ack wait far beyond this step's waits: only a hand-back can move the job on.
       const flags = [...WORKER_FLAGS, "--job-ack-wait=600"];
       const w1 = await start(flags);
