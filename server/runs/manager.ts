@@ -155,7 +155,8 @@ export const DEFAULT_DISK_LIMIT = 4 * 2 ** 30;
 const READ_CACHE_BYTES = 16 * 2 ** 20;
 const READ_AHEAD_BYTES = 2 * 2 ** 20;
 
-function defaultConcurrency(): Record<BackendName, number> {
+/** Runs computing at once per backend by default (the server's --max-concurrent, a worker's --capacity). */
+export function defaultConcurrency(): Record<BackendName, number> {
   const cores = navigator.hardwareConcurrency || 2;
   // One GPU run at a time keeps each run's throughput predictable; CPU backends get a core each
   // while leaving one for the server.

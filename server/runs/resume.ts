@@ -59,17 +59,25 @@ export async function planResume(
   return { header: run.header, checkpoint, lastSeq, lastStep, stored };
 }
 
-/** The `resumed` event and `queued` status a resumed run's stream carries first. */
-export function resumeMarkers(plan: ResumePlan, how: string): Unsequenced<BodyRecord>[] {
-  const step = plan.checkpoint?.step ?? 0;
-  const time = Date.now();
-  const detail = plan.checkpoint
+/**
+ * The `resumed` event of a run continued from `checkpoint` (null: recomputed from step 0);
+ * `how` says who continued it (a restart, by hand, another worker).
+ */
+export function resumedEvent(
+  checkpoint: { step: number } | null,
+  how: string,
+): Unsequenced<BodyRecord> {
+  const step = checkpoint?.step ?? 0;
+  const detail = checkpoint
     ? `${how}: continued from the checkpoint at step ${step}`
     : `${how}: no checkpoint, recomputed from step 0`;
-  return [
-    { type: "event", time, event: { type: "resumed", step, detail } },
-    { type: "status", time, status: "queued", step: plan.lastStep },
-  ];
+  return { type: "event", time: Date.now(), event: { type: "resumed", step, detail } };
+}
+
+/** The `resumed` event and `queued` status a resumed run's stream carries first. */
+export function resumeMarkers(plan: ResumePlan, how: string): Unsequenced<BodyRecord>[] {
+  const resumed = resumedEvent(plan.checkpoint, how);
+  return [resumed, { type: "status", time: resumed.time, status: "queued", step: plan.lastStep }];
 }
 
 /** Starts the resumed sequence: markers now, then regenerated records dropped. */

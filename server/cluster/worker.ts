@@ -1,0 +1,493 @@
+/**
+ * A lab worker in the multi-box mode (`deno task worker`, docs/protocol.md "Records on NATS
+ * subjects"): pulls jobs from the work-queue stream up to its capacity, computes each in a
+ * kernel Worker through the same driver as `lab run` and the server, publishes the records on
+ * the run's subject, checkpoints into the object store, and finishes each job exactly once
+ * (an outcome created in lab_jobs). A job whose worker dies is redelivered after the ack
+ * wait and continues from its checkpoint elsewhere, with the same seqs; a graceful stop
+ * checkpoints and hands its jobs back at once.
+ */
+import type { JsMsg } from "@nats-io/jetstream";
+import type { BackendChoice, BackendName, KernelSession, RunSpec } from "../experiments/types.ts";
+import { BackendUnavailableError, probeBackend, resolveBackend } from "../engine/open.ts";
+import { openWorkerSession } from "../engine/worker_session.ts";
+import { type DriveResult, driveRun, SHUTDOWN } from "../runs/driver.ts";
+import type { DriverCheckpoint } from "../runs/driver.ts";
+import {
+  decodeCheckpoint,
+  DEFAULT_CHECKPOINT_INTERVAL_MS,
+  encodeCheckpoint,
+  type RunCheckpoint,
+} from "../runs/checkpoints.ts";
+import { resumedEvent } from "../runs/resume.ts";
+import { newRunHeader } from "../runs/header.ts";
+import type { BodyRecord } from "../runs/records.ts";
+import { defaultConcurrency } from "../runs/manager.ts";
+import { redactPaths } from "../redact_paths.ts";
+import { codeVersion } from "../version.ts";
+import {
+  connectLab,
+  DEFAULT_JOB_ACK_WAIT_MS,
+  JOBS_CONSUMER,
+  JOBS_STREAM,
+  type LabNats,
+  NatsError,
+  type NatsSettings,
+} from "./nats.ts";
+import { jobKey, type JobMessage, parseJob, validateJobSpec } from "./job_message.ts";
+import { RecordPublisher } from "./record_publisher.ts";
+import { JobRecorder } from "./job_recorder.ts";
+
+export interface WorkerOptions {
+  nats: NatsSettings;
+  /** Backend for jobs whose spec says `auto` (a spec naming a backend is honoured). */
+  backend: BackendChoice;
+  /** Jobs computed at once (default: the server's default concurrency for the backend). */
+  capacity?: number;
+  /** Compute time between a job's checkpoints; overrides the job's own setting. */
+  checkpointIntervalMs?: number;
+  /** Sets the jobs consumer's ack wait (tests; default nats.ts DEFAULT_JOB_ACK_WAIT_MS). */
+  jobAckWaitMs?: number;
+  /** One-line messages for the operator (default: stderr). */
+  log?: (line: string) => void;
+}
+
+/** What a worker says about itself in lab_workers (every ANNOUNCE_MS). */
+export interface WorkerAnnouncement {
+  id: string;
+  box: string;
+  backend: BackendName;
+  adapter: string;
+  capacity: number;
+  /** Job keys `<run>.<shard>` being computed. */
+  running: string[];
+  started: string;
+  /** Epoch milliseconds of this announcement. */
+  heartbeat: number;
+  version: string;
+}
+
+/** What a finished job's outcome in lab_jobs says (written once, by create). */
+export interface JobOutcome {
+  worker: string;
+  status: "finished" | "failed" | "stopped";
+  /** Seq of the job's last record. */
+  seq: number;
+  step: number;
+  /** Epoch milliseconds. */
+  time: number;
+  error?: string;
+}
+
+export const ANNOUNCE_MS = 2000;
+const CONNECT_RETRY_MS = 2000;
+/** Seconds a pull waits for a job before asking again. */
+const PULL_EXPIRES_MS = 5000;
+/** Records waiting for NATS beyond which the computation pauses (memory stays bounded). */
+const PUBLISH_HIGH_WATER = 20_000;
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** The backend this worker computes on for `choice`, or why it cannot (one line). */
+export async function workerBackend(
+  choice: BackendChoice,
+): Promise<{ name: BackendName; adapter: string }> {
+  if (choice === "auto") {
+    const gpu = await probeBackend("webgpu");
+    if (gpu.available && !gpu.fallback) return { name: "webgpu", adapter: gpu.adapter };
+    const wasm = await probeBackend("wasm");
+    if (wasm.available) return { name: "wasm", adapter: wasm.adapter };
+    return { name: "reference", adapter: (await probeBackend("reference")).adapter };
+  }
+  const probe = await probeBackend(choice);
+  if (!probe.available) {
+    throw new BackendUnavailableError(
+      `backend ${choice} is not available here: ${redactPaths(probe.reason ?? "unknown reason")}`,
+    );
+  }
+  return { name: choice, adapter: probe.adapter };
+}
+
+/** A new worker id: `<hostname>-<pid>-<random>`. */
+export function newWorkerId(): string {
+  const rand = crypto.getRandomValues(new Uint8Array(3));
+  return `${Deno.hostname()}-${Deno.pid}-${
+    [...rand].map((b) => b.toString(16).padStart(2, "0")).join("")
+  }`;
+}
+
+interface RunningJob {
+  controller: AbortController;
+  done: Promise<void>;
+}
+
+export class LabWorker {
+  readonly id = newWorkerId();
+  readonly box = Deno.hostname();
+  readonly started = new Date().toISOString();
+  readonly capacity: number;
+  #lab?: LabNats;
+  #running = new Map<string, RunningJob>();
+  #stopping = false;
+  #stopped: Promise<void> | undefined;
+  #announcer?: ReturnType<typeof setInterval>;
+  #heartbeatMs = 10_000;
+  #log: (line: string) => void;
+  #slots: Promise<void>[] = [];
+
+  private constructor(
+    readonly opts: WorkerOptions,
+    readonly backend: { name: BackendName; adapter: string },
+  ) {
+    this.capacity = opts.capacity ?? defaultConcurrency()[backend.name];
+    this.#log = opts.log ?? ((line) => console.error(`lab worker: ${line}`));
+  }
+
+  /** Probes the backend (throws BackendUnavailableError); begin() then connects and pulls. */
+  static async open(opts: WorkerOptions): Promise<LabWorker> {
+    return new LabWorker(opts, await workerBackend(opts.backend));
+  }
+
+  /** Probes, connects and starts pulling jobs (resolves once pulling). */
+  static async start(opts: WorkerOptions): Promise<LabWorker> {
+    const worker = await LabWorker.open(opts);
+    await worker.begin();
+    return worker;
+  }
+
+  /** Job keys being computed. */
+  get running(): string[] {
+    return [...this.#running.keys()];
+  }
+
+  /**
+   * Connects (retrying while NATS is unreachable, said once) and starts pulling jobs; rejects
+   * only on what retrying cannot mend (credentials refused).
+   */
+  async begin(): Promise<void> {
+    const lab = await this.#connect();
+    if (!lab) return; // stopped before NATS was reachable
+    this.#lab = lab;
+    this.#watchConnection(lab);
+    const info = await lab.jsm.consumers.info(JOBS_STREAM, JOBS_CONSUMER);
+    const ackWaitMs = (info.config.ack_wait ?? DEFAULT_JOB_ACK_WAIT_MS * 1e6) / 1e6;
+    this.#heartbeatMs = Math.max(100, Math.floor(ackWaitMs / 3));
+    await this.#announce();
+    this.#announcer = setInterval(() => this.#announce(), ANNOUNCE_MS);
+    this.#log(
+      `${this.id} on ${this.backend.name} (${this.backend.adapter}), capacity ${this.capacity}: ` +
+        `pulling jobs from ${this.opts.nats.url}`,
+    );
+    const consumer = await lab.js.consumers.get(JOBS_STREAM, JOBS_CONSUMER);
+    for (let i = 0; i < this.capacity; i++) {
+      this.#slots.push((async () => {
+        while (!this.#stopping) {
+          let msg: JsMsg | null;
+          try {
+            msg = await consumer.next({ expires: PULL_EXPIRES_MS });
+          } catch {
+            // NATS is away (reported once by #watchConnection) or the pull failed: ask again.
+            await sleep(1000);
+            continue;
+          }
+          if (!msg) continue;
+          if (this.#stopping) {
+            msg.nak();
+            break;
+          }
+          await this.#handle(lab, msg);
+        }
+      })());
+    }
+  }
+
+  /** Connects, retrying while NATS is unreachable (said once); null if stopped meanwhile. */
+  async #connect(): Promise<LabNats | null> {
+    let said = false;
+    while (!this.#stopping) {
+      try {
+        const lab = await connectLab(
+          { ...this.opts.nats, persistent: true, name: `lab-worker ${this.id}` },
+          { jobAckWaitMs: this.opts.jobAckWaitMs },
+        );
+        if (said) this.#log(`connected to NATS at ${this.opts.nats.url}`);
+        return lab;
+      } catch (e) {
+        const line = e instanceof NatsError ? e.message : String(e);
+        if (/refused the credentials/.test(line)) throw new NatsError(line);
+        if (!said) this.#log(`${line}; retrying every ${CONNECT_RETRY_MS / 1000} s`);
+        said = true;
+        await sleep(CONNECT_RETRY_MS);
+      }
+    }
+    return null;
+  }
+
+  /** One line when the connection drops and one when it is back. */
+  #watchConnection(lab: LabNats): void {
+    (async () => {
+      let down = false;
+      for await (const s of lab.nc.status()) {
+        if (s.type === "disconnect" && !down && !this.#stopping) {
+          down = true;
+          this.#log(`lost NATS at ${this.opts.nats.url}; reconnecting (jobs keep computing)`);
+        } else if (s.type === "reconnect" && down) {
+          down = false;
+          this.#log(`reconnected to NATS at ${this.opts.nats.url}`);
+        }
+      }
+    })().catch(() => {});
+  }
+
+  async #announce(): Promise<void> {
+    const lab = this.#lab;
+    if (!lab || this.#stopping) return;
+    const a: WorkerAnnouncement = {
+      id: this.id,
+      box: this.box,
+      backend: this.backend.name,
+      adapter: this.backend.adapter,
+      capacity: this.capacity,
+      running: this.running,
+      started: this.started,
+      heartbeat: Date.now(),
+      version: codeVersion(),
+    };
+    try {
+      await lab.workers.put(this.id, JSON.stringify(a));
+    } catch { /* NATS away: the next heartbeat tries again */ }
+  }
+
+  /** Runs one pulled job to its end, or hands it back at a graceful stop. */
+  async #handle(lab: LabNats, msg: JsMsg): Promise<void> {
+    const parsed = parseJob(msg.data);
+    if ("error" in parsed) {
+      // Without a run id no record can say which run failed: the message is dropped for good.
+      this.#log(`dropping job message ${msg.seq}: ${parsed.error}`);
+      msg.term();
+      return;
+    }
+    const job = parsed.job;
+    const key = jobKey(job.run, job.shard);
+    if (await this.#outcomeExists(lab, key)) {
+      msg.ack(); // finished by another worker already
+      return;
+    }
+    const controller = new AbortController();
+    let finish!: () => void;
+    const done = new Promise<void>((r) => finish = r);
+    this.#running.set(key, { controller, done });
+    const beat = setInterval(() => msg.working(), this.#heartbeatMs);
+    const publisher = new RecordPublisher(lab.js, job, this.id, this.#log);
+    try {
+      this.#log(`job ${key} (delivery ${msg.info.deliveryCount}) started`);
+      const result = await this.#compute(lab, job, msg, publisher, controller.signal);
+      await publisher.flush();
+      if (result.status === "interrupted") {
+        msg.nak(); // redelivered at once, to continue from the checkpoint just written
+        this.#log(`job ${key} handed back at step ${result.step}`);
+        return;
+      }
+      const outcome: JobOutcome = {
+        worker: this.id,
+        status: result.status,
+        seq: result.seq,
+        step: result.step,
+        time: Date.now(),
+        ...(result.error ? { error: result.error } : {}),
+      };
+      const first = await this.#writeOutcome(lab, key, outcome);
+      msg.ack();
+      await lab.checkpoints.delete(key).catch(() => {});
+      this.#log(
+        first
+          ? `job ${key} ${result.status} at step ${result.step}${
+            result.error ? `: ${result.error}` : ""
+          }`
+          : `job ${key} was finished by another worker first; dropped this result`,
+      );
+    } catch (e) {
+      // Only NATS failures land here (compute errors end the job `failed`): hand it back.
+      this.#log(`job ${key} handed back: ${e instanceof Error ? e.message : e}`);
+      try {
+        msg.nak(5000);
+      } catch { /* redelivered after the ack wait */ }
+    } finally {
+      clearInterval(beat);
+      this.#running.delete(key);
+      finish();
+    }
+  }
+
+  async #compute(
+    lab: LabNats,
+    job: JobMessage,
+    msg: JsMsg,
+    publisher: RecordPublisher,
+    signal: AbortSignal,
+  ): Promise<DriveResult & { seq: number }> {
+    const key = jobKey(job.run, job.shard);
+    const failEarly = (error: string) => {
+      // The job's whole sequence is this one status: every attempt fails the same way.
+      const failed: BodyRecord = {
+        type: "status",
+        seq: 1,
+        time: Date.now(),
+        status: "failed",
+        step: 0,
+        error: redactPaths(error),
+      };
+      publisher.push([failed]);
+      return { status: "failed" as const, step: 0, error: failed.error, stepsPerSecond: 0, seq: 1 };
+    };
+    let spec: RunSpec;
+    try {
+      spec = validateJobSpec(job);
+    } catch (e) {
+      return failEarly(`invalid job spec: ${e instanceof Error ? e.message : e}`);
+    }
+    let backend: BackendName;
+    try {
+      const choice = spec.backend === "auto" ? this.opts.backend : spec.backend;
+      backend = (await resolveBackend(choice, spec.experiment)).name;
+    } catch (e) {
+      return failEarly(`on worker ${this.id}: ${e instanceof Error ? e.message : e}`);
+    }
+    const ckpt = await this.#loadCheckpoint(lab, key);
+    let session: KernelSession;
+    try {
+      session = await openWorkerSession({ ...spec, backend }, ckpt?.state);
+    } catch (e) {
+      return failEarly(`on worker ${this.id}: ${e instanceof Error ? e.message : e}`);
+    }
+    const header = newRunHeader(job.run, spec, session.backend, session.adapter);
+    const recorder = new JobRecorder(header, ckpt ?? undefined);
+    if (msg.info.deliveryCount > 1 || ckpt) {
+      const marker = { ...resumedEvent(ckpt, `redelivered to worker ${this.id}`), seq: 0 };
+      publisher.pushMarker(marker as BodyRecord, "resumed", msg.info.deliveryCount);
+    }
+    recorder.listen((records) => publisher.push(records));
+    const interval = this.opts.checkpointIntervalMs ?? job.checkpointIntervalMs ??
+      DEFAULT_CHECKPOINT_INTERVAL_MS;
+    try {
+      const result = await driveRun(backpressured(session, publisher), spec, recorder, {
+        signal,
+        // Interval 0: no periodic checkpoints, but still one when the job is handed back.
+        checkpoint: {
+          intervalMs: interval > 0 ? interval : Infinity,
+          save: async (c) => {
+            // A checkpoint covers the records before it: they must be stored first, or a
+            // worker continuing from it would never publish them.
+            await publisher.flush();
+            await this.#saveCheckpoint(lab, key, c);
+          },
+        },
+        resume: ckpt ? { diverged: ckpt.diverged } : undefined,
+      });
+      return { ...result, seq: recorder.lastSeq };
+    } finally {
+      await session.dispose();
+    }
+  }
+
+  async #loadCheckpoint(lab: LabNats, key: string): Promise<RunCheckpoint | null> {
+    let bytes: Uint8Array | null;
+    try {
+      bytes = await lab.checkpoints.getBlob(key);
+    } catch (e) {
+      this.#log(`job ${key}: cannot read its checkpoint (${(e as Error).message}); from step 0`);
+      return null;
+    }
+    if (!bytes) return null;
+    const decoded = await decodeCheckpoint(bytes);
+    if ("error" in decoded) {
+      this.#log(`job ${key}: ignoring its checkpoint (${decoded.error}); from step 0`);
+      return null;
+    }
+    if (decoded.checkpoint.run !== key) {
+      this.#log(`job ${key}: ignoring a checkpoint of ${decoded.checkpoint.run}; from step 0`);
+      return null;
+    }
+    return decoded.checkpoint;
+  }
+
+  async #saveCheckpoint(lab: LabNats, key: string, c: DriverCheckpoint): Promise<void> {
+    const bytes = await encodeCheckpoint({
+      format: "lab-checkpoint",
+      version: 1,
+      run: key,
+      seq: c.seq,
+      step: c.step,
+      diverged: c.diverged,
+      written: new Date().toISOString(),
+      state: c.state,
+    });
+    // One object per job, replaced whole: a reader sees the previous checkpoint or this one.
+    await lab.checkpoints.putBlob({ name: key }, bytes);
+  }
+
+  async #outcomeExists(lab: LabNats, key: string): Promise<boolean> {
+    for (;;) {
+      try {
+        return (await lab.outcomes.get(key)) !== null;
+      } catch {
+        await sleep(1000); // NATS away
+      }
+    }
+  }
+
+  /** Creates the job's outcome; false when another worker's outcome was there first. */
+  async #writeOutcome(lab: LabNats, key: string, outcome: JobOutcome): Promise<boolean> {
+    for (;;) {
+      try {
+        await lab.outcomes.create(key, JSON.stringify(outcome));
+        return true;
+      } catch (e) {
+        if (/wrong last sequence|key exists/i.test((e as Error).message)) return false;
+        await sleep(1000); // NATS away: the job is not finished until this is written
+      }
+    }
+  }
+
+  /**
+   * Graceful stop: no more pulls; running jobs checkpoint and go back to the queue at once;
+   * the announcement is deleted.
+   */
+  stop(): Promise<void> {
+    this.#stopped ??= (async () => {
+      this.#stopping = true;
+      clearInterval(this.#announcer);
+      for (const job of this.#running.values()) job.controller.abort(SHUTDOWN);
+      await Promise.all([...this.#running.values()].map((j) => j.done));
+      const lab = this.#lab;
+      if (lab) {
+        await lab.workers.delete(this.id).catch(() => {});
+        // The naks must reach the server before the connection goes.
+        await lab.nc.flush().catch(() => {});
+        await lab.nc.close().catch(() => {});
+      }
+    })();
+    return this.#stopped;
+  }
+}
+
+/** The session, pausing before each call while too many records wait for NATS. */
+function backpressured(session: KernelSession, publisher: RecordPublisher): KernelSession {
+  return {
+    get backend() {
+      return session.backend;
+    },
+    get adapter() {
+      return session.adapter;
+    },
+    get step() {
+      return session.step;
+    },
+    async advance(target: number) {
+      if (publisher.pending > PUBLISH_HIGH_WATER) await publisher.flush();
+      return session.advance(target);
+    },
+    exportState: session.exportState ? () => session.exportState!() : undefined,
+    dispose: () => session.dispose(),
+  };
+}

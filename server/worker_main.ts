@@ -1,0 +1,134 @@
+/**
+ * `deno task worker --nats=URL`: a compute box of the multi-box mode (server/cluster/worker.ts,
+ * docs/protocol.md "Records on NATS subjects"). Pulls jobs from NATS JetStream, runs them,
+ * publishes their records; SIGINT or SIGTERM checkpoints the jobs in flight, hands them back
+ * and exits 0 (a second signal exits at once, leaving them to the ack wait).
+ */
+import { parseCliArgs, UsageError } from "./cli/args.ts";
+import type { BackendChoice } from "./experiments/types.ts";
+import { BACKEND_CHOICES } from "./experiments/registry.ts";
+import { checkpointIntervalMs } from "./runs/checkpoints.ts";
+import { LabWorker } from "./cluster/worker.ts";
+
+const USAGE = `usage: deno task worker --nats=URL [--backend=auto|wasm|webgpu|reference]
+       [--capacity=N] [--nats-creds=FILE] [--nats-token=TOKEN]
+       [--checkpoint-interval=SECONDS] [--job-ack-wait=SECONDS]
+  Pulls jobs (runs, or shards of a run's replicas) from NATS JetStream at URL
+  (nats://host:4222; tls://… for TLS; user:password@ or token@ in the URL are passed on),
+  computes up to N at once and publishes their records on lab.runs.<id>.records.
+  --backend      for jobs whose spec says auto (default auto: WebGPU on a hardware adapter,
+                 else Wasm-SIMD); a spec naming a backend gets that one or fails here.
+  --capacity=N   jobs computed at once, each on one thread (the kernels of a run are single-
+                 threaded); default 1 on WebGPU, cores − 1 on wasm/reference. --threads=N is
+                 the same.
+  --checkpoint-interval=SECONDS  compute time between a job's checkpoints in the object
+                 store (default: the job's setting, else 60; 0: only when handed back).
+  --job-ack-wait=SECONDS  sets the jobs consumer's ack wait: how long a silent worker keeps
+                 a job before it is redelivered (default 30; shared by all workers).
+  SIGINT/SIGTERM: checkpoint the jobs in flight, hand them back, exit 0.`;
+
+function positiveInt(flags: Map<string, string | true>, name: string): number | undefined {
+  const raw = flags.get(name);
+  if (raw === undefined) return undefined;
+  const n = Number(raw);
+  if (raw === true || !Number.isInteger(n) || n < 1 || n > 1024) {
+    throw new UsageError(`--${name} must be an integer in [1, 1024], got ${raw}`);
+  }
+  return n;
+}
+
+function stringFlag(flags: Map<string, string | true>, name: string): string | undefined {
+  const raw = flags.get(name);
+  if (raw === true || raw === "") throw new UsageError(`--${name} needs a value: --${name}=…`);
+  return raw;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const { flags, positional } = parseCliArgs(argv);
+  if (flags.has("help") || positional.length) {
+    console.log(USAGE);
+    return positional.length ? 2 : 0;
+  }
+  const known = new Set([
+    "nats",
+    "backend",
+    "capacity",
+    "threads",
+    "nats-creds",
+    "nats-token",
+    "checkpoint-interval",
+    "job-ack-wait",
+    "help",
+  ]);
+  for (const k of flags.keys()) {
+    if (!known.has(k)) throw new UsageError(`unknown option --${k}\n${USAGE}`);
+  }
+  const url = stringFlag(flags, "nats");
+  if (!url) throw new UsageError(`--nats=URL is required (e.g. nats://127.0.0.1:4222)\n${USAGE}`);
+  const backend = (stringFlag(flags, "backend") ?? "auto") as BackendChoice;
+  if (!BACKEND_CHOICES.includes(backend)) {
+    throw new UsageError(`--backend must be one of ${BACKEND_CHOICES.join(", ")}, got ${backend}`);
+  }
+  const capacity = positiveInt(flags, "capacity");
+  const threads = positiveInt(flags, "threads");
+  if (capacity !== undefined && threads !== undefined && capacity !== threads) {
+    throw new UsageError("--capacity and --threads are the same setting: give one");
+  }
+  const ackWait = flags.get("job-ack-wait");
+  let jobAckWaitMs: number | undefined;
+  if (ackWait !== undefined) {
+    const s = Number(ackWait);
+    if (ackWait === true || !Number.isFinite(s) || s < 1) {
+      throw new UsageError(`--job-ack-wait must be a number of seconds ≥ 1, got ${ackWait}`);
+    }
+    jobAckWaitMs = s * 1000;
+  }
+  // Signals count from here: a worker still waiting for NATS stops as cleanly as a busy one.
+  const { promise: signalled, resolve } = Promise.withResolvers<void>();
+  let signals = 0;
+  const onSignal = () => {
+    if (++signals > 1) {
+      console.error("lab worker: second signal: exiting now; its jobs return after the ack wait");
+      Deno.exit(1);
+    }
+    resolve();
+  };
+  Deno.addSignalListener("SIGINT", onSignal);
+  Deno.addSignalListener("SIGTERM", onSignal);
+  const worker = await LabWorker.open({
+    nats: {
+      url,
+      creds: stringFlag(flags, "nats-creds"),
+      token: stringFlag(flags, "nats-token"),
+    },
+    backend,
+    capacity: capacity ?? threads,
+    checkpointIntervalMs: checkpointIntervalMs(flags.get("checkpoint-interval")),
+    jobAckWaitMs,
+  });
+  // begin() rejects only on what retrying cannot mend (credentials refused).
+  await Promise.race([signalled, worker.begin().then(() => signalled)]);
+  const n = worker.running.length;
+  console.error(
+    `lab worker: stopping: ${
+      n ? `checkpointing and handing back ${n} job(s)` : "no jobs in flight"
+    }`,
+  );
+  await worker.stop();
+  return 0;
+}
+
+if (import.meta.main) {
+  globalThis.addEventListener("unhandledrejection", (e) => {
+    console.error(`lab worker: ${e.reason instanceof Error ? e.reason.message : e.reason}`);
+    e.preventDefault();
+  });
+  let code: number;
+  try {
+    code = await main(Deno.args);
+  } catch (e) {
+    console.error(`error: ${e instanceof Error ? e.message : String(e)}`);
+    code = e instanceof UsageError ? 2 : 1;
+  }
+  Deno.exit(code);
+}
