@@ -10,7 +10,7 @@
  *   --checkpoint-interval=SECONDS       compute time between a run's checkpoints (60; 0: off)
  *   --no-resume                         mark runs in flight at the last stop interrupted
  *   --nats=URL [--nats-creds=FILE] [--nats-token=T] [--shard-replicas=N]
- *   [--job-ack-wait=SECONDS]            the multi-box coordinator (server/cluster/coordinator.ts)
+ *   [--job-ack-wait=SECONDS] [--local-compute]  the multi-box coordinator (server/cluster/)
  * Listening on a non-loopback address without a token is refused: anyone who can reach the
  * port could otherwise start runs on this machine.
  */
@@ -23,13 +23,14 @@ import { isLoopback, parseOrigin } from "./api/origin.ts";
 import { checkpointIntervalMs } from "./runs/checkpoints.ts";
 import { Coordinator } from "./cluster/coordinator.ts";
 import { DEFAULT_JOB_ACK_WAIT_MS } from "./cluster/nats.ts";
+import { LabWorker } from "./cluster/worker.ts";
 
 const USAGE =
   `usage: deno task serve [--port=8420] [--host=127.0.0.1] [--data=./data] [--token=TOKEN]
        [--max-concurrent=N | BACKEND:N,...] [--max-run-mb=N] [--max-run-disk-mb=N]
        [--max-queued=N] [--allow-origin=ORIGIN,...] [--checkpoint-interval=SECONDS]
        [--no-resume] [--nats=URL [--nats-creds=FILE] [--nats-token=TOKEN]
-       [--shard-replicas=N] [--job-ack-wait=SECONDS]]
+       [--shard-replicas=N] [--job-ack-wait=SECONDS] [--local-compute]]
   Runs write a checkpoint every SECONDS of compute (default 60, fractions allowed, 0: never)
   and at a graceful stop; on start, runs that were in flight continue from their checkpoint
   unless --no-resume (then they are marked interrupted; POST /api/runs/ID/resume later).
@@ -40,7 +41,7 @@ const USAGE =
   --nats=nats://host:4222 makes this lab a coordinator of several boxes (README, "Several
   boxes"): runs are stored and streamed here but computed by workers (deno task worker),
   split into shards of N replicas (--shard-replicas; default: by the live workers' total
-  capacity). Credentials: --nats-creds=FILE, --nats-token=TOKEN, user:pass@ in the URL, TLS
+  capacity); --local-compute also runs a worker inside this lab. Credentials: --nats-creds=FILE, --nats-token=TOKEN, user:pass@ in the URL, TLS
   with tls://. --job-ack-wait: seconds a silent worker keeps a job (default ${
     DEFAULT_JOB_ACK_WAIT_MS / 1000
   }).`;
@@ -104,7 +105,14 @@ function coordinatorFrom(flags: Map<string, string | true>): Coordinator | undef
     return raw;
   };
   const url = value("nats");
-  for (const dependent of ["nats-creds", "nats-token", "shard-replicas", "job-ack-wait"]) {
+  const dependents = [
+    "nats-creds",
+    "nats-token",
+    "shard-replicas",
+    "job-ack-wait",
+    "local-compute",
+  ];
+  for (const dependent of dependents) {
     if (!url && flags.has(dependent)) {
       throw new UsageError(`--${dependent} needs --nats=URL (the multi-box mode)`);
     }
@@ -146,6 +154,7 @@ async function main(argv: string[]): Promise<number> {
     "nats-token",
     "shard-replicas",
     "job-ack-wait",
+    "local-compute",
     "help",
   ]);
   for (const k of flags.keys()) {
@@ -209,6 +218,17 @@ async function main(argv: string[]): Promise<number> {
   );
   if (allowOrigins.length) console.log(`pages also admitted from: ${allowOrigins.join(", ")}`);
   coordinator?.start();
+  // --local-compute: this box is also a worker (its jobs come through NATS like any other's).
+  const localWorker = coordinator && flags.has("local-compute")
+    ? await LabWorker.open({
+      nats: coordinator.settings,
+      backend: "auto",
+      checkpointIntervalMs: checkpointIntervalMs(flags.get("checkpoint-interval")),
+      jobAckWaitMs: coordinator.jobAckWaitMs,
+      log: (line) => console.error(`local worker: ${line}`),
+    })
+    : undefined;
+  localWorker?.begin().catch((e) => console.error(`local worker: ${(e as Error).message}`));
 
   const { promise: stopped, resolve } = Promise.withResolvers<void>();
   const onSignal = () => resolve();
@@ -216,6 +236,7 @@ async function main(argv: string[]): Promise<number> {
   Deno.addSignalListener("SIGTERM", onSignal);
   await stopped;
   console.log("shutting down: runs in flight checkpoint and are marked interrupted");
+  await localWorker?.stop();
   await lab.shutdown();
   await coordinator?.close();
   return 0;

@@ -78,7 +78,7 @@ export interface WorkerInfo {
   adapter: string;
   capacity: number;
   running: string[];
-  started?: number;
+  started?: number | string;
   heartbeat: number;
   version?: string;
 }
@@ -135,6 +135,15 @@ export class Coordinator implements RunExecutor {
   start(): this {
     this.#connectLoop();
     return this;
+  }
+
+  /** The NATS settings (a worker in the same process, --local-compute, uses them too). */
+  get settings(): NatsSettings {
+    return this.#opts.nats;
+  }
+
+  get jobAckWaitMs(): number | undefined {
+    return this.#opts.jobAckWaitMs;
   }
 
   get connected(): boolean {
@@ -257,7 +266,13 @@ export class Coordinator implements RunExecutor {
     if (this.#opts.shardReplicas === undefined) {
       for (const w of await this.workers()) capacity += Math.max(1, w.capacity);
     }
-    const shards = planFor(spec.replicas, this.#opts.shardReplicas, capacity);
+    let shards = planFor(spec.replicas, this.#opts.shardReplicas, capacity);
+    try {
+      for (const s of shards) shardSpec(spec, s.first, s.count);
+    } catch {
+      // Replicas that depend on each other (large-lr's noise pairs) run as one job.
+      shards = [{ first: 0, count: spec.replicas }];
+    }
     return {
       backend: spec.backend,
       adapter: `NATS workers (${shards.length} shard${shards.length === 1 ? "" : "s"})`,
