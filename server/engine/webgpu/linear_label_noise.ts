@@ -374,7 +374,7 @@ export async function openLinearLabelNoiseGpu(
         dsp.noiseOn ? 1 : 0,
         dsp.frame ? 1 : 0,
         1 + (dsp.seq & 7), // canary trip count: varies so a stale pass cannot match
-        0,
+        prep.firstReplica,
       ]);
     });
     return submitRound(

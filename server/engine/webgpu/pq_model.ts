@@ -84,7 +84,7 @@ export interface PQGpuOptions {
 /** Kernel algorithm codes (as kernels-as/pq_model.ts): large-lr 0..2, label-noise 3..5. */
 const LABEL_NOISE_CODE_OFFSET = 3;
 const NEVER = 0xFFFFFFFF;
-const PARAMS_BYTES = 96; // struct Params (84 bytes), rounded up to 16
+const PARAMS_BYTES = 96; // struct Params (88 bytes), rounded up to 16
 /** Multiply-adds one dispatch may do across all replicas (a few ms on a GPU). */
 const WORK_PER_DISPATCH = 2 ** 31;
 const MAX_STEPS_PER_DISPATCH = 4096;
@@ -97,6 +97,8 @@ interface PQRun {
   data: PQData;
   replicas: number;
   seed: number;
+  /** Global index of replica 0 (RunSpec.firstReplica): keys and data seeds use it + r. */
+  firstReplica: number;
   kernelAlgo: number;
   tau0: Float64Array;
   eta1: Float64Array;
@@ -297,7 +299,12 @@ async function openPQGpu(
       aux.set(data.subset, off.sub);
       const state = new Float32Array(sizes.state / 4);
       for (let r = 0; r < R; r++) {
-        const net = initPQNet(shape, run.seed, run.initOf?.[r] ?? r, run.tau0[r]);
+        const net = initPQNet(
+          shape,
+          run.seed,
+          run.firstReplica + (run.initOf?.[r] ?? r),
+          run.tau0[r],
+        );
         nets.push(net);
         aux.set(net.a, off.a + r * half);
         aux.set(net.b, off.b + r * half);
@@ -391,6 +398,7 @@ async function openPQGpu(
       u[18] = off.anneal;
       u[19] = off.flips;
       u[20] = 0; // P.zero
+      u[21] = run.firstReplica;
     });
     return submitRound(
       gpu,
@@ -426,7 +434,11 @@ async function openPQGpu(
       const start = startOf.get(flags[o]);
       if (annealedAt[r] >= 0 || start === undefined) continue;
       annealedAt[r] = start + flags[o + 1];
-      if (byLoss) events.push(annealEvent(r, annealedAt[r], flagsF[o + 2], run.threshold[r]));
+      if (byLoss) {
+        events.push(
+          annealEvent(r, annealedAt[r], flagsF[o + 2], run.threshold[r], run.firstReplica),
+        );
+      }
     }
     return events;
   }
@@ -507,6 +519,7 @@ export function openLargeLrGpu(spec: RunSpec, options: PQGpuOptions = {}): Promi
     data: prep.data,
     replicas: prep.replicas,
     seed: prep.seed,
+    firstReplica: prep.firstReplica,
     kernelAlgo: prep.algoCode,
     tau0: prep.tau0,
     eta1: prep.eta1,
@@ -540,6 +553,7 @@ export function openLabelNoiseGpu(
     data: prep.data,
     replicas: R,
     seed: prep.seed,
+    firstReplica: prep.firstReplica,
     kernelAlgo: LABEL_NOISE_CODE_OFFSET + prep.algoCode,
     tau0: prep.tau0,
     eta1: prep.eta1,

@@ -53,7 +53,7 @@ export interface ShapeMattersGpuOptions {
 }
 
 const METRIC_NAMES = SHAPE_MATTERS_METRICS.map((m) => m.name);
-const PARAMS_BYTES = 48; // struct Params in the WGSL (36 bytes), rounded up to 16
+const PARAMS_BYTES = 48; // struct Params in the WGSL (40 bytes), rounded up to 16
 /**
  * Multiply-adds one dispatch may do across all replicas (≈2·n·d per replica-step): about
  * 5 ms on an H100 (where 1-step dispatches cost 25% in launches at 65536 replicas), so still
@@ -284,6 +284,7 @@ export async function openShapeMattersGpu(
       u[6] = R;
       u[7] = groupsX;
       u[8] = 2; // canary trip count
+      u[9] = prep.firstReplica;
     });
     return submitRound(
       gpu,
