@@ -46,7 +46,7 @@ import {
   prepareLabelNoise,
 } from "../../experiments/label_noise_anneal.ts";
 import { isSnapshotStep, nextSnapshotStep, StepClock } from "../snapshots.ts";
-import { settled, WASM_ADAPTER } from "../session_results.ts";
+import { decidedAtUpdate, eventOrder, settled, WASM_ADAPTER } from "../session_results.ts";
 import { checkSessionState, newSessionState } from "../session_state.ts";
 import { exportPQKernel, type PQKernelView, restorePQKernel } from "../../experiments/pq_state.ts";
 
@@ -240,27 +240,29 @@ function openPQSession(
       if (phase.annealedAt < 0 && st[8 * r] >= 0) {
         phase.annealedAt = st[8 * r];
         if (run.anneal === "loss") {
-          events.push(annealEvent(r, st[8 * r], st[8 * r + 3], run.hyper[8 * r + 6]));
+          events.push(
+            decidedAtUpdate(annealEvent(r, st[8 * r], st[8 * r + 3], run.hyper[8 * r + 6])),
+          );
         }
         const set = dataSetOf(data, r);
         phase.atAnneal = pqMetrics(syncNet(r, true), data, shape, set, null);
-        events.push(annealValuesEvent(r, phase.annealedAt, phase.atAnneal));
+        events.push(decidedAtUpdate(annealValuesEvent(r, phase.annealedAt, phase.atAnneal)));
       }
       if (phase.stoppedAt < 0 && st[8 * r + 4] >= 0) {
         // A stopped replica is frozen: its weights now are those of its stop step.
         phase.stoppedAt = st[8 * r + 4];
         const set = dataSetOf(data, r);
         phase.atStop = pqMetrics(syncNet(r), data, shape, set, patternOf(r, phase.stoppedAt + 1));
-        events.push(
+        events.push(decidedAtUpdate(
           stopEvent(r, phase.stoppedAt, st[8 * r + 5], run.hyper[8 * r + 7], phase.atStop),
-        );
+        ));
       }
       if (!reportedDiverged[r] && st[8 * r + 2] >= 0) {
         reportedDiverged[r] = 1;
         events.push({ type: "replica_diverged", step: st[8 * r + 2], replica: r });
       }
     }
-    return events.sort((a, b) => a.step - b.step);
+    return events.sort(eventOrder);
   }
 
   const clock = new StepClock(spec.steps);

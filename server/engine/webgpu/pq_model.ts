@@ -48,7 +48,7 @@ import {
   labelNoiseRaceWatch,
   prepareLabelNoise,
 } from "../../experiments/label_noise_anneal.ts";
-import { maskDiverged } from "../session_results.ts";
+import { decidedAtUpdate, maskDiverged } from "../session_results.ts";
 import { checked, getGpu, type Gpu, isLlvmpipe, LLVMPIPE_LOOP_LIMIT } from "./device.ts";
 import {
   dispatchSequence,
@@ -426,7 +426,11 @@ async function openPQGpu(
       const start = startOf.get(flags[o]);
       if (annealedAt[r] >= 0 || start === undefined) continue;
       annealedAt[r] = start + flags[o + 1];
-      if (byLoss) events.push(annealEvent(r, annealedAt[r], flagsF[o + 2], run.threshold[r]));
+      if (byLoss) {
+        events.push(
+          decidedAtUpdate(annealEvent(r, annealedAt[r], flagsF[o + 2], run.threshold[r])),
+        );
+      }
     }
     return events;
   }
