@@ -60,6 +60,8 @@ export interface RunState {
   snapshots: number;
   /** Records lost to damage, counted from gaps in seq. */
   missing: number;
+  /** Seq of the latest status record (absent from catalogue entries written before it). */
+  statusSeq?: number;
   damage: DamagedRange[];
   /** Name, tags and note: the spec's, then the latest of each annotation record. */
   labels: RunLabels;
@@ -93,6 +95,7 @@ export function foldRecords(s: RunState, records: BodyRecord[]): void {
       if (s.events.length > MAX_EVENTS_KEPT) s.events.shift();
     } else if (r.type === "status") {
       s.status = r.status;
+      s.statusSeq = r.seq;
       if (r.status === "running") s.started = r.time;
       if (TERMINAL.has(r.status)) s.ended = r.time;
       if (r.error) s.error = r.error;
