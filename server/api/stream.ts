@@ -397,7 +397,7 @@ export class StreamHub {
         continue;
       }
       if (!replaying && Date.now() - fresh[0].time > this.#o.maxLagMs) {
-        this.#sendCoalesced(c, sub, fresh);
+        this.#sendCoalesced(c, sub, fresh, inMemory === undefined);
         continue;
       }
       for (const r of fresh) {
@@ -442,7 +442,7 @@ export class StreamHub {
    * Sends the newest snapshot, the newest frame of each name, and every event and status
    * change; reports the rest as skipped ranges, in seq order.
    */
-  #sendCoalesced(c: Client, sub: Sub, recs: BodyRecord[]): void {
+  #sendCoalesced(c: Client, sub: Sub, recs: BodyRecord[], fromLog: boolean): void {
     let lastSnapshot: SnapshotRecord | undefined;
     const lastFrame = new Map<string, BodyRecord>();
     for (const r of recs) {
@@ -466,6 +466,10 @@ export class StreamHub {
       skipFrom = 0;
     };
     for (const r of recs) {
+      if (fromLog && r.seq > sub.cursor + 1) {
+        flushSkip(sub.cursor);
+        this.#sendDamaged(c, sub, r.seq - 1);
+      }
       if (r.type === "event" || r.type === "status" || r.type === "annotation" || keep.has(r)) {
         flushSkip(r.seq - 1);
         this.#sendBytes(c, this.#encode(sub.run, r));
