@@ -51,12 +51,11 @@ const SPEC_OF: Record<string, (steps: number) => Record<string, unknown>> = {
       tau0: 0.3,
       n_test: 20,
       // The step rule: the loss rule (the default since issue 14) may not fire in this run.
-      // Off the snapshot grid (+1): the P/Q sessions report the values at an anneal at step s
-      // only after running update s, so when a kernel call ends exactly on snapshot s that note
-      // follows the snapshot, and otherwise precedes it: the records would depend on the call
-      // split (a known defect, in the closing note of issue 11).
+      // On the snapshot grid on purpose: at that step the planned anneal event, the snapshot
+      // and the session's note of the values at the anneal meet, and their order must not
+      // depend on where a kernel call ended (server/runs/driver.ts).
       anneal: "step",
-      anneal_step: Math.round(steps * 0.67) + 1,
+      anneal_step: Math.round(steps * 0.67),
     },
   }),
   "label-noise-anneal": () => ({

@@ -534,6 +534,23 @@ export class RunManager {
     return this.#runs.get(id)?.stored.state.step ?? 0;
   }
 
+  /**
+   * How an ended run ended, from its summary (undefined while it is not ended): what a
+   * subscriber is told when the log's copy of the final status is damaged.
+   */
+  ending(
+    id: string,
+  ): { status: RunStatus; step: number; error?: string; statusSeq?: number } | undefined {
+    const st = this.#runs.get(id)?.stored.state;
+    if (!st || !TERMINAL.has(st.status)) return undefined;
+    return {
+      status: st.status,
+      step: st.step,
+      ...(st.error ? { error: st.error } : {}),
+      ...(st.statusSeq !== undefined ? { statusSeq: st.statusSeq } : {}),
+    };
+  }
+
   /** Runs queued or computing. */
   inFlight(): number {
     let n = 0;

@@ -48,7 +48,7 @@ import {
   labelNoiseRaceWatch,
   prepareLabelNoise,
 } from "../../experiments/label_noise_anneal.ts";
-import { maskDiverged } from "../session_results.ts";
+import { decidedAtUpdate, maskDiverged } from "../session_results.ts";
 import { checked, getGpu, type Gpu, isLlvmpipe, LLVMPIPE_LOOP_LIMIT } from "./device.ts";
 import {
   dispatchSequence,
@@ -436,7 +436,9 @@ async function openPQGpu(
       annealedAt[r] = start + flags[o + 1];
       if (byLoss) {
         events.push(
-          annealEvent(r, annealedAt[r], flagsF[o + 2], run.threshold[r], run.firstReplica),
+          decidedAtUpdate(
+            annealEvent(r, annealedAt[r], flagsF[o + 2], run.threshold[r], run.firstReplica),
+          ),
         );
       }
     }
