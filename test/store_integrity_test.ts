@@ -270,3 +270,34 @@ Deno.test("damage made in place after startup (same size, mtime put back) is rep
   assert.equal(again.summaries()[0].status, "finished");
   await again.shutdown();
 });
+
+Deno.test("a run whose final status record is damaged stays finished: not recomputed, not marked interrupted, not rewritten", async () => {
+  for (const resume of [true, false]) {
+    const dataDir = await Deno.makeTempDir();
+    await Deno.mkdir(`${dataDir}/runs`);
+    const path = `${dataDir}/runs/${ID}.lablog`;
+    // Snapshots up to the spec's last step (1000), then the finished status (seq 1001).
+    const { frames } = await writeLog(path, bodyRecords(1000, "finished"));
+    const last = frames[frames.length - 1];
+    const file = await Deno.open(path, { read: true, write: true });
+    await file.seek(last.offset + 9, Deno.SeekMode.Start);
+    await file.write(new Uint8Array([0xee]));
+    file.close();
+    const before = await Deno.readFile(path);
+
+    for (let start = 0; start < 2; start++) {
+      const m = await RunManager.open({ dataDir, resume });
+      try {
+        const [s] = m.summaries();
+        assert.equal(s.status, "finished", `resume ${resume}, start ${start}`);
+        assert.equal(m.inFlight() + m.queued(), 0, "nothing is recomputed");
+        assert.equal(s.damaged?.records, 1);
+        assert.equal(s.damaged?.ranges[0].offset, last.offset);
+        assert.deepEqual(await Deno.readFile(path), before, "the log is not cut or appended to");
+      } finally {
+        await m.shutdown();
+      }
+    }
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});

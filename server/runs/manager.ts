@@ -39,6 +39,7 @@ import { newRunHeader } from "./header.ts";
 import {
   type DamageReport,
   damageReport,
+  endedInDamage,
   foldRecords,
   RunStore,
   type StoredRun,
@@ -229,6 +230,12 @@ export class RunManager {
     const entry: RunEntry = { id: h.id, header: h, backend: h.backend as BackendName, stored };
     this.#runs.set(h.id, entry);
     if (TERMINAL.has(stored.state.status) && stored.state.lastSeq > 0) return;
+    if (endedInDamage(stored, (await Deno.stat(path)).size)) {
+      stored.state.status = "finished";
+      console.error(`run ${h.id}: its final status record is damaged; it reached its last step`);
+      if (!this.readOnly) await this.#store.finish(stored);
+      return;
+    }
     if (this.#opts.resume !== false && !this.readOnly) {
       try {
         await this.#resume(entry, "resumed after a restart");

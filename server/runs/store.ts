@@ -114,6 +114,22 @@ export function damageReport(s: RunState): DamageReport | undefined {
   return { records: Math.max(s.missing, s.damage.length), ranges: s.damage };
 }
 
+/**
+ * Whether a run that has no ending status lost it to damage: its records reach the spec's
+ * final step and its log ends in a damaged frame (whole, with a bad checksum; not a torn one
+ * from a crash mid-write). After the final snapshot a run writes only that step's events and
+ * frames and its ending status, so such a run computed to the end: it is taken as `finished`
+ * (the damage report still says which bytes were lost), never recomputed or marked
+ * `interrupted`.
+ */
+export function endedInDamage(run: StoredRun, logBytes: number): boolean {
+  const s = run.state;
+  const last = s.damage[s.damage.length - 1];
+  return !TERMINAL.has(s.status) && run.tornAt === undefined && s.snapshots > 0 &&
+    s.step === run.header.spec.steps && last !== undefined &&
+    last.offset + last.length === logBytes;
+}
+
 /** A run as the store knows it: where its log is, and its derived state. */
 export interface StoredRun {
   id: string;
