@@ -1,12 +1,13 @@
 /**
- * A session opened from a checkpoint continues exactly: for each experiment and backend, a
- * run advanced straight to N gives the same snapshots (every metric, bit for bit), events
- * and frames as a run advanced to k, exported, opened from that state in a fresh session
- * (through a msgpack round trip, as the checkpoint file stores it) and advanced to N with
- * the same targets. The P/Q runs also resume just before, at and just after each of their
- * loss-triggered anneals, stops, race crossings and floor notes. Also: a wasm checkpoint
- * opened on the reference continues within the parity tolerance (P/Q: with the same events),
- * and a state of another spec is refused.
+ * A session opened from a checkpoint continues exactly: for each experiment and backend
+ * (reference, wasm, webgpu), a run advanced straight to N gives the same snapshots (every
+ * metric, bit for bit), events and frames as a run advanced to k, exported, opened from that
+ * state in a fresh session (through a msgpack round trip, as the checkpoint file stores it)
+ * and advanced to N with the same targets. The P/Q runs also resume just before, at and just
+ * after each of their loss-triggered anneals, stops, race crossings and floor notes. Also: a
+ * wasm checkpoint opened on the reference continues within the parity tolerance (P/Q: with
+ * the same events), a replay state reopens by recomputing, and a state of another spec is
+ * refused.
  */
 import assert from "node:assert/strict";
 import { ensureWasm } from "../server/build_wasm.ts";
@@ -117,10 +118,7 @@ function roundTrip(state: SessionState): SessionState {
   return decodeRecord<SessionState>(encodeRecord(state));
 }
 
-/**
- * The session's state; a session that cannot export (WebGPU) gets a replay state, as the
- * driver writes for it.
- */
+/** The session's state; a session that cannot export gets a replay state, as the driver writes. */
 async function stateOf(session: KernelSession, spec: RunSpec): Promise<SessionState> {
   return (await session.exportState?.()) ?? replayState(spec, session, 0);
 }
@@ -257,17 +255,75 @@ for (const run of PQ_EVENT_RUNS) {
   }
 }
 
-// WebGPU sessions checkpoint as replay states (docs/checkpoints.md): reopened, they recompute
-// to the checkpoint's step on the device. Short runs: the software adapter is slow.
-for (const experiment of ["shape-matters", "pegr"]) {
-  Deno.test(`${experiment} on webgpu continues bit-identically from a replay checkpoint`, async () => {
+/**
+ * WebGPU runs (on the software adapter: slow, so the P/Q runs are shorter; the stopping rule
+ * runs on the CPU backends only): the same runs otherwise, so that the divergence, the
+ * schedule's milestone, the switch-off, the loss-triggered anneals (with their stored
+ * patterns), the race crossings and the lazy escapes fall on both sides of a checkpoint.
+ */
+const WEBGPU_SPECS: Record<string, Omit<RunSpec, "backend">> = {
+  ...CHECKPOINT_SPECS,
+  // Loss-triggered anneals at steps 1 and 2; the P-only race crossing at 10.
+  "large-lr": validateRunSpec({
+    ...CHECKPOINT_SPECS["large-lr"],
+    steps: 60,
+    params: { ...CHECKPOINT_SPECS["large-lr"].params, stop: "off" },
+  }),
+  // Loss-triggered anneals at 20 and 80, P race crossings at 20 and 60.
+  "label-noise-anneal": validateRunSpec({
+    ...CHECKPOINT_SPECS["label-noise-anneal"],
+    steps: 120,
+    params: { ...CHECKPOINT_SPECS["label-noise-anneal"].params, stop: "off" },
+  }),
+};
+
+const annealSteps = (r: AdvanceResult) =>
+  r.events.filter(LOSS_ANNEAL.seen).map((e) => e.step).sort((a, b) => a - b);
+
+for (const [experiment, base] of Object.entries(WEBGPU_SPECS)) {
+  Deno.test(`${experiment} on webgpu continues bit-identically from a checkpoint`, async () => {
     await getGpu(); // fails with instructions when there is no adapter
-    const base = CHECKPOINT_SPECS[experiment];
-    const spec = { ...base, backend: "webgpu" as const, steps: 40 };
-    const state = await checkResume(spec, 23);
-    assert.ok(state.replay);
+    const spec = { ...base, backend: "webgpu" as const };
+    const state = await checkResume(spec, Math.round(spec.steps * 0.4) + 3);
+    assert.ok(!state.replay, "the session exported its arrays, not a replay state");
+    assert.equal(state.backend, "webgpu");
+    const late = await checkResume(spec, Math.round(spec.steps * 0.8));
+    if (late.arrays.has_pattern) {
+      assert.ok(late.arrays.has_pattern.some((x) => x), "an anneal happened before");
+      // Just before, at and just after each loss-triggered anneal.
+      const straight = await openSession(spec);
+      const steps = annealSteps(await straight.advance(spec.steps));
+      await straight.dispose();
+      assert.ok(steps.length > 0, `${experiment}: no loss-triggered anneal`);
+      const around = new Set(steps.flatMap((s) => [s - 1, s, s + 1]).filter((k) => k > 0));
+      for (const k of [...around].sort((a, b) => a - b)) await checkResume(spec, k);
+    }
   });
 }
+
+// Replay states (written by sessions that cannot export their arrays; older WebGPU
+// checkpoints) reopen by recomputing to the state's step, then continue bit-identically.
+Deno.test("a replay state reopens on webgpu by recomputing and continues bit-identically", async () => {
+  await getGpu();
+  const spec = { ...CHECKPOINT_SPECS["shape-matters"], backend: "webgpu" as const, steps: 40 };
+  const straight = await openSession(spec);
+  const want = await collect(straight, [23, 40]);
+  await straight.dispose();
+  const first = await openSession(spec);
+  const head = await collect(first, [23]);
+  const state = roundTrip(replayState(spec, first, 0));
+  await first.dispose();
+  const resumed = await openSession(spec, state);
+  assert.equal(resumed.step, 23);
+  const tail = await collect(resumed, [40]);
+  await resumed.dispose();
+  const got: AdvanceResult = {
+    snapshots: [...head.snapshots, ...tail.snapshots],
+    events: [...head.events, ...tail.events],
+    frames: [...head.frames, ...tail.frames],
+  };
+  assert.deepEqual(comparable(got), comparable(want));
+});
 
 // The P/Q checkpoints are taken after the anneals and before a stop, so that the reference
 // carries the wasm phases and watches on and takes the stop itself.
