@@ -283,52 +283,50 @@ export async function openLinearLabelNoiseGpu(
   const pipeline = await computePipeline(gpu, "linear_label_noise", code, "advance", layout.pipe);
 
   const buffers: GPUBuffer[] = [];
-  const { bindGroup, paramsBuf, metricsBuf, stateBuf, statusBuf, frameBuf, readBuf } =
-    await checked(
-      gpu,
-      "allocating linear-label-noise buffers",
-      () => {
-        const S = GPUBufferUsage.STORAGE, DST = GPUBufferUsage.COPY_DST;
-        const SRC = GPUBufferUsage.COPY_SRC;
-        const make = bufferMaker(device, buffers);
-        const hyper = new Float32Array(4 * R);
-        for (let r = 0; r < R; r++) {
-          hyper.set([prep.lr[r], prep.sigma[r], prep.chainAmp[r], 0], 4 * r);
-        }
-        const bound = [
-          make("data", sizes.data, S | DST, layoutData.data),
-          make("init", sizes.init, S | DST, layoutData.init),
-          make("hyper", sizes.hyper, S | DST, hyper),
-          make("state", sizes.state, S | DST | SRC, layoutData.state),
-          make("status", sizes.status, S | DST | SRC), // zero: nobody diverged
-          make("metrics", sizes.metrics, S | SRC),
-          make("frame", sizes.frame, S | SRC),
-          make("scratch", sizes.scratch, S),
-        ];
-        const paramsBuf = make(
-          "params",
-          paramStride * MAX_DISPATCHES_PER_ROUND,
-          GPUBufferUsage.UNIFORM | DST,
-        );
-        const readBuf = make("readback", readBytes, GPUBufferUsage.MAP_READ | DST);
-        const bindGroup = device.createBindGroup({
-          layout: layout.group,
-          entries: [
-            { binding: 0, resource: { buffer: paramsBuf, size: PARAMS_BYTES } },
-            ...bound.map((buffer, i) => ({ binding: i + 1, resource: { buffer } })),
-          ],
-        });
-        return {
-          bindGroup,
-          paramsBuf,
-          stateBuf: bound[3],
-          statusBuf: bound[4],
-          metricsBuf: bound[5],
-          frameBuf: bound[6],
-          readBuf,
-        };
-      },
-    );
+  const { bindGroup, paramsBuf, metricsBuf, statusBuf, frameBuf, readBuf } = await checked(
+    gpu,
+    "allocating linear-label-noise buffers",
+    () => {
+      const S = GPUBufferUsage.STORAGE, DST = GPUBufferUsage.COPY_DST;
+      const SRC = GPUBufferUsage.COPY_SRC;
+      const make = bufferMaker(device, buffers);
+      const hyper = new Float32Array(4 * R);
+      for (let r = 0; r < R; r++) {
+        hyper.set([prep.lr[r], prep.sigma[r], prep.chainAmp[r], 0], 4 * r);
+      }
+      const bound = [
+        make("data", sizes.data, S | DST, layoutData.data),
+        make("init", sizes.init, S | DST, layoutData.init),
+        make("hyper", sizes.hyper, S | DST, hyper),
+        make("state", sizes.state, S | DST | SRC, layoutData.state),
+        make("status", sizes.status, S | DST | SRC), // zero: nobody diverged
+        make("metrics", sizes.metrics, S | SRC),
+        make("frame", sizes.frame, S | SRC),
+        make("scratch", sizes.scratch, S),
+      ];
+      const paramsBuf = make(
+        "params",
+        paramStride * MAX_DISPATCHES_PER_ROUND,
+        GPUBufferUsage.UNIFORM | DST,
+      );
+      const readBuf = make("readback", readBytes, GPUBufferUsage.MAP_READ | DST);
+      const bindGroup = device.createBindGroup({
+        layout: layout.group,
+        entries: [
+          { binding: 0, resource: { buffer: paramsBuf, size: PARAMS_BYTES } },
+          ...bound.map((buffer, i) => ({ binding: i + 1, resource: { buffer } })),
+        ],
+      });
+      return {
+        bindGroup,
+        paramsBuf,
+        statusBuf: bound[4],
+        metricsBuf: bound[5],
+        frameBuf: bound[6],
+        readBuf,
+      };
+    },
+  );
 
   const nextSeq = dispatchSequence();
   const divergedAt = new Float64Array(R).fill(-1);
@@ -443,6 +441,7 @@ export async function openLinearLabelNoiseGpu(
   });
 
   // Per replica the kernel keeps W [d][m] | a [m] | S [m] | S_comp [m]; the state W [m × d].
+  const stateBuf = buffers.find((b) => b.label === "state")!;
   const stateFloats = d * m + 3 * m;
   const vectors = ["a", "S", "S_comp"] as const;
   if (state) {

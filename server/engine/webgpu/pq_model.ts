@@ -197,8 +197,7 @@ export function flipCut(delta: number): number {
 async function openPQGpu(
   spec: RunSpec,
   run: PQRun,
-  options: PQGpuOptions,
-  state?: SessionState,
+  { state, ...options }: PQGpuOptions & { state?: SessionState },
 ): Promise<KernelSession> {
   if (state) checkSessionState(state, spec);
   const startMs = performance.now();
@@ -579,35 +578,30 @@ export function openLargeLrGpu(
 ): Promise<KernelSession> {
   refuseStop(spec);
   const prep = prepareLargeLr(spec);
-  return openPQGpu(
-    spec,
-    {
-      experiment: "large-lr",
-      shape: prep.shape,
-      data: prep.data,
-      replicas: prep.replicas,
-      seed: prep.seed,
-      kernelAlgo: prep.algoCode,
-      tau0: prep.tau0,
-      eta1: prep.eta1,
-      eta2: prep.eta2,
-      lambda: prep.lambda,
-      tauXi: prep.tauXi,
-      tauPre: prep.tauPre,
-      delta: new Float64Array(prep.replicas),
-      threshold: prep.threshold,
-      anneal: prep.anneal,
-      annealStep: prep.annealStep,
-      checkEvery: 1,
-      noiseOffStep: prep.noiseOffStep,
-      metricNames: LARGE_LR_METRICS.map((m) => m.name),
-      floorWatch: largeLrFloorWatch(prep, spec),
-      race: largeLrRaceWatch(prep, spec),
-      initOf: prep.initOf,
-    },
-    options,
-    state,
-  );
+  return openPQGpu(spec, {
+    experiment: "large-lr",
+    shape: prep.shape,
+    data: prep.data,
+    replicas: prep.replicas,
+    seed: prep.seed,
+    kernelAlgo: prep.algoCode,
+    tau0: prep.tau0,
+    eta1: prep.eta1,
+    eta2: prep.eta2,
+    lambda: prep.lambda,
+    tauXi: prep.tauXi,
+    tauPre: prep.tauPre,
+    delta: new Float64Array(prep.replicas),
+    threshold: prep.threshold,
+    anneal: prep.anneal,
+    annealStep: prep.annealStep,
+    checkEvery: 1,
+    noiseOffStep: prep.noiseOffStep,
+    metricNames: LARGE_LR_METRICS.map((m) => m.name),
+    floorWatch: largeLrFloorWatch(prep, spec),
+    race: largeLrRaceWatch(prep, spec),
+    initOf: prep.initOf,
+  }, { ...options, state });
 }
 
 export function openLabelNoiseGpu(
@@ -618,31 +612,26 @@ export function openLabelNoiseGpu(
   refuseStop(spec);
   const prep = prepareLabelNoise(spec);
   const R = prep.replicas;
-  return openPQGpu(
-    spec,
-    {
-      experiment: "label-noise-anneal",
-      shape: prep.shape,
-      data: prep.data,
-      replicas: R,
-      seed: prep.seed,
-      kernelAlgo: LABEL_NOISE_CODE_OFFSET + prep.algoCode,
-      tau0: prep.tau0,
-      eta1: prep.eta1,
-      eta2: prep.eta2,
-      lambda: new Float64Array(R),
-      tauXi: new Float64Array(R),
-      tauPre: new Float64Array(R),
-      delta: prep.delta,
-      threshold: prep.threshold,
-      anneal: prep.anneal,
-      annealStep: prep.annealStep,
-      checkEvery: prep.checkEvery,
-      noiseOffStep: Number.MAX_SAFE_INTEGER,
-      metricNames: LABEL_NOISE_METRICS.map((m) => m.name),
-      race: labelNoiseRaceWatch(prep, spec),
-    },
-    options,
-    state,
-  );
+  return openPQGpu(spec, {
+    experiment: "label-noise-anneal",
+    shape: prep.shape,
+    data: prep.data,
+    replicas: R,
+    seed: prep.seed,
+    kernelAlgo: LABEL_NOISE_CODE_OFFSET + prep.algoCode,
+    tau0: prep.tau0,
+    eta1: prep.eta1,
+    eta2: prep.eta2,
+    lambda: new Float64Array(R),
+    tauXi: new Float64Array(R),
+    tauPre: new Float64Array(R),
+    delta: prep.delta,
+    threshold: prep.threshold,
+    anneal: prep.anneal,
+    annealStep: prep.annealStep,
+    checkEvery: prep.checkEvery,
+    noiseOffStep: Number.MAX_SAFE_INTEGER,
+    metricNames: LABEL_NOISE_METRICS.map((m) => m.name),
+    race: labelNoiseRaceWatch(prep, spec),
+  }, { ...options, state });
 }
