@@ -6,8 +6,9 @@
  * and advanced to N with the same targets. The P/Q runs also resume just before, at and just
  * after each of their loss-triggered anneals, stops, race crossings and floor notes. Also: a
  * wasm checkpoint opened on the reference continues within the parity tolerance (P/Q: with
- * the same events), a replay state reopens by recomputing, and a state of another spec is
- * refused.
+ * the same events), wasm and webgpu checkpoints opened on each other continue within the
+ * WebGPU parity tests' tolerances, a replay state reopens by recomputing, and a state of
+ * another spec is refused.
  */
 import assert from "node:assert/strict";
 import { ensureWasm } from "../server/build_wasm.ts";
@@ -24,6 +25,9 @@ import { openSession } from "../server/engine/open.ts";
 import { decodeRecord, encodeRecord } from "../server/runs/records.ts";
 import { replayState } from "../server/engine/session_state.ts";
 import { getGpu } from "../server/engine/webgpu/device.ts";
+import { generateRunData, patternPairs, pqShape } from "../server/experiments/pq_model.ts";
+import { relClose } from "./parity_helpers.ts";
+import { metricClose } from "./linear_label_noise_parity.ts";
 
 await ensureWasm();
 
@@ -360,6 +364,98 @@ for (const { experiment, at, params } of CROSS_BACKEND) {
       }
     });
   });
+}
+
+/**
+ * The WebGPU parity tests' tolerances (each test's header gives the reasoning; there against
+ * the float64 reference, here between the two float32 kernels, whose differences are of the
+ * same rounding): shape-matters 1e-4 relative + 1e-6; pegr 1e-4 relative + 1e-6 for inner
+ * products and coefficients, one test point of accuracy; linear-label-noise as
+ * linear_label_noise_parity.ts, the float32 balance residual < 5e-5 on both; P/Q 2e-4 of
+ * max(|a|, |b|, scale), lr, anneal_step and error rates exact, one (example, unit) pair of
+ * activation flips. NaN matches only NaN.
+ */
+const PQ_SCALE: Record<string, number> = { p_alignment: 1, q_second_diff: 0.1, g_z: 0.1 };
+const PEGR_COEFFICIENTS = new Set(["signal", "noise", "gamma_max", "rho_bar_max", "rho_under_min"]);
+
+function withinParity(spec: RunSpec, name: string, a: number, b: number, r: number): boolean {
+  if (Number.isNaN(a) || Number.isNaN(b)) return Number.isNaN(a) && Number.isNaN(b);
+  switch (spec.experiment) {
+    case "shape-matters":
+      return relClose(a, b, 1e-4, 1e-6);
+    case "pegr":
+      if (name === "test_accuracy") {
+        return Math.abs(a - b) <= 1 / (spec.params.n_test as number) + 1e-7;
+      }
+      return relClose(a, b, 1e-4, PEGR_COEFFICIENTS.has(name) ? 1e-6 : 1e-9);
+    case "linear-label-noise":
+      return name === "balance_residual" ? a < 5e-5 && b < 5e-5 : metricClose(name, a, b);
+  }
+  if (name === "anneal_step" || name === "lr") return a === b;
+  if (name.includes("error")) return Math.abs(a - b) <= 1e-6;
+  if (name === "activation_flips") {
+    const shape = pqShape(spec.params), perReplica = spec.params.data === "per-replica";
+    const data = generateRunData(shape, spec.params.seed as number, perReplica ? 2 : 1);
+    return Math.abs(a - b) * patternPairs(data, shape, perReplica ? r : 0) <= 1.0001;
+  }
+  return Math.abs(a - b) <= 2e-4 * Math.max(Math.abs(a), Math.abs(b), PQ_SCALE[name] ?? 0.01);
+}
+
+/** Checkpoints between the P/Q anneals, after the divergence, before the milestone/switch-off. */
+const CROSS_GPU_AT: Record<string, number> = {
+  "shape-matters": 60,
+  pegr: 30,
+  "large-lr": 30,
+  "label-noise-anneal": 50,
+  "linear-label-noise": 60,
+};
+
+for (const [experiment, at] of Object.entries(CROSS_GPU_AT)) {
+  for (const [from, to] of [["wasm", "webgpu"], ["webgpu", "wasm"]] as const) {
+    Deno.test(`a ${from} ${experiment} checkpoint opened on ${to} continues within the parity tolerances`, async () => {
+      await getGpu();
+      const spec = { ...WEBGPU_SPECS[experiment], backend: from };
+      const first = await openSession(spec);
+      await first.advance(at);
+      const state = roundTrip((await first.exportState!())!);
+      assert.ok(!state.replay);
+      const want = await collect(first, [spec.steps]);
+      await first.dispose();
+      const other = await openSession({ ...spec, backend: to }, state);
+      assert.equal(other.backend, to);
+      const got = await collect(other, [spec.steps]);
+      await other.dispose();
+      // Without the details (they quote float32 losses) and the notes of the values at an
+      // anneal, which the WebGPU session does not report.
+      const kinds = (r: AdvanceResult) =>
+        r.events.filter((e) => !(e.type === "note" && / at the anneal: /.test(e.detail)))
+          .map((e) => JSON.stringify({ ...e, detail: undefined }));
+      assert.deepEqual(kinds(got), kinds(want), "events");
+      assert.deepEqual(got.snapshots.map((s) => s.step), want.snapshots.map((s) => s.step));
+      want.snapshots.forEach((ws, i) => {
+        for (const [name, values] of Object.entries(ws.metrics)) {
+          // The WebGPU P/Q session keeps no values at the anneal (docs/checkpoints.md).
+          if (/_at_(anneal|stop)$/.test(name)) continue;
+          values.forEach((w, r) => {
+            const g = got.snapshots[i].metrics[name][r];
+            assert.ok(
+              withinParity(spec, name, w, g, r),
+              `step ${ws.step}, ${name}[${r}]: ${from} ${w}, ${to} ${g}`,
+            );
+          });
+        }
+      });
+      assert.deepEqual(got.frames.map((f) => f.step), want.frames.map((f) => f.step));
+      got.frames.forEach((f, i) =>
+        f.values.forEach((v, j) =>
+          assert.ok(
+            v === want.frames[i].values[j] || relClose(want.frames[i].values[j], v, 1e-4, 2e-6),
+            `frame ${f.name} at ${f.step}, entry ${j}: ${want.frames[i].values[j]} vs ${v}`,
+          )
+        )
+      );
+    });
+  }
 }
 
 Deno.test("a checkpoint of another experiment or beyond the run is refused", async () => {
