@@ -233,31 +233,34 @@ function raceCrossings(r: AdvanceResult): number[] {
     .filter((s) => s >= 0);
 }
 
-for (const run of PQ_EVENT_RUNS) {
-  for (const backend of BACKENDS) {
-    Deno.test(`${run.name} on ${backend} continues bit-identically across its events`, async () => {
-      const spec = { ...run.spec, backend };
-      const session = await openSession(spec);
-      const straight = await session.advance(spec.steps);
-      await session.dispose();
-      const steps = new Set<number>();
-      for (const { what, seen } of run.expect) {
-        const hits = straight.events.filter(seen);
-        assert.ok(hits.length > 0, `${run.name} on ${backend}: ${what} did not happen`);
-        hits.forEach((e) => steps.add(e.step));
-      }
-      if (run.race) {
-        const crossings = raceCrossings(straight);
-        assert.ok(crossings.some((s) => s > 0), `${run.name} on ${backend}: no race crossing`);
-        crossings.forEach((s) => steps.add(s));
-      }
-      const checkpoints = new Set(
-        [...steps].flatMap((s) => [s - 1, s, s + 1]).filter((k) => k > 0 && k < spec.steps),
-      );
-      for (const k of [...checkpoints].sort((a, b) => a - b)) await checkResume(spec, k);
-    });
-  }
+type EventRun = (typeof PQ_EVENT_RUNS)[number];
+
+function testAcrossEvents(run: EventRun, backend: BackendName) {
+  Deno.test(`${run.name} on ${backend} continues bit-identically across its events`, async () => {
+    if (backend === "webgpu") await getGpu(); // fails with instructions when there is no adapter
+    const spec = { ...run.spec, backend };
+    const session = await openSession(spec);
+    const straight = await session.advance(spec.steps);
+    await session.dispose();
+    const steps = new Set<number>();
+    for (const { what, seen } of run.expect) {
+      const hits = straight.events.filter(seen);
+      assert.ok(hits.length > 0, `${run.name} on ${backend}: ${what} did not happen`);
+      hits.forEach((e) => steps.add(e.step));
+    }
+    if (run.race) {
+      const crossings = raceCrossings(straight);
+      assert.ok(crossings.some((s) => s > 0), `${run.name} on ${backend}: no race crossing`);
+      crossings.forEach((s) => steps.add(s));
+    }
+    const checkpoints = new Set(
+      [...steps].flatMap((s) => [s - 1, s, s + 1]).filter((k) => k > 0 && k < spec.steps),
+    );
+    for (const k of [...checkpoints].sort((a, b) => a - b)) await checkResume(spec, k);
+  });
 }
+
+for (const run of PQ_EVENT_RUNS) for (const backend of BACKENDS) testAcrossEvents(run, backend);
 
 /**
  * WebGPU runs (on the software adapter: slow, so the P/Q runs are shorter; the stopping rule
@@ -281,9 +284,6 @@ const WEBGPU_SPECS: Record<string, Omit<RunSpec, "backend">> = {
   }),
 };
 
-const annealSteps = (r: AdvanceResult) =>
-  r.events.filter(LOSS_ANNEAL.seen).map((e) => e.step).sort((a, b) => a - b);
-
 for (const [experiment, base] of Object.entries(WEBGPU_SPECS)) {
   Deno.test(`${experiment} on webgpu continues bit-identically from a checkpoint`, async () => {
     await getGpu(); // fails with instructions when there is no adapter
@@ -294,16 +294,29 @@ for (const [experiment, base] of Object.entries(WEBGPU_SPECS)) {
     const late = await checkResume(spec, Math.round(spec.steps * 0.8));
     if (late.arrays.has_pattern) {
       assert.ok(late.arrays.has_pattern.some((x) => x), "an anneal happened before");
-      // Just before, at and just after each loss-triggered anneal.
-      const straight = await openSession(spec);
-      const steps = annealSteps(await straight.advance(spec.steps));
-      await straight.dispose();
-      assert.ok(steps.length > 0, `${experiment}: no loss-triggered anneal`);
-      const around = new Set(steps.flatMap((s) => [s - 1, s, s + 1]).filter((k) => k > 0));
-      for (const k of [...around].sort((a, b) => a - b)) await checkResume(spec, k);
     }
   });
 }
+
+// The P/Q event runs on webgpu, without the stopping rule.
+const [largeLrEvents, labelNoiseEvents, floorEvents] = PQ_EVENT_RUNS;
+const WEBGPU_EVENT_RUNS: EventRun[] = [
+  { ...largeLrEvents, name: "large-lr", spec: WEBGPU_SPECS["large-lr"], expect: [LOSS_ANNEAL] },
+  {
+    ...labelNoiseEvents,
+    name: "label-noise-anneal",
+    spec: WEBGPU_SPECS["label-noise-anneal"],
+    expect: [LOSS_ANNEAL],
+  },
+  {
+    ...floorEvents,
+    spec: validateRunSpec({
+      ...floorEvents.spec,
+      params: { ...floorEvents.spec.params, stop: "off" },
+    }),
+  },
+];
+for (const run of WEBGPU_EVENT_RUNS) testAcrossEvents(run, "webgpu");
 
 // Replay states (written by sessions that cannot export their arrays; older WebGPU
 // checkpoints) reopen by recomputing to the state's step, then continue bit-identically.
