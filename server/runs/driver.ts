@@ -74,6 +74,8 @@ export async function driveRun(
   const checkpoint = async () => {
     if (!options.checkpoint) return;
     const state = (await session.exportState?.()) ?? replayState(spec, session, wallMs);
+    // The log first: a checkpoint must never point past what the disk holds.
+    await recorder.flush();
     await options.checkpoint.save({
       seq: recorder.checkpointSeq,
       step: session.step,
