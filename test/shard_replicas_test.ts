@@ -15,6 +15,9 @@ import { planShards, shardSpec } from "../server/experiments/shard.ts";
 import type { AdvanceResult, BackendName, RunEvent, RunSpec } from "../server/experiments/types.ts";
 import { openSession } from "../server/engine/open.ts";
 import { collectAndDispose } from "./parity_helpers.ts";
+import { waitFor } from "./lab_harness.ts";
+import { createApp } from "../server/api/app.ts";
+import { RunManager } from "../server/runs/manager.ts";
 
 interface Case {
   name: string;
@@ -350,3 +353,60 @@ Deno.test("firstReplica: validated, 0 is left out", () => {
     (e) => e instanceof SpecError && e.errors[0].field === "firstReplica",
   );
 });
+
+Deno.test(
+  "a shard posted to the API runs, and is stored, as the whole run's replicas",
+  { sanitizeOps: false, sanitizeResources: false },
+  async () => {
+    const dataDir = await Deno.makeTempDir({ prefix: "lab-shard-" });
+    const manager = await RunManager.open({ dataDir, memoryLimitBytes: 64 * 2 ** 20 });
+    const backends = () =>
+      Promise.resolve({
+        backends: { wasm: { available: true, adapter: "test", fallback: false } },
+        default_backend: "wasm",
+      });
+    try {
+      const app = createApp({ manager, backends });
+      const body = {
+        experiment: "shape-matters",
+        params: { algo: "label-noise", d: 16, n: 8, r: 3 },
+        grid: { lr: [0.01, 0.02] },
+        seeds: 2,
+        steps: 200,
+        every: 50,
+        backend: "wasm",
+      };
+      const { sweep: _, ...shard } = shardSpec(validateRunSpec(body), 1, 3);
+      const post = async (spec: unknown) => {
+        const res = await app.request("/api/runs", {
+          method: "POST",
+          body: JSON.stringify(spec),
+          headers: { "content-type": "application/json" },
+        });
+        assert.equal(res.status, 201, await res.clone().text());
+        return (await res.json()).id as string;
+      };
+      const [fullId, shardId] = [await post(body), await post(shard)];
+      await waitFor(
+        () => manager.status(fullId) === "finished" && manager.status(shardId) === "finished",
+        "both runs finish",
+      );
+      const detail = async (id: string) => await (await app.request(`/api/runs/${id}`)).json();
+      const [full, part] = [await detail(fullId), await detail(shardId)];
+      assert.equal(part.spec.firstReplica, 1);
+      assert.equal(part.latest.step, full.latest.step);
+      for (
+        const [name, values] of Object.entries(part.latest.metrics as Record<string, number[]>)
+      ) {
+        assert.deepEqual(
+          Array.from(values),
+          Array.from(full.latest.metrics[name]).slice(1, 4),
+          name,
+        );
+      }
+    } finally {
+      await manager.shutdown();
+      await Deno.remove(dataDir, { recursive: true });
+    }
+  },
+);

@@ -39,6 +39,7 @@ import { newRunHeader } from "./header.ts";
 import {
   type DamageReport,
   damageReport,
+  endedInDamage,
   foldRecords,
   RunStore,
   type StoredRun,
@@ -239,6 +240,12 @@ export class RunManager {
     const entry: RunEntry = { id: h.id, header: h, backend: h.backend as BackendName, stored };
     this.#runs.set(h.id, entry);
     if (TERMINAL.has(stored.state.status) && stored.state.lastSeq > 0) return;
+    if (endedInDamage(stored, (await Deno.stat(path)).size)) {
+      stored.state.status = "finished";
+      console.error(`run ${h.id}: its final status record is damaged; it reached its last step`);
+      if (!this.readOnly) await this.#store.finish(stored);
+      return;
+    }
     if (this.#opts.executor && !this.readOnly && h.cluster) {
       try {
         await this.#reattach(entry);
@@ -633,6 +640,23 @@ export class RunManager {
 
   step(id: string): number {
     return this.#runs.get(id)?.stored.state.step ?? 0;
+  }
+
+  /**
+   * How an ended run ended, from its summary (undefined while it is not ended): what a
+   * subscriber is told when the log's copy of the final status is damaged.
+   */
+  ending(
+    id: string,
+  ): { status: RunStatus; step: number; error?: string; statusSeq?: number } | undefined {
+    const st = this.#runs.get(id)?.stored.state;
+    if (!st || !TERMINAL.has(st.status)) return undefined;
+    return {
+      status: st.status,
+      step: st.step,
+      ...(st.error ? { error: st.error } : {}),
+      ...(st.statusSeq !== undefined ? { statusSeq: st.statusSeq } : {}),
+    };
   }
 
   /** Runs queued or computing. */

@@ -46,7 +46,7 @@ import {
   prepareLabelNoise,
 } from "../../experiments/label_noise_anneal.ts";
 import { isSnapshotStep, nextSnapshotStep, StepClock } from "../snapshots.ts";
-import { settled, WASM_ADAPTER } from "../session_results.ts";
+import { decidedAtUpdate, eventOrder, settled, WASM_ADAPTER } from "../session_results.ts";
 import { checkSessionState, newSessionState } from "../session_state.ts";
 import { exportPQKernel, type PQKernelView, restorePQKernel } from "../../experiments/pq_state.ts";
 
@@ -245,19 +245,23 @@ function openPQSession(
         phase.annealedAt = st[8 * r];
         if (run.anneal === "loss") {
           events.push(
-            annealEvent(r, st[8 * r], st[8 * r + 3], run.hyper[8 * r + 6], run.firstReplica),
+            decidedAtUpdate(
+              annealEvent(r, st[8 * r], st[8 * r + 3], run.hyper[8 * r + 6], run.firstReplica),
+            ),
           );
         }
         const set = dataSetOf(data, r);
         phase.atAnneal = pqMetrics(syncNet(r, true), data, shape, set, null);
-        events.push(annealValuesEvent(r, phase.annealedAt, phase.atAnneal, run.firstReplica));
+        events.push(
+          decidedAtUpdate(annealValuesEvent(r, phase.annealedAt, phase.atAnneal, run.firstReplica)),
+        );
       }
       if (phase.stoppedAt < 0 && st[8 * r + 4] >= 0) {
         // A stopped replica is frozen: its weights now are those of its stop step.
         phase.stoppedAt = st[8 * r + 4];
         const set = dataSetOf(data, r);
         phase.atStop = pqMetrics(syncNet(r), data, shape, set, patternOf(r, phase.stoppedAt + 1));
-        events.push(
+        events.push(decidedAtUpdate(
           stopEvent(
             r,
             phase.stoppedAt,
@@ -266,14 +270,14 @@ function openPQSession(
             phase.atStop,
             run.firstReplica,
           ),
-        );
+        ));
       }
       if (!reportedDiverged[r] && st[8 * r + 2] >= 0) {
         reportedDiverged[r] = 1;
         events.push({ type: "replica_diverged", step: st[8 * r + 2], replica: r });
       }
     }
-    return events.sort((a, b) => a.step - b.step);
+    return events.sort(eventOrder);
   }
 
   const clock = new StepClock(spec.steps);
