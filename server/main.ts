@@ -235,7 +235,11 @@ async function main(argv: string[]): Promise<number> {
   Deno.addSignalListener("SIGINT", onSignal);
   Deno.addSignalListener("SIGTERM", onSignal);
   await stopped;
-  console.log("shutting down: runs in flight checkpoint and are marked interrupted");
+  console.log(
+    coordinator
+      ? "shutting down: runs go on on the workers and are taken up again at the next start"
+      : "shutting down: runs in flight checkpoint and are marked interrupted",
+  );
   await localWorker?.stop();
   await lab.shutdown();
   await coordinator?.close();

@@ -1,7 +1,7 @@
 /**
  * The workers of a multi-box lab (GET /api/workers; README "Several boxes"): whether NATS is
- * connected, then one line per live worker: box, backend and adapter, jobs running of its
- * capacity, age of its last heartbeat. Shown only when the lab is a coordinator.
+ * connected, then one line per live worker: box and backend (adapter and jobs on hover), jobs
+ * running of its capacity, age of its last heartbeat. Shown only when the lab is a coordinator.
  */
 import { api, type NatsHealth, type WorkerInfo } from "./api.ts";
 import { clear, h } from "./dom.ts";
@@ -32,11 +32,14 @@ export function workersView(): WorkersView {
       const age = Math.max(0, Math.round((now - w.heartbeat) / 1000));
       list.append(h(
         "li.worker",
-        { title: `${w.id}${w.running.length ? `\njobs: ${w.running.join(", ")}` : ""}` },
+        {
+          title: `${w.id}\n${w.adapter}${
+            w.running.length ? `\njobs: ${w.running.join(", ")}` : ""
+          }`,
+        },
         h("span.worker-box", {}, w.box),
-        h("span.muted", {}, ` ${w.backend} · ${w.adapter}`),
-        h("span.worker-load", {}, ` ${w.running.length}/${w.capacity} jobs`),
-        h("span.muted", {}, ` · ${age} s ago`),
+        h("span.muted", {}, ` ${w.backend}`),
+        h("span.worker-load", {}, `${w.running.length}/${w.capacity} jobs · ${age} s ago`),
       ));
     }
   };
