@@ -256,7 +256,7 @@ Deno.test("a sharded run merged from shuffled, repeated shard records equals the
   }
 });
 
-Deno.test("a coordinator killed (SIGKILL) mid-run and restarted loses nothing and stores nothing twice", async () => {
+Deno.test("a coordinator killed (SIGKILL) or stopped (SIGTERM) mid-run and restarted loses nothing and stores nothing twice", async () => {
   const expected = await oneBox();
   const nats = await startNats();
   const dataDir = await Deno.makeTempDir({ prefix: "lab-coord-" });
@@ -286,8 +286,15 @@ Deno.test("a coordinator killed (SIGKILL) mid-run and restarted loses nothing an
     // While it is down: more records, some of them repeats.
     await worker.publish(jobs[1], shards[1].slice(8, 20), ".again");
     server = await startCoordinator();
-    await worker.publish(jobs[0], shards[0].slice(30));
-    await worker.publish(jobs[1], shards[1].slice(20));
+    await worker.publish(jobs[0], shards[0].slice(30, 40));
+    await worker.publish(jobs[1], shards[1].slice(20, 30));
+    // A graceful stop (SIGTERM) mid-run too: the run is not marked, it is taken up again.
+    await waitFor(async () => (await lastSeq()) >= 25, "more merged records");
+    server.child.kill("SIGTERM");
+    await server.child.status;
+    server = await startCoordinator();
+    await worker.publish(jobs[0], shards[0].slice(40));
+    await worker.publish(jobs[1], shards[1].slice(30));
     await waitFor(async () => {
       const r = await (await fetch(`${server.url}/api/runs/${id}`)).json();
       return r.status === "finished";
@@ -424,5 +431,28 @@ Deno.test("NATS unreachable at start: one line, health says so, submits 503, con
   } finally {
     await c.close();
     await nats?.close();
+  }
+});
+
+Deno.test("--local-compute: the coordinator computes its runs itself through NATS, with no other worker", async () => {
+  const nats = await startNats();
+  const dataDir = await Deno.makeTempDir({ prefix: "lab-coord-" });
+  const server = await startServerProcess(dataDir, [`--nats=${nats.url}`, "--local-compute"]);
+  try {
+    await waitFor(async () => {
+      const res = await fetch(`${server.url}/api/workers`);
+      const list = res.ok ? await res.json() : (await res.body?.cancel(), []);
+      return list.length === 1 && list;
+    }, "the coordinator's own worker listed");
+    const id = await submit(server.url, { ...SPEC, steps: 200 });
+    await waitFor(async () => {
+      const r = await (await fetch(`${server.url}/api/runs/${id}`)).json();
+      return r.status === "finished";
+    }, "the run to finish on the local worker");
+  } finally {
+    server.child.kill("SIGTERM");
+    await server.child.status;
+    await nats.close();
+    await Deno.remove(dataDir, { recursive: true }).catch(() => {});
   }
 });
