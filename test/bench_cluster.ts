@@ -4,7 +4,9 @@
  * asserted:
  *  - records/s through NATS: an every=1 run computed by one worker and merged by the
  *    coordinator into its log, against the same run computed by a plain lab (one box);
- *  - the wall time of a sweep (3 shards) with 1, 2 and 3 workers of capacity 1, and on one box.
+ *  - the wall time of a sweep (3 shards) with 1, 2 and 3 workers of capacity 1, and on one box;
+ *  - the coordinator's own ingest: records/s it merges and stores from a publisher that keeps
+ *    500 publishes in flight (no kernel): which side bounds the every=1 rate.
  * Workers on one machine share its cores: with C cores, more than C − 1 workers (the
  * coordinator and NATS need some) cannot go faster, so this measures the plumbing's overhead and
  * scaling up to the core count, not a cluster's.
@@ -14,6 +16,9 @@ import { parseCliArgs } from "../server/cli/args.ts";
 import { type ServerProcess, startServerProcess, submit, waitFor } from "./lab_harness.ts";
 import { startNats } from "./nats_harness.ts";
 import { startWorkerProcess, type WorkerProcess } from "./nats_test_server.ts";
+import { connectLab, JOBS_CONSUMER, JOBS_STREAM, recordsSubject } from "../server/cluster/nats.ts";
+import { encodeRecord } from "../server/runs/records.ts";
+import { headers } from "@nats-io/transport-node";
 
 const { flags } = parseCliArgs(Deno.args);
 
@@ -82,6 +87,65 @@ async function stopWorkers(workers: WorkerProcess[]): Promise<void> {
   await Promise.all(workers.map((w) => w.status));
 }
 
+/** Records/s the coordinator merges and stores when the records come as fast as NATS takes them. */
+async function ingest(coord: ServerProcess, url: string, steps: number): Promise<number> {
+  const pub = await connectLab({ url, name: "bench-publisher" });
+  try {
+    const spec = everyOneSpec(steps);
+    const id = await submit(coord.url, spec);
+    const jobs = await pub.js.consumers.get(JOBS_STREAM, JOBS_CONSUMER);
+    const job = await waitFor(async () => await jobs.next({ expires: 1000 }), "the job");
+    job?.ack(); // taken here: no worker computes it
+    const metrics = {
+      train_loss: new Float32Array(spec.replicas),
+      test_error: new Float32Array(spec.replicas),
+      v_norm: new Float32Array(spec.replicas),
+      support_size: new Float32Array(spec.replicas),
+    };
+    type Published = { seq: number } & Record<string, unknown>;
+    const records: Published[] = [{ type: "status", seq: 1, time: 0, status: "running", step: 0 }];
+    for (let step = 0; step <= steps; step++) {
+      records.push({
+        type: "snapshot",
+        seq: records.length + 1,
+        step,
+        wall_ms: step,
+        time: 0,
+        metrics,
+      });
+    }
+    records.push({
+      type: "status",
+      seq: records.length + 1,
+      time: 0,
+      status: "finished",
+      step: steps,
+    });
+    const t0 = performance.now();
+    for (let i = 0; i < records.length; i += 500) {
+      await Promise.all(
+        records.slice(i, i + 500).map((r) => {
+          const h = headers();
+          h.set("Lab-Shard", "0");
+          return pub.js.publish(recordsSubject(id), encodeRecord(r), {
+            msgID: `${id}.0.${r.seq}`,
+            headers: h,
+          });
+        }),
+      );
+    }
+    await waitFor(
+      async () => (await json(`${coord.url}/api/runs/${id}`)).status === "finished",
+      "the ingested run",
+      600_000,
+      20,
+    );
+    return records.length / ((performance.now() - t0) / 1000);
+  } finally {
+    await pub.close();
+  }
+}
+
 export async function benchCluster(opts: { steps: number; sweepSteps: number; json: boolean }) {
   const out: Record<string, unknown> = {
     cores: navigator.hardwareConcurrency,
@@ -143,6 +207,12 @@ export async function benchCluster(opts: { steps: number; sweepSteps: number; js
           await stopWorkers(workers);
         }
       }
+      // Ingest alone: a publisher stands in for the worker, as fast as NATS takes it.
+      const r = await ingest(coord, nats.url, opts.steps);
+      out.coordinator_ingest_records_per_s = r;
+      say(
+        `coordinator ingest:        ${r.toFixed(0)} records/s (no kernel, 500 publishes in flight)`,
+      );
     } finally {
       await stopProcess(coord);
     }
