@@ -319,24 +319,30 @@ Deno.test("a coordinator killed (SIGKILL) or stopped (SIGTERM) mid-run and resta
   }
 });
 
-Deno.test("NATS down: stored runs are still served, submits answer 503, and it resumes when NATS is back", async () => {
+Deno.test("NATS down: stored runs are still served, submits answer 503, a run in flight goes on when NATS is back", async () => {
   const expected = await oneBox();
   const nats = await startNats();
   const c = await startCoordinatorLab(nats);
-  const worker = await FakeWorker.connect(nats.url);
+  let worker = await FakeWorker.connect(nats.url);
   try {
     const id = await submit(c.lab.url, SPEC);
     const [job] = await worker.takeJobs(1);
     assert.deepEqual([job.first, job.count], [0, 6], "no live worker: one shard");
     await worker.publish(job, shardRecords(expected, 0, 6));
     await waitFor(() => c.lab.manager.status(id) === "finished", "the run to finish");
+    // A second run in flight when NATS goes: it waits, and goes on when NATS is back.
+    const inFlight = await submit(c.lab.url, SPEC);
+    const [job2] = (await worker.takeJobs(2)).filter((j) => j.run === inFlight);
+    const records = shardRecords(expected, 0, 6);
+    await worker.publish(job2, records.slice(0, 20));
+    await waitFor(() => c.lab.manager.lastSeq(inFlight) >= 10, "the second run's first records");
     await worker.close();
     await nats.kill();
     await waitFor(() => !c.coordinator.connected, "the coordinator to notice NATS is down");
     const health = await (await fetch(`${c.lab.url}/api/health`)).json();
     assert.deepEqual(health.nats.connected, false);
     const runs = await (await fetch(`${c.lab.url}/api/runs`)).json();
-    assert.deepEqual(runs.map((r: { id: string }) => r.id), [id]);
+    assert.deepEqual(runs.map((r: { id: string }) => r.id), [id, inFlight]);
     const csv = await fetch(`${c.lab.url}/api/runs/${id}/metrics.csv`);
     assert.deepEqual(csv.status, 200);
     await csv.text();
@@ -350,12 +356,17 @@ Deno.test("NATS down: stored runs are still served, submits answer 503, and it r
     assert(/NATS/.test(body.error) && /stored runs are still served/.test(body.error), body.error);
     await nats.restart();
     await waitFor(() => c.coordinator.connected, "the coordinator to reconnect");
+    worker = await FakeWorker.connect(nats.url);
+    await worker.publish(job2, records.slice(10));
+    await waitFor(() => c.lab.manager.status(inFlight) === "finished", "the run in flight to end");
+    assertSameRun(await c.lab.manager.allRecords(inFlight), expected);
     const again = await submit(c.lab.url, SPEC);
     assert(c.lab.manager.has(again));
     const workers = await fetch(`${c.lab.url}/api/workers`);
     assert.deepEqual(workers.status, 200);
     assert.deepEqual(await workers.json(), []);
   } finally {
+    await worker.close().catch(() => {});
     await c.close();
     await nats.close();
   }
