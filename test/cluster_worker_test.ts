@@ -257,6 +257,26 @@ Deno.test({
       assert.deepEqual(values(bySeq(published)), values(await longLocal!));
       assert.equal((await outcomeOf(lab, key)).status, "finished");
     });
+
+    await step("a coordinator's cancel stops the job and acks it", async () => {
+      await start([...WORKER_FLAGS, "--job-ack-wait=600"]);
+      const run = await publishJob(lab, LONG);
+      const key = `${run}.0`;
+      await readRecords(lab, run, (rs) => rs.some((r) => r.record.type === "snapshot"));
+      // As the coordinator cancels (NATS_CONTRACT: outcome first, then the core message).
+      await lab.outcomes.create(key, JSON.stringify({ worker: "coordinator", status: "stopped" }));
+      lab.nc.publish(`lab.runs.${run}.cancel`, JSON.stringify({ run, time: Date.now() }));
+      const published = await readRecords(lab, run, hasEnded);
+      const last = published.at(-1)!.record;
+      assert.ok(last.type === "status" && last.status === "stopped", JSON.stringify(last));
+      assert.ok(last.step < LONG.steps);
+      await waitFor(async () => {
+        const c = await lab.jsm.consumers.info("LAB_JOBS", "lab-workers");
+        return c.num_pending === 0 && c.num_ack_pending === 0;
+      }, "the job acked");
+      await waitFor(async () => !(await hasCheckpoint(lab, key)), "checkpoint deleted");
+      assert.equal((await lab.outcomes.get(key))!.json<JobOutcome>().worker, "coordinator");
+    });
   } finally {
     await stopAll();
     await lab.close();
