@@ -179,9 +179,7 @@ export class LabWorker {
     if (!lab) return; // stopped before NATS was reachable
     this.#lab = lab;
     this.#watchConnection(lab);
-    const info = await lab.jsm.consumers.info(JOBS_STREAM, JOBS_CONSUMER);
-    const ackWaitMs = (info.config.ack_wait ?? DEFAULT_JOB_ACK_WAIT_MS * 1e6) / 1e6;
-    this.#heartbeatMs = Math.max(100, Math.floor(ackWaitMs / 3));
+    await this.#readAckWait(lab);
     await this.#announce();
     this.#announcer = setInterval(() => this.#announce(), ANNOUNCE_MS);
     this.#log(
@@ -257,9 +255,22 @@ export class LabWorker {
     })().catch(() => {});
   }
 
+  /**
+   * Heartbeats every third of the consumer's ack wait. Any process that connects may change
+   * it (ensureLabStreams), so it is read again with every announcement.
+   */
+  async #readAckWait(lab: LabNats): Promise<void> {
+    try {
+      const info = await lab.jsm.consumers.info(JOBS_STREAM, JOBS_CONSUMER);
+      const ackWaitMs = (info.config.ack_wait ?? DEFAULT_JOB_ACK_WAIT_MS * 1e6) / 1e6;
+      this.#heartbeatMs = Math.max(100, Math.floor(ackWaitMs / 3));
+    } catch { /* NATS away: keep the last value */ }
+  }
+
   async #announce(): Promise<void> {
     const lab = this.#lab;
     if (!lab || this.#stopping) return;
+    await this.#readAckWait(lab);
     const a: WorkerAnnouncement = {
       id: this.id,
       box: this.box,
@@ -292,7 +303,15 @@ export class LabWorker {
     let finish!: () => void;
     const done = new Promise<void>((r) => finish = r);
     this.#running.set(key, { run: job.run, controller, done });
-    const beat = setInterval(() => msg.working(), this.#heartbeatMs);
+    // A chain of timeouts, not an interval: each takes the current heartbeat period.
+    let beat: ReturnType<typeof setTimeout>;
+    const heartbeat = () => {
+      try {
+        msg.working();
+      } catch { /* NATS away: the next one tries again */ }
+      beat = setTimeout(heartbeat, this.#heartbeatMs);
+    };
+    beat = setTimeout(heartbeat, this.#heartbeatMs);
     const publisher = new RecordPublisher(lab.js, job, this.id, this.#log);
     try {
       if (await this.#outcomeExists(lab, key)) {
@@ -339,7 +358,7 @@ export class LabWorker {
         msg.nak(5000);
       } catch { /* redelivered after the ack wait */ }
     } finally {
-      clearInterval(beat);
+      clearTimeout(beat);
       this.#running.delete(key);
       finish();
     }
