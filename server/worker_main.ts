@@ -17,7 +17,8 @@ const USAGE = `usage: deno task worker --nats=URL [--backend=auto|wasm|webgpu|re
   (nats://host:4222; tls://… for TLS; user:password@ or token@ in the URL are passed on),
   computes up to N at once and publishes their records on lab.runs.<id>.records.
   --backend      for jobs whose spec says auto (default auto: WebGPU on a hardware adapter,
-                 else Wasm-SIMD); a spec naming a backend gets that one or fails here.
+                 else Wasm-SIMD); a spec naming a backend this box lacks goes back to the
+                 queue for another worker (and fails on its third delivery).
   --capacity=N   jobs computed at once, each on one thread (the kernels of a run are single-
                  threaded); default 1 on WebGPU, cores − 1 on wasm/reference. --threads=N is
                  the same.

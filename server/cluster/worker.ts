@@ -230,7 +230,8 @@ export class LabWorker {
         return lab;
       } catch (e) {
         const line = e instanceof NatsError ? e.message : String(e);
-        if (/refused the credentials/.test(line)) throw new NatsError(line);
+        // Unreadable or refused credentials do not mend by waiting.
+        if (/credentials/.test(line)) throw new NatsError(line);
         if (!said) this.#log(`${line}; retrying every ${CONNECT_RETRY_MS / 1000} s`);
         said = true;
         await sleep(CONNECT_RETRY_MS);
@@ -246,7 +247,10 @@ export class LabWorker {
       for await (const s of lab.nc.status()) {
         if (s.type === "disconnect" && !down && !this.#stopping) {
           down = true;
-          this.#log(`lost NATS at ${this.opts.nats.url}; reconnecting (jobs keep computing)`);
+          this.#log(
+            `lost NATS at ${this.opts.nats.url}; reconnecting ` +
+              "(jobs in flight go on until their next checkpoint)",
+          );
         } else if (s.type === "reconnect" && down) {
           down = false;
           this.#log(`reconnected to NATS at ${this.opts.nats.url}`);
