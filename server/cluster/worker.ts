@@ -127,6 +127,8 @@ type JobResult = DriveResult & { seq: number; retryMs?: number };
 
 interface RunningJob {
   run: string;
+  /** The latest delivery of the job (heartbeats and the final ack go there). */
+  msg: JsMsg;
   controller: AbortController;
   done: Promise<void>;
 }
@@ -302,16 +304,25 @@ export class LabWorker {
     }
     const job = parsed.job;
     const key = jobKey(job.run, job.shard);
+    const already = this.#running.get(key);
+    if (already) {
+      // Redelivered to the worker still computing it (a heartbeat came too late): the job goes
+      // on, reporting and acking through the latest delivery.
+      already.msg = msg;
+      msg.working();
+      return;
+    }
     // Registered before the outcome is looked at, so that a cancel arriving meanwhile stops it.
     const controller = new AbortController();
     let finish!: () => void;
     const done = new Promise<void>((r) => finish = r);
-    this.#running.set(key, { run: job.run, controller, done });
+    const entry: RunningJob = { run: job.run, msg, controller, done };
+    this.#running.set(key, entry);
     // A chain of timeouts, not an interval: each takes the current heartbeat period.
     let beat: ReturnType<typeof setTimeout>;
     const heartbeat = () => {
       try {
-        msg.working();
+        entry.msg.working();
       } catch { /* NATS away: the next one tries again */ }
       beat = setTimeout(heartbeat, this.#heartbeatMs);
     };
@@ -319,7 +330,7 @@ export class LabWorker {
     const publisher = new RecordPublisher(lab.js, job, this.id, this.#log);
     try {
       if (await this.#outcomeExists(lab, key)) {
-        msg.ack(); // finished (or cancelled) already
+        entry.msg.ack(); // finished (or cancelled) already
         return;
       }
       this.#log(`job ${key} (delivery ${msg.info.deliveryCount}) started`);
@@ -327,7 +338,7 @@ export class LabWorker {
       await publisher.flush();
       if (result.status === "interrupted") {
         // At a stop: redelivered at once, to continue from the checkpoint just written.
-        msg.nak(result.retryMs);
+        entry.msg.nak(result.retryMs);
         this.#log(
           result.retryMs
             ? `job ${key} handed back for another worker: ${result.error}`
@@ -344,7 +355,7 @@ export class LabWorker {
         ...(result.error ? { error: result.error } : {}),
       };
       const first = await this.#writeOutcome(lab, key, outcome);
-      msg.ack();
+      entry.msg.ack();
       await lab.checkpoints.delete(key).catch(() => {});
       this.#log(
         first
@@ -359,7 +370,7 @@ export class LabWorker {
       // Only NATS failures land here (compute errors end the job `failed`): hand it back.
       this.#log(`job ${key} handed back: ${e instanceof Error ? e.message : e}`);
       try {
-        msg.nak(5000);
+        entry.msg.nak(5000);
       } catch { /* redelivered after the ack wait */ }
     } finally {
       clearTimeout(beat);
@@ -442,7 +453,16 @@ export class LabWorker {
             // A checkpoint covers the records before it: they must be stored first, or a
             // worker continuing from it would never publish them.
             await publisher.flush();
-            await this.#saveCheckpoint(lab, key, c);
+            try {
+              await this.#saveCheckpoint(lab, key, c);
+            } catch (e) {
+              // The previous checkpoint stays: a continuation recomputes a little more.
+              this.#log(
+                `job ${key}: checkpoint at step ${c.step} not written (${
+                  e instanceof Error ? e.message : e
+                })`,
+              );
+            }
           },
         },
         resume: ckpt ? { diverged: ckpt.diverged } : undefined,
