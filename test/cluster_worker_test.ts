@@ -113,7 +113,7 @@ async function outcomeWrites(lab: LabNats): Promise<number> {
   return (await lab.jsm.streams.info("KV_lab_jobs")).state.last_seq;
 }
 
-const WORKER_FLAGS = ["--backend=wasm", "--capacity=1", "--checkpoint-interval=0.2"];
+const WORKER_FLAGS = ["--backend=wasm", "--checkpoint-interval=0.2"];
 
 Deno.test({
   name: "a worker runs NATS jobs, and hands them on exactly when it dies or stops",
@@ -125,8 +125,8 @@ Deno.test({
   const nats = await startNatsServer();
   const lab = await connectLab({ url: nats.url });
   const workers: WorkerProcess[] = [];
-  const start = async (flags: string[]) => {
-    const w = startWorkerProcess(nats.url, flags);
+  const start = async (flags: string[], capacity = 1) => {
+    const w = startWorkerProcess(nats.url, [...flags, `--capacity=${capacity}`]);
     workers.push(w);
     await w.waitForLine(/pulling jobs/);
     return w;
@@ -239,7 +239,8 @@ Deno.test({
     await step("SIGTERM hands the job back at once; the next worker resumes it", async () => {
       // An ack wait far beyond this step's waits: only a hand-back can move the job on.
       const flags = [...WORKER_FLAGS, "--job-ack-wait=600"];
-      const w1 = await start(flags);
+      // With an idle slot, whose pull may receive the job handed back before the worker exits.
+      const w1 = await start(flags, 2);
       const run = await publishJob(lab, LONG);
       const key = `${run}.0`;
       await waitFor(() => hasCheckpoint(lab, key), "a first checkpoint");

@@ -85,8 +85,11 @@ export const ANNOUNCE_MS = 2000;
 /** Where a coordinator says a run is cancelled (`lab.runs.<run>.cancel`, core NATS). */
 export const CANCEL_SUBJECTS = "lab.runs.*.cancel";
 const CONNECT_RETRY_MS = 2000;
-/** Seconds a pull waits for a job before asking again. */
-const PULL_EXPIRES_MS = 5000;
+/**
+ * How long a pull waits for a job before asking again; also how long a graceful stop may wait
+ * for its idle pulls to end (see stop()).
+ */
+const PULL_EXPIRES_MS = 3000;
 /** Records waiting for NATS beyond which the computation pauses (memory stays bounded). */
 const PUBLISH_HIGH_WATER = 20_000;
 /** Deliveries of a job that this worker cannot open (its backend is missing) before it fails. */
@@ -562,6 +565,10 @@ export class LabWorker {
       clearInterval(this.#announcer);
       for (const job of this.#running.values()) job.controller.abort(SHUTDOWN);
       await Promise.all([...this.#running.values()].map((j) => j.done));
+      // The connection stays open until every pull has ended: a job handed back may be
+      // delivered at once to one of this worker's own idle pulls, which must nak it too rather
+      // than lose it in a closing connection (it would wait for the ack wait).
+      await Promise.all(this.#slots);
       const lab = this.#lab;
       if (lab) {
         await lab.workers.delete(this.id).catch(() => {});
