@@ -163,13 +163,6 @@ export class LabWorker {
     return new LabWorker(opts, await workerBackend(opts.backend));
   }
 
-  /** Probes, connects and starts pulling jobs (resolves once pulling). */
-  static async start(opts: WorkerOptions): Promise<LabWorker> {
-    const worker = await LabWorker.open(opts);
-    await worker.begin();
-    return worker;
-  }
-
   /** Job keys being computed. */
   get running(): string[] {
     return [...this.#running.keys()];
