@@ -259,6 +259,19 @@ Deno.test({
       assert.equal((await outcomeOf(lab, key)).status, "finished");
     });
 
+    await step(
+      "Ctrl-C through `deno task` (two signals at once) is one graceful stop",
+      async () => {
+        const w = await start(WORKER_FLAGS);
+        // The terminal signals the whole process group and `deno task` forwards its own copy a
+        // moment later; an idle worker's stop lasts until its pull expires (up to 3 s).
+        w.kill("SIGINT");
+        await new Promise((r) => setTimeout(r, 100));
+        w.kill("SIGINT");
+        assert.equal((await w.status).code, 0, w.lines.join("\n"));
+      },
+    );
+
     await step("a coordinator's cancel stops the job and acks it", async () => {
       await start([...WORKER_FLAGS, "--job-ack-wait=600"]);
       const run = await publishJob(lab, LONG);
