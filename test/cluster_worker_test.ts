@@ -10,8 +10,10 @@
 import assert from "node:assert/strict";
 import { ROOT, waitFor } from "./lab_harness.ts";
 import {
+  freePort,
   hasEnded,
   NATS_MISSING,
+  type NatsServer,
   natsServerInstalled,
   type PublishedRecord,
   readRecords,
@@ -114,6 +116,32 @@ async function outcomeWrites(lab: LabNats): Promise<number> {
 }
 
 const WORKER_FLAGS = ["--backend=wasm", "--checkpoint-interval=0.2"];
+
+Deno.test({
+  name: "a worker started before NATS waits for it, saying so in one line, then pulls jobs",
+  ignore: !installed,
+  sanitizeOps: false,
+  sanitizeResources: false,
+}, async () => {
+  const port = freePort();
+  const url = `nats://127.0.0.1:${port}`;
+  const w = startWorkerProcess(url, ["--backend=wasm", "--capacity=1"]);
+  let nats: NatsServer | undefined;
+  try {
+    await w.waitForLine(/NATS is not reachable at .* retrying every 2 s/);
+    nats = await startNatsServer(port);
+    await w.waitForLine(/pulling jobs/);
+    assert.ok(w.lines.some((l) => /connected to NATS at/.test(l)), w.lines.join("\n"));
+    assert.equal(w.lines.filter((l) => /not reachable/.test(l)).length, 1, "said once");
+    assert.ok(!w.lines.some((l) => /^\s+at /.test(l)), "no stack trace");
+    w.kill("SIGTERM");
+    assert.equal((await w.status).code, 0);
+  } finally {
+    w.kill("SIGKILL");
+    await w.status;
+    await nats?.stop();
+  }
+});
 
 Deno.test({
   name: "a worker runs NATS jobs, and hands them on exactly when it dies or stops",
