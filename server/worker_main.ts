@@ -2,7 +2,8 @@
  * `deno task worker --nats=URL`: a compute box of the multi-box mode (server/cluster/worker.ts,
  * docs/protocol.md "Records on NATS subjects"). Pulls jobs from NATS JetStream, runs them,
  * publishes their records; SIGINT or SIGTERM checkpoints the jobs in flight, hands them back
- * and exits 0 (a second signal exits at once, leaving them to the ack wait).
+ * and exits 0 (a second signal, a second or more later, exits at once, leaving them to the
+ * ack wait).
  */
 import { parseCliArgs, UsageError } from "./cli/args.ts";
 import type { BackendChoice } from "./experiments/types.ts";
@@ -17,7 +18,8 @@ const USAGE = `usage: deno task worker --nats=URL [--backend=auto|wasm|webgpu|re
   (nats://host:4222; tls://… for TLS; user:password@ or token@ in the URL are passed on),
   computes up to N at once and publishes their records on lab.runs.<id>.records.
   --backend      for jobs whose spec says auto (default auto: WebGPU on a hardware adapter,
-                 else Wasm-SIMD); a spec naming a backend gets that one or fails here.
+                 else Wasm-SIMD); a spec naming a backend this box lacks goes back to the
+                 queue for another worker (and fails on its third delivery).
   --capacity=N   jobs computed at once, each on one thread (the kernels of a run are single-
                  threaded); default 1 on WebGPU, cores − 1 on wasm/reference. --threads=N is
                  the same.
@@ -25,7 +27,11 @@ const USAGE = `usage: deno task worker --nats=URL [--backend=auto|wasm|webgpu|re
                  store (default: the job's setting, else 60; 0: only when handed back).
   --job-ack-wait=SECONDS  sets the jobs consumer's ack wait: how long a silent worker keeps
                  a job before it is redelivered (default 30; shared by all workers).
-  SIGINT/SIGTERM: checkpoint the jobs in flight, hand them back, exit 0.`;
+  SIGINT/SIGTERM: checkpoint the jobs in flight, hand them back, exit 0 (a second signal, a
+  second or more later, exits at once).`;
+
+/** Signals closer than this to the first are the same request (see onSignal). */
+const SECOND_SIGNAL_MS = 1000;
 
 function positiveInt(flags: Map<string, string | true>, name: string): number | undefined {
   const raw = flags.get(name);
@@ -85,12 +91,15 @@ async function main(argv: string[]): Promise<number> {
   }
   // Signals count from here: a worker still waiting for NATS stops as cleanly as a busy one.
   const { promise: signalled, resolve } = Promise.withResolvers<void>();
-  let signals = 0;
+  let firstSignal = 0;
   const onSignal = () => {
-    if (++signals > 1) {
+    // Ctrl-C reaches the worker twice at once (the terminal signals the whole process group,
+    // and `deno task` forwards it too): only a signal a moment after the first means "now".
+    if (firstSignal && Date.now() - firstSignal > SECOND_SIGNAL_MS) {
       console.error("lab worker: second signal: exiting now; its jobs return after the ack wait");
       Deno.exit(1);
     }
+    firstSignal ||= Date.now();
     resolve();
   };
   Deno.addSignalListener("SIGINT", onSignal);

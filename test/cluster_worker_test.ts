@@ -10,8 +10,10 @@
 import assert from "node:assert/strict";
 import { ROOT, waitFor } from "./lab_harness.ts";
 import {
+  freePort,
   hasEnded,
   NATS_MISSING,
+  type NatsServer,
   natsServerInstalled,
   type PublishedRecord,
   readRecords,
@@ -47,10 +49,10 @@ const SHORT = validateRunSpec({
 const LONG = validateRunSpec({
   experiment: "shape-matters",
   replicas: 2,
-  steps: 600_000,
+  steps: 400_000,
   every: 10_000,
   backend: "wasm",
-  params: { lr: [0.01, 0.02], lr_schedule: [[300_000, 0.5]] },
+  params: { lr: [0.01, 0.02], lr_schedule: [[200_000, 0.5]] },
 });
 
 /** The records of `spec` run on this machine, uninterrupted, through the same driver. */
@@ -113,7 +115,38 @@ async function outcomeWrites(lab: LabNats): Promise<number> {
   return (await lab.jsm.streams.info("KV_lab_jobs")).state.last_seq;
 }
 
-const WORKER_FLAGS = ["--backend=wasm", "--capacity=1", "--checkpoint-interval=0.2"];
+const WORKER_FLAGS = ["--backend=wasm", "--checkpoint-interval=0.2"];
+
+Deno.test({
+  name: "a worker started before NATS says so once, waits, pulls jobs; Ctrl-C stops it gracefully",
+  ignore: !installed,
+  sanitizeOps: false,
+  sanitizeResources: false,
+}, async () => {
+  const port = freePort();
+  const url = `nats://127.0.0.1:${port}`;
+  const w = startWorkerProcess(url, ["--backend=wasm", "--capacity=1"]);
+  let nats: NatsServer | undefined;
+  try {
+    await w.waitForLine(/NATS is not reachable at .* retrying every 2 s/);
+    nats = await startNatsServer(port);
+    await w.waitForLine(/pulling jobs/);
+    assert.ok(w.lines.some((l) => /connected to NATS at/.test(l)), w.lines.join("\n"));
+    assert.equal(w.lines.filter((l) => /not reachable/.test(l)).length, 1, "said once");
+    assert.ok(!w.lines.some((l) => /^\s+at /.test(l)), "no stack trace");
+    // Ctrl-C through `deno task`: the terminal signals the whole process group and the task
+    // forwards its own copy a moment later. One graceful stop (an idle worker's lasts until its
+    // pull expires, up to 3 s), not a forced exit.
+    w.kill("SIGINT");
+    await new Promise((r) => setTimeout(r, 100));
+    w.kill("SIGINT");
+    assert.equal((await w.status).code, 0, w.lines.join("\n"));
+  } finally {
+    w.kill("SIGKILL");
+    await w.status;
+    await nats?.stop();
+  }
+});
 
 Deno.test({
   name: "a worker runs NATS jobs, and hands them on exactly when it dies or stops",
@@ -125,8 +158,8 @@ Deno.test({
   const nats = await startNatsServer();
   const lab = await connectLab({ url: nats.url });
   const workers: WorkerProcess[] = [];
-  const start = async (flags: string[]) => {
-    const w = startWorkerProcess(nats.url, flags);
+  const start = async (flags: string[], capacity = 1) => {
+    const w = startWorkerProcess(nats.url, [...flags, `--capacity=${capacity}`]);
     workers.push(w);
     await w.waitForLine(/pulling jobs/);
     return w;
@@ -147,8 +180,10 @@ Deno.test({
   let longLocal: Promise<BodyRecord[]> | undefined;
   try {
     let shortRun = "";
-    await step("its records on the subject equal a local run's, value for value", async () => {
-      const w = await start([...WORKER_FLAGS, "--job-ack-wait=30"]);
+    // One worker for this step and the next two (each worker process costs seconds to start).
+    let steady: WorkerProcess | undefined;
+    await t.step("its records on the subject equal a local run's, value for value", async () => {
+      steady = await start([...WORKER_FLAGS, "--job-ack-wait=30"]);
       const local = localRecords(SHORT);
       shortRun = await publishJob(lab, SHORT);
       const published = await readRecords(lab, shortRun, hasEnded);
@@ -166,11 +201,9 @@ Deno.test({
       const announced = (await lab.workers.get(h["Lab-Worker"]))!.json<WorkerAnnouncement>();
       assert.equal(announced.backend, "wasm");
       assert.equal(announced.capacity, 1);
-      w.kill("SIGTERM");
-      assert.equal((await w.status).code, 0);
     });
 
-    await step("an outside subscriber (examples/nats_subscriber.ts) prints them", async () => {
+    await t.step("an outside subscriber (examples/nats_subscriber.ts) prints them", async () => {
       const out = await new Deno.Command(Deno.execPath(), {
         args: ["run", "-A", `${ROOT}examples/nats_subscriber.ts`, nats.url, shortRun],
         cwd: ROOT,
@@ -185,7 +218,7 @@ Deno.test({
     });
 
     await step("a job with a bad spec ends failed once, not redelivered", async () => {
-      const w = await start([...WORKER_FLAGS, "--job-ack-wait=30"]);
+      const w = steady ?? await start([...WORKER_FLAGS, "--job-ack-wait=30"]);
       const run = await publishJob(lab, { ...SHORT, params: { ...SHORT.params, d: -3 } });
       const published = await readRecords(lab, run, hasEnded);
       assert.equal(published.length, 1);
@@ -239,7 +272,8 @@ Deno.test({
     await step("SIGTERM hands the job back at once; the next worker resumes it", async () => {
       // An ack wait far beyond this step's waits: only a hand-back can move the job on.
       const flags = [...WORKER_FLAGS, "--job-ack-wait=600"];
-      const w1 = await start(flags);
+      // With an idle slot, whose pull may receive the job handed back before the worker exits.
+      const w1 = await start(flags, 2);
       const run = await publishJob(lab, LONG);
       const key = `${run}.0`;
       await waitFor(() => hasCheckpoint(lab, key), "a first checkpoint");
@@ -256,6 +290,26 @@ Deno.test({
       assert.equal(markers.length, 1);
       assert.deepEqual(values(bySeq(published)), values(await longLocal!));
       assert.equal((await outcomeOf(lab, key)).status, "finished");
+    });
+
+    await step("a coordinator's cancel stops the job and acks it", async () => {
+      await start([...WORKER_FLAGS, "--job-ack-wait=600"]);
+      const run = await publishJob(lab, LONG);
+      const key = `${run}.0`;
+      await readRecords(lab, run, (rs) => rs.some((r) => r.record.type === "snapshot"));
+      // As the coordinator cancels (NATS_CONTRACT: outcome first, then the core message).
+      await lab.outcomes.create(key, JSON.stringify({ worker: "coordinator", status: "stopped" }));
+      lab.nc.publish(`lab.runs.${run}.cancel`, JSON.stringify({ run, time: Date.now() }));
+      const published = await readRecords(lab, run, hasEnded);
+      const last = published.at(-1)!.record;
+      assert.ok(last.type === "status" && last.status === "stopped", JSON.stringify(last));
+      assert.ok(last.step < LONG.steps);
+      await waitFor(async () => {
+        const c = await lab.jsm.consumers.info("LAB_JOBS", "lab-workers");
+        return c.num_pending === 0 && c.num_ack_pending === 0;
+      }, "the job acked");
+      await waitFor(async () => !(await hasCheckpoint(lab, key)), "checkpoint deleted");
+      assert.equal((await lab.outcomes.get(key))!.json<JobOutcome>().worker, "coordinator");
     });
   } finally {
     await stopAll();

@@ -23,21 +23,22 @@ export function natsServerInstalled(): boolean {
 export const NATS_MISSING =
   "nats-server is not installed: apt-get install nats-server (Debian ships 2.9 with JetStream)";
 
-function freePort(): number {
+export interface NatsServer {
+  url: string;
+  stop(): Promise<void>;
+}
+
+/** A free loopback port (for a server started later). */
+export function freePort(): number {
   const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (l.addr as Deno.NetAddr).port;
   l.close();
   return port;
 }
 
-export interface NatsServer {
-  url: string;
-  stop(): Promise<void>;
-}
-
-export async function startNatsServer(): Promise<NatsServer> {
+/** Starts nats-server on `port` (default: a free one) with a new temporary store. */
+export async function startNatsServer(port = freePort()): Promise<NatsServer> {
   const dir = await Deno.makeTempDir({ prefix: "lab-nats-" });
-  const port = freePort();
   const child = new Deno.Command("nats-server", {
     args: ["-js", "-sd", dir, "-a", "127.0.0.1", "-p", String(port)],
     stdout: "null",

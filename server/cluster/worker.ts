@@ -21,7 +21,7 @@ import {
 } from "../runs/checkpoints.ts";
 import { resumedEvent } from "../runs/resume.ts";
 import { newRunHeader } from "../runs/header.ts";
-import type { BodyRecord } from "../runs/records.ts";
+import { type BodyRecord, decodeRecord } from "../runs/records.ts";
 import { defaultConcurrency } from "../runs/manager.ts";
 import { redactPaths } from "../redact_paths.ts";
 import { codeVersion } from "../version.ts";
@@ -33,9 +33,11 @@ import {
   type LabNats,
   NatsError,
   type NatsSettings,
+  RECORDS_STREAM,
+  recordsSubject,
 } from "./nats.ts";
 import { jobKey, type JobMessage, parseJob, validateJobSpec } from "./job_message.ts";
-import { RecordPublisher } from "./record_publisher.ts";
+import { HEADER_SHARD, RecordPublisher } from "./record_publisher.ts";
 import { JobRecorder } from "./job_recorder.ts";
 
 export interface WorkerOptions {
@@ -80,11 +82,18 @@ export interface JobOutcome {
 }
 
 export const ANNOUNCE_MS = 2000;
+/** Where a coordinator says a run is cancelled (`lab.runs.<run>.cancel`, core NATS). */
+export const CANCEL_SUBJECTS = "lab.runs.*.cancel";
 const CONNECT_RETRY_MS = 2000;
-/** Seconds a pull waits for a job before asking again. */
-const PULL_EXPIRES_MS = 5000;
+/**
+ * How long a pull waits for a job before asking again; also how long a graceful stop may wait
+ * for its idle pulls to end (see stop()).
+ */
+const PULL_EXPIRES_MS = 3000;
 /** Records waiting for NATS beyond which the computation pauses (memory stays bounded). */
 const PUBLISH_HIGH_WATER = 20_000;
+/** Deliveries of a job that this worker cannot open (its backend is missing) before it fails. */
+const LOCAL_FAILURE_TRIES = 3;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -116,7 +125,13 @@ export function newWorkerId(): string {
   }`;
 }
 
+/** A job's end on this worker: `interrupted` hands it back (after `retryMs`, else at once). */
+type JobResult = DriveResult & { seq: number; retryMs?: number };
+
 interface RunningJob {
+  run: string;
+  /** The latest delivery of the job (heartbeats and the final ack go there). */
+  msg: JsMsg;
   controller: AbortController;
   done: Promise<void>;
 }
@@ -148,13 +163,6 @@ export class LabWorker {
     return new LabWorker(opts, await workerBackend(opts.backend));
   }
 
-  /** Probes, connects and starts pulling jobs (resolves once pulling). */
-  static async start(opts: WorkerOptions): Promise<LabWorker> {
-    const worker = await LabWorker.open(opts);
-    await worker.begin();
-    return worker;
-  }
-
   /** Job keys being computed. */
   get running(): string[] {
     return [...this.#running.keys()];
@@ -169,15 +177,21 @@ export class LabWorker {
     if (!lab) return; // stopped before NATS was reachable
     this.#lab = lab;
     this.#watchConnection(lab);
-    const info = await lab.jsm.consumers.info(JOBS_STREAM, JOBS_CONSUMER);
-    const ackWaitMs = (info.config.ack_wait ?? DEFAULT_JOB_ACK_WAIT_MS * 1e6) / 1e6;
-    this.#heartbeatMs = Math.max(100, Math.floor(ackWaitMs / 3));
+    await this.#readAckWait(lab);
     await this.#announce();
     this.#announcer = setInterval(() => this.#announce(), ANNOUNCE_MS);
     this.#log(
       `${this.id} on ${this.backend.name} (${this.backend.adapter}), capacity ${this.capacity}: ` +
         `pulling jobs from ${this.opts.nats.url}`,
     );
+    // A coordinator cancels a run (stopped or deleted, or another shard failed) with a core
+    // message; it has already written the outcome of every shard.
+    lab.nc.subscribe(CANCEL_SUBJECTS, {
+      callback: (_err, m) => {
+        const run = m.subject.split(".")[2];
+        for (const job of this.#running.values()) if (job.run === run) job.controller.abort();
+      },
+    });
     const consumer = await lab.js.consumers.get(JOBS_STREAM, JOBS_CONSUMER);
     for (let i = 0; i < this.capacity; i++) {
       this.#slots.push((async () => {
@@ -214,7 +228,8 @@ export class LabWorker {
         return lab;
       } catch (e) {
         const line = e instanceof NatsError ? e.message : String(e);
-        if (/refused the credentials/.test(line)) throw new NatsError(line);
+        // Unreadable or refused credentials do not mend by waiting.
+        if (/credentials/.test(line)) throw new NatsError(line);
         if (!said) this.#log(`${line}; retrying every ${CONNECT_RETRY_MS / 1000} s`);
         said = true;
         await sleep(CONNECT_RETRY_MS);
@@ -230,7 +245,10 @@ export class LabWorker {
       for await (const s of lab.nc.status()) {
         if (s.type === "disconnect" && !down && !this.#stopping) {
           down = true;
-          this.#log(`lost NATS at ${this.opts.nats.url}; reconnecting (jobs keep computing)`);
+          this.#log(
+            `lost NATS at ${this.opts.nats.url}; reconnecting ` +
+              "(jobs in flight go on until their next checkpoint)",
+          );
         } else if (s.type === "reconnect" && down) {
           down = false;
           this.#log(`reconnected to NATS at ${this.opts.nats.url}`);
@@ -239,9 +257,22 @@ export class LabWorker {
     })().catch(() => {});
   }
 
+  /**
+   * Heartbeats every third of the consumer's ack wait. Any process that connects may change
+   * it (ensureLabStreams), so it is read again with every announcement.
+   */
+  async #readAckWait(lab: LabNats): Promise<void> {
+    try {
+      const info = await lab.jsm.consumers.info(JOBS_STREAM, JOBS_CONSUMER);
+      const ackWaitMs = (info.config.ack_wait ?? DEFAULT_JOB_ACK_WAIT_MS * 1e6) / 1e6;
+      this.#heartbeatMs = Math.max(100, Math.floor(ackWaitMs / 3));
+    } catch { /* NATS away: keep the last value */ }
+  }
+
   async #announce(): Promise<void> {
     const lab = this.#lab;
     if (!lab || this.#stopping) return;
+    await this.#readAckWait(lab);
     const a: WorkerAnnouncement = {
       id: this.id,
       box: this.box,
@@ -269,23 +300,46 @@ export class LabWorker {
     }
     const job = parsed.job;
     const key = jobKey(job.run, job.shard);
-    if (await this.#outcomeExists(lab, key)) {
-      msg.ack(); // finished by another worker already
+    const already = this.#running.get(key);
+    if (already) {
+      // Redelivered to the worker still computing it (a heartbeat came too late): the job goes
+      // on, reporting and acking through the latest delivery.
+      already.msg = msg;
+      msg.working();
       return;
     }
+    // Registered before the outcome is looked at, so that a cancel arriving meanwhile stops it.
     const controller = new AbortController();
     let finish!: () => void;
     const done = new Promise<void>((r) => finish = r);
-    this.#running.set(key, { controller, done });
-    const beat = setInterval(() => msg.working(), this.#heartbeatMs);
+    const entry: RunningJob = { run: job.run, msg, controller, done };
+    this.#running.set(key, entry);
+    // A chain of timeouts, not an interval: each takes the current heartbeat period.
+    let beat: ReturnType<typeof setTimeout>;
+    const heartbeat = () => {
+      try {
+        entry.msg.working();
+      } catch { /* NATS away: the next one tries again */ }
+      beat = setTimeout(heartbeat, this.#heartbeatMs);
+    };
+    beat = setTimeout(heartbeat, this.#heartbeatMs);
     const publisher = new RecordPublisher(lab.js, job, this.id, this.#log);
     try {
+      if (await this.#outcomeExists(lab, key)) {
+        entry.msg.ack(); // finished (or cancelled) already
+        return;
+      }
       this.#log(`job ${key} (delivery ${msg.info.deliveryCount}) started`);
       const result = await this.#compute(lab, job, msg, publisher, controller.signal);
       await publisher.flush();
       if (result.status === "interrupted") {
-        msg.nak(); // redelivered at once, to continue from the checkpoint just written
-        this.#log(`job ${key} handed back at step ${result.step}`);
+        // At a stop: redelivered at once, to continue from the checkpoint just written.
+        entry.msg.nak(result.retryMs);
+        this.#log(
+          result.retryMs
+            ? `job ${key} handed back for another worker: ${result.error}`
+            : `job ${key} handed back at step ${result.step}`,
+        );
         return;
       }
       const outcome: JobOutcome = {
@@ -297,23 +351,25 @@ export class LabWorker {
         ...(result.error ? { error: result.error } : {}),
       };
       const first = await this.#writeOutcome(lab, key, outcome);
-      msg.ack();
+      entry.msg.ack();
       await lab.checkpoints.delete(key).catch(() => {});
       this.#log(
         first
           ? `job ${key} ${result.status} at step ${result.step}${
             result.error ? `: ${result.error}` : ""
           }`
+          : result.status === "stopped"
+          ? `job ${key} cancelled at step ${result.step}`
           : `job ${key} was finished by another worker first; dropped this result`,
       );
     } catch (e) {
       // Only NATS failures land here (compute errors end the job `failed`): hand it back.
       this.#log(`job ${key} handed back: ${e instanceof Error ? e.message : e}`);
       try {
-        msg.nak(5000);
+        entry.msg.nak(5000);
       } catch { /* redelivered after the ack wait */ }
     } finally {
-      clearInterval(beat);
+      clearTimeout(beat);
       this.#running.delete(key);
       finish();
     }
@@ -325,25 +381,39 @@ export class LabWorker {
     msg: JsMsg,
     publisher: RecordPublisher,
     signal: AbortSignal,
-  ): Promise<DriveResult & { seq: number }> {
+  ): Promise<JobResult> {
     const key = jobKey(job.run, job.shard);
-    const failEarly = (error: string) => {
-      // The job's whole sequence is this one status: every attempt fails the same way.
+    /** Ends the job `failed` before it computed anything (its sequence ends with this status). */
+    const failEarly = (error: string, seq = 1): JobResult => {
       const failed: BodyRecord = {
         type: "status",
-        seq: 1,
+        seq,
         time: Date.now(),
         status: "failed",
         step: 0,
         error: redactPaths(error),
       };
       publisher.push([failed]);
-      return { status: "failed" as const, step: 0, error: failed.error, stepsPerSecond: 0, seq: 1 };
+      return { status: "failed", step: 0, error: failed.error, stepsPerSecond: 0, seq };
+    };
+    /**
+     * What this worker lacks (the backend, or a session of it) another may have: the job goes
+     * back for a while; after LOCAL_FAILURE_TRIES deliveries it fails. Its failed status then
+     * follows whatever earlier attempts published, so the de-duplication by msgID keeps it.
+     */
+    const failHere = async (e: unknown): Promise<JobResult> => {
+      const error = `on worker ${this.id}: ${e instanceof Error ? e.message : e}`;
+      if (msg.info.deliveryCount < LOCAL_FAILURE_TRIES) {
+        return { status: "interrupted", step: 0, stepsPerSecond: 0, seq: 0, error, retryMs: 2000 };
+      }
+      const last = msg.info.deliveryCount > 1 ? await this.#lastPublishedSeq(lab, job) : 0;
+      return failEarly(error, last + 1);
     };
     let spec: RunSpec;
     try {
       spec = validateJobSpec(job);
     } catch (e) {
+      // The same on every worker: every attempt fails at seq 1.
       return failEarly(`invalid job spec: ${e instanceof Error ? e.message : e}`);
     }
     let backend: BackendName;
@@ -351,14 +421,14 @@ export class LabWorker {
       const choice = spec.backend === "auto" ? this.opts.backend : spec.backend;
       backend = (await resolveBackend(choice, spec.experiment)).name;
     } catch (e) {
-      return failEarly(`on worker ${this.id}: ${e instanceof Error ? e.message : e}`);
+      return await failHere(e);
     }
     const ckpt = await this.#loadCheckpoint(lab, key);
     let session: KernelSession;
     try {
       session = await openWorkerSession({ ...spec, backend }, ckpt?.state);
     } catch (e) {
-      return failEarly(`on worker ${this.id}: ${e instanceof Error ? e.message : e}`);
+      return await failHere(e);
     }
     const header = newRunHeader(job.run, spec, session.backend, session.adapter);
     const recorder = new JobRecorder(header, ckpt ?? undefined);
@@ -379,7 +449,16 @@ export class LabWorker {
             // A checkpoint covers the records before it: they must be stored first, or a
             // worker continuing from it would never publish them.
             await publisher.flush();
-            await this.#saveCheckpoint(lab, key, c);
+            try {
+              await this.#saveCheckpoint(lab, key, c);
+            } catch (e) {
+              // The previous checkpoint stays: a continuation recomputes a little more.
+              this.#log(
+                `job ${key}: checkpoint at step ${c.step} not written (${
+                  e instanceof Error ? e.message : e
+                })`,
+              );
+            }
           },
         },
         resume: ckpt ? { diverged: ckpt.diverged } : undefined,
@@ -387,6 +466,26 @@ export class LabWorker {
       return { ...result, seq: recorder.lastSeq };
     } finally {
       await session.dispose();
+    }
+  }
+
+  /** The highest seq the records stream holds for the job's shard (0: none). */
+  async #lastPublishedSeq(lab: LabNats, job: JobMessage): Promise<number> {
+    const consumer = await lab.js.consumers.get(RECORDS_STREAM, {
+      filter_subjects: recordsSubject(job.run),
+    });
+    let last = 0;
+    for (;;) {
+      let n = 0;
+      let pending = 1;
+      for await (const m of await consumer.fetch({ max_messages: 1024, expires: 1000 })) {
+        n++;
+        pending = m.info.pending;
+        if (m.headers?.get(HEADER_SHARD) === String(job.shard)) {
+          last = Math.max(last, decodeRecord<BodyRecord>(m.data).seq);
+        }
+      }
+      if (n === 0 || pending === 0) return last;
     }
   }
 
@@ -459,6 +558,10 @@ export class LabWorker {
       clearInterval(this.#announcer);
       for (const job of this.#running.values()) job.controller.abort(SHUTDOWN);
       await Promise.all([...this.#running.values()].map((j) => j.done));
+      // The connection stays open until every pull has ended: a job handed back may be
+      // delivered at once to one of this worker's own idle pulls, which must nak it too rather
+      // than lose it in a closing connection (it would wait for the ack wait).
+      await Promise.all(this.#slots);
       const lab = this.#lab;
       if (lab) {
         await lab.workers.delete(this.id).catch(() => {});
