@@ -467,3 +467,20 @@ Deno.test("--local-compute: the coordinator computes its runs itself through NAT
     await Deno.remove(dataDir, { recursive: true }).catch(() => {});
   }
 });
+
+Deno.test("the jobs consumer's ack wait changes only where --job-ack-wait is given (a later side without it keeps it)", async () => {
+  const nats = await startNats();
+  try {
+    const first = await connectLab({ url: nats.url }, { jobAckWaitMs: 3000 });
+    await first.close();
+    const second = await connectLab({ url: nats.url }); // e.g. a coordinator without the flag
+    try {
+      const info = await second.jsm.consumers.info(JOBS_STREAM, JOBS_CONSUMER);
+      assert.equal(info.config.ack_wait, 3000 * 1_000_000);
+    } finally {
+      await second.close();
+    }
+  } finally {
+    await nats.close();
+  }
+});
