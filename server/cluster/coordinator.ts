@@ -45,7 +45,7 @@ import {
   RECORDS_STREAM,
   recordsSubject,
 } from "./nats.ts";
-import { type MergedRecord, ShardMerger, type ShardRange } from "./merge.ts";
+import { type MergedRecord, replicasText, ShardMerger, type ShardRange } from "./merge.ts";
 
 /** Subject a run's cancel is published on (core NATS): workers running its jobs stop them. */
 export function cancelSubject(run: string): string {
@@ -470,7 +470,7 @@ function resumedMarker(
   if (record.type !== "event") return undefined;
   const id = m.headers?.get("Nats-Msg-Id") || `${shard}.${m.seq}`;
   const attempt = id.split(".").at(-1);
-  const detail = `shard ${shard} (replicas ${range.first}–${range.first + range.count - 1}) ${
+  const detail = `shard ${shard} (${replicasText(range)}) ${
     ("detail" in record.event && record.event.detail) || `resumed at step ${record.event.step}`
   } (attempt ${attempt})`;
   if (written.has(detail)) return undefined;

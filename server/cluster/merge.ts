@@ -136,9 +136,9 @@ export class ShardMerger {
         if (r.status === "failed" || r.status === "stopped") {
           this.#outcome = {
             status: r.status,
-            error: `shard ${index} (replicas ${s.range.first}–${
-              s.range.first + s.range.count - 1
-            }) ${r.status}${r.error ? `: ${r.error}` : ""}`,
+            error: `shard ${index} (${replicasText(s.range)}) ${r.status}${
+              r.error ? `: ${r.error}` : ""
+            }`,
           };
           return false;
         }
@@ -212,6 +212,12 @@ export class ShardMerger {
       });
     }
   }
+}
+
+/** "replicas 4–7", or "replica 4" for a shard of one. */
+export function replicasText(range: ShardRange): string {
+  const last = range.first + range.count - 1;
+  return last === range.first ? `replica ${last}` : `replicas ${range.first}–${last}`;
 }
 
 function concat(parts: (Float32Array | undefined)[]): Float32Array {
