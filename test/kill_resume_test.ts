@@ -149,7 +149,7 @@ Deno.test(
   "runs killed before, right after and between checkpoints finish with the records of an uninterrupted run",
   { sanitizeOps: false, sanitizeResources: false },
   async () => {
-    const SPECS = await calibrated(2.5);
+    const SPECS = await calibrated(3.5);
     const dataDir = await Deno.makeTempDir({ prefix: "lab-kill-" });
     const runsDir = join(dataDir, "runs");
     const concurrent = `--max-concurrent=wasm:${SPECS.length},webgpu:${SPECS.length}`;
@@ -224,7 +224,24 @@ Deno.test(
       await progressed(p, ids, at);
       await kill(p);
 
-      // 4. Restarted to the end, beside an uninterrupted run of each spec.
+      // 4. Stopped gracefully (SIGTERM, as a redeploy does) once every run has moved on: each
+      // writes a checkpoint and an `interrupted` status that the next start resumes from.
+      p = await start("0.1");
+      const now = await runs(p);
+      await progressed(p, ids, new Map(ids.map((id) => [id, now.get(id)!.step])));
+      p.child.kill("SIGTERM");
+      await p.child.status;
+      for (const id of ids) {
+        const log = await readRunLog(join(runsDir, `${id}.lablog`));
+        const last = log.records[log.records.length - 1];
+        assert.ok(
+          last.type === "status" && last.status === "interrupted" && last.resume_on_start,
+          `${id}: a graceful stop ends the log with an interrupted status to resume from`,
+        );
+        assert.equal(await hasCheckpoint(id), true, `${id}: checkpointed at the stop`);
+      }
+
+      // 5. Restarted to the end, beside an uninterrupted run of each spec.
       p = await start("0.1");
       const fresh = await Promise.all(SPECS.map((spec) => submit(p.url, spec)));
       await waitFor(
@@ -251,7 +268,7 @@ Deno.test(
         const marks = resumed.records.filter((r) =>
           r.type === "event" && r.event.type === "resumed"
         );
-        assert.equal(marks.length, 3, `${ids[i]}: one resumed event per restart`);
+        assert.equal(marks.length, 4, `${ids[i]}: one resumed event per restart`);
         const got = comparable(resumed.records), want = comparable(straight.records);
         const first = got.findIndex((r, k) => JSON.stringify(r) !== JSON.stringify(want[k]));
         assert.ok(

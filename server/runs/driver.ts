@@ -93,6 +93,7 @@ export async function driveRun(
           recorder.setStatus(
             "interrupted",
             "the server was shut down while this run was in flight",
+            true,
           );
           return {
             status: "interrupted",

@@ -239,7 +239,18 @@ export class RunManager {
     }
     const entry: RunEntry = { id: h.id, header: h, backend: h.backend as BackendName, stored };
     this.#runs.set(h.id, entry);
-    if (TERMINAL.has(stored.state.status) && stored.state.lastSeq > 0) return;
+    if (TERMINAL.has(stored.state.status) && stored.state.lastSeq > 0) {
+      // A graceful shutdown checkpointed the run and marked it `interrupted` to be resumed:
+      // it continues like a run a crash left in flight (with --no-resume it waits, by hand).
+      const shutDown = stored.state.status === "interrupted" && stored.state.resumeOnStart;
+      if (!shutDown || this.#opts.resume === false || this.readOnly) return;
+      try {
+        await this.#resume(entry, "resumed after a restart");
+      } catch (e) {
+        console.error(`run ${h.id} cannot resume: ${e instanceof Error ? e.message : e}`);
+      }
+      return;
+    }
     if (endedInDamage(stored, (await Deno.stat(path)).size)) {
       stored.state.status = "finished";
       console.error(`run ${h.id}: its final status record is damaged; it reached its last step`);
@@ -901,11 +912,13 @@ export class RunManager {
   async shutdown(): Promise<void> {
     this.#closing = true;
     const waits: Promise<void>[] = [];
+    // Marked to be resumed by the next start, like a run a crash left in flight.
     const interrupt = (live: LiveRun) =>
       setStatusQuietly(
         live.recorder,
         "interrupted",
         "the server was shut down while this run was in flight",
+        true,
       );
     for (const e of this.#runs.values()) {
       const live = e.live;
@@ -994,9 +1007,14 @@ function summary(e: RunEntry): RunSummary {
 }
 
 /** Sets a status where the log may already be unwritable (the recorder then ends the run). */
-function setStatusQuietly(recorder: RunRecorder, status: RunStatus, error?: string): void {
+function setStatusQuietly(
+  recorder: RunRecorder,
+  status: RunStatus,
+  error?: string,
+  resumeOnStart = false,
+): void {
   try {
-    recorder.setStatus(status, error);
+    recorder.setStatus(status, error, resumeOnStart);
   } catch (e) {
     if (!(e instanceof RunLogWriteError)) throw e;
   }

@@ -153,7 +153,7 @@ export class RunRecorder {
     }
   }
 
-  setStatus(status: RunStatus, error?: string): void {
+  setStatus(status: RunStatus, error?: string, resumeOnStart = false): void {
     this.emit([{
       type: "status",
       time: Date.now(),
@@ -161,6 +161,7 @@ export class RunRecorder {
       step: this.step,
       // The cause goes to every subscriber and reply: never where the lab lives on disk.
       ...(error ? { error: redactPaths(error) } : {}),
+      ...(resumeOnStart ? { resume_on_start: true as const } : {}),
     }]);
   }
 }

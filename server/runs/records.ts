@@ -65,6 +65,11 @@ export interface StatusRecord {
   status: RunStatus;
   step: number;
   error?: string;
+  /**
+   * On the `interrupted` status a graceful shutdown writes (the run was checkpointed, not
+   * abandoned): the next start resumes the run as it resumes runs a crash left in flight.
+   */
+  resume_on_start?: true;
 }
 
 /**

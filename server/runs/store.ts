@@ -62,6 +62,8 @@ export interface RunState {
   missing: number;
   /** Seq of the latest status record (absent from catalogue entries written before it). */
   statusSeq?: number;
+  /** The latest status is a graceful shutdown's `interrupted`: the next start resumes it. */
+  resumeOnStart?: boolean;
   damage: DamagedRange[];
   /** Name, tags and note: the spec's, then the latest of each annotation record. */
   labels: RunLabels;
@@ -96,6 +98,7 @@ export function foldRecords(s: RunState, records: BodyRecord[]): void {
     } else if (r.type === "status") {
       s.status = r.status;
       s.statusSeq = r.seq;
+      s.resumeOnStart = r.resume_on_start === true;
       if (r.status === "running") s.started = r.time;
       if (TERMINAL.has(r.status)) s.ended = r.time;
       if (r.error) s.error = r.error;
