@@ -116,7 +116,12 @@ export interface SkippedMessage {
   /** Inclusive range of seqs this subscriber will not receive. */
   from_seq: number;
   to_seq: number;
-  reason: "slow_consumer";
+  /** slow_consumer: coalesced away (backpressure); damaged: the run log cannot give them. */
+  reason: "slow_consumer" | "damaged";
+  /** With reason damaged, when the range holds the run's final status: how the run ended. */
+  status?: string;
+  step?: number;
+  error?: string;
 }
 
 export interface HistoryBucketStats {

@@ -63,6 +63,8 @@ let algo = 0;
 let online = false;
 let gaussianNoise = false;
 let seed: u32 = 0;
+/** Global index of replica 0 when this run is a shard of a larger one (RunSpec.firstReplica). */
+let firstReplica: u32 = 0;
 let period: i64 = 1;
 let gdFrom: i64 = 0x7FFFFFFFFFFFFFFF;
 
@@ -213,8 +215,14 @@ function dataSet(r: i32): i32 {
   return dataSets == 1 ? 0 : r;
 }
 function dataSeed(r: i32): u32 {
-  return dataSets == 1 ? seed : seed + <u32> r;
+  return dataSets == 1 ? seed : seed + firstReplica + <u32> r;
 }
+
+/** Replica r's keys and data seed use first + r; call after setup (default 0). */
+export function setFirstReplica(first: u32): void {
+  firstReplica = first;
+}
+
 function starOf(r: i32): usize {
   return STAR + <usize> (dataSet(r) * dp) * 4;
 }
@@ -276,7 +284,7 @@ function drawSample(r: i32, s: i64, buf: usize): void {
 function labelNoise(r: i32, s: i64): f32 {
   const sigma = load<f32>(HYPER + (<usize> r << 4), 4);
   if (sigma == 0 || !noiseOn(s)) return 0;
-  philoxBlock(seed, <u32> r, <u32> s, STREAM_NOISE, 0);
+  philoxBlock(seed, firstReplica + <u32> r, <u32> s, STREAM_NOISE, 0);
   if (gaussianNoise) {
     boxMuller(w0, w1);
     return sigma * z0;
@@ -481,7 +489,7 @@ function oscillationPass(r: i32, s: i64): bool {
   let word3: u32 = 0;
   for (let i = 0; i < mp; i += 4) {
     if ((i & 127) == 0) {
-      philoxBlock(seed, <u32> r, <u32> s, STREAM_CHAIN, <u32> (i >>> 7));
+      philoxBlock(seed, firstReplica + <u32> r, <u32> s, STREAM_CHAIN, <u32> (i >>> 7));
       word0 = w0;
       word1 = w1;
       word2 = w2;

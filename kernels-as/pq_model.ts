@@ -63,6 +63,8 @@ let replicas = 0;
 let sets = 1;
 let algo = 0;
 let seed: u32 = 0;
+/** Global index of replica 0 when this run is a shard of a larger one (RunSpec.firstReplica). */
+let firstReplica: u32 = 0;
 let annealByLoss = true;
 let annealStep: i64 = 0;
 let checkEvery: i64 = 1;
@@ -86,6 +88,11 @@ let HW: usize = 0; // [half] f32 scratch: pre-activations of one example
 let HV: usize = 0; // [half] f32
 let PRE: usize = 0; // [2·half] f32: pre-activation noise of the step
 let NOISE: usize = 0; // [half·d] f32: gradient noise of the step (unpadded, as drawn)
+
+/** Replica r draws its noise with Philox key (seed, first + r); call after setup (default 0). */
+export function setFirstReplica(first: u32): void {
+  firstReplica = first;
+}
 
 /** Allocates every buffer; call once per instance, then fill data, weights and HYPER. */
 export function setup(
@@ -359,7 +366,14 @@ function noisyDecayUpdate(r: i32, t: u32, gamma: f32): bool {
   let probe = f32x4.splat(0);
   for (let block = 0; block < 2; block++) {
     const M = (block == 0 ? W : V) + <usize> (r * half) * rowBytes;
-    fillNormals(seed, <u32> r, t, block == 0 ? STREAM_XI_W : STREAM_XI_V, half * d, NOISE);
+    fillNormals(
+      seed,
+      firstReplica + <u32> r,
+      t,
+      block == 0 ? STREAM_XI_W : STREAM_XI_V,
+      half * d,
+      NOISE,
+    );
     for (let j = 0; j < half; j++) {
       const row = M + <usize> j * rowBytes;
       const noise = NOISE + <usize> (j * d) * 4;
@@ -438,7 +452,7 @@ function stepReplica(r: i32, t: i64): bool {
   if (fullBatch) {
     const pre = algo == ALGO_SMALL_PREACT && t < noiseOffStep;
     if (pre) {
-      fillNormals(seed, <u32> r, tu, STREAM_PREACT, 2 * half, PRE);
+      fillNormals(seed, firstReplica + <u32> r, tu, STREAM_PREACT, 2 * half, PRE);
       const tau = <f32> hyper(r, H_TAU_PRE);
       for (let j = 0; j < 2 * half; j++) {
         const p = PRE + (<usize> j << 2);
@@ -480,7 +494,7 @@ function stepReplica(r: i32, t: i64): bool {
   if (algo <= ALGO_SMALL_PREACT) return noisyDecayUpdate(r, tu, lr);
   if (algo == ALGO_FBGD_LS) return plainUpdate(r, lr);
   // Label-noise SGD: one example, label times σ (−1 with probability δ).
-  philoxBlock(seed, <u32> r, tu, STREAM_SGD, 0);
+  philoxBlock(seed, firstReplica + <u32> r, tu, STREAM_SGD, 0);
   const i = <i32> uniformIndex(w0, <u32> n);
   const sigma: f64 = <f64> uniform24(w1) < hyper(r, H_DELTA) ? -1 : 1;
   const y = sigma * <f64> load<f32>(Y + (<usize> (set * n + i) << 2));

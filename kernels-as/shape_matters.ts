@@ -52,6 +52,8 @@ let sets = 1;
 let algo = 0;
 let rademacherNoise = false;
 let seed: u32 = 0;
+/** Global index of replica 0 when this run is a shard of a larger one (RunSpec.firstReplica). */
+let firstReplica: u32 = 0;
 
 let X: usize = 0; // [sets][n][dp] f32
 let Y: usize = 0; // [sets][n] f32
@@ -103,6 +105,11 @@ export function setup(
   UB = allocZeroed(BLOCK * dp * 4);
   CB = allocZeroed(BLOCK * ((n + 3) & ~3) * 4);
   ZB = allocZeroed(BLOCK * dp * 4);
+}
+
+/** Replica r draws its noise with Philox key (seed, first + r); call after setup (default 0). */
+export function setFirstReplica(first: u32): void {
+  firstReplica = first;
 }
 
 /** Turns the replica-blocked path on (default) or off; both give the same numbers. */
@@ -245,7 +252,7 @@ function coefficients(r: i32, t: u32, cb: usize): void {
   let ci: f32 = 0;
   let cj: f32 = 0;
   if (algo == ALGO_LABEL || algo == ALGO_MINIBATCH) {
-    philoxBlock(seed, <u32> r, t, STREAM_INDEX, 0);
+    philoxBlock(seed, firstReplica + <u32> r, t, STREAM_INDEX, 0);
     i = <i32> uniformIndex(w0, <u32> n);
     const delta = load<f32>(coef, 4);
     if (algo == ALGO_LABEL) {
@@ -293,7 +300,7 @@ function stepReplica(r: i32, t: u32): bool {
   residuals(x, y);
   coefficients(r, t, C);
   const withZ = algo == ALGO_GAUSSIAN || algo == ALGO_LANGEVIN;
-  if (withZ) fillNormals(seed, <u32> r, t, STREAM_NORMAL, d, Z);
+  if (withZ) fillNormals(seed, firstReplica + <u32> r, t, STREAM_NORMAL, d, Z);
   const probe = gradientUpdate(x, lr, load<f32>(coef, 8), withZ, v);
   return !v128.any_true(f32x4.ne(probe, probe));
 }
@@ -320,7 +327,16 @@ function stepBlock(r0: i32, t: u32): i32 {
   const withZ = algo == ALGO_GAUSSIAN || algo == ALGO_LANGEVIN;
   for (let b = 0; b < BLOCK; b++) {
     coefficients(r0 + b, t, CB + <usize> b * cBytes);
-    if (withZ) fillNormals(seed, <u32> (r0 + b), t, STREAM_NORMAL, d, ZB + <usize> b * dpBytes);
+    if (withZ) {
+      fillNormals(
+        seed,
+        firstReplica + <u32> (r0 + b),
+        t,
+        STREAM_NORMAL,
+        d,
+        ZB + <usize> b * dpBytes,
+      );
+    }
   }
   return blockGradientUpdate(r0, X, withZ, dpBytes, cBytes);
 }

@@ -50,7 +50,7 @@ struct Params {
   noise_on: u32,   // label noise on in this dispatch (periodic)
   frame: u32,      // write the per-neuron frame after the last update
   canary: u32,     // trip count of the final loop (any value ≥ 1), see below
-  pad1: u32,
+  first_replica: u32,  // global index of replica 0 in a shard (RunSpec.firstReplica)
 }
 
 @group(0) @binding(0) var<uniform> P: Params;
@@ -130,7 +130,7 @@ fn compute_theta(lid: u32) {
 
 // The sample of step t into sh_x[xo..]; returns its clean label (every thread gets it).
 fn draw_sample(lid: u32, t: u32, xo: u32) -> f32 {
-  let ds = select(P.seed, P.seed + rep, DATA_PER_REPLICA);
+  let ds = select(P.seed, P.seed + P.first_replica + rep, DATA_PER_REPLICA);
   if (ONLINE) {
     for (var b = lid; b < NB; b += WG) {
       let z = normals4(ds, DATA_REPLICA, t, STREAM_ONLINE, b);
@@ -152,7 +152,7 @@ fn draw_sample(lid: u32, t: u32, xo: u32) -> f32 {
 
 fn label_noise(t: u32, sigma: f32) -> f32 {
   if (sigma == 0.0 || P.noise_on == 0u) { return 0.0; }
-  let w = philox_block(P.seed, rep, t, STREAM_NOISE, 0u);
+  let w = philox_block(P.seed, P.first_replica + rep, t, STREAM_NOISE, 0u);
   if (GAUSSIAN) { return sigma * box_muller(w.x, w.y).x; }
   return sigma * rademacher(w.x);
 }
@@ -251,7 +251,7 @@ fn gd_step(lid: u32, t: u32, lr: f32, c: f32) -> bool {
         kahan_add(i, cw * cw * gg - da * da);
       } else {
         for (var k = 0u; k < D; k++) { state[w_at(k, i)] -= cw * sh_g[k]; }
-        let words = philox_block(P.seed, rep, t, STREAM_CHAIN, i >> 7u);
+        let words = philox_block(P.seed, P.first_replica + rep, t, STREAM_CHAIN, i >> 7u);
         let bit = (words[(i >> 5u) & 3u] >> (i & 31u)) & 1u;
         state[a_at(i)] = select(select(-c, c, bit == 0u), 0.0, ai != 0.0);
       }

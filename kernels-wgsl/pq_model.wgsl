@@ -87,6 +87,7 @@ struct Params {
   off_anneal: u32,    // word offsets into `flags`
   off_flips: u32,
   zero: u32,          // 0: added to loop bounds
+  first_replica: u32, // global index of replica 0 in a shard (RunSpec.firstReplica): Philox key
 }
 
 @group(0) @binding(0) var<uniform> P: Params;
@@ -138,10 +139,10 @@ fn hyper(k: u32) -> f32 { return aux[hb + k]; }
 // Philox blocks that cover them.
 fn normals_at(step: u32, stream: u32, e0: u32) -> vec4<f32> {
   let b0 = e0 >> 2u;
-  let lo = normals4(P.seed, rep, step, stream, b0);
+  let lo = normals4(P.seed, P.first_replica + rep, step, stream, b0);
   let sh = e0 & 3u;
   if (sh == 0u) { return lo; }
-  let hi = normals4(P.seed, rep, step, stream, b0 + 1u);
+  let hi = normals4(P.seed, P.first_replica + rep, step, stream, b0 + 1u);
   var both = array<f32, 8>(lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w);
   return vec4<f32>(both[sh], both[sh + 1u], both[sh + 2u], both[sh + 3u]);
 }
@@ -270,7 +271,7 @@ fn full_batch_update(lid: u32, t: u32, gamma: f32, decay: f32, noisy: bool) {
 
 // One label-noise SGD update with learning rate γ on example i, label sign σ.
 fn sgd_update(lid: u32, t: u32, gamma: f32) {
-  let w4 = philox_block(P.seed, rep, t, STREAM_SGD, 0u);
+  let w4 = philox_block(P.seed, P.first_replica + rep, t, STREAM_SGD, 0u);
   let i = uniform_index(w4.x, N);
   let flip = f32(w4.y >> 8u) < hyper(H_FLIP_CUT);
   let y = select(1.0, -1.0, flip) * aux[eb + i];
@@ -424,7 +425,7 @@ fn advance(
       if (pre) {
         let tau = hyper(H_TAU_PRE);
         for (var u = lid; u < (M + 3u) / 4u + P.zero; u += WG) {
-          let z = normals4(P.seed, rep, t, STREAM_PREACT, u) * tau;
+          let z = normals4(P.seed, P.first_replica + rep, t, STREAM_PREACT, u) * tau;
           for (var c = 0u; c < 4u; c++) {
             if (4u * u + c < M) { scratch[sb + O_PRE + 4u * u + c] = z[c]; }
           }

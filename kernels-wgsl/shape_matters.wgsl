@@ -41,6 +41,7 @@ struct Params {
   replicas: u32,
   groups_x: u32,    // replica = workgroup_id.x + workgroup_id.y * groups_x (R may exceed 65535)
   canary: u32,      // trip count of the final loop (any value >= 1)
+  first_replica: u32, // global index of replica 0 in a shard (RunSpec.firstReplica): Philox key
 }
 
 @group(0) @binding(0) var<uniform> P: Params;
@@ -100,7 +101,7 @@ fn residual(i: u32, x_off: u32, y_off: u32) -> f32 {
 fn draw(lid: u32, rep: u32, t: u32) {
   if (ALGO == ALGO_LABEL || ALGO == ALGO_MINIBATCH) {
     if (lid == WG - 1u) {
-      let w = philox_block(P.seed, rep, t, STREAM_INDEX, 0u);
+      let w = philox_block(P.seed, P.first_replica + rep, t, STREAM_INDEX, 0u);
       var s: f32;
       if (RADEMACHER) { s = rademacher(w.z); } else { s = box_muller(w.z, w.w).x; }
       sh_draw = vec3<u32>(uniform_index(w.x, N), uniform_index(w.y, N), bitcast<u32>(s));
@@ -109,7 +110,7 @@ fn draw(lid: u32, rep: u32, t: u32) {
   if (ALGO == ALGO_GAUSSIAN || ALGO == ALGO_LANGEVIN) {
     // Counting blocks down from the last thread puts them on threads with few residuals.
     for (var b = WG - 1u - lid; b < NORMAL_BLOCKS; b += WG) {
-      let z = normals4(P.seed, rep, t, STREAM_NORMAL, b);
+      let z = normals4(P.seed, P.first_replica + rep, t, STREAM_NORMAL, b);
       for (var c = 0u; c < 4u; c++) {
         if (4u * b + c < D) { st_z(4u * b + c, z[c]); }
       }

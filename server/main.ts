@@ -9,6 +9,8 @@
  *                                       stop and delete runs and open the stream; repeatable
  *   --checkpoint-interval=SECONDS       compute time between a run's checkpoints (60; 0: off)
  *   --no-resume                         mark runs in flight at the last stop interrupted
+ *   --nats=URL [--nats-creds=FILE] [--nats-token=T] [--shard-replicas=N]
+ *   [--job-ack-wait=SECONDS] [--local-compute]  the multi-box coordinator (server/cluster/)
  * Listening on a non-loopback address without a token is refused: anyone who can reach the
  * port could otherwise start runs on this machine.
  */
@@ -19,19 +21,30 @@ import { backendReport } from "./api/health.ts";
 import { formatBytes } from "./runs/manager.ts";
 import { isLoopback, parseOrigin } from "./api/origin.ts";
 import { checkpointIntervalMs } from "./runs/checkpoints.ts";
+import { Coordinator } from "./cluster/coordinator.ts";
+import { DEFAULT_JOB_ACK_WAIT_MS } from "./cluster/nats.ts";
+import { LabWorker } from "./cluster/worker.ts";
 
 const USAGE =
   `usage: deno task serve [--port=8420] [--host=127.0.0.1] [--data=./data] [--token=TOKEN]
        [--max-concurrent=N | BACKEND:N,...] [--max-run-mb=N] [--max-run-disk-mb=N]
        [--max-queued=N] [--allow-origin=ORIGIN,...] [--checkpoint-interval=SECONDS]
-       [--no-resume]
+       [--no-resume] [--nats=URL [--nats-creds=FILE] [--nats-token=TOKEN]
+       [--shard-replicas=N] [--job-ack-wait=SECONDS] [--local-compute]]
   Runs write a checkpoint every SECONDS of compute (default 60, fractions allowed, 0: never)
   and at a graceful stop; on start, runs that were in flight continue from their checkpoint
   unless --no-resume (then they are marked interrupted; POST /api/runs/ID/resume later).
   The token may also come from the LAB_TOKEN environment variable; it is required when
   --host is not a loopback address. Web pages from other origins may not start, stop or
   delete runs or open the stream; --allow-origin=http://host:port (repeatable, or a comma
-  list) admits one.`;
+  list) admits one.
+  --nats=nats://host:4222 makes this lab a coordinator of several boxes (README, "Several
+  boxes"): runs are stored and streamed here but computed by workers (deno task worker),
+  split into shards of N replicas (--shard-replicas; default: by the live workers' total
+  capacity); --local-compute also runs a worker inside this lab. Credentials: --nats-creds=FILE, --nats-token=TOKEN, user:pass@ in the URL, TLS
+  with tls://. --job-ack-wait: seconds a silent worker keeps a job (default ${
+    DEFAULT_JOB_ACK_WAIT_MS / 1000
+  }).`;
 
 /** Every --allow-origin=… (repeatable, each a comma list), normalised. */
 export function allowedOrigins(argv: string[]): string[] {
@@ -84,6 +97,40 @@ export function parseConcurrency(raw: string): Partial<Record<BackendName, numbe
   return out;
 }
 
+/** The multi-box coordinator the --nats flags ask for, not yet connected (start() does). */
+function coordinatorFrom(flags: Map<string, string | true>): Coordinator | undefined {
+  const value = (name: string) => {
+    const raw = flags.get(name);
+    if (raw === true) throw new UsageError(`--${name} needs a value`);
+    return raw;
+  };
+  const url = value("nats");
+  const dependents = [
+    "nats-creds",
+    "nats-token",
+    "shard-replicas",
+    "job-ack-wait",
+    "local-compute",
+  ];
+  for (const dependent of dependents) {
+    if (!url && flags.has(dependent)) {
+      throw new UsageError(`--${dependent} needs --nats=URL (the multi-box mode)`);
+    }
+  }
+  if (!url) return undefined;
+  const ackWait = value("job-ack-wait");
+  const ackWaitS = ackWait === undefined ? undefined : Number(ackWait);
+  if (ackWaitS !== undefined && !(ackWaitS >= 1 && ackWaitS <= 86400)) {
+    throw new UsageError(`--job-ack-wait must be seconds in [1, 86400], got ${ackWait}`);
+  }
+  return new Coordinator({
+    nats: { url, creds: value("nats-creds"), token: value("nats-token") },
+    shardReplicas: intFlag(flags, "shard-replicas", 1, 1 << 20),
+    jobAckWaitMs: ackWaitS === undefined ? undefined : ackWaitS * 1000,
+    checkpointIntervalMs: checkpointIntervalMs(flags.get("checkpoint-interval")),
+  });
+}
+
 async function main(argv: string[]): Promise<number> {
   const { flags, positional } = parseCliArgs(argv);
   if (flags.has("help") || positional.length) {
@@ -102,6 +149,12 @@ async function main(argv: string[]): Promise<number> {
     "allow-origin",
     "checkpoint-interval",
     "no-resume",
+    "nats",
+    "nats-creds",
+    "nats-token",
+    "shard-replicas",
+    "job-ack-wait",
+    "local-compute",
     "help",
   ]);
   for (const k of flags.keys()) {
@@ -124,6 +177,7 @@ async function main(argv: string[]): Promise<number> {
   const maxDiskMb = intFlag(flags, "max-run-disk-mb", 1, 1 << 30);
   const maxQueued = intFlag(flags, "max-queued", 0, 1 << 20);
   const allowOrigins = allowedOrigins(argv);
+  const coordinator = coordinatorFrom(flags);
 
   let lab;
   try {
@@ -139,8 +193,11 @@ async function main(argv: string[]): Promise<number> {
       maxQueued,
       checkpointIntervalMs: checkpointIntervalMs(flags.get("checkpoint-interval")),
       resume: !flags.has("no-resume"),
+      executor: coordinator,
+      cluster: coordinator,
     });
   } catch (e) {
+    await coordinator?.close();
     if (e instanceof Deno.errors.AddrInUse) {
       throw new UsageError(
         `port ${port} on ${host} is already in use (another lab?); choose one with --port=N`,
@@ -160,14 +217,32 @@ async function main(argv: string[]): Promise<number> {
     } of log, ${lab.manager.maxQueued} queued`,
   );
   if (allowOrigins.length) console.log(`pages also admitted from: ${allowOrigins.join(", ")}`);
+  coordinator?.start();
+  // --local-compute: this box is also a worker (its jobs come through NATS like any other's).
+  const localWorker = coordinator && flags.has("local-compute")
+    ? await LabWorker.open({
+      nats: coordinator.settings,
+      backend: "auto",
+      checkpointIntervalMs: checkpointIntervalMs(flags.get("checkpoint-interval")),
+      jobAckWaitMs: coordinator.jobAckWaitMs,
+      log: (line) => console.error(`local worker: ${line}`),
+    })
+    : undefined;
+  localWorker?.begin().catch((e) => console.error(`local worker: ${(e as Error).message}`));
 
   const { promise: stopped, resolve } = Promise.withResolvers<void>();
   const onSignal = () => resolve();
   Deno.addSignalListener("SIGINT", onSignal);
   Deno.addSignalListener("SIGTERM", onSignal);
   await stopped;
-  console.log("shutting down: runs in flight checkpoint and are marked interrupted");
+  console.log(
+    coordinator
+      ? "shutting down: runs go on on the workers and are taken up again at the next start"
+      : "shutting down: runs in flight checkpoint and are marked interrupted",
+  );
+  await localWorker?.stop();
   await lab.shutdown();
+  await coordinator?.close();
   return 0;
 }
 

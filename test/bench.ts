@@ -7,6 +7,8 @@
  * Flags: --experiments=a,b  --backends=wasm,webgpu  --quick (shorter runs)  --json
  * With --peers, the lab against JAX and numba instead (test/bench_peers.ts; flags there).
  * With --store, the run store instead (bench_store.ts: write rate, history, CSV, startup).
+ * With --cluster, the multi-box mode instead (bench_cluster.ts: records/s through NATS, a
+ * sweep's wall time with 1, 2 and 3 workers).
  */
 import { parseCliArgs } from "../server/cli/args.ts";
 import { EXPERIMENTS, validateRunSpec } from "../server/experiments/registry.ts";
@@ -165,7 +167,14 @@ function scalarShapeMattersBaseline(steps: number) {
   return (performance.now() - t0) / 1000;
 }
 
-if (import.meta.main && flags.has("peers")) {
+if (import.meta.main && flags.has("cluster")) {
+  const { benchCluster } = await import("./bench_cluster.ts");
+  await benchCluster({
+    steps: Number(flags.get("steps") ?? 20_000),
+    sweepSteps: Number(flags.get("sweep-steps") ?? 100_000),
+    json,
+  });
+} else if (import.meta.main && flags.has("peers")) {
   const { benchPeers } = await import("./bench_peers.ts");
   await benchPeers({
     rounds: Math.max(3, Number(flags.get("rounds") ?? 3) || 3),

@@ -2,8 +2,9 @@
  * Checkpoint cost per experiment, for the largest run of its dashboard presets (by the
  * experiment's memory estimate): bytes of the checkpoint file and milliseconds to take it
  * (exportState in the session's thread) and to write it atomically (encode, SHA-256, write,
- * fsync, rename), median of 5, on the wasm backend.
- *   deno run -A test/checkpoint_cost.ts
+ * fsync, rename), median of 5, on the wasm backend or the one named (webgpu: exportState reads
+ * the device's buffers back).
+ *   deno run -A test/checkpoint_cost.ts [--backend=webgpu]
  */
 import "../client/dashboard/presets_pq.ts";
 import "../client/dashboard/presets_linear_label_noise.ts";
@@ -17,9 +18,14 @@ import { ensureWasm } from "../server/build_wasm.ts";
 
 await ensureWasm();
 
+const backend = (Deno.args.find((a) => a.startsWith("--backend="))?.slice(10) ?? "wasm") as
+  | "wasm"
+  | "webgpu"
+  | "reference";
+
 const largest = new Map<string, { spec: RunSpec; preset: string; bytes: number }>();
 for (const preset of presets()) {
-  for (const body of presetSpecs(preset, { backend: "wasm" })) {
+  for (const body of presetSpecs(preset, { backend })) {
     const spec = validateRunSpec(body);
     const bytes = getExperiment(spec.experiment).estimateBytes(spec);
     const best = largest.get(spec.experiment);

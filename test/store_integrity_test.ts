@@ -228,3 +228,76 @@ Deno.test("startup trusts a catalogue entry only while the log is unchanged", as
   assert.equal(m.summaries()[0].status, "finished");
   await m.shutdown();
 });
+
+Deno.test("damage made in place after startup (same size, mtime put back) is reported by the first read that meets it, and kept in the catalogue", async () => {
+  const dataDir = await Deno.makeTempDir();
+  await Deno.mkdir(`${dataDir}/runs`);
+  const path = `${dataDir}/runs/${ID}.lablog`;
+  const records = bodyRecords(200, "finished");
+  const { frames } = await writeLog(path, records);
+  const m = await RunManager.open({ dataDir });
+  const f = frames.find((x) => x.seq === 120)!;
+  try {
+    assert.equal(m.summaries()[0].damaged, undefined);
+    // A flipped byte inside record 120, the mtime put back: the catalogue entry still matches.
+    const { atime, mtime } = await Deno.stat(path);
+    const file = await Deno.open(path, { read: true, write: true });
+    await file.seek(f.offset + 9, Deno.SeekMode.Start);
+    await file.write(new Uint8Array([0x55]));
+    file.close();
+    await Deno.utime(path, atime!, mtime!);
+    const replay = await m.readAfter(ID, 0);
+    assert.deepEqual(
+      replay.map((r) => r.seq),
+      records.map((r) => r.seq).filter((s) => s !== 120),
+    );
+    const [s] = m.summaries();
+    assert.equal(s.status, "finished");
+    assert.equal(s.damaged?.records, 1);
+    assert.equal(s.damaged?.ranges[0].offset, f.offset);
+    assert.equal(s.damaged?.ranges[0].length, f.end - f.offset);
+    // A second read that meets it does not count it twice.
+    await Array.fromAsync(m.csv(ID));
+    assert.equal(m.summaries()[0].damaged?.records, 1);
+    const entry = JSON.parse(await Deno.readTextFile(`${dataDir}/runs/derived/${ID}.json`));
+    assert.equal(entry.state.damage.length, 1);
+  } finally {
+    await m.shutdown();
+  }
+  // A restart trusts the entry (the log's size and mtime are unchanged) and still reports it.
+  const again = await RunManager.open({ dataDir });
+  assert.equal(again.summaries()[0].damaged?.records, 1);
+  assert.equal(again.summaries()[0].status, "finished");
+  await again.shutdown();
+});
+
+Deno.test("a run whose final status record is damaged stays finished: not recomputed, not marked interrupted, not rewritten", async () => {
+  for (const resume of [true, false]) {
+    const dataDir = await Deno.makeTempDir();
+    await Deno.mkdir(`${dataDir}/runs`);
+    const path = `${dataDir}/runs/${ID}.lablog`;
+    // Snapshots up to the spec's last step (1000), then the finished status (seq 1001).
+    const { frames } = await writeLog(path, bodyRecords(1000, "finished"));
+    const last = frames[frames.length - 1];
+    const file = await Deno.open(path, { read: true, write: true });
+    await file.seek(last.offset + 9, Deno.SeekMode.Start);
+    await file.write(new Uint8Array([0xee]));
+    file.close();
+    const before = await Deno.readFile(path);
+
+    for (let start = 0; start < 2; start++) {
+      const m = await RunManager.open({ dataDir, resume });
+      try {
+        const [s] = m.summaries();
+        assert.equal(s.status, "finished", `resume ${resume}, start ${start}`);
+        assert.equal(m.inFlight() + m.queued(), 0, "nothing is recomputed");
+        assert.equal(s.damaged?.records, 1);
+        assert.equal(s.damaged?.ranges[0].offset, last.offset);
+        assert.deepEqual(await Deno.readFile(path), before, "the log is not cut or appended to");
+      } finally {
+        await m.shutdown();
+      }
+    }
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});

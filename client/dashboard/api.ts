@@ -23,6 +23,25 @@ export interface Health {
   backends: Record<string, { available: boolean; adapter?: string; reason?: string }>;
   default_backend: string;
   runs_in_flight?: number;
+  /** Present when the lab is a multi-box coordinator (--nats). */
+  nats?: NatsHealth;
+}
+
+export interface NatsHealth {
+  url: string;
+  connected: boolean;
+  error?: string;
+}
+
+/** GET /api/workers: one worker's announcement (server/cluster/coordinator.ts). */
+export interface WorkerInfo {
+  id: string;
+  box: string;
+  backend: string;
+  adapter: string;
+  capacity: number;
+  running: string[];
+  heartbeat: number;
 }
 
 export interface FieldError {
@@ -68,6 +87,7 @@ export const api = {
   experiments: () => call<ExperimentInfo[]>("GET", "/api/experiments"),
   health: () => call<Health>("GET", "/api/health"),
   runs: () => call<RunSummary[]>("GET", "/api/runs"),
+  workers: () => call<WorkerInfo[]>("GET", "/api/workers"),
   start: (spec: Record<string, unknown>) => call<{ id: string }>("POST", "/api/runs", spec),
   stop: (id: string) => call<unknown>("POST", `/api/runs/${encodeURIComponent(id)}/stop`),
   resume: (id: string) => call<unknown>("POST", `/api/runs/${encodeURIComponent(id)}/resume`),

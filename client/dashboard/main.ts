@@ -6,6 +6,7 @@
  * (see schedule()). The theme (light, dark, or the system's) is part of the view state; run
  * colours are slots in the theme's palette, so they change with it.
  */
+import { workersView } from "./workers_view.ts";
 import type { RunEvent, RunSpec } from "../../server/experiments/types.ts";
 import type { FrameRecord, RunStatus } from "../../server/runs/records.ts";
 import { api, type ExperimentInfo, type Health, type RunSummary } from "./api.ts";
@@ -241,7 +242,13 @@ class Dashboard {
         })
         : h("p.muted", {}, "The server lists no experiments."),
     );
-    const aside = h("aside.sidebar", {}, runsCard, presetsCard, formCard);
+    // A coordinator of several boxes lists its workers (refreshed with the runs).
+    const workers = this.health?.nats ? workersView() : undefined;
+    if (workers) {
+      workers.refresh();
+      setInterval(() => workers.refresh(), 3000);
+    }
+    const aside = h("aside.sidebar", {}, runsCard, workers?.el, presetsCard, formCard);
     this.buildToolbar();
     const main = h(
       "main.main",

@@ -18,6 +18,7 @@ import { serveStatic } from "./static.ts";
 import type { BackendReport } from "./health.ts";
 import { runMatches, type RunQuery, validateAnnotation } from "../runs/annotations.ts";
 import { MAX_IMPORT_BYTES } from "../runs/import.ts";
+import type { WorkerInfo } from "../cluster/coordinator.ts";
 
 export interface AppOptions {
   manager: RunManager;
@@ -31,6 +32,14 @@ export interface AppOptions {
   /** Directory with the built dashboard; absent or missing: / explains how to build it. */
   staticDir?: string;
   backends: () => Promise<BackendReport>;
+  /** Present on a multi-box coordinator (--nats): NATS health and the workers' list. */
+  cluster?: ClusterView;
+}
+
+/** What the API shows of the multi-box coordinator (server/cluster/coordinator.ts). */
+export interface ClusterView {
+  health(): { url: string; connected: boolean; error?: string };
+  workers(): Promise<WorkerInfo[]>;
 }
 
 const MAX_SPEC_BYTES = 1024 * 1024;
@@ -71,7 +80,22 @@ export function createApp(opts: AppOptions): Hono {
       read_only: manager.readOnly,
       stream: opts.hub?.stats(),
       auth: opts.token ? "token" : "none",
+      ...(opts.cluster ? { nats: opts.cluster.health() } : {}),
     });
+  });
+
+  /** The workers of a multi-box lab (their lab_workers announcements). */
+  app.get("/api/workers", async (c) => {
+    if (!opts.cluster) {
+      return c.json({ error: "this lab computes its runs itself (start it with --nats=URL)" }, 404);
+    }
+    try {
+      return c.json(await opts.cluster.workers());
+    } catch (e) {
+      const mapped = userError(e);
+      if (mapped) return c.json(mapped.body, mapped.status, mapped.headers);
+      throw e;
+    }
   });
 
   app.get("/api/experiments", (c) =>

@@ -3,6 +3,7 @@ import { SpecError } from "../experiments/schema.ts";
 import { BackendUnavailableError } from "../engine/open.ts";
 import { QueueFullError, RunTooLargeError, StoreUnavailableError } from "../runs/manager.ts";
 import { ImportError } from "../runs/import.ts";
+import { ComputeUnavailableError } from "../runs/executor.ts";
 import { redactPaths } from "../redact_paths.ts";
 
 export interface ErrorBody {
@@ -27,6 +28,9 @@ export function userError(
   }
   if (e instanceof StoreUnavailableError) {
     return { status: e.diskFull ? 507 : 503, body: { error: e.message } };
+  }
+  if (e instanceof ComputeUnavailableError) {
+    return { status: 503, body: { error: e.message }, headers: { "retry-after": "5" } };
   }
   if (e instanceof ImportError) {
     return { status: e.status, body: { error: `cannot import: ${e.message}` } };

@@ -7,6 +7,7 @@ import { RunManager, type RunManagerOptions } from "../runs/manager.ts";
 import { StreamHub, type StreamOptions } from "./stream.ts";
 import { createApp } from "./app.ts";
 import { backendReport } from "./health.ts";
+import type { ClusterView } from "./app.ts";
 
 export interface LabServerOptions extends RunManagerOptions {
   /** 0 picks a free port. */
@@ -17,6 +18,8 @@ export interface LabServerOptions extends RunManagerOptions {
   allowOrigins?: readonly string[];
   stream?: StreamOptions;
   staticDir?: string;
+  /** The multi-box coordinator (--nats): its health and workers (also passed as `executor`). */
+  cluster?: ClusterView;
 }
 
 export interface LabServer {
@@ -42,6 +45,7 @@ export async function startLab(opts: LabServerOptions): Promise<LabServer> {
     port: () => server.addr.port,
     staticDir: opts.staticDir ?? DEFAULT_STATIC_DIR,
     backends: backendReport,
+    cluster: opts.cluster,
   });
   const ac = new AbortController();
   const { promise: listening, resolve } = Promise.withResolvers<Deno.NetAddr>();

@@ -383,16 +383,26 @@ export class StreamHub {
       if (this.#congested(c)) return false;
       const replaying = sub.cursor < sub.replayTo;
       const max = replaying ? this.#o.replayBatch : Infinity;
-      const recs = this.#manager.readAfterSync(sub.run, sub.cursor, max) ??
-        await this.#manager.readAfter(sub.run, sub.cursor, max);
+      // The log holds every record up to `head` (a record is logged before it is counted).
+      const head = this.#manager.lastSeq(sub.run);
+      const inMemory = this.#manager.readAfterSync(sub.run, sub.cursor, max);
+      const recs = inMemory ?? await this.#manager.readAfter(sub.run, sub.cursor, max);
       if (c.subs.get(sub.run) !== sub) return true;
       const fresh = recs.filter((r) => r.seq > sub.cursor);
-      if (fresh.length === 0) return true;
+      if (fresh.length === 0) {
+        // Nothing readable after the cursor, though the log had records up to `head`: the
+        // rest of the run's log is damaged (e.g. its final status).
+        if (inMemory === undefined && sub.cursor < head) this.#sendDamaged(c, sub, head);
+        else return true;
+        continue;
+      }
       if (!replaying && Date.now() - fresh[0].time > this.#o.maxLagMs) {
-        this.#sendCoalesced(c, sub, fresh);
+        this.#sendCoalesced(c, sub, fresh, inMemory === undefined);
         continue;
       }
       for (const r of fresh) {
+        // The log serves records in seq order: one missing before `r` is a damaged one.
+        if (inMemory === undefined && r.seq > sub.cursor + 1) this.#sendDamaged(c, sub, r.seq - 1);
         if (r.type !== "frame" || sub.frames) {
           if (!this.#sendBytes(c, this.#encode(sub.run, r))) return false;
         }
@@ -403,10 +413,36 @@ export class StreamHub {
   }
 
   /**
+   * Announces records up to `to` after the cursor that the run's log cannot give (damaged,
+   * docs/storage.md). If they hold the final status of an ended run, the message says how the
+   * run ended (from its summary), so that a subscriber waiting for that status still learns it.
+   */
+  #sendDamaged(c: Client, sub: Sub, to: number): void {
+    const from = sub.cursor + 1;
+    const end = this.#manager.ending(sub.run);
+    const holdsEnd = end !== undefined &&
+      (end.statusSeq === undefined
+        ? to >= this.#manager.lastSeq(sub.run)
+        : from <= end.statusSeq && end.statusSeq <= to);
+    const msg: SkippedMessage = {
+      type: "skipped",
+      run: sub.run,
+      from_seq: from,
+      to_seq: to,
+      reason: "damaged",
+      ...(holdsEnd
+        ? { status: end.status, step: end.step, ...(end.error ? { error: end.error } : {}) }
+        : {}),
+    };
+    this.#sendMsg(c, msg);
+    sub.cursor = to;
+  }
+
+  /**
    * Sends the newest snapshot, the newest frame of each name, and every event and status
    * change; reports the rest as skipped ranges, in seq order.
    */
-  #sendCoalesced(c: Client, sub: Sub, recs: BodyRecord[]): void {
+  #sendCoalesced(c: Client, sub: Sub, recs: BodyRecord[], fromLog: boolean): void {
     let lastSnapshot: SnapshotRecord | undefined;
     const lastFrame = new Map<string, BodyRecord>();
     for (const r of recs) {
@@ -430,6 +466,10 @@ export class StreamHub {
       skipFrom = 0;
     };
     for (const r of recs) {
+      if (fromLog && r.seq > sub.cursor + 1) {
+        flushSkip(sub.cursor);
+        this.#sendDamaged(c, sub, r.seq - 1);
+      }
       if (r.type === "event" || r.type === "status" || r.type === "annotation" || keep.has(r)) {
         flushSkip(r.seq - 1);
         this.#sendBytes(c, this.#encode(sub.run, r));

@@ -218,7 +218,12 @@ export async function ensureLabStreams(
     max_ack_pending: 10_000,
   };
   try {
-    await jsm.consumers.info(JOBS_STREAM, JOBS_CONSUMER);
+    const info = await jsm.consumers.info(JOBS_STREAM, JOBS_CONSUMER);
+    // Only a side that was given --job-ack-wait changes it: a coordinator or worker started
+    // without it keeps the one set before (else whoever connects last would reset it).
+    if (s.jobAckWaitMs === undefined && info.config.ack_wait) {
+      consumer.ack_wait = info.config.ack_wait;
+    }
     await jsm.consumers.update(JOBS_STREAM, JOBS_CONSUMER, consumer);
   } catch (e) {
     if (!/consumer not found/i.test((e as Error).message)) throw e;

@@ -28,10 +28,30 @@ export function maskDiverged(
   return { step: at, wallMs: 0, metrics };
 }
 
-/** Orders replica_diverged events by step, then replica. */
+/** Events marked by decidedAtUpdate(). */
+const atUpdate = new WeakSet<RunEvent>();
+
+/**
+ * Marks an event that a session decides at the start of update s and dates s (an anneal or a
+ * stop decided on U_s, and its note). A call that ends at s reports it only in the next call,
+ * after whatever it reported on reaching s (a divergence at s, a note on snapshot s): sorted
+ * by eventOrder, a call that runs through s reports them in that same order.
+ */
+export function decidedAtUpdate<T extends RunEvent>(event: T): T {
+  atUpdate.add(event);
+  return event;
+}
+
+/** At one step, the events of reaching it before those decided at the start of its update. */
+export function eventOrder(a: RunEvent, b: RunEvent): number {
+  return a.step - b.step || (atUpdate.has(a) ? 1 : 0) - (atUpdate.has(b) ? 1 : 0);
+}
+
+/** Orders events by eventOrder, then replica. */
 export function sortByStepAndReplica(events: RunEvent[]): RunEvent[] {
   return events.sort((a, b) =>
-    a.step - b.step || (a as { replica: number }).replica - (b as { replica: number }).replica
+    eventOrder(a, b) ||
+    (a as { replica: number }).replica - (b as { replica: number }).replica
   );
 }
 

@@ -148,6 +148,8 @@ export interface LabelNoisePrepared {
   replicas: number;
   data: PQData;
   seed: number;
+  /** Global index of replica 0 (RunSpec.firstReplica): keys and data seeds use firstReplica + k. */
+  firstReplica: number;
   tau0: Float64Array;
   eta1: Float64Array;
   eta2: Float64Array;
@@ -167,7 +169,10 @@ export function prepareLabelNoise(spec: RunSpec): LabelNoisePrepared {
   const shape = pqShape(p);
   const perReplicaData = p.data === "per-replica";
   const seed = p.seed as number;
-  const data = generateRunData(shape, seed, perReplicaData ? R : 1);
+  const firstReplica = spec.firstReplica ?? 0;
+  const data = perReplicaData
+    ? generateRunData(shape, seed, R, (s) => firstReplica + s)
+    : generateRunData(shape, seed, 1);
   const threshold = new Float64Array(R), stopAt = new Float64Array(R);
   const algo = p.algo as LabelNoiseAlgo;
   for (let k = 0; k < R; k++) {
@@ -188,6 +193,7 @@ export function prepareLabelNoise(spec: RunSpec): LabelNoisePrepared {
     replicas: R,
     data,
     seed,
+    firstReplica,
     tau0: perReplica(p.tau0, R),
     eta1: perReplica(p.eta1, R),
     eta2: perReplica(p.eta2, R),
@@ -214,7 +220,7 @@ export interface LabelNoiseReplica extends PhaseState {
 }
 
 export function initLabelNoiseReplica(prep: LabelNoisePrepared, replica: number) {
-  const net = initPQNet(prep.shape, prep.seed, replica, prep.tau0[replica]);
+  const net = initPQNet(prep.shape, prep.seed, prep.firstReplica + replica, prep.tau0[replica]);
   const state: LabelNoiseReplica = {
     net,
     gW: new Float64Array(net.W.length),
@@ -230,7 +236,7 @@ export function initLabelNoiseReplica(prep: LabelNoisePrepared, replica: number)
 
 /** The draws of one SGD step: example index and label sign σ (−1 = flipped). */
 export function sgdDraws(prep: LabelNoisePrepared, replica: number, t: number) {
-  const w = philoxBlock(prep.seed, replica, t, STREAM_SGD, 0);
+  const w = philoxBlock(prep.seed, prep.firstReplica + replica, t, STREAM_SGD, 0);
   return {
     i: uniformIndex(w[0], prep.shape.n),
     sigma: uniform24(w[1]) < prep.delta[replica] ? -1 : 1,
@@ -271,9 +277,9 @@ export function labelNoiseStep(
       state.pattern = activationPattern(net, data, shape, set);
       state.atAnneal = pqMetrics(net, data, shape, set, null);
       if (prep.anneal === "loss") {
-        events.push(annealEvent(replica, t, checked, prep.threshold[replica]));
+        events.push(annealEvent(replica, t, checked, prep.threshold[replica], prep.firstReplica));
       }
-      events.push(annealValuesEvent(replica, t, state.atAnneal));
+      events.push(annealValuesEvent(replica, t, state.atAnneal, prep.firstReplica));
     }
   } else if (!annealing && t === prep.annealStep) {
     state.pattern = activationPattern(net, data, shape, set);
@@ -282,7 +288,9 @@ export function labelNoiseStep(
   if (shouldStop(prep.stopAt[replica], eligible, t, prep.checkEvery, loss)) {
     state.stoppedAt = t;
     state.atStop = pqMetrics(net, data, shape, set, state.pattern);
-    events.push(stopEvent(replica, t, loss(), prep.stopAt[replica], state.atStop));
+    events.push(
+      stopEvent(replica, t, loss(), prep.stopAt[replica], state.atStop, prep.firstReplica),
+    );
     return { probe: 0, events };
   }
   const lr = prep.algo === "lnsgd-s" || state.annealedAt >= 0

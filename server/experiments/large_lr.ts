@@ -181,6 +181,8 @@ export interface LargeLrPrepared {
   replicas: number;
   data: PQData;
   seed: number;
+  /** Global index of replica 0 (RunSpec.firstReplica): keys and data seeds use firstReplica + k. */
+  firstReplica: number;
   tau0: Float64Array;
   eta1: Float64Array;
   eta2: Float64Array;
@@ -212,6 +214,13 @@ export function stationaryTauXi(tau0: number, eta1: number, lambda: number): num
 /** Whether the run has noise pairs; refuses an odd number of replicas for them. */
 function checkNoisePairs(spec: RunSpec): boolean {
   const pairs = spec.params.noise_pairs === "on";
+  // A twin is replica k + R/2 of the whole run: a shard (firstReplica > 0) cannot find it.
+  if (pairs && (spec.firstReplica ?? 0) > 0) {
+    throw new SpecError([{
+      field: "firstReplica",
+      message: "noise_pairs=on pairs replica k with k + R/2 of the whole run: it cannot be sharded",
+    }]);
+  }
   if (pairs && spec.replicas % 2 !== 0) {
     throw new SpecError([{
       field: "params.noise_pairs",
@@ -228,8 +237,11 @@ export function prepareLargeLr(spec: RunSpec): LargeLrPrepared {
   const perReplicaData = p.data === "per-replica";
   const seed = p.seed as number;
   const pairs = checkNoisePairs(spec);
+  const firstReplica = spec.firstReplica ?? 0;
   const initOf = Int32Array.from({ length: R }, (_, k) => pairs && k >= R / 2 ? k - R / 2 : k);
-  const data = generateRunData(shape, seed, perReplicaData ? R : 1, (s) => initOf[s]);
+  const data = perReplicaData
+    ? generateRunData(shape, seed, R, (s) => firstReplica + initOf[s])
+    : generateRunData(shape, seed, 1);
   const tau0 = perReplica(p.tau0, R), eta1 = perReplica(p.eta1, R), eta2 = perReplica(p.eta2, R);
   const lambdaScale = perReplica(p.lambda_scale, R), xiScale = perReplica(p.xi_scale, R);
   const preScale = perReplica(p.preact_scale, R);
@@ -258,6 +270,7 @@ export function prepareLargeLr(spec: RunSpec): LargeLrPrepared {
     replicas: R,
     data,
     seed,
+    firstReplica,
     tau0,
     eta1,
     eta2,
@@ -290,7 +303,12 @@ export interface LargeLrReplica extends PhaseState {
 }
 
 export function initLargeLrReplica(prep: LargeLrPrepared, replica: number): LargeLrReplica {
-  const net = initPQNet(prep.shape, prep.seed, prep.initOf[replica], prep.tau0[replica]);
+  const net = initPQNet(
+    prep.shape,
+    prep.seed,
+    prep.firstReplica + prep.initOf[replica],
+    prep.tau0[replica],
+  );
   return {
     net,
     gW: new Float64Array(net.W.length),
@@ -320,7 +338,7 @@ export function largeLrStep(
   const { half, d, m } = shape;
   let preact: Float64Array | null = null;
   if (prep.algo === "small-preact-noise" && t < prep.noiseOffStep) {
-    preact = normals(prep.seed, replica, t, STREAM_PREACT, m);
+    preact = normals(prep.seed, prep.firstReplica + replica, t, STREAM_PREACT, m);
     for (let j = 0; j < m; j++) preact[j] *= prep.tauPre[replica];
   }
   const loss = fullBatchGradient(net, data, shape, set, preact, gW, gV);
@@ -334,9 +352,9 @@ export function largeLrStep(
       state.pattern = activationPattern(net, data, shape, set);
       state.atAnneal = pqMetrics(net, data, shape, set, null);
       if (prep.anneal === "loss") {
-        events.push(annealEvent(replica, t, loss, prep.threshold[replica]));
+        events.push(annealEvent(replica, t, loss, prep.threshold[replica], prep.firstReplica));
       }
-      events.push(annealValuesEvent(replica, t, state.atAnneal));
+      events.push(annealValuesEvent(replica, t, state.atAnneal, prep.firstReplica));
     }
   } else if (t === patternStep(prep)) {
     state.pattern = activationPattern(net, data, shape, set);
@@ -347,7 +365,9 @@ export function largeLrStep(
   if (shouldStop(prep.stopAt[replica], !annealing || state.annealedAt >= 0, t, 1, cleanLoss)) {
     state.stoppedAt = t;
     state.atStop = pqMetrics(net, data, shape, set, state.pattern);
-    events.push(stopEvent(replica, t, cleanLoss(), prep.stopAt[replica], state.atStop));
+    events.push(
+      stopEvent(replica, t, cleanLoss(), prep.stopAt[replica], state.atStop, prep.firstReplica),
+    );
     return { loss, events };
   }
   const gamma = prep.algo === "large-then-small" && state.annealedAt < 0
@@ -356,8 +376,8 @@ export function largeLrStep(
   state.lr = gamma;
   const decay = 1 - gamma * prep.lambda[replica];
   const tauXi = prep.tauXi[replica];
-  const xiW = normals(prep.seed, replica, t, STREAM_XI_W, half * d);
-  const xiV = normals(prep.seed, replica, t, STREAM_XI_V, half * d);
+  const xiW = normals(prep.seed, prep.firstReplica + replica, t, STREAM_XI_W, half * d);
+  const xiV = normals(prep.seed, prep.firstReplica + replica, t, STREAM_XI_V, half * d);
   for (let k = 0; k < half * d; k++) {
     net.W[k] = decay * net.W[k] - gamma * (gW[k] + tauXi * xiW[k]);
     net.V[k] = decay * net.V[k] - gamma * (gV[k] + tauXi * xiV[k]);

@@ -77,7 +77,7 @@ export function endToEnd(st: LinearState, m: number, d: number): Float64Array {
 export function sampleOf(prep: LinearPrepared, replica: number, step: number, x: Float64Array) {
   const { d } = prep;
   const off = dataOffsets(prep, replica);
-  const dataSeed = dataSeedOf(prep.seed, replica, prep.dataPerReplica);
+  const dataSeed = dataSeedOf(prep.seed, prep.firstReplica + replica, prep.dataPerReplica);
   if (prep.online) {
     onlineSample(dataSeed, step, d, x);
     let y = 0;
@@ -93,7 +93,7 @@ export function sampleOf(prep: LinearPrepared, replica: number, step: number, x:
 export function labelNoise(prep: LinearPrepared, replica: number, step: number): number {
   const sigma = prep.sigma[replica];
   if (sigma === 0 || !noiseOn(prep, step)) return 0;
-  const w = philoxBlock(prep.seed, replica, step, STREAM_NOISE, 0);
+  const w = philoxBlock(prep.seed, prep.firstReplica + replica, step, STREAM_NOISE, 0);
   return sigma * (prep.gaussianNoise ? boxMuller(w[0], w[1])[0] : rademacher(w[0]));
 }
 
@@ -217,7 +217,9 @@ export function oscillationStep(
   let checksum = 0;
   const words = new Uint32Array(4);
   for (let i = 0; i < m; i++) {
-    if ((i & 127) === 0) philoxBlock(prep.seed, replica, step, STREAM_CHAIN, i >>> 7, words);
+    if ((i & 127) === 0) {
+      philoxBlock(prep.seed, prep.firstReplica + replica, step, STREAM_CHAIN, i >>> 7, words);
+    }
     const ai = st.a[i];
     const cw = lr * ai;
     for (let k = 0; k < d; k++) {

@@ -51,9 +51,10 @@ export function wrapLinearSession(
           step: s.step,
           phase: LAZY_ESCAPE_PHASE,
           replica: r,
-          detail: `replica ${r}: min_i ‖w_i − w_i(0)‖ = ${dist[r].toPrecision(4)} > 1/√m = ${
-            radius.toPrecision(4)
-          }`,
+          // The text names the global replica, so a shard's merged events read as one run's.
+          detail: `replica ${prep.firstReplica + r}: min_i ‖w_i − w_i(0)‖ = ${
+            dist[r].toPrecision(4)
+          } > 1/√m = ${radius.toPrecision(4)}`,
         };
         into.events.push(event);
       }

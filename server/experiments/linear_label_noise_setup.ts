@@ -257,6 +257,8 @@ export interface LinearPrepared {
   gdFrom: number;
   seed: number;
   frameEvery: number;
+  /** Global index of replica 0 (RunSpec.firstReplica): keys and data seeds use firstReplica + k. */
+  firstReplica: number;
 }
 
 export function dataSeedOf(seed: number, replica: number, perReplicaData: boolean): number {
@@ -346,6 +348,7 @@ export function prepareLinearLabelNoise(spec: RunSpec): LinearPrepared {
   const seed = p.seed as number;
   const dataPerReplica = p.data === "per-replica";
   const initPerReplica = p.init === "per-replica";
+  const firstReplica = spec.firstReplica ?? 0;
   const dataSets = dataPerReplica ? R : 1;
   const initSets = initPerReplica ? R : 1;
   const norm = thetaNormOf(p.theta_norm as number, m);
@@ -355,7 +358,7 @@ export function prepareLinearLabelNoise(spec: RunSpec): LinearPrepared {
   const ytest = new Float32Array(dataSets * nTest);
   const thetaStar = new Float32Array(dataSets * d);
   for (let s = 0; s < dataSets; s++) {
-    const ds = dataSeedOf(seed, s, dataPerReplica);
+    const ds = dataSeedOf(seed, firstReplica + s, dataPerReplica);
     const th = generateThetaStar(ds, d, norm);
     thetaStar.set(th, s * d);
     const train = generateRegressionSet(ds, STREAM_TRAIN, n, th);
@@ -370,11 +373,11 @@ export function prepareLinearLabelNoise(spec: RunSpec): LinearPrepared {
   const chainAmp = lr.map((v) => Math.fround(Math.pow(v, 0.25)));
   const W0 = new Float32Array(initSets * m * d);
   for (let s = 0; s < initSets; s++) {
-    W0.set(generateW0(seed, initPerReplica ? s : DATA_REPLICA, m, d), s * m * d);
+    W0.set(generateW0(seed, initPerReplica ? firstReplica + s : DATA_REPLICA, m, d), s * m * d);
   }
   const A0 = new Float32Array(R * m);
   for (let r = 0; r < R; r++) {
-    const key = initPerReplica ? r : DATA_REPLICA;
+    const key = initPerReplica ? firstReplica + r : DATA_REPLICA;
     A0.set(
       algo === "oscillation"
         ? generateChainA0(seed, key, m, chainAmp[r])
@@ -410,6 +413,7 @@ export function prepareLinearLabelNoise(spec: RunSpec): LinearPrepared {
     gdFrom: SGD_ALGOS.includes(algo) && switchAt > 0 ? switchAt : Infinity,
     seed,
     frameEvery: p.frame_every as number,
+    firstReplica,
   };
 }
 

@@ -319,13 +319,15 @@ export function preparePegr(spec: RunSpec): PegrPrepared {
   const seed = p.seed as number;
   const dataPerReplica = p.data === "per-replica";
   const sets = dataPerReplica ? R : 1;
+  // A shard (RunSpec.firstReplica) draws replica k's data as the whole run's replica first + k.
+  const seedOfSet = dataPerReplica ? seed + (spec.firstReplica ?? 0) : seed;
   const y = new Float32Array(sets * n), Z = new Float32Array(sets * n * d);
   const yTest = new Float32Array(sets * nTest), ZTest = new Float32Array(sets * nTest * d);
   const G0 = new Float32Array(sets * 2 * m * d);
   const zGram = new Float64Array(sets * n * n);
   const zGramInverse = new Float64Array(sets * n * n);
   for (let s = 0; s < sets; s++) {
-    const ds = generateDataSet(seed + s, n, d, m, nTest);
+    const ds = generateDataSet(seedOfSet + s, n, d, m, nTest);
     y.set(ds.y, s * n);
     Z.set(ds.Z, s * n * d);
     yTest.set(ds.yTest, s * nTest);

@@ -95,20 +95,26 @@ export function shouldAnneal(
   return t % checkEvery === 0 && loss() <= threshold;
 }
 
+/**
+ * The loss-rule anneal of one replica. In a shard (RunSpec.firstReplica) `replica` stays the
+ * shard's index and the text names the whole run's (firstReplica + replica), as in every event
+ * helper here, so merged shards read as the one-box run.
+ */
 export function annealEvent(
   replica: number,
   step: number,
   loss: number,
   threshold: number,
+  firstReplica = 0,
 ): RunEvent {
   return {
     type: "phase_change",
     step,
     phase: "anneal",
     replica,
-    detail: `replica ${replica}: train_loss ${loss.toPrecision(5)} ≤ q·log 2 + ε1 = ${
-      threshold.toPrecision(5)
-    }, lr η1 → η2`,
+    detail: `replica ${firstReplica + replica}: train_loss ${
+      loss.toPrecision(5)
+    } ≤ q·log 2 + ε1 = ${threshold.toPrecision(5)}, lr η1 → η2`,
   };
 }
 
@@ -228,13 +234,14 @@ export function stopEvent(
   loss: number,
   threshold: number,
   values: Record<string, number>,
+  firstReplica = 0,
 ): RunEvent {
   return {
     type: "phase_change",
     step,
     phase: "stop",
     replica,
-    detail: `replica ${replica}: train_loss ${loss.toPrecision(5)} ≤ ε2 = ${
+    detail: `replica ${firstReplica + replica}: train_loss ${loss.toPrecision(5)} ≤ ε2 = ${
       threshold.toPrecision(5)
     }, stopped; ${phaseValues(values)}`,
   };
@@ -245,11 +252,12 @@ export function annealValuesEvent(
   replica: number,
   step: number,
   values: Record<string, number>,
+  firstReplica = 0,
 ): RunEvent {
   return {
     type: "note",
     step,
-    detail: `replica ${replica} at the anneal: ${phaseValues(values)}`,
+    detail: `replica ${firstReplica + replica} at the anneal: ${phaseValues(values)}`,
   };
 }
 

@@ -31,6 +31,8 @@ export interface FloorWatchInput {
   threshold: Float64Array;
   /** ε2 (or ε′2) per replica, −1 when the stopping rule is off. */
   stopAt: Float64Array;
+  /** A shard's global index of replica 0: the note's text names the global replica. */
+  firstReplica?: number;
 }
 
 const NO_NEW_LOW = 1e-3;
@@ -98,7 +100,10 @@ export class FloorWatch {
     return {
       type: "note",
       step,
-      detail: `replica ${r}: train_loss has settled at ≈ ${floor.toPrecision(4)} (no new low ` +
+      detail:
+        `replica ${(this.run.firstReplica ?? 0) + r}: train_loss has settled at ≈ ${
+          floor.toPrecision(4)
+        } (no new low ` +
         `in the last ${Math.round(window)} steps, ${
           ((step - track.start) / relax).toFixed(1)
         } relaxation times 1/(γλ) = ${relax.toPrecision(3)} steps) above the ${what} = ${

@@ -17,10 +17,12 @@
  * its anneal and stop events quote) and anneal_W, anneal_V [R × half × d] (its copy of the
  * weights at the anneal, from which the host evaluates at_anneal). Restored elsewhere they
  * are not needed: the events and values that use them were produced before the checkpoint.
+ * The WebGPU kernel keeps no values at the anneal and has no stopping rule: its checkpoints
+ * hold at_anneal and at_stop as NaN and stop_step as −1 (exportPQDevice).
  */
 import type { SessionState, StateArray } from "./types.ts";
 import type { PQReplicaView, PQShape } from "./pq_model.ts";
-import { PHASE_KEYS, type PhaseState } from "./pq_anneal.ts";
+import { initialPhase, PHASE_KEYS, type PhaseState } from "./pq_anneal.ts";
 import type { RaceWatch } from "./pq_race.ts";
 import type { FloorWatch } from "./pq_floor.ts";
 import { padRows, stateArray, unpadRows } from "../engine/session_state.ts";
@@ -233,4 +235,62 @@ export function restorePQKernel(
   k.pattern().set(stateArray(state, "pattern", R * patternBytes(shape)));
   phases.forEach((ph, r) => ph.annealedAt = st[KERNEL_ROW * r]);
   loadPhasesAndWatches(state, phases, watches);
+}
+
+/** The WebGPU P/Q session's state, unpadded (server/engine/webgpu/pq_model.ts). */
+export interface PQDeviceState {
+  /** [R × half × d] float32. */
+  W: Float32Array;
+  V: Float32Array;
+  /** [R]: step of the anneal, of the divergence (−1: none), the last update's rate. */
+  annealStep: Float64Array;
+  diverged: Float64Array;
+  lr: Float64Array;
+  /** [R × n·2·half] bytes, and [R] whether each replica's pattern was stored. */
+  pattern: Uint8Array;
+  hasPattern: Uint8Array;
+}
+
+/** Phases that know only their anneal step: what the WebGPU session keeps. */
+function annealOnlyPhases(annealStep: ArrayLike<number>): PhaseState[] {
+  return Array.from(annealStep, (at) => ({ ...initialPhase(), annealedAt: at }));
+}
+
+/** The WebGPU session's checkpoint arrays (divergence steps included). */
+export function exportPQDevice(s: PQDeviceState, watches: PQWatches): Record<string, StateArray> {
+  return {
+    ...savePhasesAndWatches(annealOnlyPhases(s.annealStep), watches),
+    W: s.W,
+    V: s.V,
+    anneal_step: s.annealStep,
+    lr: s.lr,
+    diverged: s.diverged,
+    pattern: s.pattern,
+    has_pattern: s.hasPattern,
+  };
+}
+
+/**
+ * A checkpoint (of any backend) as the WebGPU session loads it, the weights rounded to
+ * float32; sets the watches. Values at the anneal or stop that the state carries are not
+ * used: the WebGPU session does not report them.
+ */
+export function loadPQDevice(
+  state: SessionState,
+  shape: PQShape,
+  replicas: number,
+  watches: PQWatches,
+): PQDeviceState {
+  const R = replicas, size = R * shape.half * shape.d;
+  const annealStep = Float64Array.from(stateArray(state, "anneal_step", R));
+  loadPhasesAndWatches(state, annealOnlyPhases(annealStep), watches);
+  return {
+    W: Float32Array.from(stateArray(state, "W", size)),
+    V: Float32Array.from(stateArray(state, "V", size)),
+    annealStep,
+    diverged: Float64Array.from(stateArray(state, "diverged", R)),
+    lr: Float64Array.from(stateArray(state, "lr", R)),
+    pattern: Uint8Array.from(stateArray(state, "pattern", R * patternBytes(shape))),
+    hasPattern: Uint8Array.from(stateArray(state, "has_pattern", R)),
+  };
 }

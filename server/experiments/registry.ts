@@ -81,6 +81,7 @@ export function validateRunSpec(input: unknown): RunSpec {
     "grid",
     "zip",
     "seeds",
+    "firstReplica",
   ]);
   const errors: FieldError[] = [];
   for (const k of Object.keys(body)) {
@@ -119,6 +120,7 @@ export function validateRunSpec(input: unknown): RunSpec {
     } else backend = body.backend as BackendChoice;
   }
   const labels = validateLabels(body, errors);
+  const shard = validateFirstReplica(body, sweepIn !== undefined, errors);
   let paramsIn: Record<string, unknown> = {};
   if (body.params !== undefined) {
     if (typeof body.params !== "object" || body.params === null || Array.isArray(body.params)) {
@@ -128,8 +130,16 @@ export function validateRunSpec(input: unknown): RunSpec {
   if (!sweepIn) {
     const replicas = intField(body, "replicas", exp.defaults.replicas, 1, MAX_REPLICAS, errors);
     const params = resolveParams(exp.params, paramsIn, replicas, errors);
+    if (shard.firstReplica !== undefined && shard.firstReplica + replicas > MAX_REPLICAS) {
+      errors.push({
+        field: "firstReplica",
+        message: `the shard's replicas ${shard.firstReplica}..${
+          shard.firstReplica + replicas - 1
+        } go past the limit of ${MAX_REPLICAS} replicas of a run`,
+      });
+    }
     if (errors.length) throw new SpecError(errors);
-    return { experiment: exp.id, params, replicas, steps, every, backend, ...labels };
+    return { experiment: exp.id, params, replicas, steps, every, backend, ...labels, ...shard };
   }
   const expanded = expandSweep(exp.params, sweepIn, errors);
   if (!expanded) throw new SpecError(errors);
@@ -172,6 +182,36 @@ export function validateRunSpec(input: unknown): RunSpec {
   const params = resolveParams(exp.params, paramsIn, replicas, errors);
   if (errors.length) throw new SpecError(errors);
   return { experiment: exp.id, params, replicas, steps, every, backend, ...labels, sweep };
+}
+
+/**
+ * `firstReplica` (a shard of a larger run, server/experiments/shard.ts): an integer ≥ 0; 0 is
+ * left out, so such a spec is the plain run it always was. A sweep names the whole grid, so a
+ * shard is given as the plain spec shardSpec() writes (its per-replica lists sliced).
+ */
+function validateFirstReplica(
+  body: Record<string, unknown>,
+  sweep: boolean,
+  errors: FieldError[],
+): { firstReplica?: number } {
+  const v = body.firstReplica;
+  if (v === undefined) return {};
+  if (typeof v !== "number" || !Number.isInteger(v) || v < 0 || v >= MAX_REPLICAS) {
+    errors.push({
+      field: "firstReplica",
+      message: `must be an integer in [0, ${MAX_REPLICAS - 1}] (the shard's first replica in ` +
+        `the whole run), got ${JSON.stringify(v)}`,
+    });
+    return {};
+  }
+  if (sweep && v > 0) {
+    errors.push({
+      field: "firstReplica",
+      message: "cannot be combined with grid or seeds: give the shard's own per-replica values",
+    });
+    return {};
+  }
+  return v > 0 ? { firstReplica: v } : {};
 }
 
 /** The sweep part of a spec (`grid`, `zip`, `seeds`), or undefined for a plain run. */

@@ -206,6 +206,8 @@ export interface ShapeMattersPrepared {
   rademacherNoise: boolean;
   schedule: ScheduleValue;
   seed: number;
+  /** Global index of replica 0 (RunSpec.firstReplica): keys and data seeds use firstReplica + k. */
+  firstReplica: number;
 }
 
 /** Row i of the data matrix for one data seed: d float32-rounded standard normals. */
@@ -231,11 +233,13 @@ export function prepareShapeMatters(spec: RunSpec): ShapeMattersPrepared {
   const R = spec.replicas;
   const seed = p.seed as number;
   const dataPerReplica = p.data === "per-replica";
+  const firstReplica = spec.firstReplica ?? 0;
   const sets = dataPerReplica ? R : 1;
+  const seedOfSet = dataPerReplica ? seed + firstReplica : seed;
   const X = new Float32Array(sets * n * d);
   const y = new Float32Array(sets * n);
   for (let s = 0; s < sets; s++) {
-    const data = generateData((seed + s) >>> 0, n, d, r);
+    const data = generateData((seedOfSet + s) >>> 0, n, d, r);
     X.set(data.X, s * n * d);
     y.set(data.y, s * n);
   }
@@ -261,6 +265,7 @@ export function prepareShapeMatters(spec: RunSpec): ShapeMattersPrepared {
     rademacherNoise: p.noise === "rademacher",
     schedule: p.lr_schedule as ScheduleValue,
     seed,
+    firstReplica,
   };
 }
 
@@ -346,7 +351,7 @@ export function supportSize(v: Float64Array): number {
 
 /** The noise draws of one replica at one step, decoded from Philox as the header says. */
 export function shapeMattersDraws(prep: ShapeMattersPrepared, replica: number, step: number) {
-  const w = philoxBlock(prep.seed, replica, step, STREAM_INDEX, 0);
+  const w = philoxBlock(prep.seed, prep.firstReplica + replica, step, STREAM_INDEX, 0);
   const i = uniformIndex(w[0], prep.n);
   const j = uniformIndex(w[1], prep.n);
   const s = prep.rademacherNoise ? rademacher(w[2]) : boxMuller(w[2], w[3])[0];
@@ -390,14 +395,14 @@ export function shapeMattersStep(
       break;
     }
     case "gaussian": {
-      const z = normals(prep.seed, replica, step, STREAM_NORMAL, d);
+      const z = normals(prep.seed, prep.firstReplica + replica, step, STREAM_NORMAL, d);
       const sigma = prep.sigma[replica];
       for (let k = 0; k < d; k++) update[k] = grad[k] + sigma * z[k];
       break;
     }
     case "langevin": {
       // v ← v − lr∇L + sqrt(2 lr/λ) z, written as v − lr[∇L − sqrt(2/(lr λ)) z].
-      const z = normals(prep.seed, replica, step, STREAM_NORMAL, d);
+      const z = normals(prep.seed, prep.firstReplica + replica, step, STREAM_NORMAL, d);
       const scale = Math.sqrt(2 / (lr * prep.lambda[replica]));
       for (let k = 0; k < d; k++) update[k] = grad[k] - scale * z[k];
       break;

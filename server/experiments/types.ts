@@ -24,6 +24,15 @@ export interface RunSpec {
   note?: string;
   /** Present when the replicas are a grid of settings × seeds (server/experiments/sweep.ts). */
   sweep?: SweepInfo;
+  /**
+   * This spec is a shard of a larger run starting at that run's replica `firstReplica`
+   * (server/experiments/shard.ts, docs/sweeps.md "Shards"): replica k here is replica
+   * firstReplica + k there for every random draw (Philox key), per-replica data seed and
+   * initialisation. Its per-replica parameters are already the shard's slice. Absent = 0.
+   * Snapshots, frames and the numeric `replica` of events stay local (k); a merger adds
+   * firstReplica. Event texts (`detail`) name the global replica.
+   */
+  firstReplica?: number;
 }
 
 /** Metric values at one step: one Float32Array (value per replica) per metric name. */

@@ -74,6 +74,8 @@ export async function driveRun(
   const checkpoint = async () => {
     if (!options.checkpoint) return;
     const state = (await session.exportState?.()) ?? replayState(spec, session, wallMs);
+    // The log first: a checkpoint must never point past what the disk holds.
+    await recorder.flush();
     await options.checkpoint.save({
       seq: recorder.checkpointSeq,
       step: session.step,
@@ -123,16 +125,24 @@ export async function driveRun(
       // Planned events first, then a stable sort by step: at a step that has both, the planned
       // one always comes first, however the run was split into calls (and after a resume).
       const events: RunEvent[] = [];
+      const plannedNow = new Set<RunEvent>();
       while (plannedIndex < planned.length && planned[plannedIndex].step <= session.step) {
+        plannedNow.add(planned[plannedIndex]);
         events.push(planned[plannedIndex++]);
       }
       events.push(...result.events);
       events.sort((a, b) => a.step - b.step);
       for (const e of events) if (e.type === "replica_diverged") diverged.add(e.replica);
-      // Interleave by step: an event at step s precedes the snapshot at step s.
+      // Interleave by step: a planned event at step s precedes the snapshot at step s, an event
+      // the session reports at step s follows it. A session reports an event at s in the call
+      // that reaches s (a divergence, a note on snapshot s) or in the call that runs update s
+      // (an anneal or a stop decided on U_s, and its note): the snapshot of s may end the
+      // first call, so only "after it" is the same however the run was split into calls.
       let ei = 0;
+      const before = (e: RunEvent, at: number) =>
+        e.step < at || (e.step === at && plannedNow.has(e));
       for (const s of result.snapshots) {
-        while (ei < events.length && events[ei].step <= s.step) {
+        while (ei < events.length && before(events[ei], s.step)) {
           records.push({ type: "event", time: now, event: events[ei++] });
         }
         records.push({

@@ -39,6 +39,7 @@ import { newRunHeader } from "./header.ts";
 import {
   type DamageReport,
   damageReport,
+  endedInDamage,
   foldRecords,
   RunStore,
   type StoredRun,
@@ -52,6 +53,8 @@ import { ReadCache } from "./read_cache.ts";
 import type { SweepInfo } from "../experiments/sweep.ts";
 import { checkImportedLog, ImportError } from "./import.ts";
 import type { AnnotationFields } from "./annotations.ts";
+import type { RunExecutor } from "./executor.ts";
+import { shardSpec } from "../experiments/shard.ts";
 
 export { TERMINAL };
 
@@ -109,6 +112,11 @@ export interface RunManagerOptions {
   checkpointIntervalMs?: number;
   /** Resume runs that were in flight when the previous server stopped (default true). */
   resume?: boolean;
+  /**
+   * Computes runs elsewhere instead of here (the multi-box coordinator, executor.ts): runs are
+   * stored and streamed as always, their records come from the executor, no local limit applies.
+   */
+  executor?: RunExecutor;
 }
 
 export type ManagerEvent =
@@ -137,6 +145,8 @@ interface RunEntry {
   resume?: ResumePlan;
   /** Appends to the ended log in progress (annotations), so they land in seq order. */
   appending?: Promise<void>;
+  /** Taken up from its log after a restart, computed by the executor (#reattach). */
+  reattached?: boolean;
 }
 
 const DEFAULT_RING_BYTES = 4 * 1024 * 1024;
@@ -230,6 +240,20 @@ export class RunManager {
     const entry: RunEntry = { id: h.id, header: h, backend: h.backend as BackendName, stored };
     this.#runs.set(h.id, entry);
     if (TERMINAL.has(stored.state.status) && stored.state.lastSeq > 0) return;
+    if (endedInDamage(stored, (await Deno.stat(path)).size)) {
+      stored.state.status = "finished";
+      console.error(`run ${h.id}: its final status record is damaged; it reached its last step`);
+      if (!this.readOnly) await this.#store.finish(stored);
+      return;
+    }
+    if (this.#opts.executor && !this.readOnly && h.cluster) {
+      try {
+        await this.#reattach(entry);
+        return;
+      } catch (e) {
+        console.error(`run ${h.id} cannot be reattached: ${e instanceof Error ? e.message : e}`);
+      }
+    }
     if (this.#opts.resume !== false && !this.readOnly) {
       try {
         await this.#resume(entry, "resumed after a restart");
@@ -305,6 +329,41 @@ export class RunManager {
   }
 
   /**
+   * Takes up a run an executor was computing when the previous server stopped: its recorder
+   * continues the log after its last record, and drops the snapshots, events and frames the
+   * executor delivers again that the log already holds (RunRecorder.resumeAfter), so the run's
+   * sequence has each record once. Nothing is written here: the run never stopped.
+   */
+  async #reattach(entry: RunEntry): Promise<void> {
+    let lastSeq = 0;
+    let lastStep = 0;
+    // What resumeAfter compares a regenerated record with: kind, step, name (not the values).
+    const stored: BodyRecord[] = [];
+    await this.#store.reopenForResume(entry.stored, (r) => {
+      lastSeq = r.seq;
+      if (r.type === "snapshot") {
+        lastStep = r.step;
+        stored.push({ ...r, metrics: {} });
+      } else if (r.type === "frame") stored.push({ ...r, values: new Float32Array(0) });
+      else stored.push(r);
+    });
+    const log = await this.#store.reopen(entry.stored);
+    const recorder = new RunRecorder(entry.header, log);
+    let finish = () => {};
+    const done = new Promise<void>((r) => finish = r);
+    const ring = new RecordRing(this.#opts.ringBytes ?? DEFAULT_RING_BYTES);
+    entry.live = { recorder, log, controller: new AbortController(), done, finish, ring };
+    recorder.listen((records) => this.#onRecords(entry, records));
+    recorder.resumeAfter(lastSeq, lastStep, stored, []);
+    recorder.status = entry.stored.state.status;
+    entry.reattached = true;
+    this.#readCache.drop(entry.id);
+    log.suspend();
+    this.#queue.push(entry.id);
+    this.#schedule();
+  }
+
+  /**
    * Resumes an `interrupted` or `failed` run by hand (POST /api/runs/:id/resume). Throws
    * with a message saying why a run cannot be resumed.
    */
@@ -324,6 +383,7 @@ export class RunManager {
     if (e.live || (status !== "interrupted" && status !== "failed")) {
       return `run ${id} is ${status}: only interrupted or failed runs can be resumed`;
     }
+    if (this.#opts.executor) return "runs computed by workers cannot be resumed by hand yet";
     return undefined;
   }
 
@@ -386,13 +446,30 @@ export class RunManager {
     }
     if (this.#queue.length >= this.maxQueued) throw new QueueFullError(this.maxQueued);
     const spec = validateRunSpec(input);
-    this.checkMemory(spec);
+    const executor = this.#opts.executor;
+    if (!executor) this.checkMemory(spec);
     this.checkDisk(spec);
-    const resolve = this.#opts.resolveBackend ?? resolveBackend;
-    const { name, probe } = await resolve(spec.backend, spec.experiment);
+    let name: BackendName;
+    let adapter: string;
+    let shards: { first: number; count: number }[] | undefined;
+    if (executor) {
+      const admitted = await executor.admit(spec);
+      name = admitted.backend as BackendName;
+      adapter = admitted.adapter;
+      shards = admitted.shards;
+      // Each shard is computed on one box: the largest one must fit the limit.
+      const largest = shards ? Math.max(...shards.map((s) => s.count)) : spec.replicas;
+      this.checkMemory(largest < spec.replicas ? shardSpec(spec, 0, largest) : spec);
+    } else {
+      const resolve = this.#opts.resolveBackend ?? resolveBackend;
+      const { name: resolved, probe } = await resolve(spec.backend, spec.experiment);
+      name = resolved;
+      adapter = probe.adapter;
+    }
     if (this.#queue.length >= this.maxQueued) throw new QueueFullError(this.maxQueued);
     const id = newRunId(spec.experiment);
-    const header = newRunHeader(id, spec, name, probe.adapter);
+    const header = newRunHeader(id, spec, name, adapter);
+    if (shards) header.cluster = { shards };
     let created;
     try {
       created = await this.#store.create(header);
@@ -448,7 +525,8 @@ export class RunManager {
         continue;
       }
       const busy = this.#running.get(e.backend) ?? 0;
-      if (busy < (this.#limits[e.backend] ?? 1)) {
+      // An executor queues runs its own way (workers pull jobs up to their capacity).
+      if (this.#opts.executor || busy < (this.#limits[e.backend] ?? 1)) {
         this.#queue.splice(i, 1);
         this.#running.set(e.backend, busy + 1);
         this.#execute(e, e.live).catch((err) => console.error(`run ${e.id}:`, err));
@@ -457,6 +535,7 @@ export class RunManager {
   }
 
   async #execute(e: RunEntry, live: LiveRun): Promise<void> {
+    if (this.#opts.executor) return await this.#executeElsewhere(this.#opts.executor, e, live);
     const spec = { ...e.header.spec, backend: e.backend };
     const signal = live.controller.signal;
     const plan = e.resume;
@@ -511,6 +590,34 @@ export class RunManager {
     }
   }
 
+  /** A run computed by the executor: its records arrive through the recorder as usual. */
+  async #executeElsewhere(executor: RunExecutor, e: RunEntry, live: LiveRun): Promise<void> {
+    const reattached = e.reattached ?? false;
+    e.reattached = undefined;
+    const store = this.#store;
+    try {
+      await executor.execute({
+        id: e.id,
+        header: e.header,
+        recorder: live.recorder,
+        signal: live.controller.signal,
+        reattached,
+        records: async function* () {
+          for await (const { record } of store.iterate(e.stored)) yield record;
+        },
+      });
+    } catch (err) {
+      console.error(`run ${e.id}:`, err);
+      if (!TERMINAL.has(e.stored.state.status)) {
+        setStatusQuietly(live.recorder, "failed", err instanceof Error ? err.message : String(err));
+      }
+    } finally {
+      this.#running.set(e.backend, (this.#running.get(e.backend) ?? 1) - 1);
+      this.#end(e, live);
+      this.#schedule();
+    }
+  }
+
   has(id: string): boolean {
     return this.#runs.has(id);
   }
@@ -533,6 +640,23 @@ export class RunManager {
 
   step(id: string): number {
     return this.#runs.get(id)?.stored.state.step ?? 0;
+  }
+
+  /**
+   * How an ended run ended, from its summary (undefined while it is not ended): what a
+   * subscriber is told when the log's copy of the final status is damaged.
+   */
+  ending(
+    id: string,
+  ): { status: RunStatus; step: number; error?: string; statusSeq?: number } | undefined {
+    const st = this.#runs.get(id)?.stored.state;
+    if (!st || !TERMINAL.has(st.status)) return undefined;
+    return {
+      status: st.status,
+      step: st.step,
+      ...(st.error ? { error: st.error } : {}),
+      ...(st.statusSeq !== undefined ? { statusSeq: st.statusSeq } : {}),
+    };
   }
 
   /** Runs queued or computing. */
@@ -786,7 +910,7 @@ export class RunManager {
     for (const e of this.#runs.values()) {
       const live = e.live;
       if (!live) continue;
-      if (this.#queue.includes(e.id)) {
+      if (this.#queue.includes(e.id) && !this.#opts.executor) {
         interrupt(live);
         this.#end(e, live);
       } else {
@@ -799,7 +923,8 @@ export class RunManager {
     for (const e of this.#runs.values()) {
       const live = e.live;
       if (!live) continue;
-      interrupt(live);
+      // A run computed elsewhere goes on there: the next start reattaches it, so no mark.
+      if (!this.#opts.executor) interrupt(live);
       live.log.close();
     }
   }

@@ -38,6 +38,11 @@ export class RunRecorder {
     return this.#covered;
   }
 
+  /** Makes the log durable up to the last record emitted (before a checkpoint points at it). */
+  async flush(): Promise<void> {
+    await this.log?.sync();
+  }
+
   get writeFailed(): RunLogWriteError | undefined {
     return this.#writeFailed;
   }

@@ -28,6 +28,11 @@ export interface HeaderRecord {
   frames: string[];
   /** The replicas' settings when the run is a sweep (grid × seeds; server/experiments/sweep.ts). */
   sweep?: SweepInfo;
+  /**
+   * Present when the run is computed in shards by the multi-box coordinator
+   * (server/cluster/coordinator.ts): the replicas' blocks, in replica order, one job each.
+   */
+  cluster?: { shards: { first: number; count: number }[] };
 }
 
 export interface SnapshotRecord {

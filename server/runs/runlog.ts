@@ -168,6 +168,24 @@ export class RunLogWriter {
     }
   }
 
+  /**
+   * Makes everything appended so far durable (fdatasync), so that a checkpoint written next
+   * never points past what the disk holds. Best effort, like close(): a filesystem without
+   * fsync is not an error (a checkpoint beyond the log's end is ignored when read).
+   */
+  async sync(): Promise<void> {
+    if (this.#closed) return; // close() synced
+    try {
+      if (this.#file) return await this.#file.syncData();
+      const file = await Deno.open(this.path, { read: true });
+      try {
+        await file.syncData();
+      } finally {
+        file.close();
+      }
+    } catch { /* best effort */ }
+  }
+
   /** Releases the descriptor; the next append opens it again. */
   suspend(): void {
     const f = this.#file;

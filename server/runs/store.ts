@@ -60,6 +60,8 @@ export interface RunState {
   snapshots: number;
   /** Records lost to damage, counted from gaps in seq. */
   missing: number;
+  /** Seq of the latest status record (absent from catalogue entries written before it). */
+  statusSeq?: number;
   damage: DamagedRange[];
   /** Name, tags and note: the spec's, then the latest of each annotation record. */
   labels: RunLabels;
@@ -93,6 +95,7 @@ export function foldRecords(s: RunState, records: BodyRecord[]): void {
       if (s.events.length > MAX_EVENTS_KEPT) s.events.shift();
     } else if (r.type === "status") {
       s.status = r.status;
+      s.statusSeq = r.seq;
       if (r.status === "running") s.started = r.time;
       if (TERMINAL.has(r.status)) s.ended = r.time;
       if (r.error) s.error = r.error;
@@ -109,6 +112,22 @@ export interface DamageReport {
 export function damageReport(s: RunState): DamageReport | undefined {
   if (s.damage.length === 0 && s.missing === 0) return undefined;
   return { records: Math.max(s.missing, s.damage.length), ranges: s.damage };
+}
+
+/**
+ * Whether a run that has no ending status lost it to damage: its records reach the spec's
+ * final step and its log ends in a damaged frame (whole, with a bad checksum; not a torn one
+ * from a crash mid-write). After the final snapshot a run writes only that step's events and
+ * frames and its ending status, so such a run computed to the end: it is taken as `finished`
+ * (the damage report still says which bytes were lost), never recomputed or marked
+ * `interrupted`.
+ */
+export function endedInDamage(run: StoredRun, logBytes: number): boolean {
+  const s = run.state;
+  const last = s.damage[s.damage.length - 1];
+  return !TERMINAL.has(s.status) && run.tornAt === undefined && s.snapshots > 0 &&
+    s.step === run.header.spec.steps && last !== undefined &&
+    last.offset + last.length === logBytes;
 }
 
 /** A run as the store knows it: where its log is, and its derived state. */
@@ -362,9 +381,38 @@ export class RunStore {
     return new RunIndexReader(this.derivedDir, run.header, snapshots);
   }
 
-  /** Records of a run in order, streamed from the log. */
-  iterate(run: StoredRun, from?: number): AsyncGenerator<{ record: BodyRecord; offset: number }> {
-    return iterateRunLog(run.path, { from });
+  /**
+   * Records of a run in order, streamed from the log. Every read of the log goes through
+   * here, so that damage it meets reaches the run's report (#noteDamage).
+   */
+  async *iterate(
+    run: StoredRun,
+    from?: number,
+  ): AsyncGenerator<{ record: BodyRecord; offset: number }> {
+    const report: ScanReport = { damage: [], validEnd: 0 };
+    try {
+      yield* iterateRunLog(run.path, { from, report });
+    } finally {
+      await this.#noteDamage(run, report);
+    }
+  }
+
+  /**
+   * Damage a read met that the run's report lacks: the log was damaged in place after it was
+   * scanned (its catalogue entry is trusted while the log's size and mtime are unchanged, and a
+   * flipped byte changes neither if the mtime is put back). It joins the report at once (the
+   * summary, the dashboard's badge) and, for an ended run, its catalogue entry, so that a
+   * restart that trusts the entry still reports it.
+   */
+  async #noteDamage(run: StoredRun, report: ScanReport): Promise<void> {
+    const known = new Set(run.state.damage.map((d) => d.offset));
+    const fresh = report.damage.filter((d) => !known.has(d.offset));
+    if (fresh.length === 0) return;
+    run.state.damage = [...run.state.damage, ...fresh].sort((a, b) => a.offset - b.offset);
+    console.error(
+      `run ${run.id}: ${fresh.length} damaged record(s) in its log found by a read; skipped`,
+    );
+    if (TERMINAL.has(run.state.status) && !run.index) await this.finish(run);
   }
 
   /** Up to `max` records with seq > `after`, read from the log at the index's offset. */
@@ -372,7 +420,7 @@ export class RunStore {
     const from = await this.#guard(run, (r) => r.offsetBefore(after), undefined);
     const out: BodyRecord[] = [];
     if (max <= 0) return out;
-    for await (const { record } of iterateRunLog(run.path, { from })) {
+    for await (const { record } of this.iterate(run, from)) {
       if (record.seq <= after) continue;
       out.push(record);
       if (out.length >= max) break;
@@ -384,7 +432,7 @@ export class RunStore {
   async latest(run: StoredRun): Promise<SnapshotRecord | undefined> {
     const at = await this.#guard(run, (r) => r.lastSnapshotOffset(), undefined);
     let last: SnapshotRecord | undefined;
-    for await (const { record } of iterateRunLog(run.path, { from: at })) {
+    for await (const { record } of this.iterate(run, at)) {
       if (record.type === "snapshot") {
         last = record;
         if (at !== undefined) break;
@@ -395,7 +443,8 @@ export class RunStore {
 
   /** History over a step range, from the pyramid (or, without an index, one scan). */
   async history(run: StoredRun, q: HistoryQuery): Promise<Decimated> {
-    const raw = (fromOffset: number, count: number) => snapshotsFrom(run.path, fromOffset, count);
+    const read = (from?: number) => this.iterate(run, from);
+    const raw = (fromOffset: number, count: number) => snapshotsFrom(read, fromOffset, count);
     const reader = this.#reader(run);
     if (reader) {
       try {
@@ -404,7 +453,7 @@ export class RunStore {
         this.#indexFailed(run, e);
       }
     }
-    return await scanHistory(run, q);
+    return await scanHistory(read, q);
   }
 
   async #guard<T>(
@@ -465,14 +514,17 @@ async function canWrite(dir: string): Promise<boolean> {
   }
 }
 
+/** A run's records from a frame start (RunStore.iterate). */
+type ReadLog = (from?: number) => AsyncGenerator<{ record: BodyRecord }>;
+
 async function* snapshotsFrom(
-  path: string,
+  read: ReadLog,
   from: number,
   count: number,
 ): AsyncGenerator<SnapshotRecord> {
   let n = 0;
   if (count <= 0) return;
-  for await (const { record } of iterateRunLog(path, { from })) {
+  for await (const { record } of read(from)) {
     if (record.type !== "snapshot") continue;
     yield record;
     if (++n >= count) return;
@@ -480,9 +532,9 @@ async function* snapshotsFrom(
 }
 
 /** History without an index: two passes over the log (count, then fold), bounded memory. */
-async function scanHistory(run: StoredRun, q: HistoryQuery): Promise<Decimated> {
+async function scanHistory(read: ReadLog, q: HistoryQuery): Promise<Decimated> {
   let first: number | undefined, last = 0;
-  for await (const { record } of iterateRunLog(run.path)) {
+  for await (const { record } of read()) {
     if (record.type === "snapshot") {
       first ??= record.step;
       last = record.step;
@@ -491,12 +543,12 @@ async function scanHistory(run: StoredRun, q: HistoryQuery): Promise<Decimated> 
   const from = q.fromStep ?? first ?? 0;
   const to = q.toStep ?? last;
   let count = 0;
-  for await (const { record } of iterateRunLog(run.path)) {
+  for await (const { record } of read()) {
     if (record.type === "snapshot" && record.step >= from && record.step <= to) count++;
   }
   const nb = q.buckets === undefined ? count : Math.max(1, Math.min(q.buckets, count));
   const acc = new BucketAccumulator(from, to, Math.max(1, nb), nb >= count, q.metrics, q.replicas);
-  for await (const { record } of iterateRunLog(run.path)) {
+  for await (const { record } of read()) {
     if (record.type === "snapshot" && record.step >= from && record.step <= to) {
       acc.add(snapshotPiece(record));
     }

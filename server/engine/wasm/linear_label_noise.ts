@@ -49,6 +49,7 @@ export interface LinearKernelExports {
     period: number,
     gdFrom: number,
   ): void;
+  setFirstReplica(first: number): void;
   paddedNeurons(): number;
   paddedDim(): number;
   xPtr(): number;
@@ -129,6 +130,7 @@ export function openLinearLabelNoiseSession(
     prep.period,
     prep.gdFrom,
   );
+  k.setFirstReplica(prep.firstReplica >>> 0);
   const maxSnaps = Math.max(1, Math.floor(METRIC_BUFFER_FLOATS / (M * R)));
   // h = Wx and the rank-1 update of W (two m×d multiply-adds), O(m) for a and S.
   const callSteps = stepsPerCall(R, 4 * prep.m * prep.d + 12 * prep.m);

@@ -46,7 +46,7 @@ import {
   prepareLabelNoise,
 } from "../../experiments/label_noise_anneal.ts";
 import { isSnapshotStep, nextSnapshotStep, StepClock } from "../snapshots.ts";
-import { settled, WASM_ADAPTER } from "../session_results.ts";
+import { decidedAtUpdate, eventOrder, settled, WASM_ADAPTER } from "../session_results.ts";
 import { checkSessionState, newSessionState } from "../session_state.ts";
 import { exportPQKernel, type PQKernelView, restorePQKernel } from "../../experiments/pq_state.ts";
 
@@ -62,6 +62,7 @@ interface PQExports {
     algo: number,
     seed: number,
   ): void;
+  setFirstReplica(first: number): void;
   setSchedule(byLoss: number, annealStep: number, checkEvery: number, noiseOff: number): void;
   paddedDim(): number;
   x1Ptr(): number;
@@ -89,6 +90,8 @@ interface PQRun {
   data: PQData;
   replicas: number;
   seed: number;
+  /** Global index of replica 0 (RunSpec.firstReplica): keys and data seeds use it + r. */
+  firstReplica: number;
   kernelAlgo: number;
   tau0: Float64Array;
   /** Rows of 8 per replica: η1, η2, λ, τ_ξ, τ_pre, δ, threshold, stop loss (−1: never). */
@@ -133,6 +136,7 @@ function openPQSession(
   };
   const k = kernel();
   k.setup(d, n, half, R, data.sets, run.kernelAlgo, run.seed >>> 0);
+  k.setFirstReplica(run.firstReplica >>> 0);
   k.setSchedule(run.anneal === "loss" ? 1 : 0, run.annealStep, run.checkEvery, run.noiseOffStep);
   const dp = k.paddedDim();
   // Views are made per use: they would detach if the memory grew after they were taken.
@@ -149,7 +153,7 @@ function openPQSession(
   // The reference's float64 initialisation, rounded once: both backends start identically.
   const nets: PQNet[] = [];
   for (let r = 0; r < R; r++) {
-    const net = initPQNet(shape, run.seed, run.initOf?.[r] ?? r, run.tau0[r]);
+    const net = initPQNet(shape, run.seed, run.firstReplica + (run.initOf?.[r] ?? r), run.tau0[r]);
     nets.push(net);
     f32(k.aPtr() + r * half * 4, half).set(net.a);
     f32(k.bPtr() + r * half * 4, half).set(net.b);
@@ -240,27 +244,40 @@ function openPQSession(
       if (phase.annealedAt < 0 && st[8 * r] >= 0) {
         phase.annealedAt = st[8 * r];
         if (run.anneal === "loss") {
-          events.push(annealEvent(r, st[8 * r], st[8 * r + 3], run.hyper[8 * r + 6]));
+          events.push(
+            decidedAtUpdate(
+              annealEvent(r, st[8 * r], st[8 * r + 3], run.hyper[8 * r + 6], run.firstReplica),
+            ),
+          );
         }
         const set = dataSetOf(data, r);
         phase.atAnneal = pqMetrics(syncNet(r, true), data, shape, set, null);
-        events.push(annealValuesEvent(r, phase.annealedAt, phase.atAnneal));
+        events.push(
+          decidedAtUpdate(annealValuesEvent(r, phase.annealedAt, phase.atAnneal, run.firstReplica)),
+        );
       }
       if (phase.stoppedAt < 0 && st[8 * r + 4] >= 0) {
         // A stopped replica is frozen: its weights now are those of its stop step.
         phase.stoppedAt = st[8 * r + 4];
         const set = dataSetOf(data, r);
         phase.atStop = pqMetrics(syncNet(r), data, shape, set, patternOf(r, phase.stoppedAt + 1));
-        events.push(
-          stopEvent(r, phase.stoppedAt, st[8 * r + 5], run.hyper[8 * r + 7], phase.atStop),
-        );
+        events.push(decidedAtUpdate(
+          stopEvent(
+            r,
+            phase.stoppedAt,
+            st[8 * r + 5],
+            run.hyper[8 * r + 7],
+            phase.atStop,
+            run.firstReplica,
+          ),
+        ));
       }
       if (!reportedDiverged[r] && st[8 * r + 2] >= 0) {
         reportedDiverged[r] = 1;
         events.push({ type: "replica_diverged", step: st[8 * r + 2], replica: r });
       }
     }
-    return events.sort((a, b) => a.step - b.step);
+    return events.sort(eventOrder);
   }
 
   const clock = new StepClock(spec.steps);
@@ -357,6 +374,7 @@ export function openLargeLrSession(
     data: prep.data,
     replicas: R,
     seed: prep.seed,
+    firstReplica: prep.firstReplica,
     kernelAlgo: prep.algoCode,
     tau0: prep.tau0,
     hyper,
@@ -390,6 +408,7 @@ export function openLabelNoiseSession(
     data: prep.data,
     replicas: R,
     seed: prep.seed,
+    firstReplica: prep.firstReplica,
     kernelAlgo: LABEL_NOISE_CODE_OFFSET + prep.algoCode,
     tau0: prep.tau0,
     hyper,

@@ -37,6 +37,7 @@ export interface ShapeMattersExports {
     rademacher: number,
     seed: number,
   ): void;
+  setFirstReplica(first: number): void;
   paddedDim(): number;
   xPtr(): number;
   yPtr(): number;
@@ -98,6 +99,7 @@ export function openShapeMattersSession(
   };
   const k = kernel();
   k.setup(d, n, R, sets, prep.algoCode, prep.rademacherNoise ? 1 : 0, prep.seed >>> 0);
+  k.setFirstReplica(prep.firstReplica >>> 0);
   const dp = k.paddedDim();
   const metricsPtr = k.alloc(maxSnaps * M * R * 4);
   const framePtr = k.alloc(R * d * 4);

@@ -3,22 +3,23 @@
  * factory here by experiment id; `supports` is just membership in that map.
  */
 import type { BackendProbe, ComputeBackend } from "../backend.ts";
-import type { KernelSession, RunSpec } from "../../experiments/types.ts";
+import type { KernelSession, RunSpec, SessionState } from "../../experiments/types.ts";
 import { probeGpu } from "./device.ts";
 import { openShapeMattersGpu } from "./shape_matters.ts";
 import { openLinearLabelNoiseGpu } from "./linear_label_noise.ts";
 import { openPegrGpu } from "./pegr.ts";
 import { openLabelNoiseGpu, openLargeLrGpu } from "./pq_model.ts";
 
-export type WebGpuSessionFactory = (spec: RunSpec) => Promise<KernelSession>;
+/** Opens a session at step 0, or continuing from a checkpoint (docs/checkpoints.md). */
+export type WebGpuSessionFactory = (spec: RunSpec, state?: SessionState) => Promise<KernelSession>;
 
 /** Experiment id → session factory. Later experiments add their entry here. */
 export const WEBGPU_SESSIONS: Record<string, WebGpuSessionFactory> = {
-  "shape-matters": (spec) => openShapeMattersGpu(spec),
-  "linear-label-noise": (spec) => openLinearLabelNoiseGpu(spec),
-  pegr: (spec) => openPegrGpu(spec),
-  "large-lr": (spec) => openLargeLrGpu(spec),
-  "label-noise-anneal": (spec) => openLabelNoiseGpu(spec),
+  "shape-matters": (spec, state) => openShapeMattersGpu(spec, {}, state),
+  "linear-label-noise": (spec, state) => openLinearLabelNoiseGpu(spec, {}, state),
+  pegr: (spec, state) => openPegrGpu(spec, {}, state),
+  "large-lr": (spec, state) => openLargeLrGpu(spec, {}, state),
+  "label-noise-anneal": (spec, state) => openLabelNoiseGpu(spec, {}, state),
 };
 
 export const webgpuBackend: ComputeBackend = {
@@ -29,9 +30,11 @@ export const webgpuBackend: ComputeBackend = {
   supports(experiment: string): boolean {
     return Object.hasOwn(WEBGPU_SESSIONS, experiment);
   },
-  // The WebGPU sessions do not read their state back yet: their checkpoints are replay states.
-  restores: () => false,
-  open(spec: RunSpec): Promise<KernelSession> {
+  // Every WebGPU session reads its state back and opens from a state (docs/checkpoints.md).
+  restores(experiment: string): boolean {
+    return Object.hasOwn(WEBGPU_SESSIONS, experiment);
+  },
+  open(spec: RunSpec, state?: SessionState): Promise<KernelSession> {
     const factory = Object.hasOwn(WEBGPU_SESSIONS, spec.experiment)
       ? WEBGPU_SESSIONS[spec.experiment]
       : undefined;
@@ -44,6 +47,6 @@ export const webgpuBackend: ComputeBackend = {
         ),
       );
     }
-    return factory(spec);
+    return factory(spec, state);
   },
 };

@@ -9,6 +9,9 @@
  * switch (so the step kind and the noise flag are per-dispatch uniforms), and after at most
  * `maxStepsPerDispatch` steps (GPU watchdogs kill long dispatches). Each dispatch reads its
  * parameters from its own 256-byte slot of one uniform buffer (dynamic offset).
+ *
+ * Checkpoints (docs/checkpoints.md): W, a, S and its Kahan compensation S_comp read back from
+ * the state buffer, the divergence steps, and (from wrapLinearSession) the lazy escapes.
  */
 import {
   type LinearPrepared,
@@ -19,7 +22,8 @@ import {
 } from "../../experiments/linear_label_noise_setup.ts";
 import { LINEAR_METRIC_NAMES } from "../../experiments/linear_label_noise_reference.ts";
 import { isFrameStep, wrapLinearSession } from "../../experiments/linear_label_noise_session.ts";
-import type { KernelSession, RunSpec } from "../../experiments/types.ts";
+import type { KernelSession, RunSpec, SessionState } from "../../experiments/types.ts";
+import { checkSessionState, divergedArray, newSessionState, stateArray } from "../session_state.ts";
 import { checked, getGpu, isLlvmpipe } from "./device.ts";
 import {
   dispatchSequence,
@@ -36,11 +40,14 @@ import {
   encodeParams,
   paramsAndStorageLayout,
   paramStride as paramStrideOf,
+  readBuffers,
+  restoredStatusWords,
   roundDivergences,
   roundedAdvance,
   roundSnapshots,
   serialisedGpuSession,
   submitRound,
+  writeBufferAt,
 } from "./rounds.ts";
 import { assemble, computePipeline, constHeader } from "./wgsl.ts";
 
@@ -207,7 +214,9 @@ function deviceLayout(prep: LinearPrepared, wg: number) {
 export async function openLinearLabelNoiseGpu(
   spec: RunSpec,
   options: LinearGpuOptions = {},
+  state?: SessionState,
 ): Promise<KernelSession> {
+  if (state) checkSessionState(state, spec);
   const startMs = performance.now();
   const prep = prepareLinearLabelNoise(spec);
   const gpu = await getGpu();
@@ -289,8 +298,8 @@ export async function openLinearLabelNoiseGpu(
         make("data", sizes.data, S | DST, layoutData.data),
         make("init", sizes.init, S | DST, layoutData.init),
         make("hyper", sizes.hyper, S | DST, hyper),
-        make("state", sizes.state, S | DST, layoutData.state),
-        make("status", sizes.status, S | SRC), // zero: nobody diverged
+        make("state", sizes.state, S | DST | SRC, layoutData.state),
+        make("status", sizes.status, S | DST | SRC), // zero: nobody diverged
         make("metrics", sizes.metrics, S | SRC),
         make("frame", sizes.frame, S | SRC),
         make("scratch", sizes.scratch, S),
@@ -374,7 +383,7 @@ export async function openLinearLabelNoiseGpu(
         dsp.noiseOn ? 1 : 0,
         dsp.frame ? 1 : 0,
         1 + (dsp.seq & 7), // canary trip count: varies so a stale pass cannot match
-        0,
+        prep.firstReplica,
       ]);
     });
     return submitRound(
@@ -403,7 +412,7 @@ export async function openLinearLabelNoiseGpu(
     );
   }
 
-  const { stepOf, advanceTo } = roundedAdvance(spec.steps, startMs, {
+  const clock = roundedAdvance(spec.steps, startMs, {
     rounds: (from, to, initial) => splitRounds(plan(from, to, initial), slots),
     async onRound(round, result, to) {
       const data = await runRound(round);
@@ -431,12 +440,61 @@ export async function openLinearLabelNoiseGpu(
     },
   });
 
+  // Per replica the kernel keeps W [d][m] | a [m] | S [m] | S_comp [m]; the state W [m × d].
+  const stateBuf = buffers.find((b) => b.label === "state")!;
+  const stateFloats = d * m + 3 * m;
+  const vectors = ["a", "S", "S_comp"] as const;
+  if (state) {
+    const words = new Float32Array(R * stateFloats);
+    const W = stateArray(state, "W", R * m * d);
+    for (let r = 0; r < R; r++) {
+      const base = r * stateFloats;
+      for (let i = 0; i < m; i++) {
+        for (let c = 0; c < d; c++) words[base + c * m + i] = W[(r * m + i) * d + c];
+      }
+      vectors.forEach((name, v) => {
+        const src = stateArray(state, name, R * m);
+        for (let i = 0; i < m; i++) words[base + (d + v) * m + i] = src[r * m + i];
+      });
+    }
+    divergedAt.set(stateArray(state, "diverged", R));
+    await checked(gpu, "restoring linear-label-noise state", () => {
+      writeBufferAt(gpu, stateBuf, 0, words);
+      writeBufferAt(gpu, statusBuf, 0, restoredStatusWords(divergedAt));
+    });
+    clock.restore(state.step, state.wallMs);
+  }
+
+  async function exportState(): Promise<SessionState> {
+    const [raw] = await readBuffers(gpu, "linear-label-noise checkpoint", [
+      { buffer: stateBuf, size: sizes.state },
+    ]);
+    const words = new Float32Array(raw);
+    const W = new Float32Array(R * m * d);
+    const arrays = Object.fromEntries(vectors.map((name) => [name, new Float32Array(R * m)]));
+    for (let r = 0; r < R; r++) {
+      const base = r * stateFloats;
+      for (let i = 0; i < m; i++) {
+        for (let c = 0; c < d; c++) W[(r * m + i) * d + c] = words[base + c * m + i];
+      }
+      vectors.forEach((name, v) => {
+        arrays[name].set(words.subarray(base + (d + v) * m, base + (d + v + 1) * m), r * m);
+      });
+    }
+    return newSessionState(spec, "webgpu", clock.stepOf(), clock.elapsedMs(), {
+      W,
+      ...arrays,
+      diverged: divergedArray(divergedAt),
+    });
+  }
+
   const session = serialisedGpuSession(
     gpu,
     "linear-label-noise",
-    stepOf,
-    advanceTo,
+    clock.stepOf,
+    clock.advanceTo,
     buffers,
+    exportState,
   );
-  return wrapLinearSession(session, prep, spec);
+  return wrapLinearSession(session, prep, spec, state);
 }

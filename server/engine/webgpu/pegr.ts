@@ -21,9 +21,20 @@
  *
  * Precision: everything is float32 (WGSL has no f64); the wasm kernel does the O(m·n)
  * coefficient arithmetic in float64. test/parity_webgpu_pegr_test.ts states the tolerances.
+ *
+ * Checkpoints (docs/checkpoints.md): W [R × 2m × d] read back from the state buffer, and the
+ * divergence steps; the switch-off follows from the step.
  */
 import { PEGR_METRICS, type PegrPrepared, preparePegr } from "../../experiments/pegr.ts";
-import type { KernelSession, RunSpec } from "../../experiments/types.ts";
+import type { KernelSession, RunSpec, SessionState } from "../../experiments/types.ts";
+import {
+  checkSessionState,
+  divergedArray,
+  newSessionState,
+  padRows,
+  stateArray,
+  unpadRows,
+} from "../session_state.ts";
 import { checked, getGpu, type Gpu, isLlvmpipe, LLVMPIPE_LOOP_LIMIT } from "./device.ts";
 import {
   dispatchSequence,
@@ -40,11 +51,14 @@ import {
   encodeParams,
   paramsAndStorageLayout,
   paramStride as paramStrideOf,
+  readBuffers,
+  restoredStatusWords,
   roundDivergences,
   roundedAdvance,
   roundSnapshots,
   serialisedGpuSession,
   submitRound,
+  writeBufferAt,
 } from "./rounds.ts";
 import { assemble, computePipeline, constHeader } from "./wgsl.ts";
 
@@ -183,7 +197,9 @@ function copyPadded(
 export async function openPegrGpu(
   spec: RunSpec,
   options: PegrGpuOptions = {},
+  state?: SessionState,
 ): Promise<KernelSession> {
+  if (state) checkSessionState(state, spec);
   const startMs = performance.now();
   const prep = preparePegr(spec);
   const gpu = await getGpu();
@@ -279,7 +295,7 @@ export async function openPegrGpu(
   ]);
 
   const buffers: GPUBuffer[] = [];
-  const { bindGroup, paramsBuf, metricsBuf, flagsBuf, readBuf } = await checked(
+  const { bindGroup, paramsBuf, metricsBuf, flagsBuf, stateBuf, readBuf } = await checked(
     gpu,
     "allocating pegr buffers",
     () => {
@@ -311,7 +327,12 @@ export async function openPegrGpu(
       }
       const rowsBuf = make("pegr rows", sizes.rows, S | DST, rows);
       const auxBuf = make("pegr aux", sizes.aux, S | DST, aux);
-      const stateBuf = make("pegr state", sizes.state, S | DST, rows.subarray(4 * off.w0));
+      const stateBuf = make(
+        "pegr state",
+        sizes.state,
+        S | DST | SRC,
+        rows.subarray(4 * off.w0),
+      );
       const flagsBuf = make("pegr flags", sizes.flags, S | DST | SRC); // zero: nobody diverged
       const metricsBuf = make("pegr metrics", sizes.metrics, S | SRC);
       const scratchBuf = make("pegr scratch", sizes.scratch, S);
@@ -335,7 +356,7 @@ export async function openPegrGpu(
           })),
         ],
       });
-      return { bindGroup, paramsBuf, metricsBuf, flagsBuf, readBuf };
+      return { bindGroup, paramsBuf, metricsBuf, flagsBuf, stateBuf, readBuf };
     },
   );
 
@@ -410,7 +431,7 @@ export async function openPegrGpu(
     );
   }
 
-  const { stepOf, advanceTo } = roundedAdvance(spec.steps, startMs, {
+  const clock = roundedAdvance(spec.steps, startMs, {
     rounds: (from, to, initial) => splitRounds(plan(from, to, initial), slots),
     async onRound(round, result) {
       const data = await runRound(round);
@@ -429,5 +450,27 @@ export async function openPegrGpu(
     },
   });
 
-  return serialisedGpuSession(gpu, "pegr", stepOf, advanceTo, buffers);
+  const rowsW = R * Q, dp = 4 * D4;
+  if (state) {
+    const W = new Float32Array(rowsW * dp);
+    padRows(W, stateArray(state, "W", rowsW * d), rowsW, d, dp);
+    divergedAt.set(stateArray(state, "diverged", R));
+    await checked(gpu, "restoring pegr state", () => {
+      writeBufferAt(gpu, stateBuf, 0, W);
+      writeBufferAt(gpu, flagsBuf, 0, restoredStatusWords(divergedAt));
+    });
+    clock.restore(state.step, state.wallMs);
+  }
+
+  async function exportState(): Promise<SessionState> {
+    const [W] = await readBuffers(gpu, "pegr checkpoint", [
+      { buffer: stateBuf, size: sizes.state },
+    ]);
+    return newSessionState(spec, "webgpu", clock.stepOf(), clock.elapsedMs(), {
+      W: unpadRows(new Float32Array(W), rowsW, d, dp),
+      diverged: divergedArray(divergedAt),
+    });
+  }
+
+  return serialisedGpuSession(gpu, "pegr", clock.stepOf, clock.advanceTo, buffers, exportState);
 }

@@ -22,8 +22,14 @@
  * Events: phase_change for loss-rule anneals (its detail quotes the float32 loss the kernel
  * checked), replica_diverged as the reference dates it; the step-rule anneal and the noise
  * switch-off are planned events of the run driver.
+ *
+ * Checkpoints (server/experiments/pq_state.ts, docs/checkpoints.md): W and V, the stored
+ * patterns and the flag words (anneals, stored patterns) read back from the device, the
+ * divergence and anneal steps, and the race and floor watches.
  */
-import type { KernelSession, RunEvent, RunSpec } from "../../experiments/types.ts";
+import type { KernelSession, RunEvent, RunSpec, SessionState } from "../../experiments/types.ts";
+import { exportPQDevice, loadPQDevice } from "../../experiments/pq_state.ts";
+import { checkSessionState, newSessionState, padRows, unpadRows } from "../session_state.ts";
 import {
   dataSetOf,
   initPQNet,
@@ -48,7 +54,7 @@ import {
   labelNoiseRaceWatch,
   prepareLabelNoise,
 } from "../../experiments/label_noise_anneal.ts";
-import { maskDiverged } from "../session_results.ts";
+import { decidedAtUpdate, maskDiverged } from "../session_results.ts";
 import { checked, getGpu, type Gpu, isLlvmpipe, LLVMPIPE_LOOP_LIMIT } from "./device.ts";
 import {
   dispatchSequence,
@@ -65,10 +71,13 @@ import {
   encodeParams,
   paramsAndStorageLayout,
   paramStride as paramStrideOf,
+  readBuffers,
+  restoredStatusWords,
   roundDivergences,
   roundedAdvance,
   serialisedGpuSession,
   submitRound,
+  writeBufferAt,
 } from "./rounds.ts";
 import { assemble, computePipeline, constHeader } from "./wgsl.ts";
 
@@ -84,7 +93,7 @@ export interface PQGpuOptions {
 /** Kernel algorithm codes (as kernels-as/pq_model.ts): large-lr 0..2, label-noise 3..5. */
 const LABEL_NOISE_CODE_OFFSET = 3;
 const NEVER = 0xFFFFFFFF;
-const PARAMS_BYTES = 96; // struct Params (84 bytes), rounded up to 16
+const PARAMS_BYTES = 96; // struct Params (88 bytes), rounded up to 16
 /** Multiply-adds one dispatch may do across all replicas (a few ms on a GPU). */
 const WORK_PER_DISPATCH = 2 ** 31;
 const MAX_STEPS_PER_DISPATCH = 4096;
@@ -97,6 +106,8 @@ interface PQRun {
   data: PQData;
   replicas: number;
   seed: number;
+  /** Global index of replica 0 (RunSpec.firstReplica): keys and data seeds use it + r. */
+  firstReplica: number;
   kernelAlgo: number;
   tau0: Float64Array;
   eta1: Float64Array;
@@ -188,8 +199,9 @@ export function flipCut(delta: number): number {
 async function openPQGpu(
   spec: RunSpec,
   run: PQRun,
-  options: PQGpuOptions,
+  { state, ...options }: PQGpuOptions & { state?: SessionState },
 ): Promise<KernelSession> {
+  if (state) checkSessionState(state, spec);
   const startMs = performance.now();
   const gpu = await getGpu();
   const { device } = gpu;
@@ -280,7 +292,7 @@ async function openPQGpu(
   // The reference's float64 initialisation, rounded once: both backends start identically.
   const nets: PQNet[] = [];
   const buffers: GPUBuffer[] = [];
-  const { bindGroup, paramsBuf, flagsBuf, snapsBuf, readBuf } = await checked(
+  const { bindGroup, paramsBuf, stateBuf, flagsBuf, snapsBuf, patternBuf, readBuf } = await checked(
     gpu,
     `allocating ${run.experiment} buffers`,
     () => {
@@ -295,9 +307,14 @@ async function openPQGpu(
       aux.set(data.y, 0);
       aux.set(data.x2, off.x2);
       aux.set(data.subset, off.sub);
-      const state = new Float32Array(sizes.state / 4);
+      const weights = new Float32Array(sizes.state / 4);
       for (let r = 0; r < R; r++) {
-        const net = initPQNet(shape, run.seed, run.initOf?.[r] ?? r, run.tau0[r]);
+        const net = initPQNet(
+          shape,
+          run.seed,
+          run.firstReplica + (run.initOf?.[r] ?? r),
+          run.tau0[r],
+        );
         nets.push(net);
         aux.set(net.a, off.a + r * half);
         aux.set(net.b, off.b + r * half);
@@ -305,8 +322,8 @@ async function openPQGpu(
         net.a.set(aux.subarray(off.a + r * half, off.a + (r + 1) * half));
         net.b.set(aux.subarray(off.b + r * half, off.b + (r + 1) * half));
         for (let j = 0; j < half; j++) {
-          state.set(net.W.subarray(j * d, j * d + d), (r * half + j) * dp);
-          state.set(net.V.subarray(j * d, j * d + d), ((R + r) * half + j) * dp);
+          weights.set(net.W.subarray(j * d, j * d + d), (r * half + j) * dp);
+          weights.set(net.V.subarray(j * d, j * d + d), ((R + r) * half + j) * dp);
         }
         const eta1 = Math.fround(run.eta1[r]), eta2 = Math.fround(run.eta2[r]);
         aux.set([
@@ -322,11 +339,11 @@ async function openPQGpu(
       }
       const rowsBuf = make("pq rows", sizes.rows, S | DST, rows);
       const auxBuf = make("pq aux", sizes.aux, S | DST, aux);
-      const stateBuf = make("pq state", sizes.state, S | DST, state);
+      const stateBuf = make("pq state", sizes.state, S | DST | SRC, weights);
       const flagsBuf = make("pq flags", sizes.flags, S | DST | SRC);
       const snapsBuf = make("pq snaps", sizes.snaps, S | SRC);
       const scratchBuf = make("pq scratch", sizes.scratch, S);
-      const patternBuf = make("pq pattern", sizes.pattern, S);
+      const patternBuf = make("pq pattern", sizes.pattern, S | DST | SRC);
       const paramsBuf = make(
         "pq params",
         paramStride * MAX_DISPATCHES_PER_ROUND,
@@ -347,7 +364,7 @@ async function openPQGpu(
           ) => ({ binding: i + 1, resource: { buffer } })),
         ],
       });
-      return { bindGroup, paramsBuf, flagsBuf, snapsBuf, readBuf };
+      return { bindGroup, paramsBuf, stateBuf, flagsBuf, snapsBuf, patternBuf, readBuf };
     },
   );
 
@@ -391,6 +408,7 @@ async function openPQGpu(
       u[18] = off.anneal;
       u[19] = off.flips;
       u[20] = 0; // P.zero
+      u[21] = run.firstReplica;
     });
     return submitRound(
       gpu,
@@ -426,7 +444,13 @@ async function openPQGpu(
       const start = startOf.get(flags[o]);
       if (annealedAt[r] >= 0 || start === undefined) continue;
       annealedAt[r] = start + flags[o + 1];
-      if (byLoss) events.push(annealEvent(r, annealedAt[r], flagsF[o + 2], run.threshold[r]));
+      if (byLoss) {
+        events.push(
+          decidedAtUpdate(
+            annealEvent(r, annealedAt[r], flagsF[o + 2], run.threshold[r], run.firstReplica),
+          ),
+        );
+      }
     }
     return events;
   }
@@ -454,7 +478,7 @@ async function openPQGpu(
     });
   }
 
-  const { stepOf, advanceTo } = roundedAdvance(spec.steps, startMs, {
+  const clock = roundedAdvance(spec.steps, startMs, {
     rounds: (from, to, initial) =>
       splitRounds(
         planDispatches(spec, from, to, {
@@ -485,7 +509,70 @@ async function openPQGpu(
     },
   });
 
-  return serialisedGpuSession(gpu, run.experiment, stepOf, advanceTo, buffers);
+  const watches = { race: run.race, floor: run.floorWatch };
+  const rows = R * half;
+  if (state) {
+    const s = loadPQDevice(state, shape, R, watches);
+    const weights = new Float32Array(sizes.state / 4);
+    padRows(weights, s.W, rows, d, dp);
+    padRows(weights.subarray(rows * dp), s.V, rows, d, dp);
+    // Status words, then per replica: anneal (a seq no dispatch has), -, -, pattern stored.
+    const flags = new Uint32Array(off.flips);
+    flags.set(restoredStatusWords(s.diverged));
+    for (let r = 0; r < R; r++) {
+      if (s.annealStep[r] >= 0) flags[off.anneal + 4 * r] = 0xFFFFFFFF;
+      flags[off.anneal + 4 * r + 3] = s.hasPattern[r];
+    }
+    divergedAt.set(s.diverged);
+    annealedAt.set(s.annealStep);
+    await checked(gpu, `restoring ${run.experiment} state`, () => {
+      writeBufferAt(gpu, stateBuf, 0, weights);
+      writeBufferAt(gpu, patternBuf, 0, Uint32Array.from(s.pattern));
+      writeBufferAt(gpu, flagsBuf, 0, flags);
+    });
+    clock.restore(state.step, state.wallMs);
+  }
+
+  /** The rate of the update before `step` (of a diverged replica: of its last update). */
+  function lastLr(r: number, step: number): number {
+    const last = divergedAt[r] >= 0 ? Math.min(step, divergedAt[r]) : step;
+    if (last === 0) return initialLr(r);
+    const annealedBy = annealedAt[r] >= 0 && annealedAt[r] <= last - 1;
+    return !annealing || annealedBy ? run.eta2[r] : run.eta1[r];
+  }
+
+  async function exportState(): Promise<SessionState> {
+    const [weights, pattern, flagWords] = await readBuffers(
+      gpu,
+      `${run.experiment} checkpoint`,
+      [
+        { buffer: stateBuf, size: sizes.state },
+        { buffer: patternBuf, size: sizes.pattern },
+        { buffer: flagsBuf, size: 4 * off.flips },
+      ],
+    );
+    const words = new Float32Array(weights), flags = new Uint32Array(flagWords);
+    const step = clock.stepOf();
+    const arrays = exportPQDevice({
+      W: unpadRows(words.subarray(0, rows * dp), rows, d, dp),
+      V: unpadRows(words.subarray(rows * dp), rows, d, dp),
+      annealStep: annealedAt.slice(),
+      diverged: divergedAt.slice(),
+      lr: Float64Array.from({ length: R }, (_, r) => lastLr(r, step)),
+      pattern: Uint8Array.from(new Uint32Array(pattern)),
+      hasPattern: Uint8Array.from({ length: R }, (_, r) => flags[off.anneal + 4 * r + 3]),
+    }, watches);
+    return newSessionState(spec, "webgpu", step, clock.elapsedMs(), arrays);
+  }
+
+  return serialisedGpuSession(
+    gpu,
+    run.experiment,
+    clock.stepOf,
+    clock.advanceTo,
+    buffers,
+    exportState,
+  );
 }
 
 /** The stopping rule runs on the CPU backends only: a clear refusal instead of ignoring it. */
@@ -498,7 +585,11 @@ function refuseStop(spec: RunSpec): void {
   }
 }
 
-export function openLargeLrGpu(spec: RunSpec, options: PQGpuOptions = {}): Promise<KernelSession> {
+export function openLargeLrGpu(
+  spec: RunSpec,
+  options: PQGpuOptions = {},
+  state?: SessionState,
+): Promise<KernelSession> {
   refuseStop(spec);
   const prep = prepareLargeLr(spec);
   return openPQGpu(spec, {
@@ -507,6 +598,7 @@ export function openLargeLrGpu(spec: RunSpec, options: PQGpuOptions = {}): Promi
     data: prep.data,
     replicas: prep.replicas,
     seed: prep.seed,
+    firstReplica: prep.firstReplica,
     kernelAlgo: prep.algoCode,
     tau0: prep.tau0,
     eta1: prep.eta1,
@@ -524,12 +616,13 @@ export function openLargeLrGpu(spec: RunSpec, options: PQGpuOptions = {}): Promi
     floorWatch: largeLrFloorWatch(prep, spec),
     race: largeLrRaceWatch(prep, spec),
     initOf: prep.initOf,
-  }, options);
+  }, { ...options, state });
 }
 
 export function openLabelNoiseGpu(
   spec: RunSpec,
   options: PQGpuOptions = {},
+  state?: SessionState,
 ): Promise<KernelSession> {
   refuseStop(spec);
   const prep = prepareLabelNoise(spec);
@@ -540,6 +633,7 @@ export function openLabelNoiseGpu(
     data: prep.data,
     replicas: R,
     seed: prep.seed,
+    firstReplica: prep.firstReplica,
     kernelAlgo: LABEL_NOISE_CODE_OFFSET + prep.algoCode,
     tau0: prep.tau0,
     eta1: prep.eta1,
@@ -555,5 +649,5 @@ export function openLabelNoiseGpu(
     noiseOffStep: Number.MAX_SAFE_INTEGER,
     metricNames: LABEL_NOISE_METRICS.map((m) => m.name),
     race: labelNoiseRaceWatch(prep, spec),
-  }, options);
+  }, { ...options, state });
 }

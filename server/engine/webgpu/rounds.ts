@@ -7,8 +7,18 @@
  * Status words, as every kernel writes them, four per replica: the seq of the dispatch in
  * which the replica diverged and the update within it, and the seq of a dispatch that was
  * cut short (its canary loop did not finish).
+ *
+ * Checkpoints (docs/checkpoints.md): a session reads its state buffers back with readBuffers
+ * at a step boundary, and one opened from a state writes them and marks the replicas that
+ * diverged before it with restoredStatusWords.
  */
-import type { AdvanceResult, KernelSession, RunEvent, Snapshot } from "../../experiments/types.ts";
+import type {
+  AdvanceResult,
+  KernelSession,
+  RunEvent,
+  SessionState,
+  Snapshot,
+} from "../../experiments/types.ts";
 import { maskDiverged, sortByStepAndReplica } from "../session_results.ts";
 import { stampWallTimes } from "../snapshots.ts";
 import { checked, type Gpu, unlessLost } from "./device.ts";
@@ -203,6 +213,16 @@ export interface RoundedAdvance<T extends PlannedDispatch> {
   finish?(result: AdvanceResult, step: number): void;
 }
 
+/** What roundedAdvance returns: the session's step, advance() and its clock. */
+export interface RoundedSession {
+  stepOf(): number;
+  advanceTo(target: number): Promise<AdvanceResult>;
+  /** Milliseconds of compute since the session (or the run it continues) started. */
+  elapsedMs(): number;
+  /** Continues from a checkpoint: `at` updates done, wall times counting on from `wallMs`. */
+  restore(at: number, wallMs: number): void;
+}
+
 /**
  * The advance() every WebGPU session shares: the target clamped to [step, steps] (NaN
  * means stay), the rounds run in order, the step-0 snapshot asked for once, events sorted,
@@ -212,11 +232,12 @@ export function roundedAdvance<T extends PlannedDispatch>(
   totalSteps: number,
   startMs: number,
   how: RoundedAdvance<T>,
-): { stepOf: () => number; advanceTo: (target: number) => Promise<AdvanceResult> } {
+): RoundedSession {
+  let origin = startMs;
   let step = 0;
   let reportedInitial = false;
   async function advanceTo(target: number): Promise<AdvanceResult> {
-    const t0 = performance.now() - startMs;
+    const t0 = performance.now() - origin;
     const from = step;
     const result: AdvanceResult = { snapshots: [], events: [], frames: [] };
     const to = Number.isNaN(target)
@@ -230,21 +251,43 @@ export function roundedAdvance<T extends PlannedDispatch>(
     step = to;
     sortByStepAndReplica(result.events);
     how.finish?.(result, step);
-    stampWallTimes(result.snapshots, from, step, t0, performance.now() - startMs);
+    stampWallTimes(result.snapshots, from, step, t0, performance.now() - origin);
     return result;
   }
-  return { stepOf: () => step, advanceTo };
+  return {
+    stepOf: () => step,
+    advanceTo,
+    elapsedMs: () => performance.now() - origin,
+    restore(at: number, wallMs: number) {
+      step = at;
+      reportedInitial = true; // a checkpoint is only written after an advance()
+      origin = performance.now() - wallMs;
+    },
+  };
 }
 
+/**
+ * exportState() runs in the same queue as advance(), so it reads the state at the step
+ * boundary the advance() calls before it reached.
+ */
 export function serialisedGpuSession(
   gpu: Gpu,
   experiment: string,
   stepOf: () => number,
   advanceTo: (target: number) => Promise<AdvanceResult>,
   buffers: GPUBuffer[],
+  exportState?: () => Promise<SessionState>,
 ): KernelSession {
   let disposed = false;
   let queue: Promise<unknown> = Promise.resolve();
+  function serially<T>(work: () => Promise<T>): Promise<T> {
+    const next = queue.then(() => {
+      if (disposed) throw new Error(`${experiment} WebGPU session used after dispose()`);
+      return work();
+    });
+    queue = next.catch(() => {});
+    return next;
+  }
   return {
     backend: "webgpu",
     adapter: gpu.adapterName,
@@ -252,17 +295,78 @@ export function serialisedGpuSession(
       return stepOf();
     },
     advance(target: number) {
-      const next = queue.then(() => {
-        if (disposed) throw new Error(`${experiment} WebGPU session used after dispose()`);
-        return advanceTo(target);
-      });
-      queue = next.catch(() => {});
-      return next;
+      return serially(() => advanceTo(target));
     },
+    ...(exportState ? { exportState: () => serially(exportState) } : {}),
     dispose() {
       if (disposed) return;
       disposed = true;
       for (const b of buffers) b.destroy();
     },
   };
+}
+
+/** A byte range of a device buffer (offset and size multiples of 4). */
+export interface BufferRange {
+  buffer: GPUBuffer;
+  offset?: number;
+  size: number;
+}
+
+/**
+ * Copies the ranges to the host through one staging buffer and one mapAsync (the buffers
+ * need COPY_SRC); for checkpoints, which are rare, so the staging buffer is not kept.
+ */
+export async function readBuffers(
+  gpu: Gpu,
+  what: string,
+  ranges: BufferRange[],
+): Promise<ArrayBuffer[]> {
+  const { device } = gpu;
+  const at: number[] = [];
+  let total = 0;
+  for (const r of ranges) {
+    at.push(total);
+    total += r.size;
+  }
+  const staging = device.createBuffer({
+    label: `${what} readback`,
+    size: Math.max(16, total),
+    usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+  });
+  try {
+    await checked(gpu, what, () => {
+      const encoder = device.createCommandEncoder();
+      ranges.forEach((r, i) => {
+        if (r.size) encoder.copyBufferToBuffer(r.buffer, r.offset ?? 0, staging, at[i], r.size);
+      });
+      device.queue.submit([encoder.finish()]);
+    });
+    await unlessLost(gpu, staging.mapAsync(GPUMapMode.READ, 0, Math.max(16, total)));
+    const mapped = staging.getMappedRange(0, Math.max(16, total));
+    return ranges.map((r, i) => mapped.slice(at[i], at[i] + r.size));
+  } finally {
+    staging.destroy();
+  }
+}
+
+/** Writes `data` into `buffer` at byte `offset` (the buffer needs COPY_DST). */
+export function writeBufferAt(
+  gpu: Gpu,
+  buffer: GPUBuffer,
+  offset: number,
+  data: ArrayBufferView,
+): void {
+  gpu.device.queue.writeBuffer(buffer, offset, data.buffer, data.byteOffset, data.byteLength);
+}
+
+/**
+ * The status words of a session opened from a checkpoint: replicas that diverged before it
+ * get a seq that no dispatch has (sequences stop at 0xFFFFFFFE), so the kernel keeps them
+ * frozen and roundDivergences does not report them again.
+ */
+export function restoredStatusWords(divergedAt: ArrayLike<number>): Uint32Array {
+  const words = new Uint32Array(4 * divergedAt.length);
+  for (let r = 0; r < divergedAt.length; r++) if (divergedAt[r] >= 0) words[4 * r] = 0xFFFFFFFF;
+  return words;
 }

@@ -9,6 +9,9 @@
  * watchdogs kill long dispatches). Each dispatch reads its parameters from its own 256-byte
  * slot of one uniform buffer (dynamic offset), so all of them go in one submission.
  * On llvmpipe a fourth cut keeps each dispatch under its shared loop-iteration limit.
+ *
+ * Checkpoints (docs/checkpoints.md): v [R × d] and the divergence steps. Every round reads
+ * the state back already (for the frame), so exporting needs no extra readback.
  */
 import {
   prepareShapeMatters,
@@ -16,7 +19,8 @@ import {
   type ShapeMattersPrepared,
 } from "../../experiments/shape_matters.ts";
 import { scheduleFactor, type ScheduleValue } from "../../experiments/schema.ts";
-import type { KernelSession, RunSpec } from "../../experiments/types.ts";
+import type { KernelSession, RunSpec, SessionState } from "../../experiments/types.ts";
+import { checkSessionState, divergedArray, newSessionState, stateArray } from "../session_state.ts";
 import { checked, getGpu, type Gpu, isLlvmpipe, LLVMPIPE_LOOP_LIMIT } from "./device.ts";
 import {
   dispatchSequence,
@@ -33,11 +37,13 @@ import {
   encodeParams,
   paramsAndStorageLayout,
   paramStride as paramStrideOf,
+  restoredStatusWords,
   roundDivergences,
   roundedAdvance,
   roundSnapshots,
   serialisedGpuSession,
   submitRound,
+  writeBufferAt,
 } from "./rounds.ts";
 import { assemble, computePipeline, constHeader } from "./wgsl.ts";
 
@@ -53,7 +59,7 @@ export interface ShapeMattersGpuOptions {
 }
 
 const METRIC_NAMES = SHAPE_MATTERS_METRICS.map((m) => m.name);
-const PARAMS_BYTES = 48; // struct Params in the WGSL (36 bytes), rounded up to 16
+const PARAMS_BYTES = 48; // struct Params in the WGSL (40 bytes), rounded up to 16
 /**
  * Multiply-adds one dispatch may do across all replicas (≈2·n·d per replica-step): about
  * 5 ms on an H100 (where 1-step dispatches cost 25% in launches at 65536 replicas), so still
@@ -158,7 +164,9 @@ function kernelConstants(prep: ShapeMattersPrepared, wg: number, gpu: Gpu, stora
 export async function openShapeMattersGpu(
   spec: RunSpec,
   options: ShapeMattersGpuOptions = {},
+  state?: SessionState,
 ): Promise<KernelSession> {
+  if (state) checkSessionState(state, spec);
   const startMs = performance.now();
   const prep = prepareShapeMatters(spec);
   const gpu = await getGpu();
@@ -234,7 +242,7 @@ export async function openShapeMattersGpu(
         S | DST | SRC,
         new Float32Array(R * d).fill(prep.v0),
       );
-      const statusBuf = make("status", sizes.status, S | SRC); // zero: nobody diverged
+      const statusBuf = make("status", sizes.status, S | DST | SRC); // zero: nobody diverged
       const metricsBuf = make("metrics", sizes.metrics, S | SRC);
       const scratchBuf = make("scratch", sizes.scratch, S);
       const paramsBuf = make(
@@ -284,6 +292,7 @@ export async function openShapeMattersGpu(
       u[6] = R;
       u[7] = groupsX;
       u[8] = 2; // canary trip count
+      u[9] = prep.firstReplica;
     });
     return submitRound(
       gpu,
@@ -307,7 +316,7 @@ export async function openShapeMattersGpu(
     );
   }
 
-  const { stepOf, advanceTo } = roundedAdvance(spec.steps, startMs, {
+  const clock = roundedAdvance(spec.steps, startMs, {
     rounds: (from, to, initial) => splitRounds(plan(from, to, initial), slots),
     async onRound(round, result) {
       const data = await runRound(round);
@@ -329,5 +338,32 @@ export async function openShapeMattersGpu(
     },
   });
 
-  return serialisedGpuSession(gpu, "shape-matters", stepOf, advanceTo, buffers);
+  if (state) {
+    lastState = Float32Array.from(stateArray(state, "v", R * d));
+    divergedAt.set(stateArray(state, "diverged", R));
+    await checked(gpu, "restoring shape-matters state", () => {
+      writeBufferAt(gpu, stateBuf, 0, lastState);
+      writeBufferAt(gpu, statusBuf, 0, restoredStatusWords(divergedAt));
+    });
+    clock.restore(state.step, state.wallMs);
+  }
+
+  /** v is the state the last round read back (or the one restored). */
+  function exportState(): Promise<SessionState> {
+    return Promise.resolve(
+      newSessionState(spec, "webgpu", clock.stepOf(), clock.elapsedMs(), {
+        v: lastState.slice(),
+        diverged: divergedArray(divergedAt),
+      }),
+    );
+  }
+
+  return serialisedGpuSession(
+    gpu,
+    "shape-matters",
+    clock.stepOf,
+    clock.advanceTo,
+    buffers,
+    exportState,
+  );
 }
