@@ -48,7 +48,7 @@ export interface WorkerOptions {
   capacity?: number;
   /** Compute time between a job's checkpoints; overrides the job's own setting. */
   checkpointIntervalMs?: number;
-  /** Sets the jobs consumer's ack wait (tests; default nats.ts DEFAULT_JOB_ACK_WAIT_MS). */
+  /** Sets the jobs consumer's ack wait; absent, the one set before stays (30 s when new). */
   jobAckWaitMs?: number;
   /** One-line messages for the operator (default: stderr). */
   log?: (line: string) => void;
