@@ -23,13 +23,13 @@ import {
 } from "./nats_test_server.ts";
 import { ensureWasm } from "../server/build_wasm.ts";
 import { validateRunSpec } from "../server/experiments/registry.ts";
-import type { RunSpec } from "../server/experiments/types.ts";
+import type { RunSpec, SessionState } from "../server/experiments/types.ts";
 import { openWorkerSession } from "../server/engine/worker_session.ts";
 import { driveRun } from "../server/runs/driver.ts";
 import { RunRecorder } from "../server/runs/recorder.ts";
 import { newRunHeader } from "../server/runs/header.ts";
 import type { BodyRecord } from "../server/runs/records.ts";
-import { decodeCheckpoint } from "../server/runs/checkpoints.ts";
+import { decodeCheckpoint, encodeCheckpoint } from "../server/runs/checkpoints.ts";
 import { connectLab, JOBS_STREAM, JOBS_SUBJECT, type LabNats } from "../server/cluster/nats.ts";
 import type { JobOutcome, WorkerAnnouncement } from "../server/cluster/worker.ts";
 
@@ -201,9 +201,10 @@ Deno.test({
     let shortRun = "";
     // One worker for this step and the next two (each worker process costs seconds to start).
     let steady: WorkerProcess | undefined;
+    let shortLocal: Promise<BodyRecord[]> | undefined;
     await t.step("its records on the subject equal a local run's, value for value", async () => {
       steady = await start([...WORKER_FLAGS, "--job-ack-wait=30"]);
-      const local = localRecords(SHORT);
+      const local = shortLocal = localRecords(SHORT);
       shortRun = await publishJob(lab, SHORT);
       const published = await readRecords(lab, shortRun, hasEnded);
       assert.deepEqual(values(bySeq(published)), values(await local));
@@ -234,6 +235,32 @@ Deno.test({
       const snapshots = text.split("\n").filter((l) => / step \d+ train_loss\[0\]=/.test(l));
       assert.equal(snapshots.length, SHORT.steps / SHORT.every + 1);
       assert.match(text, new RegExp(`${shortRun} shard 0 finished at step ${SHORT.steps}`));
+    });
+
+    await t.step("a checkpoint the job cannot continue from is ignored", async () => {
+      const w = steady ?? await start([...WORKER_FLAGS, "--job-ack-wait=30"]);
+      // A job whose key already has an object that decodes but is no session state of it.
+      const run = `t${Date.now().toString(36)}${jobCounter++}x`;
+      const bogus = await encodeCheckpoint({
+        format: "lab-checkpoint",
+        version: 1,
+        run: `${run}.0`,
+        seq: 7,
+        step: 6_000,
+        diverged: [],
+        written: new Date().toISOString(),
+        state: { format: "not-a-state", version: 1 } as unknown as SessionState,
+      });
+      await lab.checkpoints.putBlob({ name: `${run}.0` }, bogus);
+      const job = { v: 1, run, shard: 0, shards: 1, first: 0, count: 2, spec: SHORT };
+      const ack = await lab.js.publish(JOBS_SUBJECT, JSON.stringify(job), {
+        msgID: `job.${run}.0`,
+      });
+      jobMessages.set(run, ack.seq);
+      const published = await readRecords(lab, run, hasEnded);
+      assert.deepEqual(values(bySeq(published)), values(await shortLocal!));
+      await w.waitForLine(new RegExp(`job ${run}\\.0: ignoring its checkpoint`));
+      assert.equal((await outcomeOf(lab, `${run}.0`)).status, "finished");
     });
 
     await step("a job with a bad spec ends failed once, not redelivered", async () => {

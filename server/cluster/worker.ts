@@ -423,12 +423,21 @@ export class LabWorker {
     } catch (e) {
       return await failHere(e);
     }
-    const ckpt = await this.#loadCheckpoint(lab, key);
+    let ckpt = await this.#loadCheckpoint(lab, key);
     let session: KernelSession;
     try {
       session = await openWorkerSession({ ...spec, backend }, ckpt?.state);
     } catch (e) {
-      return await failHere(e);
+      if (!ckpt) return await failHere(e);
+      // A checkpoint this job cannot continue from: recompute from step 0, which re-emits the
+      // same records with the same seqs.
+      this.#log(`job ${key}: ignoring its checkpoint (${(e as Error).message}); from step 0`);
+      ckpt = null;
+      try {
+        session = await openWorkerSession({ ...spec, backend });
+      } catch (e) {
+        return await failHere(e);
+      }
     }
     const header = newRunHeader(job.run, spec, session.backend, session.adapter);
     const recorder = new JobRecorder(header, ckpt ?? undefined);
