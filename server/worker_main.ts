@@ -26,7 +26,8 @@ const USAGE = `usage: deno task worker --nats=URL [--backend=auto|wasm|webgpu|re
   --checkpoint-interval=SECONDS  compute time between a job's checkpoints in the object
                  store (default: the job's setting, else 60; 0: only when handed back).
   --job-ack-wait=SECONDS  sets the jobs consumer's ack wait: how long a silent worker keeps
-                 a job before it is redelivered (default 30; shared by all workers).
+                 a job before it is redelivered (shared by all workers; without the flag
+                 the value set before stays, 30 for a new consumer).
   SIGINT/SIGTERM: checkpoint the jobs in flight, hand them back, exit 0 (a second signal, a
   second or more later, exits at once).`;
 

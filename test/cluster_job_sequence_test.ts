@@ -73,7 +73,11 @@ Deno.test("a job message needs a run id and shard numbers; its spec is checked a
   const bad = { ...job, spec: { ...spec, steps: -1 } } as JobMessage;
   assert.throws(() => validateJobSpec(bad), /steps/);
   assert.throws(() => validateJobSpec({ ...job, count: 3 } as JobMessage), /count says 3/);
-  // What a coordinator adds to a validated spec passes through.
+  // A shard's replica offset is checked and kept.
   const sharded = validateJobSpec({ ...job, spec: { ...spec, firstReplica: 4 } } as JobMessage);
-  assert.equal((sharded as { firstReplica?: number }).firstReplica, 4);
+  assert.equal(sharded.firstReplica, 4);
+  assert.throws(
+    () => validateJobSpec({ ...job, spec: { ...spec, firstReplica: -1 } } as JobMessage),
+    /firstReplica/,
+  );
 });

@@ -23,14 +23,14 @@ import {
 } from "./nats_test_server.ts";
 import { ensureWasm } from "../server/build_wasm.ts";
 import { validateRunSpec } from "../server/experiments/registry.ts";
-import type { RunSpec } from "../server/experiments/types.ts";
+import type { RunSpec, SessionState } from "../server/experiments/types.ts";
 import { openWorkerSession } from "../server/engine/worker_session.ts";
 import { driveRun } from "../server/runs/driver.ts";
 import { RunRecorder } from "../server/runs/recorder.ts";
 import { newRunHeader } from "../server/runs/header.ts";
 import type { BodyRecord } from "../server/runs/records.ts";
-import { decodeCheckpoint } from "../server/runs/checkpoints.ts";
-import { connectLab, JOBS_SUBJECT, type LabNats } from "../server/cluster/nats.ts";
+import { decodeCheckpoint, encodeCheckpoint } from "../server/runs/checkpoints.ts";
+import { connectLab, JOBS_STREAM, JOBS_SUBJECT, type LabNats } from "../server/cluster/nats.ts";
 import type { JobOutcome, WorkerAnnouncement } from "../server/cluster/worker.ts";
 
 const installed = natsServerInstalled();
@@ -89,11 +89,30 @@ function bySeq(published: PublishedRecord[]): BodyRecord[] {
 }
 
 let jobCounter = 0;
+/** Each job's message in LAB_JOBS, by run. */
+const jobMessages = new Map<string, number>();
 async function publishJob(lab: LabNats, spec: unknown, count = 2): Promise<string> {
   const run = `t${Date.now().toString(36)}${jobCounter++}`;
   const job = { v: 1, run, shard: 0, shards: 1, first: 0, count, spec, checkpointIntervalMs: 0 };
-  await lab.js.publish(JOBS_SUBJECT, JSON.stringify(job), { msgID: `job.${run}.0` });
+  const ack = await lab.js.publish(JOBS_SUBJECT, JSON.stringify(job), { msgID: `job.${run}.0` });
+  jobMessages.set(run, ack.seq);
   return run;
+}
+
+/**
+ * Waits until the run's job is acked: the work queue then drops its message. (The outcome is
+ * written just before the ack, so a step that ends on the outcome could leave the job in
+ * flight to the next step, its worker killed before the ack went out.)
+ */
+async function jobAcked(lab: LabNats, run: string): Promise<void> {
+  const seq = jobMessages.get(run)!;
+  await waitFor(async () => {
+    try {
+      return (await lab.jsm.streams.getMessage(JOBS_STREAM, { seq })) === null;
+    } catch {
+      return true; // no message with that seq: acked and removed
+    }
+  }, `the job of ${run} acked`);
 }
 
 async function outcomeOf(lab: LabNats, key: string): Promise<JobOutcome> {
@@ -182,9 +201,10 @@ Deno.test({
     let shortRun = "";
     // One worker for this step and the next two (each worker process costs seconds to start).
     let steady: WorkerProcess | undefined;
+    let shortLocal: Promise<BodyRecord[]> | undefined;
     await t.step("its records on the subject equal a local run's, value for value", async () => {
       steady = await start([...WORKER_FLAGS, "--job-ack-wait=30"]);
-      const local = localRecords(SHORT);
+      const local = shortLocal = localRecords(SHORT);
       shortRun = await publishJob(lab, SHORT);
       const published = await readRecords(lab, shortRun, hasEnded);
       assert.deepEqual(values(bySeq(published)), values(await local));
@@ -215,6 +235,32 @@ Deno.test({
       const snapshots = text.split("\n").filter((l) => / step \d+ train_loss\[0\]=/.test(l));
       assert.equal(snapshots.length, SHORT.steps / SHORT.every + 1);
       assert.match(text, new RegExp(`${shortRun} shard 0 finished at step ${SHORT.steps}`));
+    });
+
+    await t.step("a checkpoint the job cannot continue from is ignored", async () => {
+      const w = steady ?? await start([...WORKER_FLAGS, "--job-ack-wait=30"]);
+      // A job whose key already has an object that decodes but is no session state of it.
+      const run = `t${Date.now().toString(36)}${jobCounter++}x`;
+      const bogus = await encodeCheckpoint({
+        format: "lab-checkpoint",
+        version: 1,
+        run: `${run}.0`,
+        seq: 7,
+        step: 6_000,
+        diverged: [],
+        written: new Date().toISOString(),
+        state: { format: "not-a-state", version: 1 } as unknown as SessionState,
+      });
+      await lab.checkpoints.putBlob({ name: `${run}.0` }, bogus);
+      const job = { v: 1, run, shard: 0, shards: 1, first: 0, count: 2, spec: SHORT };
+      const ack = await lab.js.publish(JOBS_SUBJECT, JSON.stringify(job), {
+        msgID: `job.${run}.0`,
+      });
+      jobMessages.set(run, ack.seq);
+      const published = await readRecords(lab, run, hasEnded);
+      assert.deepEqual(values(bySeq(published)), values(await shortLocal!));
+      await w.waitForLine(new RegExp(`job ${run}\\.0: ignoring its checkpoint`));
+      assert.equal((await outcomeOf(lab, `${run}.0`)).status, "finished");
     });
 
     await step("a job with a bad spec ends failed once, not redelivered", async () => {
@@ -267,6 +313,7 @@ Deno.test({
       assert.notEqual(outcome.worker, w1Id);
       assert.equal(await outcomeWrites(lab), writesBefore + 1, "the outcome is written once");
       await waitFor(async () => !(await hasCheckpoint(lab, key)), "checkpoint deleted");
+      await jobAcked(lab, run);
     });
 
     await step("SIGTERM hands the job back at once; the next worker resumes it", async () => {
@@ -290,6 +337,7 @@ Deno.test({
       assert.equal(markers.length, 1);
       assert.deepEqual(values(bySeq(published)), values(await longLocal!));
       assert.equal((await outcomeOf(lab, key)).status, "finished");
+      await jobAcked(lab, run);
     });
 
     await step("a coordinator's cancel stops the job and acks it", async () => {
@@ -304,10 +352,7 @@ Deno.test({
       const last = published.at(-1)!.record;
       assert.ok(last.type === "status" && last.status === "stopped", JSON.stringify(last));
       assert.ok(last.step < LONG.steps);
-      await waitFor(async () => {
-        const c = await lab.jsm.consumers.info("LAB_JOBS", "lab-workers");
-        return c.num_pending === 0 && c.num_ack_pending === 0;
-      }, "the job acked");
+      await jobAcked(lab, run);
       await waitFor(async () => !(await hasCheckpoint(lab, key)), "checkpoint deleted");
       assert.equal((await lab.outcomes.get(key))!.json<JobOutcome>().worker, "coordinator");
     });

@@ -66,22 +66,18 @@ export function parseJob(bytes: Uint8Array): { job: JobMessage } | { error: stri
 
 /**
  * The job's spec as a complete RunSpec, checked as the API checks a submitted one (throws
- * SpecError naming the field). The fields a coordinator adds to a validated spec (the sweep
- * description, the shard's replica offset) are not user input: they are set aside for the
- * check and kept.
+ * SpecError naming the field), the shard's `firstReplica` included. The sweep description a
+ * coordinator adds to a validated spec is not user input (a spec gives `grid`/`seeds`
+ * instead): it is set aside for the check and kept.
  */
 export function validateJobSpec(job: JobMessage): RunSpec {
   if (typeof job.spec !== "object" || job.spec === null || Array.isArray(job.spec)) {
     return validateRunSpec(job.spec); // throws the API's message for a body that is no object
   }
-  const { sweep, firstReplica, ...plain } = job.spec as Record<string, unknown>;
+  const { sweep, ...plain } = job.spec as Record<string, unknown>;
   const spec = validateRunSpec(plain);
   if (spec.replicas !== job.count) {
     throw new Error(`the job's spec has ${spec.replicas} replicas, its count says ${job.count}`);
   }
-  return {
-    ...spec,
-    ...(sweep !== undefined ? { sweep: sweep as RunSpec["sweep"] } : {}),
-    ...(firstReplica !== undefined ? { firstReplica } : {}),
-  } as RunSpec;
+  return sweep !== undefined ? { ...spec, sweep: sweep as RunSpec["sweep"] } : spec;
 }

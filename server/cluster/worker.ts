@@ -48,7 +48,7 @@ export interface WorkerOptions {
   capacity?: number;
   /** Compute time between a job's checkpoints; overrides the job's own setting. */
   checkpointIntervalMs?: number;
-  /** Sets the jobs consumer's ack wait (tests; default nats.ts DEFAULT_JOB_ACK_WAIT_MS). */
+  /** Sets the jobs consumer's ack wait; absent, the one set before stays (30 s when new). */
   jobAckWaitMs?: number;
   /** One-line messages for the operator (default: stderr). */
   log?: (line: string) => void;
@@ -423,12 +423,21 @@ export class LabWorker {
     } catch (e) {
       return await failHere(e);
     }
-    const ckpt = await this.#loadCheckpoint(lab, key);
+    let ckpt = await this.#loadCheckpoint(lab, key);
     let session: KernelSession;
     try {
       session = await openWorkerSession({ ...spec, backend }, ckpt?.state);
     } catch (e) {
-      return await failHere(e);
+      if (!ckpt) return await failHere(e);
+      // A checkpoint this job cannot continue from: recompute from step 0, which re-emits the
+      // same records with the same seqs.
+      this.#log(`job ${key}: ignoring its checkpoint (${(e as Error).message}); from step 0`);
+      ckpt = null;
+      try {
+        session = await openWorkerSession({ ...spec, backend });
+      } catch (e) {
+        return await failHere(e);
+      }
     }
     const header = newRunHeader(job.run, spec, session.backend, session.adapter);
     const recorder = new JobRecorder(header, ckpt ?? undefined);
