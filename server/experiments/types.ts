@@ -97,6 +97,11 @@ export interface SessionState {
   arrays: Record<string, StateArray>;
   counters: Record<string, number>;
   replay?: boolean;
+  /**
+   * A threaded session's state (server/engine/shard_state.ts): each shard's replica range and
+   * its own state; `arrays` is then empty. Opening it splits the run the same way again.
+   */
+  shards?: { first: number; count: number; state: SessionState }[];
 }
 
 /**
