@@ -167,6 +167,7 @@ async function driveLocal(
     step: result.step,
     metrics: recorder.latest?.metrics ?? {},
     steps_per_second: result.stepsPerSecond,
+    threads: session.threads ?? 1,
     sweep: header.sweep,
   });
   if (log) writeErr(`run log: ${log.path}\n`);

@@ -126,6 +126,7 @@ function threadedSession(
   return {
     backend: shards[0].backend,
     adapter: shards[0].adapter,
+    threads: shards.length,
     get step() {
       return Math.min(...shards.map((s) => s.step));
     },

@@ -113,6 +113,8 @@ export interface KernelSession {
   readonly backend: BackendName;
   readonly adapter: string;
   readonly step: number;
+  /** Workers stepping the session's replicas (server/engine/threaded_session.ts); absent: 1. */
+  readonly threads?: number;
   advance(target: number): Promise<AdvanceResult>;
   /**
    * The complete state after the last advance() (a step boundary). Absent, or resolving to
