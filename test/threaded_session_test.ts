@@ -234,7 +234,7 @@ function stripWall(results: AdvanceResult[]) {
   return results.map((r) => ({ ...r, snapshots: r.snapshots.map((s) => ({ ...s, wallMs: 0 })) }));
 }
 
-Deno.test("large-lr, webgpu, one thread and runs below two replicas per thread stay one session", async () => {
+Deno.test("large-lr, label-noise-anneal, webgpu, one thread and runs below two replicas per thread stay one session", async () => {
   const largeLr = wasm({
     experiment: "large-lr",
     replicas: 4,
@@ -243,6 +243,8 @@ Deno.test("large-lr, webgpu, one thread and runs below two replicas per thread s
     params: { d: 10, m: 6, n_test: 20 },
   });
   assert.equal(threadPlan(largeLr, 4), null);
+  const anneal = wasm({ experiment: "label-noise-anneal", replicas: 4, steps: 20, every: 10 });
+  assert.equal(threadPlan(anneal, 4), null);
   const ranges: string[] = [];
   const session = await openThreadedSession(largeLr, undefined, {
     threads: 4,
