@@ -2,6 +2,8 @@
  * `deno task serve`: the lab's API, stream and dashboard.
  *   --port=8420 --host=127.0.0.1 --data=./data --token=… (or LAB_TOKEN)
  *   --max-concurrent=N | BACKEND:N,…   runs computing at once per backend
+ *   --threads=N                         workers one run's replicas are split across
+ *                                       (default: cores − 1, at least 1)
  *   --max-run-mb=N                      largest estimated device memory of one run
  *   --max-run-disk-mb=N                 largest projected log size of one run (docs/storage.md)
  *   --max-queued=N                      runs waiting at once; more get 429 + Retry-After
@@ -27,10 +29,14 @@ import { LabWorker } from "./cluster/worker.ts";
 
 const USAGE =
   `usage: deno task serve [--port=8420] [--host=127.0.0.1] [--data=./data] [--token=TOKEN]
-       [--max-concurrent=N | BACKEND:N,...] [--max-run-mb=N] [--max-run-disk-mb=N]
-       [--max-queued=N] [--allow-origin=ORIGIN,...] [--checkpoint-interval=SECONDS]
-       [--no-resume] [--nats=URL [--nats-creds=FILE] [--nats-token=TOKEN]
-       [--shard-replicas=N] [--job-ack-wait=SECONDS] [--local-compute]]
+       [--max-concurrent=N | BACKEND:N,...] [--threads=N] [--max-run-mb=N]
+       [--max-run-disk-mb=N] [--max-queued=N] [--allow-origin=ORIGIN,...]
+       [--checkpoint-interval=SECONDS] [--no-resume] [--nats=URL [--nats-creds=FILE]
+       [--nats-token=TOKEN] [--shard-replicas=N] [--job-ack-wait=SECONDS] [--local-compute]]
+  --threads=N splits a wasm or reference run's replicas across up to N workers (default:
+  every core but one; at least 2 replicas per worker; shape-matters, pegr and
+  linear-label-noise), with the same numbers as one; each of the --max-concurrent runs gets
+  up to N.
   Runs write a checkpoint every SECONDS of compute (default 60, fractions allowed, 0: never)
   and at a graceful stop; on start, runs that were in flight continue from their checkpoint
   unless --no-resume (then they are marked interrupted; POST /api/runs/ID/resume later).
@@ -41,8 +47,8 @@ const USAGE =
   --nats=nats://host:4222 makes this lab a coordinator of several boxes (README, "Several
   boxes"): runs are stored and streamed here but computed by workers (deno task worker),
   split into shards of N replicas (--shard-replicas; default: by the live workers' total
-  capacity); --local-compute also runs a worker inside this lab. Credentials: --nats-creds=FILE, --nats-token=TOKEN, user:pass@ in the URL, TLS
-  with tls://. --job-ack-wait: seconds a silent worker keeps a job (default ${
+  capacity); --local-compute also runs a worker inside this lab. Credentials:
+  --nats-creds=FILE, --nats-token=TOKEN, user:pass@ in the URL, TLS with tls://. --job-ack-wait: seconds a silent worker keeps a job (default ${
     DEFAULT_JOB_ACK_WAIT_MS / 1000
   }).`;
 
@@ -143,6 +149,7 @@ async function main(argv: string[]): Promise<number> {
     "data",
     "token",
     "max-concurrent",
+    "threads",
     "max-run-mb",
     "max-run-disk-mb",
     "max-queued",
@@ -176,6 +183,7 @@ async function main(argv: string[]): Promise<number> {
   const maxRunMb = intFlag(flags, "max-run-mb", 1, 1 << 30);
   const maxDiskMb = intFlag(flags, "max-run-disk-mb", 1, 1 << 30);
   const maxQueued = intFlag(flags, "max-queued", 0, 1 << 20);
+  const threads = intFlag(flags, "threads", 1, 1024);
   const allowOrigins = allowedOrigins(argv);
   const coordinator = coordinatorFrom(flags);
 
@@ -191,6 +199,7 @@ async function main(argv: string[]): Promise<number> {
       memoryLimitBytes: maxRunMb ? maxRunMb * 2 ** 20 : undefined,
       diskLimitBytes: maxDiskMb ? maxDiskMb * 2 ** 20 : undefined,
       maxQueued,
+      threads,
       checkpointIntervalMs: checkpointIntervalMs(flags.get("checkpoint-interval")),
       resume: !flags.has("no-resume"),
       executor: coordinator,

@@ -130,6 +130,24 @@ function printCase(opts: PeersOptions, rows: Row[]) {
   }
 }
 
+/** The lab's all-core median over its 1-thread median, per case measured in both modes. */
+function printThreadScaling(opts: PeersOptions, rows: Row[]) {
+  const labRows = rows.filter((r) => r.contestant === "lab");
+  for (const all of labRows.filter((r) => r.mode === "all-core")) {
+    const one = labRows.find((r) =>
+      r.mode === "1-thread" && r.experiment === all.experiment && r.replicas === all.replicas
+    );
+    if (!one) continue;
+    const ratio = all.throughput.median / one.throughput.median;
+    out(
+      opts.json,
+      `lab ${all.experiment} R=${all.replicas}: all-core (${allCores()} threads) ÷ 1-thread ` +
+        `${ratio.toFixed(2)}×`,
+      { summary: "threads", experiment: all.experiment, replicas: all.replicas, ratio },
+    );
+  }
+}
+
 /** The peak probe (test/bench_peak.ts) as a process pinned like the 1-thread contestants. */
 function peakLaunch() {
   const probe = new URL("./bench_peak.ts", import.meta.url).pathname;
@@ -167,7 +185,7 @@ export async function benchPeers(opts: PeersOptions): Promise<void> {
     console.log(
       `peers: ${opts.rounds} interleaved rounds (lab, jax, numba) per case; ` +
         `1-thread = taskset -c 0 + one-thread pools; all-core = ${allCores()} threads offered ` +
-        `(the lab's wasm sessions still step on one thread: no --threads yet)`,
+        `(the lab splits its replicas across that many workers, as lab run --threads does)`,
     );
   }
   const rows: Row[] = [];
@@ -181,6 +199,7 @@ export async function benchPeers(opts: PeersOptions): Promise<void> {
       }
     }
   }
+  printThreadScaling(opts, rows);
   if (opts.everyCheck) await everyCheck(opts);
   if (!opts.json) {
     console.log(`\nbench --peers done in ${((performance.now() - started) / 1000).toFixed(0)} s`);

@@ -23,11 +23,12 @@ const USAGE = `usage: deno task lab <command>
       [--replicas=R] [--steps=N] [--every=K] [--backend=auto|wasm|webgpu|reference]
       [--PARAM=A,B,C | --PARAM=LO..HI:N[:log]] [--seeds=K] [--zip=P,Q]   a sweep
       [--name=NAME] [--tag=TAG ...] [--note=TEXT]
-      [--json] [--out=DIR [--checkpoint-interval=SECONDS]] [--quiet]
+      [--json] [--out=DIR [--checkpoint-interval=SECONDS]] [--quiet] [--threads=N]
                                          with --out: log and checkpoints in DIR (every
                                          60 s of compute and on Ctrl-C)
       [--server=URL [--token=TOKEN]]     submit to a running lab and follow it there
-  resume LOGFILE [--json] [--quiet]      continue a run written with --out from its
+  resume LOGFILE [--json] [--quiet] [--threads=N]
+                                         continue a run written with --out from its
                                          checkpoint
   watch [RUN] [--server=URL] [--token=TOKEN] [--once]
                                          live progress of a lab's runs (default server
@@ -52,6 +53,16 @@ A per-replica parameter takes a list (--delta=0.25,0.5,1,2) or a range (--lr=1e-
 five log-spaced values; --lr=0..1:5 is linear): the run is the grid of every list × --seeds.
 See docs/sweeps.md.
 ${experiment ? "\n" + showText(experiment).trimEnd() : "Experiments:\n" + listText().trimEnd()}`;
+}
+
+/** `--threads=N` of run and resume: undefined when absent (default: every core). */
+function threadsFlag(raw: string | true | undefined): number | undefined {
+  if (raw === undefined) return undefined;
+  const n = Number(raw);
+  if (raw === true || !Number.isInteger(n) || n < 1 || n > 1024) {
+    throw new UsageError(`--threads must be an integer in [1, 1024], got ${raw}`);
+  }
+  return n;
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -83,6 +94,11 @@ async function main(argv: string[]): Promise<number> {
         if (flags.has("out")) {
           throw new UsageError("--out is for local runs; the lab keeps the log");
         }
+        if (flags.has("threads")) {
+          throw new UsageError(
+            "--threads is for local runs; the lab uses its own (serve --threads)",
+          );
+        }
         return await runRemote(spec, body, {
           server: remote.server,
           token: remote.token,
@@ -98,6 +114,7 @@ async function main(argv: string[]): Promise<number> {
         out: typeof out === "string" ? out : undefined,
         chunkMs: typeof chunk === "string" ? Number(chunk) : undefined,
         checkpointIntervalMs: checkpointIntervalMs(flags.get("checkpoint-interval")),
+        threads: threadsFlag(flags.get("threads")),
       });
     }
     case "resume": {
@@ -111,6 +128,7 @@ async function main(argv: string[]): Promise<number> {
         json: flags.has("json"),
         quiet: flags.has("quiet"),
         checkpointIntervalMs: checkpointIntervalMs(flags.get("checkpoint-interval")),
+        threads: threadsFlag(flags.get("threads")),
       });
     }
     case "watch": {

@@ -6,7 +6,7 @@
  */
 import { dirname } from "node:path";
 import type { BackendName, KernelSession, RunSpec } from "../experiments/types.ts";
-import { openWorkerSession } from "../engine/worker_session.ts";
+import { defaultCliThreads, openThreadedSession } from "../engine/threaded_session.ts";
 import { resolveBackend } from "../engine/open.ts";
 import { driveRun, SHUTDOWN } from "../runs/driver.ts";
 import type { HeaderRecord } from "../runs/records.ts";
@@ -32,11 +32,15 @@ export interface LocalRunOptions {
   chunkMs?: number;
   /** With --out: compute time between checkpoints (default 60 s; 0: none). */
   checkpointIntervalMs?: number;
+  /** Workers the run's replicas are split across (--threads; default every core). */
+  threads?: number;
 }
 
 export async function runLocal(spec: RunSpec, opts: LocalRunOptions): Promise<number> {
   const chosen = await resolveBackend(spec.backend, spec.experiment);
-  const session = await openWorkerSession({ ...spec, backend: chosen.name });
+  const session = await openThreadedSession({ ...spec, backend: chosen.name }, undefined, {
+    threads: opts.threads ?? defaultCliThreads(),
+  });
   const id = newRunId(spec.experiment);
   const header = newRunHeader(id, spec, session.backend, session.adapter);
   let log: RunLogWriter | undefined;
@@ -75,9 +79,10 @@ export async function resumeLocal(path: string, opts: LocalRunOptions): Promise<
   const spec = plan.header.spec;
   const backend = await resolveBackend(plan.header.backend as BackendName, spec.experiment)
     .catch(() => resolveBackend("auto", spec.experiment));
-  const session = await openWorkerSession(
+  const session = await openThreadedSession(
     { ...spec, backend: backend.name },
     plan.checkpoint?.state,
+    { threads: opts.threads ?? defaultCliThreads() },
   );
   const log = await store.reopen(stored);
   const recorder = new RunRecorder(plan.header, log);
@@ -162,6 +167,7 @@ async function driveLocal(
     step: result.step,
     metrics: recorder.latest?.metrics ?? {},
     steps_per_second: result.stepsPerSecond,
+    threads: session.threads ?? 1,
     sweep: header.sweep,
   });
   if (log) writeErr(`run log: ${log.path}\n`);

@@ -43,6 +43,8 @@ export interface RunSummary {
   step: number;
   metrics: Record<string, Float32Array>;
   steps_per_second: number;
+  /** Workers the run's replicas were split across (local runs; --threads). */
+  threads?: number;
   /** The replicas' settings when the run is a sweep. */
   sweep?: SweepInfo;
 }
@@ -127,13 +129,14 @@ export class RunOutput {
           step: rest.step,
           metrics: recordToJson(metrics),
           steps_per_second: rest.steps_per_second,
+          ...(rest.threads ? { threads: rest.threads } : {}),
         }) + "\n",
       );
     } else if (!this.opts.quiet) {
       writeErr(
-        `${s.status} at step ${s.step} on ${s.backend} (${s.adapter}), ${
-          formatNumber(s.steps_per_second, 3)
-        } steps/s\n`,
+        `${s.status} at step ${s.step} on ${s.backend} (${s.adapter}${
+          s.threads && s.threads > 1 ? `, ${s.threads} threads` : ""
+        }), ${formatNumber(s.steps_per_second, 3)} steps/s\n`,
       );
       if (s.error) writeErr(`error: ${s.error}\n`);
     }

@@ -27,6 +27,7 @@ export const RUN_OPTIONS: Record<string, string> = {
   server: "submit to a running lab and follow it there",
   token: "the lab's token (also LAB_TOKEN)",
   "chunk-ms": "target compute per kernel call (local runs)",
+  threads: "workers the replicas are split across, same numbers (local runs; default: every core)",
   help: "this help",
 };
 export const RUN_FLAGS = new Set(Object.keys(RUN_OPTIONS));

@@ -15,6 +15,7 @@ import type { BackendProbe, ComputeBackend } from "./backend.ts";
 import { wasmBackend } from "./wasm/backend.ts";
 import { webgpuBackend } from "./webgpu/backend.ts";
 import { checkSessionState } from "./session_state.ts";
+import { joinShardStates } from "./shard_state.ts";
 
 /** Experiments whose reference session exports and restores its state. */
 const REFERENCE_RESTORES = new Set([
@@ -107,6 +108,8 @@ export async function openSession(spec: RunSpec, state?: SessionState): Promise<
   const resolved = { ...spec, backend: name };
   if (!state) return backend.open(resolved);
   checkSessionState(state, spec);
+  // A threaded run's checkpoint opened by one session: its shards' rows joined.
+  if (state.shards) state = joinShardStates(state, spec);
   if (!state.replay && backend.restores(spec.experiment)) return backend.open(resolved, state);
   const session = await backend.open(resolved);
   try {

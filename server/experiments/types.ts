@@ -97,6 +97,11 @@ export interface SessionState {
   arrays: Record<string, StateArray>;
   counters: Record<string, number>;
   replay?: boolean;
+  /**
+   * A threaded session's state (server/engine/shard_state.ts): each shard's replica range and
+   * its own state; `arrays` is then empty. Opening it splits the run the same way again.
+   */
+  shards?: { first: number; count: number; state: SessionState }[];
 }
 
 /**
@@ -108,6 +113,8 @@ export interface KernelSession {
   readonly backend: BackendName;
   readonly adapter: string;
   readonly step: number;
+  /** Workers stepping the session's replicas (server/engine/threaded_session.ts); absent: 1. */
+  readonly threads?: number;
   advance(target: number): Promise<AdvanceResult>;
   /**
    * The complete state after the last advance() (a step boundary). Absent, or resolving to

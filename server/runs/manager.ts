@@ -21,7 +21,7 @@ import { getExperiment, validateRunSpec } from "../experiments/registry.ts";
 import type { FieldError } from "../experiments/schema.ts";
 import type { BackendProbe } from "../engine/backend.ts";
 import { resolveBackend } from "../engine/open.ts";
-import { openWorkerSession } from "../engine/worker_session.ts";
+import { defaultServerThreads, openThreadedSession } from "../engine/threaded_session.ts";
 import { driveRun, SHUTDOWN } from "./driver.ts";
 import {
   checkpointPathFor,
@@ -108,6 +108,11 @@ export interface RunManagerOptions {
   /** Injected in tests; defaults to the real backend selection and worker sessions. */
   resolveBackend?: Resolver;
   openSession?: (spec: RunSpec, state?: SessionState) => Promise<KernelSession>;
+  /**
+   * Workers one run's replicas are split across (threaded_session.ts; default every core but
+   * one). Per run: runs computing at once (maxConcurrent) each get up to this many.
+   */
+  threads?: number;
   /** Compute time between a running run's checkpoints; 0 turns checkpoints off. */
   checkpointIntervalMs?: number;
   /** Resume runs that were in flight when the previous server stopped (default true). */
@@ -556,7 +561,9 @@ export class RunManager {
     let session: KernelSession | undefined;
     try {
       try {
-        const open = this.#opts.openSession ?? openWorkerSession;
+        const threads = this.#opts.threads ?? defaultServerThreads();
+        const open = this.#opts.openSession ??
+          ((s: RunSpec, st?: SessionState) => openThreadedSession(s, st, { threads }));
         session = await open(spec, plan?.checkpoint?.state);
       } catch (err) {
         const msg = err instanceof Error ? err.message : String(err);

@@ -1,0 +1,112 @@
+/**
+ * Merging the results of a run's shards back into the results of the whole run
+ * (server/experiments/shard.ts, docs/sweeps.md "Shards"). A shard holding the whole run's
+ * replicas [first, first + count) computes exactly what the whole run computes for them, but
+ * numbers them 0..count−1: snapshot and frame rows are local, and so is the numeric `replica`
+ * of its events (their `detail` texts already name the global replica). The merge is pure:
+ *  - snapshots, by position (every shard advanced to the same targets reports the same steps):
+ *    each metric's rows concatenated in replica order, `wallMs` the latest of the shards';
+ *  - frames, by position likewise: rows concatenated in replica order;
+ *  - events: `replica` moved by `first`, then ordered as one session orders them
+ *    (eventOrder): by step; at one step, divergences before the events read from that step's
+ *    snapshot (e.g. linear-label-noise's lazy escape); within each, by replica.
+ * The threaded session (threaded_session.ts) merges each advance() of its workers with it; a
+ * coordinator of shards on several machines can merge their records the same way.
+ * Shards of experiments that emit whole-run events (values over all replicas, a stopping rule
+ * for the whole batch) cannot be merged by this: they are not sharded (shard_state.ts).
+ */
+import type { AdvanceResult, Frame, RunEvent, Snapshot } from "../experiments/types.ts";
+
+/** One shard's result, `first` its first replica in the whole run's numbering. */
+export interface ShardResult {
+  first: number;
+  result: AdvanceResult;
+}
+
+/** Shard results (in replica order) as the whole run's one result. */
+export function mergeShardResults(parts: ShardResult[]): AdvanceResult {
+  return {
+    snapshots: mergeSnapshots(parts.map((p) => p.result.snapshots)),
+    events: mergeEvents(parts.map((p) => ({ first: p.first, events: p.result.events }))),
+    frames: mergeFrames(parts.map((p) => p.result.frames)),
+  };
+}
+
+/** Snapshots of each shard (shards in replica order), merged step by step. */
+export function mergeSnapshots(shards: Snapshot[][]): Snapshot[] {
+  const [head, ...rest] = shards;
+  if (!head) return [];
+  for (const other of rest) {
+    if (other.length !== head.length || other.some((s, i) => s.step !== head[i].step)) {
+      throw new Error(
+        `shards out of step: snapshots at ${stepsOf(head)} and at ${stepsOf(other)}`,
+      );
+    }
+  }
+  return head.map((first, i) => {
+    const metrics: Record<string, Float32Array> = {};
+    for (const name of Object.keys(first.metrics)) {
+      metrics[name] = concatRows(shards.map((s) => s[i].metrics[name]));
+    }
+    return { step: first.step, wallMs: Math.max(...shards.map((s) => s[i].wallMs)), metrics };
+  });
+}
+
+/** Frames of each shard (shards in replica order), merged frame by frame. */
+export function mergeFrames(shards: Frame[][]): Frame[] {
+  const [head, ...rest] = shards;
+  if (!head) return [];
+  for (const other of rest) {
+    if (
+      other.length !== head.length ||
+      other.some((f, i) =>
+        f.step !== head[i].step || f.name !== head[i].name || f.width !== head[i].width
+      )
+    ) throw new Error("shards out of step: their frames differ in step, name or width");
+  }
+  return head.map((f, i) => ({ ...f, values: concatRows(shards.map((s) => s[i].values)) }));
+}
+
+/** Events of each shard with `replica` made global, in the order one session gives them. */
+export function mergeEvents(shards: { first: number; events: RunEvent[] }[]): RunEvent[] {
+  const out: RunEvent[] = [];
+  for (const { first, events } of shards) {
+    for (const e of events) {
+      out.push(
+        "replica" in e && typeof e.replica === "number" ? { ...e, replica: e.replica + first } : e,
+      );
+    }
+  }
+  return out.sort(eventOrder); // stable: events without a replica keep their order
+}
+
+/**
+ * The order of a session's events: by step; at one step, divergences (found after the update
+ * that ends at the step) before the events read from the snapshot at the step; by replica.
+ */
+export function eventOrder(a: RunEvent, b: RunEvent): number {
+  return a.step - b.step || rank(a) - rank(b) || replicaOf(a) - replicaOf(b);
+}
+
+function rank(e: RunEvent): number {
+  return e.type === "replica_diverged" ? 0 : 1;
+}
+
+function replicaOf(e: RunEvent): number {
+  return "replica" in e && typeof e.replica === "number" ? e.replica : -1;
+}
+
+/** Row blocks of consecutive replicas, one after the other. */
+export function concatRows(parts: Float32Array[]): Float32Array {
+  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+function stepsOf(snapshots: Snapshot[]): string {
+  return `[${snapshots.map((s) => s.step).join(", ")}]`;
+}
