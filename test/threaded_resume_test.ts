@@ -1,8 +1,8 @@
 /**
  * A threaded run through the server's manager survives a restart: a run split across 3
  * workers (`serve --threads=3`) is shut down mid-flight, its checkpoint holds the three
- * shards' states, and a server started with `--threads=1` resumes it (by hand) on those shards to the
- * records an uninterrupted one-thread run logs (snapshots, events, frames), bit for bit.
+ * shards' states, and a server started with `--threads=1` resumes it on its own (a graceful stop's
+ * `interrupted` is resumed by the next start) on those shards to the records an uninterrupted one-thread run logs (snapshots, events, frames), bit for bit.
  */
 import assert from "node:assert/strict";
 import { startTestLab, waitFor } from "./lab_harness.ts";
@@ -53,8 +53,7 @@ Deno.test(
 
       const second = await startTestLab({ dataDir, threads: 1 });
       try {
-        // Resumed by hand (as POST /api/runs/:id/resume does) on the new server's thread count.
-        await second.manager.resume(id);
+        // Resumed by the start itself, on the checkpoint's shards whatever the thread count now.
         await waitFor(
           () => ["finished", "failed"].includes(second.manager.status(id) ?? ""),
           "the resumed run to end",
