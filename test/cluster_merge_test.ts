@@ -1,12 +1,19 @@
 /**
  * The shard merge (server/cluster/merge.ts) is a function of the shards' sequences alone: any
  * arrival order, with repeats, gives the same merged records. That is what lets a restarted
- * coordinator replay a run's records and drop exactly what its log holds.
+ * coordinator replay a run's records and drop exactly what its log holds. And the merged
+ * records of real runs' shards equal the one-box run's, events in the same order.
  */
 import assert from "node:assert/strict";
 import { ShardMerger } from "../server/cluster/merge.ts";
 import type { BodyRecord } from "../server/runs/records.ts";
-import type { Unsequenced } from "../server/runs/recorder.ts";
+import { RunRecorder, type Unsequenced } from "../server/runs/recorder.ts";
+import type { RunSpec } from "../server/experiments/types.ts";
+import { validateRunSpec } from "../server/experiments/registry.ts";
+import { planShards, shardSpec } from "../server/experiments/shard.ts";
+import { openSession } from "../server/engine/open.ts";
+import { driveRun } from "../server/runs/driver.ts";
+import { newRunHeader } from "../server/runs/header.ts";
 
 const PLAN = [{ first: 0, count: 2 }, { first: 2, count: 1 }, { first: 3, count: 2 }];
 
@@ -109,4 +116,122 @@ Deno.test("a failed shard ends the merge failed, naming the shard and its replic
     status: "failed",
     error: "shard 1 (replica 2) failed: kernel lost",
   });
+});
+
+/** Real runs: what driveRun records for a spec, statuses and host times left out. */
+async function driven(spec: RunSpec, shard = false): Promise<BodyRecord[]> {
+  const session = await openSession(spec);
+  const recorder = new RunRecorder(newRunHeader("t", spec, session.backend, session.adapter));
+  const records: BodyRecord[] = [];
+  recorder.listen((rs) => records.push(...rs));
+  try {
+    await driveRun(session, spec, recorder, { chunkMs: 1, shard });
+  } finally {
+    await session.dispose();
+  }
+  return records;
+}
+
+const numbersOf = (records: Unsequenced<BodyRecord>[]) =>
+  records.filter((r) => r.type !== "status").map((r) => {
+    const { time: _t, seq: _s, wall_ms: _w, ...rest } = r as BodyRecord & { wall_ms?: number };
+    return rest;
+  });
+
+for (
+  const spec of [
+    // A planned learning-rate change off the snapshot grid, after replica 4 diverged (step 6).
+    validateRunSpec({
+      experiment: "shape-matters",
+      replicas: 6,
+      steps: 60,
+      every: 10,
+      backend: "reference",
+      params: {
+        algo: "label-noise",
+        d: 16,
+        n: 8,
+        r: 3,
+        data: "per-replica",
+        lr: [0.01, 0.02, 0.015, 0.005, 10, 0.012],
+        lr_schedule: [[8, 0.5]],
+      },
+    }),
+    // Frames every snapshot; divergences and lazy escapes from several shards.
+    validateRunSpec({
+      experiment: "linear-label-noise",
+      replicas: 6,
+      steps: 60,
+      every: 10,
+      backend: "reference",
+      params: {
+        algo: "label-noise-sgd",
+        m: 9,
+        d: 5,
+        n: 11,
+        n_test: 7,
+        init: "per-replica",
+        lr: [0.05, 0.1, 0.2, 0.08, 9, 0.15],
+        sigma: 1,
+        frame_every: 1,
+      },
+    }),
+  ]
+) {
+  Deno.test(`${spec.experiment}: shards of a real run merge into the one-box run's records, events in its order`, async () => {
+    const whole = numbersOf(await driven(spec));
+    assert.ok(whole.some((r) => r.type === "event"), "the run has events");
+    const plan = planShards(spec.replicas, 2);
+    // As workers run them: a shard whose replicas all diverge goes on (DriveOptions.shard).
+    const shards = await Promise.all(
+      plan.map((s) => driven(shardSpec(spec, s.first, s.count), true)),
+    );
+    const merger = new ShardMerger(plan);
+    const merged: Unsequenced<BodyRecord>[] = [];
+    // Arrival: the last shard first, then the others, record by record in turn.
+    for (const r of shards[2]) merger.add(2, r);
+    merged.push(...merger.drain());
+    const longest = Math.max(...shards.map((s) => s.length));
+    for (let k = 0; k < longest; k++) {
+      for (const i of [1, 0]) if (shards[i][k]) merger.add(i, shards[i][k]);
+      merged.push(...merger.drain());
+    }
+    assert.equal(merger.outcome?.status, "finished", merger.outcome?.error);
+    assert.deepStrictEqual(numbersOf(merged), whole);
+  });
+}
+
+Deno.test("a merged run fails once every replica of every shard diverged, as on one box", () => {
+  const plan = [{ first: 0, count: 1 }, { first: 1, count: 1 }];
+  const merger = new ShardMerger(plan);
+  const seqOf = [0, 0];
+  const add = (i: number, r: Unsequenced<BodyRecord>) =>
+    merger.add(i, { ...r, seq: ++seqOf[i] } as BodyRecord);
+  const snap = (step: number) => ({
+    type: "snapshot" as const,
+    step,
+    wall_ms: 0,
+    time: 0,
+    metrics: { loss: Float32Array.of(step) },
+  });
+  for (const i of [0, 1]) {
+    add(i, { type: "status", time: 0, status: "running", step: 0 });
+    add(i, snap(0));
+  }
+  // Shard 0's replica diverges at 5, and shard 0 goes on; shard 1's at 15.
+  add(0, { type: "event", time: 0, event: { type: "replica_diverged", step: 5, replica: 0 } });
+  add(0, snap(10));
+  add(1, snap(10));
+  merger.drain();
+  assert.equal(merger.outcome?.status, undefined, "one replica of two diverged: the run goes on");
+  add(0, snap(20));
+  add(1, { type: "event", time: 0, event: { type: "replica_diverged", step: 15, replica: 0 } });
+  add(1, snap(20));
+  const last = merger.drain();
+  assert.equal(merger.outcome?.status, "failed");
+  assert.match(merger.outcome?.error ?? "", /all 2 replicas diverged/);
+  assert.deepEqual(
+    last.map((r) => r.type === "event" ? `event ${r.event.type} ${r.event.step}` : r.type),
+    ["event replica_diverged 15", "snapshot"],
+  );
 });

@@ -22,7 +22,7 @@
  * stream still holds the run's records (its limits: docs/protocol.md).
  */
 import type { RunSpec } from "../experiments/types.ts";
-import { planShards, shardSpec } from "../experiments/shard.ts";
+import { MERGEABLE_EXPERIMENTS, planShards, shardSpec } from "../experiments/shard.ts";
 import type { BodyRecord } from "../runs/records.ts";
 import { decodeRecord } from "../runs/records.ts";
 import { RunLogWriteError } from "../runs/runlog.ts";
@@ -268,9 +268,11 @@ export class Coordinator implements RunExecutor {
     }
     let shards = planFor(spec.replicas, this.#opts.shardReplicas, capacity);
     try {
+      // Shards of the other experiments would not merge into the one-box run's records.
+      if (!MERGEABLE_EXPERIMENTS.has(spec.experiment)) throw new Error("not mergeable");
       for (const s of shards) shardSpec(spec, s.first, s.count);
     } catch {
-      // Replicas that depend on each other (large-lr's noise pairs) run as one job.
+      // Run as one job: large-lr, label-noise-anneal (MERGEABLE_EXPERIMENTS), noise pairs.
       shards = [{ first: 0, count: spec.replicas }];
     }
     return {

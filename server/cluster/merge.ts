@@ -9,16 +9,19 @@
  *
  * The rule. A shard's snapshots and frames are its "collective" records: the k-th of every
  * shard describe the same step (and frame name), and merge into one record with the values
- * concatenated in shard (= replica) order. Round k emits, in shard order, each shard's events
- * between its (k-1)-th and k-th collective record, then the merged k-th collective record.
- * Events with a `replica` get the shard's first replica added; events without one (planned
- * learning-rate changes, identical in every shard) are emitted once. Statuses are not merged
+ * concatenated in shard (= replica) order. Round k emits every shard's events between its
+ * (k-1)-th and k-th collective record, then the merged k-th collective record. Events with a
+ * `replica` get the shard's first replica added; events without one (planned learning-rate
+ * changes, identical in every shard) are emitted once; the round's events are ordered as one
+ * session and the driver order them (eventOrder, server/engine/shard_merge.ts), so the merged
+ * run's records equal the one-box run's. Only MERGEABLE_EXPERIMENTS are sharded. Statuses are not merged
  * records: the coordinator writes the run's own (running, then the outcome) from what the
  * shards report (see `outcome`).
  */
 import type { BodyRecord, FrameRecord, SnapshotRecord } from "../runs/records.ts";
 import type { Unsequenced } from "../runs/recorder.ts";
 import type { RunEvent } from "../experiments/types.ts";
+import { concatRows, eventOrder } from "../engine/shard_merge.ts";
 
 export interface ShardRange {
   first: number;
@@ -54,10 +57,18 @@ export class ShardMerger {
   #collected: Collective[] = [];
   /** Replica-less events already emitted (by content): they are emitted once. */
   #globalEvents = new Set<string>();
+  /** Replicas of the whole run reported diverged: when all have, the run fails, as on one box. */
+  #diverged = new Set<number>();
+  readonly #replicas: number;
+  /** Step of the last merged snapshot or frame. */
+  #step = 0;
+  /** The current round's events, from every shard, until the round closes. */
+  #roundEvents: { time: number; event: RunEvent }[] = [];
   #outcome?: MergeOutcome;
 
   constructor(readonly plan: readonly ShardRange[]) {
     if (plan.length === 0) throw new Error("a run has at least one shard");
+    this.#replicas = plan.reduce((n, s) => n + s.count, 0);
     this.#shards = plan.map((range) => ({
       range,
       next: 1,
@@ -126,7 +137,7 @@ export class ShardMerger {
       }
       if (r.type === "event") {
         const event = this.#globalEvent(r.event, s.range);
-        if (event) out.push({ type: "event", time: r.time, event });
+        if (event) this.#roundEvents.push({ time: r.time, event });
       } else if (r.type === "status") {
         if (r.status === "finished") {
           s.finished = true;
@@ -134,6 +145,7 @@ export class ShardMerger {
           return true;
         }
         if (r.status === "failed" || r.status === "stopped") {
+          this.#flushEvents(out);
           this.#outcome = {
             status: r.status,
             error: `shard ${index} (${replicasText(s.range)}) ${r.status}${
@@ -159,14 +171,27 @@ export class ShardMerger {
     return event;
   }
 
+  /** The round's events, in the order one session and the driver give them. */
+  #flushEvents(out: MergedRecord[]): void {
+    const events = this.#roundEvents.sort((a, b) => eventOrder(a.event, b.event));
+    this.#roundEvents = [];
+    for (const { time, event } of events) {
+      out.push({ type: "event", time, event });
+      if (event.type === "replica_diverged") this.#diverged.add(event.replica);
+    }
+  }
+
   /** Every shard reached its collective record of this round (or ended): merge it. */
   #closeRound(out: MergedRecord[]): void {
+    this.#flushEvents(out);
     const collected = this.#collected;
     this.#collected = [];
     this.#cursor = 0;
     const present = collected.filter((r) => r !== undefined).length;
     if (present === 0) {
-      this.#outcome = { status: "finished" };
+      if (!this.#failIfAllDiverged(this.#step)) {
+        this.#outcome = { status: "finished" };
+      }
       return;
     }
     const first = this.#shards.findIndex((_, i) => collected[i] !== undefined);
@@ -191,7 +216,7 @@ export class ShardMerger {
       const snaps = collected as SnapshotRecord[];
       const metrics: Record<string, Float32Array> = {};
       for (const name of Object.keys(a.metrics)) {
-        metrics[name] = concat(snaps.map((r) => r.metrics[name]));
+        metrics[name] = concatRows(snaps.map((r) => r.metrics[name]));
       }
       out.push({
         type: "snapshot",
@@ -208,9 +233,25 @@ export class ShardMerger {
         time: Math.max(...frames.map((r) => r.time)),
         name: a.name,
         width: a.width,
-        values: concat(frames.map((r) => r.values)),
+        values: concatRows(frames.map((r) => r.values)),
       });
     }
+    this.#step = a.step;
+    this.#failIfAllDiverged(a.step);
+  }
+
+  /**
+   * The whole run fails once every replica diverged, as a run on one box does (its shards do
+   * not: a shard's replicas all diverging leaves the others going, see DriveOptions.shard).
+   */
+  #failIfAllDiverged(step: number): boolean {
+    if (this.#diverged.size < this.#replicas) return false;
+    this.#outcome = {
+      status: "failed",
+      error: `all ${this.#replicas} replicas diverged to a non-finite state (by step ${step}); ` +
+        "lower the learning rate or the noise",
+    };
+    return true;
   }
 }
 
@@ -218,17 +259,4 @@ export class ShardMerger {
 export function replicasText(range: ShardRange): string {
   const last = range.first + range.count - 1;
   return last === range.first ? `replica ${last}` : `replicas ${range.first}–${last}`;
-}
-
-function concat(parts: (Float32Array | undefined)[]): Float32Array {
-  let n = 0;
-  for (const p of parts) n += p?.length ?? 0;
-  const out = new Float32Array(n);
-  let at = 0;
-  for (const p of parts) {
-    if (!p) continue;
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
 }

@@ -471,6 +471,7 @@ export class LabWorker {
           },
         },
         resume: ckpt ? { diverged: ckpt.diverged } : undefined,
+        shard: job.shards > 1,
       });
       return { ...result, seq: recorder.lastSeq };
     } finally {

@@ -81,15 +81,18 @@ export function mergeEvents(shards: { first: number; events: RunEvent[] }[]): Ru
 }
 
 /**
- * The order of a session's events: by step; at one step, divergences (found after the update
- * that ends at the step) before the events read from the snapshot at the step; by replica.
+ * The order of a run's events as one session and the driver give them: by step; at one step,
+ * events about no replica first (the driver's planned events: learning-rate changes), then
+ * divergences (found after the update that ends at the step), then the events read from the
+ * snapshot at the step; by replica.
  */
 export function eventOrder(a: RunEvent, b: RunEvent): number {
   return a.step - b.step || rank(a) - rank(b) || replicaOf(a) - replicaOf(b);
 }
 
 function rank(e: RunEvent): number {
-  return e.type === "replica_diverged" ? 0 : 1;
+  if (replicaOf(e) < 0) return 0;
+  return e.type === "replica_diverged" ? 1 : 2;
 }
 
 function replicaOf(e: RunEvent): number {

@@ -8,21 +8,11 @@
  * threaded checkpoint resumed by a single session, e.g. on another backend).
  */
 import type { RunSpec, SessionState, StateArray } from "../experiments/types.ts";
-import type { ShardRange } from "../experiments/shard.ts";
+import { MERGEABLE_EXPERIMENTS, type ShardRange } from "../experiments/shard.ts";
 import { checkSessionState } from "./session_state.ts";
 
-/**
- * Experiments whose runs may be split across threads: every event their sessions emit is
- * about one replica (divergence, lazy escape), so shards' events merge into the whole run's
- * (shard_merge.ts), and every array of their state is rows per replica. large-lr and
- * label-noise-anneal are not: their notes quote values over all replicas and their stopping
- * rule watches the whole batch (and noise pairs tie replica k to k + R/2).
- */
-export const THREADED_EXPERIMENTS: ReadonlySet<string> = new Set([
-  "shape-matters",
-  "pegr",
-  "linear-label-noise",
-]);
+/** Experiments whose runs may be split across threads (see MERGEABLE_EXPERIMENTS). */
+export const THREADED_EXPERIMENTS = MERGEABLE_EXPERIMENTS;
 
 /** A composite state of shards' states, `ranges` in replica order covering the run. */
 export function composeShardStates(

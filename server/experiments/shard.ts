@@ -14,6 +14,21 @@ import { SpecError } from "./schema.ts";
 import { getExperiment } from "./registry.ts";
 import type { RunSpec } from "./types.ts";
 
+/**
+ * Experiments whose shards merge back into exactly the whole run's records, events included:
+ * every event their sessions emit is about one replica (divergence, lazy escape) or planned
+ * (the same in every shard), and every array of their state is rows per replica. large-lr and
+ * label-noise-anneal are not: their notes quote values over all replicas, the order of a step's
+ * events depends on when the session decided them (which a merger cannot see), and noise pairs
+ * tie replica k to k + R/2. Threads (server/engine/threaded_session.ts) and the multi-box
+ * coordinator (server/cluster/coordinator.ts) split only these; the others run as one piece.
+ */
+export const MERGEABLE_EXPERIMENTS: ReadonlySet<string> = new Set([
+  "shape-matters",
+  "pegr",
+  "linear-label-noise",
+]);
+
 export interface ShardRange {
   /** First replica of the shard, in the whole run's numbering. */
   first: number;

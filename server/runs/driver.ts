@@ -31,6 +31,11 @@ export interface DriveOptions {
   checkpoint?: { intervalMs: number; save(ckpt: DriverCheckpoint): Promise<unknown> };
   /** The session continues a checkpointed run: the replicas already reported diverged. */
   resume?: { diverged: number[] };
+  /**
+   * The run is one shard of a larger one (server/cluster): its replicas all diverging does not
+   * end it, as the whole run's other replicas go on; whoever merges the shards decides.
+   */
+  shard?: boolean;
 }
 
 export interface DriveResult {
@@ -173,7 +178,7 @@ export async function driveRun(
         options.checkpoint && session.step < spec.steps &&
         performance.now() - lastCheckpoint >= options.checkpoint.intervalMs
       ) await checkpoint();
-      if (diverged.size === spec.replicas && spec.replicas > 0) {
+      if (!options.shard && diverged.size === spec.replicas && spec.replicas > 0) {
         const error = `all ${spec.replicas} replicas diverged to a non-finite state (last at step ${
           Math.max(...events.filter((e) => e.type === "replica_diverged").map((e) => e.step), 0) ||
           session.step
