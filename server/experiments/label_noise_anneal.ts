@@ -225,8 +225,8 @@ export function initLabelNoiseReplica(prep: LabelNoisePrepared, replica: number)
     net,
     gW: new Float64Array(net.W.length),
     gV: new Float64Array(net.V.length),
-    hW: new Float64Array(net.half),
-    hV: new Float64Array(net.half),
+    hW: new Float64Array(net.halfP),
+    hV: new Float64Array(net.halfQ),
     ...initialPhase(),
     pattern: null,
     lr: prep.algo === "lnsgd-s" ? prep.eta2[replica] : prep.eta1[replica],
@@ -298,10 +298,8 @@ export function labelNoiseStep(
     : prep.eta1[replica];
   state.lr = lr;
   if (fullBatch) {
-    for (let k = 0; k < net.W.length; k++) {
-      net.W[k] -= lr * state.gW[k];
-      net.V[k] -= lr * state.gV[k];
-    }
+    for (let k = 0; k < net.W.length; k++) net.W[k] -= lr * state.gW[k];
+    for (let k = 0; k < net.V.length; k++) net.V[k] -= lr * state.gV[k];
     return { probe: batchLoss, events };
   }
   // One example, label multiplied by σ: ∇ℓ(σ y f) = ℓ'(σ y f)·σ y·∇f.

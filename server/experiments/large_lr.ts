@@ -18,8 +18,9 @@
  *
  * Random draws at update t of replica k (key (seed, k), counter step t; pq_model.ts has the
  * data and initialisation streams):
- *   ξ on W: normals(seed, k, t, STREAM_XI_W, (m/2)·d), row-major like W; ξ on V: STREAM_XI_V.
- *   Ξ: normals(seed, k, t, STREAM_PREACT, m): units 0..m/2−1 of W, then those of V
+ *   ξ on W: normals(seed, k, t, STREAM_XI_W, (m_p/2)·d), row-major like W; ξ on V:
+ *      normals(seed, k, t, STREAM_XI_V, (m_q/2)·d). τ_ξ (eq. 3.3) does not depend on m.
+ *   Ξ: normals(seed, k, t, STREAM_PREACT, m_p/2 + m_q/2): the m_p/2 units of W, then V's
  *      (small-preact-noise only, t < noise_off_step).
  */
 import { normals } from "../rng/philox.ts";
@@ -335,7 +336,7 @@ export function largeLrStep(
   const set = dataSetOf(data, replica);
   const events: RunEvent[] = [];
   if (state.stoppedAt >= 0) return { loss: 0, events };
-  const { half, d, m } = shape;
+  const { halfP, halfQ, d, m } = shape;
   let preact: Float64Array | null = null;
   if (prep.algo === "small-preact-noise" && t < prep.noiseOffStep) {
     preact = normals(prep.seed, prep.firstReplica + replica, t, STREAM_PREACT, m);
@@ -376,10 +377,12 @@ export function largeLrStep(
   state.lr = gamma;
   const decay = 1 - gamma * prep.lambda[replica];
   const tauXi = prep.tauXi[replica];
-  const xiW = normals(prep.seed, prep.firstReplica + replica, t, STREAM_XI_W, half * d);
-  const xiV = normals(prep.seed, prep.firstReplica + replica, t, STREAM_XI_V, half * d);
-  for (let k = 0; k < half * d; k++) {
+  const xiW = normals(prep.seed, prep.firstReplica + replica, t, STREAM_XI_W, halfP * d);
+  const xiV = normals(prep.seed, prep.firstReplica + replica, t, STREAM_XI_V, halfQ * d);
+  for (let k = 0; k < halfP * d; k++) {
     net.W[k] = decay * net.W[k] - gamma * (gW[k] + tauXi * xiW[k]);
+  }
+  for (let k = 0; k < halfQ * d; k++) {
     net.V[k] = decay * net.V[k] - gamma * (gV[k] + tauXi * xiV[k]);
   }
   return { loss, events };

@@ -9,6 +9,7 @@ import { openShapeMattersGpu } from "./shape_matters.ts";
 import { openLinearLabelNoiseGpu } from "./linear_label_noise.ts";
 import { openPegrGpu } from "./pegr.ts";
 import { openLabelNoiseGpu, openLargeLrGpu } from "./pq_model.ts";
+import { refuseUnequalWidths } from "./pq_widths.ts";
 
 export type WebGpuSessionFactory = (spec: RunSpec) => Promise<KernelSession>;
 
@@ -17,8 +18,8 @@ export const WEBGPU_SESSIONS: Record<string, WebGpuSessionFactory> = {
   "shape-matters": (spec) => openShapeMattersGpu(spec),
   "linear-label-noise": (spec) => openLinearLabelNoiseGpu(spec),
   pegr: (spec) => openPegrGpu(spec),
-  "large-lr": (spec) => openLargeLrGpu(spec),
-  "label-noise-anneal": (spec) => openLabelNoiseGpu(spec),
+  "large-lr": (spec) => (refuseUnequalWidths(spec), openLargeLrGpu(spec)),
+  "label-noise-anneal": (spec) => (refuseUnequalWidths(spec), openLabelNoiseGpu(spec)),
 };
 
 export const webgpuBackend: ComputeBackend = {
