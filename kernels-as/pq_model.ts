@@ -20,7 +20,7 @@
  * coordinates along z and ζ/r); V's columns 0 and 1 meet the data, all d feel decay and noise.
  * Replicas run one after another for a whole call (their weights stay in cache).
  */
-import { fillNormals, philoxBlock, uniform24, uniformIndex, w0, w1 } from "./philox.ts";
+import { fillNormals, normalAt, philoxBlock, uniform24, uniformIndex, w0, w1 } from "./philox.ts";
 import { dot, dot4 } from "./simd.ts";
 import { allocZeroed } from "./memory.ts";
 
@@ -71,6 +71,10 @@ let annealByLoss = true;
 let annealStep: i64 = 0;
 let checkEvery: i64 = 1;
 let noiseOffStep: i64 = 0;
+/** blocks = q or q-plane: x1 is zero, so W's products with it (+0) and gradient are skipped. */
+let x1Zero = false;
+/** blocks = q-plane: only V's columns 0, 1 are updated (pq_model.ts planeUpdate). */
+let plane = false;
 
 let X1: usize = 0; // [sets][n][dp] f32
 let X2: usize = 0; // [sets][n][2] f32
@@ -94,6 +98,12 @@ let NOISE: usize = 0; // [max(halfP, halfQ)·d] f32: gradient noise of a block (
 /** Replica r draws its noise with Philox key (seed, first + r); call after setup (default 0). */
 export function setFirstReplica(first: u32): void {
   firstReplica = first;
+}
+
+/** The block-alone mode (pq_model.ts `blocks`): call after setup (default: both blocks). */
+export function setBlocks(x1ZeroIn: i32, planeIn: i32): void {
+  x1Zero = x1ZeroIn != 0;
+  plane = planeIn != 0;
 }
 
 /** Allocates every buffer; call once per instance, then fill data, weights and HYPER. */
@@ -220,7 +230,7 @@ function forward(r: i32, set: i32, i: i32, pre: bool): f32 {
   const b = B + (<usize> (r * halfQ) << 2);
   let f: f32 = 0;
   let j = 0;
-  if (hasP) {
+  if (hasP && !x1Zero) {
     for (; j + 4 <= halfP; j += 4) {
       v128.store(HW + (<usize> j << 2), dot4(w + <usize> j * rowBytes, rowBytes, x, rowBytes));
     }
@@ -276,7 +286,7 @@ function addGradient(
   const rowBytes = <usize> dp << 2;
   const a = A + (<usize> (r * halfP) << 2);
   const b = B + (<usize> (r * halfQ) << 2);
-  if (sub != SUBSET_Q_ONLY) {
+  if (sub != SUBSET_Q_ONLY && !x1Zero) {
     const x = X1 + <usize> (set * n + i) * rowBytes;
     for (let j = 0; j < halfP; j++) {
       if (load<f32>(HW + (<usize> j << 2)) < 0) continue;
@@ -302,7 +312,8 @@ function addGradient(
 
 /** Full-batch gradient of L̂ into GW, GV; returns L̂ (float64 sum of float32 outputs). */
 function fullBatchGradient(r: i32, set: i32, pre: bool): f64 {
-  memory.fill(GW, 0, <usize> (halfP * dp) << 2);
+  // With x1 = 0 nothing writes GW: it stays zero.
+  if (!x1Zero) memory.fill(GW, 0, <usize> (halfP * dp) << 2);
   memory.fill(GV, 0, <usize> halfQ << 3);
   let loss: f64 = 0;
   const inv: f64 = 1.0 / <f64> n;
@@ -379,6 +390,21 @@ function noisyDecayUpdate(r: i32, t: u32, gamma: f32): bool {
   const tauXi = <f32> hyper(r, H_TAU_XI);
   const rowBytes = <usize> dp << 2;
   let probe = f32x4.splat(0);
+  if (plane) {
+    // The Q plane alone: V's columns 0, 1 with the draws j·d, j·d + 1 of the full update.
+    const v = V + <usize> (r * halfQ) * rowBytes;
+    for (let j = 0; j < halfQ; j++) {
+      const row = v + <usize> j * rowBytes, g = GV + (<usize> j << 3);
+      for (let k = 0; k < 2; k++) {
+        const xi = normalAt(seed, firstReplica + <u32> r, t, STREAM_XI_V, <u32> (j * d + k));
+        const p = row + (<usize> k << 2);
+        const vn = decay * load<f32>(p) - gamma * (load<f32>(g + (<usize> k << 2)) + tauXi * xi);
+        store<f32>(p, vn);
+        probe = f32x4.add(probe, f32x4.splat(vn - vn));
+      }
+    }
+    return !v128.any_true(f32x4.ne(probe, probe));
+  }
   for (let block = 0; block < 2; block++) {
     const rows = block == 0 ? halfP : halfQ;
     const M = (block == 0 ? W : V) + <usize> (r * rows) * rowBytes;
@@ -433,7 +459,9 @@ function plainUpdate(r: i32, gamma: f32): bool {
   const v = V + <usize> (r * halfQ) * rowBytes;
   const gv = f32x4.splat(gamma);
   let probe = f32x4.splat(0);
-  for (let j = 0; j < halfP; j++) {
+  // On the Q plane W has no gradient and never moves.
+  const rowsW = plane ? 0 : halfP;
+  for (let j = 0; j < rowsW; j++) {
     const row = w + <usize> j * rowBytes, g = GW + <usize> j * rowBytes;
     for (let k: usize = 0; k < rowBytes; k += 16) {
       const wn = f32x4.sub(v128.load(row + k), f32x4.mul(gv, v128.load(g + k)));

@@ -92,6 +92,7 @@ const LARGE_LR_CASES: [string, Record<string, unknown>][] = [
   ["small", { eta1: 2, eta2: [0.5, 0.3] }],
   ["small-preact-noise", { eta1: 2, eta2: 0.5, noise_off_step: 70, data: "shared" }],
   ["small", { eta1: 2, eta2: 0.5, blocks: "q" }],
+  ["large-then-small", { eta1: 2, eta2: 0.2, anneal: "step", blocks: "q-plane", m_p: 4 }],
   ["large-then-small", { eta1: 2, eta2: 0.2, anneal: "step", blocks: "p" }],
   ["large-then-small", { eta1: 2, eta2: 0.2, anneal: "step", noise_pairs: "on" }],
 ];
@@ -131,6 +132,7 @@ const LABEL_NOISE_CASES: [string, Record<string, unknown>][] = [
   ["lnsgd-ls", { eta1: 1, eta2: 0.1, anneal: "step", delta: [0.1, 0.3] }],
   ["lnsgd-s", { eta2: 0.5, delta: 0.2, data: "shared" }],
   ["lnsgd-s", { eta2: 0.5, delta: 0.2, blocks: "q" }],
+  ["fbgd-ls", { eta1: 2, eta2: 0.2, anneal: "step", blocks: "q-plane" }],
   ["fbgd-ls", { eta1: [2, 3], eta2: 0.2, anneal: "loss", epsilon1: 0.3 }],
 ];
 

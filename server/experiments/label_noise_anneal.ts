@@ -298,6 +298,14 @@ export function labelNoiseStep(
     : prep.eta1[replica];
   state.lr = lr;
   if (fullBatch) {
+    if (shape.blocks === "q-plane") {
+      // Only V's plane columns have a gradient; W and the rest never move (pq_model.ts).
+      for (let j = 0; j < net.halfQ; j++) {
+        net.V[j * net.d] -= lr * state.gV[j * net.d];
+        net.V[j * net.d + 1] -= lr * state.gV[j * net.d + 1];
+      }
+      return { probe: batchLoss, events };
+    }
     for (let k = 0; k < net.W.length; k++) net.W[k] -= lr * state.gW[k];
     for (let k = 0; k < net.V.length; k++) net.V[k] -= lr * state.gV[k];
     return { probe: batchLoss, events };

@@ -44,6 +44,7 @@ import {
   fullBatchGradient,
   generateRunData,
   initPQNet,
+  planeUpdate,
   type PQData,
   pqEstimateBytes,
   pqMetrics,
@@ -377,6 +378,10 @@ export function largeLrStep(
   state.lr = gamma;
   const decay = 1 - gamma * prep.lambda[replica];
   const tauXi = prep.tauXi[replica];
+  if (shape.blocks === "q-plane") {
+    planeUpdate(net, gV, decay, gamma, tauXi, prep.seed, prep.firstReplica + replica, t);
+    return { loss, events };
+  }
   const xiW = normals(prep.seed, prep.firstReplica + replica, t, STREAM_XI_W, halfP * d);
   const xiV = normals(prep.seed, prep.firstReplica + replica, t, STREAM_XI_V, halfQ * d);
   for (let k = 0; k < halfP * d; k++) {
@@ -395,9 +400,16 @@ export const LARGE_LR_METRICS = [
   ...RACE_METRICS,
 ];
 
-/** Squared norm of both blocks plus the loss: non-finite iff the replica diverged. */
-function finiteProbe(net: PQNet, loss: number): Float64Array {
+/**
+ * Squared norm of both blocks plus the loss: non-finite iff the replica diverged. On the Q
+ * plane only V's columns 0, 1 move, so only they are summed (the rest stay as initialised).
+ */
+function finiteProbe(net: PQNet, loss: number, plane: boolean): Float64Array {
   let s = 0;
+  if (plane) {
+    for (let j = 0; j < net.halfQ; j++) s += net.V[j * net.d] ** 2 + net.V[j * net.d + 1] ** 2;
+    return Float64Array.of(loss, s);
+  }
   for (const v of net.W) s += v * v;
   for (const v of net.V) s += v * v;
   return Float64Array.of(loss, s);
@@ -442,7 +454,7 @@ function referenceSession(
     stepReplica: (k, t) => {
       const { loss, events } = largeLrStep(prep, states[k], k, t);
       pending.push(...events);
-      return finiteProbe(states[k].net, loss);
+      return finiteProbe(states[k].net, loss, prep.shape.blocks === "q-plane");
     },
     metricsOf: (k) => {
       const values = pqReplicaMetrics(prep, states[k], k);

@@ -54,7 +54,14 @@
  *   per-step noise, key = (seed, replica), counter step = t: streams listed by each experiment
  *     (XI_W, XI_V: gradient noise; PREACT: pre-activation noise; SGD: example index + flip).
  */
-import { DATA_REPLICA, normals, philoxBlock, rademacher, uniform24 } from "../rng/philox.ts";
+import {
+  DATA_REPLICA,
+  normalAt,
+  normals,
+  philoxBlock,
+  rademacher,
+  uniform24,
+} from "../rng/philox.ts";
 import { type ParamSchema, SpecError } from "./schema.ts";
 import { phaseMetrics, type PhaseState } from "./pq_anneal.ts";
 import type { RunSpec } from "./types.ts";
@@ -208,16 +215,18 @@ export function pqModelParams(defaults: {
     },
     blocks: {
       kind: "enum",
-      values: ["both", "p", "q"],
+      values: ["both", "p", "q", "q-plane"],
       default: "both",
       doc: "which block learns: the other block's inputs are set to 0 (same draws, same seeds)",
       valueDocs: {
         both: "the papers' network: P and Q blocks together",
         p: "P block alone: x2 = 0 everywhere, V feels only decay and noise",
         q: "Q block alone: x1 = 0 everywhere, W feels only decay and noise",
+        "q-plane":
+          "Q block alone in its 2-D plane: as q, but W and V's d − 2 columns off the plane (which never meet the data) are not simulated, so a step costs O(N·m_q) with no factor d; the Q metrics equal q's bit for bit; w_norm, w_along_wstar, w_across_wstar, p_alignment and v_norm are NaN",
       },
       source:
-        "issue 14 (the race of each block trained alone); the cost per step is unchanged (the W block is still computed)",
+        "issue 14 (the race of each block trained alone; the Q block alone in its 2-D plane, notes §7 'V lives in two dimensions'); p and q cost O(N·m·d) per step for large-lr's noise and decay on both blocks, q-plane none of it",
     },
     data: {
       kind: "enum",
@@ -396,7 +405,7 @@ export function generatePQData(shape: PQShape, dataSeed: number): PQDataSet {
   // Block-alone runs keep every draw and zero the other block's inputs afterwards, so that
   // they pair with the runs of both blocks on the same seeds.
   if (shape.blocks === "p") x2.fill(0), testX2.fill(0);
-  if (shape.blocks === "q") x1.fill(0), testX1.fill(0);
+  if (shape.blocks === "q" || shape.blocks === "q-plane") x1.fill(0), testX1.fill(0);
   return { y, subset, x1, x2, testY, testSubset, testX1, testX2, counts };
 }
 
@@ -557,6 +566,16 @@ export interface ExampleRef {
   index: number;
   hasP: boolean;
   hasQ: boolean;
+  /**
+   * x1 is zero by construction (blocks = q or q-plane): W_j·x1 is +0 and the W gradient adds
+   * ±0, so both are skipped, bit for bit the same, and the step costs no factor d.
+   */
+  x1Zero?: boolean;
+}
+
+/** Whether the run's x1 inputs are all zero (the Q block alone). */
+export function x1IsZero(shape: PQShape): boolean {
+  return shape.blocks === "q" || shape.blocks === "q-plane";
 }
 
 /**
@@ -600,7 +619,7 @@ function forwardW(
 ): number {
   const { d, W } = net;
   let h = 0;
-  if (ex.hasP) {
+  if (ex.hasP && !ex.x1Zero) {
     const row = j * d;
     for (let k = 0; k < d; k++) h += W[row + k] * ex.x1[o1 + k];
   }
@@ -643,7 +662,7 @@ export function accumulateGradient(
 ): void {
   const { halfP, halfQ, d, a, b } = net;
   const o1 = ex.index * d, o2 = ex.index * 2;
-  for (let j = 0; j < halfP; j++) {
+  for (let j = 0; j < halfP && !ex.x1Zero; j++) {
     if (ex.hasP && hW[j] >= 0) {
       const s = c * a[j], row = j * d;
       for (let k = 0; k < d; k++) gW[row + k] += s * ex.x1[o1 + k];
@@ -668,6 +687,7 @@ export function trainExample(data: PQData, shape: PQShape, set: number, i: numbe
     index,
     hasP: subset !== SUBSET_Q_ONLY,
     hasQ: subset !== SUBSET_P_ONLY,
+    x1Zero: x1IsZero(shape),
   };
 }
 
@@ -685,8 +705,9 @@ export function fullBatchGradient(
   gW: Float64Array,
   gV: Float64Array,
 ): number {
-  gW.fill(0);
-  gV.fill(0);
+  // With x1 = 0 nothing writes gW (it stays zero); only V's columns 0, 1 are ever written.
+  if (!x1IsZero(shape)) gW.fill(0);
+  for (let j = 0; j < net.halfQ; j++) gV[j * net.d] = gV[j * net.d + 1] = 0;
   const hW = new Float64Array(net.halfP), hV = new Float64Array(net.halfQ);
   const n = shape.n;
   let loss = 0;
@@ -831,6 +852,41 @@ function frobenius(M: Float64Array): number {
   return Math.sqrt(s);
 }
 
+/** Metrics of the parts that blocks = q-plane does not simulate: NaN there. */
+export const PLANE_UNTRACKED = [
+  "p_alignment",
+  "w_norm",
+  "w_along_wstar",
+  "w_across_wstar",
+  "v_norm",
+] as const;
+
+/**
+ * The update U ← (1 − γλ)U − γ(G + τ_ξ ξ) of the Q plane alone (blocks = q-plane): V's
+ * columns 0 and 1 with the very draws the full update gives them (normals j·d and j·d + 1 of
+ * STREAM_XI_V), so they match blocks = q bit for bit; W and V's other columns, which never
+ * meet the data, are left as they are. O(m_q) per step.
+ */
+export function planeUpdate(
+  net: PQNet,
+  gV: Float64Array,
+  decay: number,
+  gamma: number,
+  tauXi: number,
+  seed: number,
+  replica: number,
+  t: number,
+): void {
+  const { halfQ, d, V } = net;
+  const words = new Uint32Array(4);
+  for (let j = 0; j < halfQ; j++) {
+    for (let k = j * d; k < j * d + 2; k++) {
+      const xi = normalAt(seed, replica, t, STREAM_XI_V, k, words);
+      V[k] = decay * V[k] - gamma * (gV[k] + tauXi * xi);
+    }
+  }
+}
+
 /** Every shared metric of one replica at its current weights (clean forward passes). */
 export function pqMetrics(
   net: PQNet,
@@ -881,6 +937,7 @@ export function pqMetrics(
       index,
       hasP: true,
       hasQ: s === SUBSET_BOTH,
+      x1Zero: x1IsZero(shape),
     };
     const z = data.testY[index] * forwardExample(net, ex, hW, hV, null);
     testLoss[s] += logistic(z);
@@ -907,6 +964,12 @@ export function pqMetrics(
   out.g_z_plus = gPlus;
   out.g_z_minus = gMinus;
   out.q_second_diff = gPlus + gMinus - 2 * gz;
+  if (shape.blocks === "q-plane") {
+    // W and V's off-plane columns are not simulated on this path (the header of `blocks`).
+    for (const name of PLANE_UNTRACKED) out[name] = NaN;
+    out.activation_flips = annealPattern ? flips / patternPairs(data, shape, set) : 0;
+    return out;
+  }
   // Odd part of the P block: Σ_j a_j W_j; w* = e1.
   const odd = new Float64Array(d);
   for (let j = 0; j < halfP; j++) {

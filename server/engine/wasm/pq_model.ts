@@ -22,6 +22,7 @@ import {
   pqMetrics,
   type PQNet,
   type PQShape,
+  x1IsZero,
 } from "../../experiments/pq_model.ts";
 import {
   annealEvent,
@@ -64,6 +65,7 @@ interface PQExports {
     seed: number,
   ): void;
   setFirstReplica(first: number): void;
+  setBlocks(x1Zero: number, plane: number): void;
   setSchedule(byLoss: number, annealStep: number, checkEvery: number, noiseOff: number): void;
   paddedDim(): number;
   x1Ptr(): number;
@@ -138,6 +140,7 @@ function openPQSession(
   const k = kernel();
   k.setup(d, n, halfP, halfQ, R, data.sets, run.kernelAlgo, run.seed >>> 0);
   k.setFirstReplica(run.firstReplica >>> 0);
+  k.setBlocks(x1IsZero(shape) ? 1 : 0, shape.blocks === "q-plane" ? 1 : 0);
   k.setSchedule(run.anneal === "loss" ? 1 : 0, run.annealStep, run.checkEvery, run.noiseOffStep);
   const dp = k.paddedDim();
   // Views are made per use: they would detach if the memory grew after they were taken.
