@@ -84,6 +84,7 @@ let A: usize = 0; // [R][halfP] f32: second layer of W
 let B: usize = 0; // [R][halfQ] f32: second layer of V
 let W: usize = 0; // [R][halfP][dp] f32
 let V: usize = 0; // [R][halfQ][dp] f32
+let WN: usize = 0; // [R][halfP][dp] f32: the noise part W̃ of W (pq_model.ts trackNoisePart)
 let HYPER: usize = 0; // [R][8] f64
 let STATE: usize = 0; // [R][8] f64
 let PATTERN: usize = 0; // [R][n][halfP + halfQ] u8
@@ -135,6 +136,7 @@ export function setup(
   B = allocZeroed(replicas * halfQ * 4);
   W = allocZeroed(replicas * halfP * dp * 4);
   V = allocZeroed(replicas * halfQ * dp * 4);
+  WN = allocZeroed(replicas * halfP * dp * 4);
   HYPER = allocZeroed(replicas * 64);
   STATE = allocZeroed(replicas * 64);
   PATTERN = allocZeroed(replicas * n * (halfP + halfQ));
@@ -187,6 +189,9 @@ export function wPtr(): usize {
 }
 export function vPtr(): usize {
   return V;
+}
+export function wnPtr(): usize {
+  return WN;
 }
 export function hyperPtr(): usize {
   return HYPER;
@@ -422,6 +427,15 @@ function noisyDecayUpdate(r: i32, t: u32, gamma: f32): bool {
       if (block == 0) {
         const g = GW + <usize> j * rowBytes;
         const dv = f32x4.splat(decay), gv = f32x4.splat(gamma), tv = f32x4.splat(tauXi);
+        // The noise part: W̃ ← (1 − γλ)W̃ − γ(τ_ξ ξ), the same draws without the gradient.
+        const wn = WN + <usize> (r * halfP + j) * rowBytes;
+        for (let k = 0; k < d; k++) {
+          const p = wn + (<usize> k << 2);
+          store<f32>(
+            p,
+            decay * load<f32>(p) - gamma * (tauXi * load<f32>(noise + (<usize> k << 2))),
+          );
+        }
         let k: usize = 0;
         // Whole vectors of real columns; the noise rows are unpadded, so read them unaligned.
         for (; k + 16 <= (<usize> d << 2); k += 16) {
@@ -557,6 +571,12 @@ function stepReplica(r: i32, t: i64): bool {
     V + <usize> (r * halfQ) * rowBytes,
     rowBytes,
   );
+  // The noise part (App. D.1): W̃ ← W̃ − α ε y ∇_W f, clean y, ε = −δ kept / 1 − δ flipped.
+  // V's share goes to the GV scratch, which SGD does not use.
+  const delta = hyper(r, H_DELTA);
+  const eps = sigma > 0 ? -delta : 1 - delta;
+  const yClean = <f64> load<f32>(Y + (<usize> (set * n + i) << 2));
+  addGradient(r, set, i, <f32> (-lr64 * eps * yClean), WN + <usize> (r * halfP) * rowBytes, GV, 8);
   return true;
 }
 

@@ -51,6 +51,7 @@ import {
   pqShape,
   qFraction,
   STREAM_SGD,
+  trackNoisePart,
   trainExample,
   trainLoss,
 } from "./pq_model.ts";
@@ -221,6 +222,7 @@ export interface LabelNoiseReplica extends PhaseState {
 
 export function initLabelNoiseReplica(prep: LabelNoisePrepared, replica: number) {
   const net = initPQNet(prep.shape, prep.seed, prep.firstReplica + replica, prep.tau0[replica]);
+  trackNoisePart(net);
   const state: LabelNoiseReplica = {
     net,
     gW: new Float64Array(net.W.length),
@@ -318,6 +320,12 @@ export function labelNoiseStep(
   const c = -lr * logisticDeriv(y * f) * y;
   // accumulateGradient adds c·∇f straight into the weights: U ← U − lr·ℓ'·σy·∇f.
   accumulateGradient(net, ex, state.hW, state.hV, c, net.W, net.V);
+  // The noise part (App. D.1): W̃ ← W̃ − α ε y ∇_W f with the clean label y and ε = −δ
+  // (kept label) or 1 − δ (flipped), Γ ≡ −1 for the logistic loss. V's share lands in the
+  // scratch gV, which SGD does not use.
+  const eps = sigma > 0 ? -prep.delta[replica] : 1 - prep.delta[replica];
+  const cNoise = -lr * eps * data.y[ex.index];
+  accumulateGradient(net, ex, state.hW, state.hV, cNoise, net.Wn!, state.gV);
   return { probe: logistic(y * f) + c, events };
 }
 

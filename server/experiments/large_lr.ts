@@ -58,6 +58,7 @@ import {
   STREAM_PREACT,
   STREAM_XI_V,
   STREAM_XI_W,
+  trackNoisePart,
   trainLoss,
 } from "./pq_model.ts";
 import {
@@ -311,6 +312,7 @@ export function initLargeLrReplica(prep: LargeLrPrepared, replica: number): Larg
     prep.firstReplica + prep.initOf[replica],
     prep.tau0[replica],
   );
+  trackNoisePart(net);
   return {
     net,
     gW: new Float64Array(net.W.length),
@@ -390,6 +392,9 @@ export function largeLrStep(
   for (let k = 0; k < halfQ * d; k++) {
     net.V[k] = decay * net.V[k] - gamma * (gV[k] + tauXi * xiV[k]);
   }
+  // The noise part of W (eq. 3.4): the same recursion without the gradient.
+  const Wn = net.Wn!;
+  for (let k = 0; k < halfP * d; k++) Wn[k] = decay * Wn[k] - gamma * (tauXi * xiW[k]);
   return { loss, events };
 }
 

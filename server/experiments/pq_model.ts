@@ -495,6 +495,22 @@ export interface PQNet {
   a: Float64Array;
   /** Second layer of the V block, ±1/√m_q. */
   b: Float64Array;
+  /**
+   * The noise part W̃ of W (seed-001 eq. 3.4, seed-000 App. D.1), [halfP × d], where the
+   * backend tracks it (reference, wasm; trackNoisePart): W = W̄ + W̃ with W̄ the accumulated
+   * (smoothed-loss) gradient. Absent: the w_signal_* and w_noise_norm metrics are NaN.
+   */
+  Wn?: Float64Array;
+}
+
+/**
+ * Starts tracking the noise part of W: W̃_0 = W_0 (the initialisation is noise, eq. 3.4).
+ * large-lr: W̃_{t+1} = (1 − γ_tλ)W̃_t − γ_t τ_ξ ξ_t with the update's own ξ_t; label noise:
+ * W̃_{t+1} = W̃_t − α_t ε_t y ∇_W f(x_i), ε_t = −δ unflipped, 1 − δ flipped (Γ ≡ −1);
+ * full-batch GD without noise: W̃ = W_0.
+ */
+export function trackNoisePart(net: PQNet): void {
+  net.Wn = net.W.slice();
 }
 
 /**
@@ -825,6 +841,23 @@ export function pqMetricSpecs() {
         "‖W (I − w* w*ᵀ)‖_F: the part of W across w* (noise, and what the P-only points' Gaussian parts teach)",
       scale: "linear",
     },
+    {
+      name: "w_signal_norm",
+      doc:
+        "‖W̄‖_F, W̄ = W − W̃: the accumulated (smoothed-loss) gradient part of W (eq. 3.4; NaN on WebGPU)",
+      scale: "linear",
+    },
+    {
+      name: "w_signal_along_wstar",
+      doc: "‖W̄ w*‖: the signal part along the P direction w*",
+      scale: "linear",
+    },
+    {
+      name: "w_noise_norm",
+      doc:
+        "‖W̃‖_F: the noise part, tracked exactly (W̃_0 = W_0; W̃ ← (1−γλ)W̃ − γτ_ξ ξ, or − α ε y ∇_W f for label noise)",
+      scale: "linear",
+    },
     { name: "v_norm", doc: "‖V‖_F (Q block, all d columns)", scale: "linear" },
     {
       name: "activation_flips",
@@ -858,6 +891,9 @@ export const PLANE_UNTRACKED = [
   "w_norm",
   "w_along_wstar",
   "w_across_wstar",
+  "w_signal_norm",
+  "w_signal_along_wstar",
+  "w_noise_norm",
   "v_norm",
 ] as const;
 
@@ -982,6 +1018,19 @@ export function pqMetrics(
   for (let j = 0; j < halfP; j++) along += net.W[j * d] * net.W[j * d];
   out.w_along_wstar = Math.sqrt(along);
   out.w_across_wstar = Math.sqrt(Math.max(0, out.w_norm * out.w_norm - along));
+  // The signal/noise split of W (eq. 3.4): W̄ = W − W̃ and the tracked noise part W̃.
+  let signal = 0, signalAlong = 0, noise = 0;
+  if (net.Wn) {
+    for (let k = 0; k < net.W.length; k++) {
+      const sk = net.W[k] - net.Wn[k];
+      signal += sk * sk;
+      noise += net.Wn[k] * net.Wn[k];
+      if (k % d === 0) signalAlong += sk * sk;
+    }
+  }
+  out.w_signal_norm = net.Wn ? Math.sqrt(signal) : NaN;
+  out.w_signal_along_wstar = net.Wn ? Math.sqrt(signalAlong) : NaN;
+  out.w_noise_norm = net.Wn ? Math.sqrt(noise) : NaN;
   out.v_norm = frobenius(net.V);
   out.activation_flips = annealPattern ? flips / patternPairs(data, shape, set) : 0;
   return out;

@@ -5,6 +5,9 @@
  * independently.
  *   W, V                 [R × halfP × d], [R × halfQ × d]   the two first-layer blocks
  *                                        (halfP = m_p/2, halfQ = m_q/2; the second layer is fixed)
+ *   W_noise              [R × halfP × d]  the tracked noise part W̃ of W (pq_model.ts
+ *                                        trackNoisePart); a checkpoint without it (written
+ *                                        before it existed) restores W̃ as NaN: its metrics NaN
  *   anneal_step          [R]              step of the anneal, −1 before it
  *   stop_step            [R]              step of the stop (stopping rule), −1 before it
  *   lr                   [R]              the learning rate of the last update
@@ -89,6 +92,13 @@ function loadPhasesAndWatches(state: SessionState, phases: PhaseState[], watches
   }
 }
 
+/** W_noise of a checkpoint, or NaN for one written before W̃ was tracked. */
+function noisePart(state: SessionState, length: number): StateArray {
+  return state.arrays.W_noise
+    ? stateArray(state, "W_noise", length)
+    : new Float64Array(length).fill(NaN);
+}
+
 /** The reference replicas' checkpoint arrays. */
 export function savePQReplicas(
   replicas: PQReplicaView[],
@@ -98,10 +108,12 @@ export function savePQReplicas(
   const R = replicas.length, pb = patternBytes(shape);
   const sizeW = shape.halfP * shape.d, sizeV = shape.halfQ * shape.d;
   const W = new Float64Array(R * sizeW), V = new Float64Array(R * sizeV);
+  const Wn = new Float64Array(R * sizeW).fill(NaN);
   const annealStep = new Float64Array(R), lr = new Float64Array(R);
   const pattern = new Uint8Array(R * pb), hasPattern = new Uint8Array(R);
   replicas.forEach((st, r) => {
     W.set(st.net.W, r * sizeW);
+    if (st.net.Wn) Wn.set(st.net.Wn, r * sizeW);
     V.set(st.net.V, r * sizeV);
     annealStep[r] = st.annealedAt;
     lr[r] = st.lr;
@@ -114,6 +126,7 @@ export function savePQReplicas(
     arrays: {
       W,
       V,
+      W_noise: Wn,
       anneal_step: annealStep,
       lr,
       pattern,
@@ -133,11 +146,13 @@ export function loadPQReplicas(
   const R = replicas.length, pb = patternBytes(shape);
   const sizeW = shape.halfP * shape.d, sizeV = shape.halfQ * shape.d;
   const W = stateArray(state, "W", R * sizeW), V = stateArray(state, "V", R * sizeV);
+  const Wn = noisePart(state, R * sizeW);
   const annealStep = stateArray(state, "anneal_step", R), lr = stateArray(state, "lr", R);
   const pattern = stateArray(state, "pattern", R * pb);
   const hasPattern = stateArray(state, "has_pattern", R);
   replicas.forEach((st, r) => {
     st.net.W.set(W.subarray(r * sizeW, r * sizeW + sizeW));
+    st.net.Wn?.set(Wn.subarray(r * sizeW, r * sizeW + sizeW));
     st.net.V.set(V.subarray(r * sizeV, r * sizeV + sizeV));
     st.annealedAt = annealStep[r];
     st.lr = lr[r];
@@ -155,6 +170,8 @@ export interface PQKernelView {
   /** [R × halfP × dp] and [R × halfQ × dp] float32 views. */
   W(): Float32Array;
   V(): Float32Array;
+  /** [R × halfP × dp] float32: the tracked noise part W̃ of W. */
+  Wn(): Float32Array;
   /** [R × (halfP + halfQ) × dp] float32: W's rows then V's of each replica at its anneal. */
   atAnneal(): Float32Array;
   /** [R × 8] float64: the KERNEL_SLOTS, then two unused slots. */
@@ -205,6 +222,7 @@ export function exportPQKernel(
     ...arrays,
     W: unpadRows(k.W(), rowsW, shape.d, dp),
     V: unpadRows(k.V(), rowsV, shape.d, dp),
+    W_noise: unpadRows(k.Wn(), rowsW, shape.d, dp),
     anneal_W: unpadRows(annealBlock(k, 0), rowsW, shape.d, dp),
     anneal_V: unpadRows(annealBlock(k, 1), rowsV, shape.d, dp),
     pattern: k.pattern().slice(),
@@ -227,6 +245,7 @@ export function restorePQKernel(
   const rowsW = R * halfP, rowsV = R * halfQ;
   padRows(k.W(), stateArray(state, "W", rowsW * d), rowsW, d, dp);
   padRows(k.V(), stateArray(state, "V", rowsV * d), rowsV, d, dp);
+  padRows(k.Wn(), noisePart(state, rowsW * d), rowsW, d, dp);
   if (state.arrays.anneal_W) {
     const W = stateArray(state, "anneal_W", rowsW * d);
     const V = stateArray(state, "anneal_V", rowsV * d);

@@ -22,6 +22,7 @@ import {
   pqMetrics,
   type PQNet,
   type PQShape,
+  trackNoisePart,
   x1IsZero,
 } from "../../experiments/pq_model.ts";
 import {
@@ -76,6 +77,7 @@ interface PQExports {
   bPtr(): number;
   wPtr(): number;
   vPtr(): number;
+  wnPtr(): number;
   hyperPtr(): number;
   statePtr(): number;
   patternPtr(): number;
@@ -114,6 +116,7 @@ interface PQRun {
 function checkMemory(shape: PQShape, R: number, sets: number): void {
   const dp = Math.ceil(shape.d / 4) * 4;
   const bytes = sets * shape.n * (dp + 4) * 4 + 2 * R * shape.m * dp * 4 +
+    R * shape.halfP * dp * 4 +
     R * shape.n * shape.m + 2 * Math.max(shape.halfP, shape.halfQ) * dp * 4;
   if (bytes > MAX_TOTAL_BYTES) {
     throw new Error(
@@ -164,6 +167,9 @@ function openPQSession(
     const W = f32(k.wPtr() + r * halfP * dp * 4, halfP * dp);
     const V = f32(k.vPtr() + r * halfQ * dp * 4, halfQ * dp);
     for (let j = 0; j < halfP; j++) W.set(net.W.subarray(j * d, j * d + d), j * dp);
+    // The noise part starts at W_0 (trackNoisePart).
+    f32(k.wnPtr() + r * halfP * dp * 4, halfP * dp).set(W);
+    trackNoisePart(net);
     for (let j = 0; j < halfQ; j++) V.set(net.V.subarray(j * d, j * d + d), j * dp);
     // The host's float64 copy mirrors the float32 second layer (±1/√m_p, ±1/√m_q rounded).
     net.a.set(f32(k.aPtr() + r * halfP * 4, halfP));
@@ -190,6 +196,10 @@ function openPQSession(
     const V = f32(atAnneal ? at + blockW : kernel().vPtr() + r * blockV, halfQ * dp);
     for (let j = 0; j < halfP; j++) {
       for (let c = 0; c < d; c++) net.W[j * d + c] = W[j * dp + c];
+    }
+    const Wn = f32(kernel().wnPtr() + r * blockW, halfP * dp);
+    for (let j = 0; j < halfP; j++) {
+      for (let c = 0; c < d; c++) net.Wn![j * d + c] = Wn[j * dp + c];
     }
     for (let j = 0; j < halfQ; j++) {
       for (let c = 0; c < d; c++) net.V[j * d + c] = V[j * dp + c];
@@ -287,6 +297,7 @@ function openPQSession(
     dp,
     W: () => f32(kernel().wPtr(), R * halfP * dp),
     V: () => f32(kernel().vPtr(), R * halfQ * dp),
+    Wn: () => f32(kernel().wnPtr(), R * halfP * dp),
     atAnneal: () => f32(kernel().atAnnealPtr(), R * shape.m * dp),
     state,
     pattern: () => new Uint8Array(kernel().memory.buffer, kernel().patternPtr(), R * patternBytes),
