@@ -391,8 +391,8 @@ export const labelNoiseAnneal: ExperimentDefinition<LabelNoisePrepared> = {
   defaults: { steps: 20000, every: 500, replicas: 5 },
   prepare: prepareLabelNoise,
   reference: referenceSession,
-  // W, V, their gradients and the copy kept at the anneal: six copies of the blocks per replica.
-  estimateBytes: (spec) => pqEstimateBytes(spec, 6, LABEL_NOISE_METRICS.length),
+  // W, V, their gradients, the copy kept at the anneal and W̃: seven copies of a block per replica.
+  estimateBytes: (spec) => pqEstimateBytes(spec, 7, LABEL_NOISE_METRICS.length),
   plannedEvents(spec) {
     const p = spec.params;
     const at = p.anneal_step as number;

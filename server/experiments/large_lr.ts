@@ -507,9 +507,9 @@ export const largeLr: ExperimentDefinition<LargeLrPrepared> = {
   defaults: { steps: 3000, every: 100, replicas: 5 },
   prepare: prepareLargeLr,
   reference: referenceSession,
-  // W, V, their gradients, their noise and the copy kept at the anneal: eight copies per replica.
+  // W, V, their gradients, their noise, the copy kept at the anneal and W̃: nine copies of a block.
   estimateBytes: (
     spec,
-  ) => (checkNoisePairs(spec), pqEstimateBytes(spec, 8, LARGE_LR_METRICS.length)),
+  ) => (checkNoisePairs(spec), pqEstimateBytes(spec, 9, LARGE_LR_METRICS.length)),
   plannedEvents: largeLrPlannedEvents,
 };

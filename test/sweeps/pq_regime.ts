@@ -6,7 +6,7 @@
  *
  *   nice -n 10 deno run -A test/sweeps/pq_regime.ts race|qrace|block|labelnoise|defaults [--quick]
  *   nice -n 10 deno run -A test/sweeps/pq_regime.ts racewide --d=2048 [--r=0.5] [--tau0=1e-3]
- *     [--m_p=16] [--m_q=64] [--replicas=3]
+ *     [--m_p=16] [--m_q=64] [--replicas=3] [--blocks=both|p]
  *
  * race:       η-time Σγ at which the P-only and the Q-only training loss first fall below
  *             0.35 (snapshot resolution, 10 steps), both blocks trained together at a fixed
@@ -93,6 +93,8 @@ async function raceWide() {
   const eta = 10;
   const d = flag("d", 2048), r = flag("r", 0.5), tau0 = flag("tau0", 1e-3);
   const mP = flag("m_p", 16), mQ = flag("m_q", 64), replicas = flag("replicas", 3);
+  // --blocks=p: the control, P's η-time with the Q block's inputs zeroed (same draws).
+  const blocks = Deno.args.find((x) => x.startsWith("--blocks="))?.slice(9) ?? "both";
   const steps = Math.ceil(1.6 * d), every = Math.max(10, Math.round(d / 64));
   const res = await runOne({
     label: `racewide d=${d}`,
@@ -114,6 +116,7 @@ async function raceWide() {
       eta2: eta,
       q0: 0.6,
       n_test: 200,
+      blocks,
     },
   });
   const p = crossing(res, "train_loss_p_only", 0.35).map((s) => s < 0 ? Infinity : s * eta);
@@ -122,9 +125,9 @@ async function raceWide() {
     xs.map((x) => Number.isFinite(x) ? x : `>${steps * eta}`).join(", ");
   const first = median(p) < median(q) ? "P" : median(q) < median(p) ? "Q" : "tie";
   console.log(
-    `| ${d} | ${Math.round(d / 0.2)} | ${r} | ${tau0} | ${mP} | ${mQ} | ${steps} | ${fmt(p)} | ${
-      fmt(q)
-    } | ${first} | ${res.seconds.toFixed(0)} s |`,
+    `| ${d} | ${Math.round(d / 0.2)} | ${r} | ${tau0} | ${blocks} | ${mP} | ${mQ} | ${steps} | ${
+      fmt(p)
+    } | ${fmt(q)} | ${first} | ${res.seconds.toFixed(0)} s |`,
   );
 }
 
