@@ -160,6 +160,10 @@ const LARGE_LR_CASES: [string, Record<string, unknown>][] = [
   // Noise pairs (replica 1 is replica 0's noise-free twin) and a block-alone run.
   ["large-then-small", { eta1: 2, eta2: 0.2, anneal: "step", noise_pairs: "on" }],
   ["small", { eta1: 2, eta2: 0.5, blocks: "q" }],
+  // The Q plane alone runs the general kernel here: the same Q numbers, the norms NaN.
+  ["small", { eta1: 2, eta2: 0.5, blocks: "q-plane" }],
+  // Equal block widths other than m: the kernel's one row count is m_p/2 = m_q/2 = 4.
+  ["large-then-small", { eta1: 2, eta2: 0.2, anneal: "step", m: 14, m_p: 8, m_q: 8 }],
 ];
 
 const LABEL_NOISE_CASES: [string, Record<string, unknown>][] = [
