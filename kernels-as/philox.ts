@@ -95,6 +95,14 @@ export function boxMuller(a: u32, b: u32): void {
   z1 = upper ? -r * Mathf.sincos_sin : r * Mathf.sincos_sin;
 }
 
+/** Normal `index` of fillNormals(seed, replica, step, stream, ·), alone (the same float32). */
+export function normalAt(seed: u32, replica: u32, step: u32, stream: u32, index: u32): f32 {
+  philoxBlock(seed, replica, step, stream, index >>> 2);
+  if ((index & 2) == 0) boxMuller(w0, w1);
+  else boxMuller(w2, w3);
+  return (index & 1) == 0 ? z0 : z1;
+}
+
 /**
  * `count` standard normals for (seed, replica, step, stream) into out[0..count) as float32:
  * block b gives normals 4b..4b+3 as boxMuller(w0, w1), boxMuller(w2, w3), as the TS normals().

@@ -20,7 +20,7 @@
  * coordinates along z and ζ/r); V's columns 0 and 1 meet the data, all d feel decay and noise.
  * Replicas run one after another for a whole call (their weights stay in cache).
  */
-import { fillNormals, philoxBlock, uniform24, uniformIndex, w0, w1 } from "./philox.ts";
+import { fillNormals, normalAt, philoxBlock, uniform24, uniformIndex, w0, w1 } from "./philox.ts";
 import { dot, dot4 } from "./simd.ts";
 import { allocZeroed } from "./memory.ts";
 
@@ -57,7 +57,9 @@ const S_STOP_LOSS = 40;
 
 let d = 0;
 let dp = 0;
-let half = 0;
+/** Rows of the W block (m_p/2) and of the V block (m_q/2). */
+let halfP = 0;
+let halfQ = 0;
 let n = 0;
 let replicas = 0;
 let sets = 1;
@@ -69,36 +71,48 @@ let annealByLoss = true;
 let annealStep: i64 = 0;
 let checkEvery: i64 = 1;
 let noiseOffStep: i64 = 0;
+/** blocks = q or q-plane: x1 is zero, so W's products with it (+0) and gradient are skipped. */
+let x1Zero = false;
+/** blocks = q-plane: only V's columns 0, 1 are updated (pq_model.ts planeUpdate). */
+let plane = false;
 
 let X1: usize = 0; // [sets][n][dp] f32
 let X2: usize = 0; // [sets][n][2] f32
 let Y: usize = 0; // [sets][n] f32
 let SUB: usize = 0; // [sets][n] i32
-let A: usize = 0; // [R][half] f32: second layer of W
-let B: usize = 0; // [R][half] f32: second layer of V
-let W: usize = 0; // [R][half][dp] f32
-let V: usize = 0; // [R][half][dp] f32
+let A: usize = 0; // [R][halfP] f32: second layer of W
+let B: usize = 0; // [R][halfQ] f32: second layer of V
+let W: usize = 0; // [R][halfP][dp] f32
+let V: usize = 0; // [R][halfQ][dp] f32
+let WN: usize = 0; // [R][halfP][dp] f32: the noise part W̃ of W (pq_model.ts trackNoisePart)
 let HYPER: usize = 0; // [R][8] f64
 let STATE: usize = 0; // [R][8] f64
-let PATTERN: usize = 0; // [R][n][2·half] u8
-let AT_ANNEAL: usize = 0; // [R][2][half][dp] f32: W then V at the anneal step
-let GW: usize = 0; // [half][dp] f32 scratch: gradient of the W block
-let GV: usize = 0; // [half][2] f32 scratch: gradient of V's columns 0, 1
-let HW: usize = 0; // [half] f32 scratch: pre-activations of one example
-let HV: usize = 0; // [half] f32
-let PRE: usize = 0; // [2·half] f32: pre-activation noise of the step
-let NOISE: usize = 0; // [half·d] f32: gradient noise of the step (unpadded, as drawn)
+let PATTERN: usize = 0; // [R][n][halfP + halfQ] u8
+let AT_ANNEAL: usize = 0; // [R][halfP + halfQ][dp] f32: W's rows then V's at the anneal step
+let GW: usize = 0; // [halfP][dp] f32 scratch: gradient of the W block
+let GV: usize = 0; // [halfQ][2] f32 scratch: gradient of V's columns 0, 1
+let HW: usize = 0; // [halfP] f32 scratch: pre-activations of one example
+let HV: usize = 0; // [halfQ] f32
+let PRE: usize = 0; // [halfP + halfQ] f32: pre-activation noise of the step
+let NOISE: usize = 0; // [max(halfP, halfQ)·d] f32: gradient noise of a block (unpadded, as drawn)
 
 /** Replica r draws its noise with Philox key (seed, first + r); call after setup (default 0). */
 export function setFirstReplica(first: u32): void {
   firstReplica = first;
 }
 
+/** The block-alone mode (pq_model.ts `blocks`): call after setup (default: both blocks). */
+export function setBlocks(x1ZeroIn: i32, planeIn: i32): void {
+  x1Zero = x1ZeroIn != 0;
+  plane = planeIn != 0;
+}
+
 /** Allocates every buffer; call once per instance, then fill data, weights and HYPER. */
 export function setup(
   dIn: i32,
   nIn: i32,
-  halfIn: i32,
+  halfPIn: i32,
+  halfQIn: i32,
   replicasIn: i32,
   setsIn: i32,
   algoIn: i32,
@@ -107,7 +121,9 @@ export function setup(
   d = dIn;
   dp = (dIn + 3) & ~3;
   n = nIn;
-  half = halfIn;
+  halfP = halfPIn;
+  halfQ = halfQIn;
+  const halfMax = max(halfP, halfQ);
   replicas = replicasIn;
   sets = setsIn;
   algo = algoIn;
@@ -116,20 +132,21 @@ export function setup(
   X2 = allocZeroed(sets * n * 8);
   Y = allocZeroed(sets * n * 4);
   SUB = allocZeroed(sets * n * 4);
-  A = allocZeroed(replicas * half * 4);
-  B = allocZeroed(replicas * half * 4);
-  W = allocZeroed(replicas * half * dp * 4);
-  V = allocZeroed(replicas * half * dp * 4);
+  A = allocZeroed(replicas * halfP * 4);
+  B = allocZeroed(replicas * halfQ * 4);
+  W = allocZeroed(replicas * halfP * dp * 4);
+  V = allocZeroed(replicas * halfQ * dp * 4);
+  WN = allocZeroed(replicas * halfP * dp * 4);
   HYPER = allocZeroed(replicas * 64);
   STATE = allocZeroed(replicas * 64);
-  PATTERN = allocZeroed(replicas * n * 2 * half);
-  AT_ANNEAL = allocZeroed(replicas * 2 * half * dp * 4);
-  GW = allocZeroed(half * dp * 4);
-  GV = allocZeroed(half * 8);
-  HW = allocZeroed(((half + 3) & ~3) * 4);
-  HV = allocZeroed(((half + 3) & ~3) * 4);
-  PRE = allocZeroed(2 * half * 4 + 16);
-  NOISE = allocZeroed(half * d * 4 + 16);
+  PATTERN = allocZeroed(replicas * n * (halfP + halfQ));
+  AT_ANNEAL = allocZeroed(replicas * (halfP + halfQ) * dp * 4);
+  GW = allocZeroed(halfP * dp * 4);
+  GV = allocZeroed(halfQ * 8);
+  HW = allocZeroed(((halfMax + 3) & ~3) * 4);
+  HV = allocZeroed(((halfMax + 3) & ~3) * 4);
+  PRE = allocZeroed((halfP + halfQ) * 4 + 16);
+  NOISE = allocZeroed(halfMax * d * 4 + 16);
   for (let r = 0; r < replicas; r++) {
     const s = stateRow(r);
     store<f64>(s, -1, S_ANNEALED_AT);
@@ -173,6 +190,9 @@ export function wPtr(): usize {
 export function vPtr(): usize {
   return V;
 }
+export function wnPtr(): usize {
+  return WN;
+}
 export function hyperPtr(): usize {
   return HYPER;
 }
@@ -210,39 +230,45 @@ function forward(r: i32, set: i32, i: i32, pre: bool): f32 {
   const hasQ = sub != SUBSET_P_ONLY;
   const rowBytes = <usize> dp << 2;
   const x = X1 + <usize> (set * n + i) * rowBytes;
-  const w = W + <usize> (r * half) * rowBytes;
-  const a = A + (<usize> (r * half) << 2);
-  const b = B + (<usize> (r * half) << 2);
+  const w = W + <usize> (r * halfP) * rowBytes;
+  const a = A + (<usize> (r * halfP) << 2);
+  const b = B + (<usize> (r * halfQ) << 2);
   let f: f32 = 0;
   let j = 0;
-  if (hasP) {
-    for (; j + 4 <= half; j += 4) {
+  if (hasP && !x1Zero) {
+    for (; j + 4 <= halfP; j += 4) {
       v128.store(HW + (<usize> j << 2), dot4(w + <usize> j * rowBytes, rowBytes, x, rowBytes));
     }
-    for (; j < half; j++) {
+    for (; j < halfP; j++) {
       store<f32>(HW + (<usize> j << 2), dot(w + <usize> j * rowBytes, x, rowBytes));
     }
   } else {
-    memory.fill(HW, 0, <usize> half << 2);
+    memory.fill(HW, 0, <usize> halfP << 2);
   }
   const x2 = X2 + (<usize> (set * n + i) << 3);
   const c0 = load<f32>(x2), c1 = load<f32>(x2, 4);
-  const v = V + <usize> (r * half) * rowBytes;
-  for (let q = 0; q < half; q++) {
-    let h = load<f32>(HW + (<usize> q << 2));
-    let hv: f32 = 0;
-    if (hasQ) {
-      const row = v + <usize> q * rowBytes;
-      hv = load<f32>(row) * c0 + load<f32>(row, 4) * c1;
+  const v = V + <usize> (r * halfQ) * rowBytes;
+  // W_0, V_0, W_1, V_1, …: the summation order of equal widths, kept when they differ.
+  const units = max(halfP, halfQ);
+  for (let q = 0; q < units; q++) {
+    if (q < halfP) {
+      let h = load<f32>(HW + (<usize> q << 2));
+      if (pre) {
+        h += load<f32>(PRE + (<usize> q << 2));
+        store<f32>(HW + (<usize> q << 2), h);
+      }
+      if (h > 0) f += load<f32>(a + (<usize> q << 2)) * h;
     }
-    if (pre) {
-      h += load<f32>(PRE + (<usize> q << 2));
-      hv += load<f32>(PRE + (<usize> (half + q) << 2));
-      store<f32>(HW + (<usize> q << 2), h);
+    if (q < halfQ) {
+      let hv: f32 = 0;
+      if (hasQ) {
+        const row = v + <usize> q * rowBytes;
+        hv = load<f32>(row) * c0 + load<f32>(row, 4) * c1;
+      }
+      if (pre) hv += load<f32>(PRE + (<usize> (halfP + q) << 2));
+      store<f32>(HV + (<usize> q << 2), hv);
+      if (hv > 0) f += load<f32>(b + (<usize> q << 2)) * hv;
     }
-    store<f32>(HV + (<usize> q << 2), hv);
-    if (h > 0) f += load<f32>(a + (<usize> q << 2)) * h;
-    if (hv > 0) f += load<f32>(b + (<usize> q << 2)) * hv;
   }
   return f;
 }
@@ -263,11 +289,11 @@ function addGradient(
 ): void {
   const sub = load<i32>(SUB + (<usize> (set * n + i) << 2));
   const rowBytes = <usize> dp << 2;
-  const a = A + (<usize> (r * half) << 2);
-  const b = B + (<usize> (r * half) << 2);
-  if (sub != SUBSET_Q_ONLY) {
+  const a = A + (<usize> (r * halfP) << 2);
+  const b = B + (<usize> (r * halfQ) << 2);
+  if (sub != SUBSET_Q_ONLY && !x1Zero) {
     const x = X1 + <usize> (set * n + i) * rowBytes;
-    for (let j = 0; j < half; j++) {
+    for (let j = 0; j < halfP; j++) {
       if (load<f32>(HW + (<usize> j << 2)) < 0) continue;
       const s = f32x4.splat(c * load<f32>(a + (<usize> j << 2)));
       const g = gw + <usize> j * rowBytes;
@@ -279,7 +305,7 @@ function addGradient(
   if (sub != SUBSET_P_ONLY) {
     const x2 = X2 + (<usize> (set * n + i) << 3);
     const c0 = load<f32>(x2), c1 = load<f32>(x2, 4);
-    for (let j = 0; j < half; j++) {
+    for (let j = 0; j < halfQ; j++) {
       if (load<f32>(HV + (<usize> j << 2)) < 0) continue;
       const s = c * load<f32>(b + (<usize> j << 2));
       const g = gv + <usize> j * gvStride;
@@ -291,8 +317,9 @@ function addGradient(
 
 /** Full-batch gradient of L̂ into GW, GV; returns L̂ (float64 sum of float32 outputs). */
 function fullBatchGradient(r: i32, set: i32, pre: bool): f64 {
-  memory.fill(GW, 0, <usize> (half * dp) << 2);
-  memory.fill(GV, 0, <usize> half << 3);
+  // With x1 = 0 nothing writes GW: it stays zero.
+  if (!x1Zero) memory.fill(GW, 0, <usize> (halfP * dp) << 2);
+  memory.fill(GV, 0, <usize> halfQ << 3);
   let loss: f64 = 0;
   const inv: f64 = 1.0 / <f64> n;
   for (let i = 0; i < n; i++) {
@@ -316,17 +343,19 @@ function cleanLoss(r: i32, set: i32): f64 {
 
 /** Stores the clean activation pattern of replica r on its training set (pq_model.ts layout). */
 function storePattern(r: i32, set: i32): void {
-  const stride = <usize> (2 * half);
+  const stride = <usize> (halfP + halfQ);
   const base = PATTERN + <usize> r * <usize> n * stride;
   for (let i = 0; i < n; i++) {
     const sub = load<i32>(SUB + (<usize> (set * n + i) << 2));
     forward(r, set, i, false);
     const p = base + <usize> i * stride;
-    for (let j = 0; j < half; j++) {
+    for (let j = 0; j < halfP; j++) {
       const hw = sub != SUBSET_Q_ONLY && load<f32>(HW + (<usize> j << 2)) >= 0;
-      const hv = sub != SUBSET_P_ONLY && load<f32>(HV + (<usize> j << 2)) >= 0;
       store<u8>(p + <usize> j, hw ? 1 : 0);
-      store<u8>(p + <usize> (half + j), hv ? 1 : 0);
+    }
+    for (let j = 0; j < halfQ; j++) {
+      const hv = sub != SUBSET_P_ONLY && load<f32>(HV + (<usize> j << 2)) >= 0;
+      store<u8>(p + <usize> (halfP + j), hv ? 1 : 0);
     }
   }
 }
@@ -350,9 +379,11 @@ function anneal(r: i32, set: i32, t: i64, loss: f64): void {
   store<f64>(s, loss, S_ANNEAL_LOSS);
   storePattern(r, set);
   // The weights of the anneal step, for the host's metrics at the anneal (pq_anneal.ts).
-  const bytes = <usize> (half * dp) << 2;
-  memory.copy(AT_ANNEAL + <usize> (2 * r) * bytes, W + <usize> r * bytes, bytes);
-  memory.copy(AT_ANNEAL + <usize> (2 * r + 1) * bytes, V + <usize> r * bytes, bytes);
+  const rowBytes = <usize> dp << 2;
+  const bytesW = <usize> halfP * rowBytes, bytesV = <usize> halfQ * rowBytes;
+  const at = AT_ANNEAL + <usize> r * (bytesW + bytesV);
+  memory.copy(at, W + <usize> r * bytesW, bytesW);
+  memory.copy(at + bytesW, V + <usize> r * bytesV, bytesV);
 }
 
 /**
@@ -364,22 +395,47 @@ function noisyDecayUpdate(r: i32, t: u32, gamma: f32): bool {
   const tauXi = <f32> hyper(r, H_TAU_XI);
   const rowBytes = <usize> dp << 2;
   let probe = f32x4.splat(0);
+  if (plane) {
+    // The Q plane alone: V's columns 0, 1 with the draws j·d, j·d + 1 of the full update.
+    const v = V + <usize> (r * halfQ) * rowBytes;
+    for (let j = 0; j < halfQ; j++) {
+      const row = v + <usize> j * rowBytes, g = GV + (<usize> j << 3);
+      for (let k = 0; k < 2; k++) {
+        const xi = normalAt(seed, firstReplica + <u32> r, t, STREAM_XI_V, <u32> (j * d + k));
+        const p = row + (<usize> k << 2);
+        const vn = decay * load<f32>(p) - gamma * (load<f32>(g + (<usize> k << 2)) + tauXi * xi);
+        store<f32>(p, vn);
+        probe = f32x4.add(probe, f32x4.splat(vn - vn));
+      }
+    }
+    return !v128.any_true(f32x4.ne(probe, probe));
+  }
   for (let block = 0; block < 2; block++) {
-    const M = (block == 0 ? W : V) + <usize> (r * half) * rowBytes;
+    const rows = block == 0 ? halfP : halfQ;
+    const M = (block == 0 ? W : V) + <usize> (r * rows) * rowBytes;
     fillNormals(
       seed,
       firstReplica + <u32> r,
       t,
       block == 0 ? STREAM_XI_W : STREAM_XI_V,
-      half * d,
+      rows * d,
       NOISE,
     );
-    for (let j = 0; j < half; j++) {
+    for (let j = 0; j < rows; j++) {
       const row = M + <usize> j * rowBytes;
       const noise = NOISE + <usize> (j * d) * 4;
       if (block == 0) {
         const g = GW + <usize> j * rowBytes;
         const dv = f32x4.splat(decay), gv = f32x4.splat(gamma), tv = f32x4.splat(tauXi);
+        // The noise part: W̃ ← (1 − γλ)W̃ − γ(τ_ξ ξ), the same draws without the gradient.
+        const wn = WN + <usize> (r * halfP + j) * rowBytes;
+        for (let k = 0; k < d; k++) {
+          const p = wn + (<usize> k << 2);
+          store<f32>(
+            p,
+            decay * load<f32>(p) - gamma * (tauXi * load<f32>(noise + (<usize> k << 2))),
+          );
+        }
         let k: usize = 0;
         // Whole vectors of real columns; the noise rows are unpadded, so read them unaligned.
         for (; k + 16 <= (<usize> d << 2); k += 16) {
@@ -413,17 +469,21 @@ function noisyDecayUpdate(r: i32, t: u32, gamma: f32): bool {
 /** U ← U − γG (full-batch GD without noise or decay); false if a new weight is not finite. */
 function plainUpdate(r: i32, gamma: f32): bool {
   const rowBytes = <usize> dp << 2;
-  const w = W + <usize> (r * half) * rowBytes;
-  const v = V + <usize> (r * half) * rowBytes;
+  const w = W + <usize> (r * halfP) * rowBytes;
+  const v = V + <usize> (r * halfQ) * rowBytes;
   const gv = f32x4.splat(gamma);
   let probe = f32x4.splat(0);
-  for (let j = 0; j < half; j++) {
+  // On the Q plane W has no gradient and never moves.
+  const rowsW = plane ? 0 : halfP;
+  for (let j = 0; j < rowsW; j++) {
     const row = w + <usize> j * rowBytes, g = GW + <usize> j * rowBytes;
     for (let k: usize = 0; k < rowBytes; k += 16) {
       const wn = f32x4.sub(v128.load(row + k), f32x4.mul(gv, v128.load(g + k)));
       v128.store(row + k, wn);
       probe = f32x4.add(probe, f32x4.sub(wn, wn));
     }
+  }
+  for (let j = 0; j < halfQ; j++) {
     const vr = v + <usize> j * rowBytes, q = GV + (<usize> j << 3);
     const v0 = load<f32>(vr) - gamma * load<f32>(q);
     const v1 = load<f32>(vr, 4) - gamma * load<f32>(q, 4);
@@ -452,9 +512,9 @@ function stepReplica(r: i32, t: i64): bool {
   if (fullBatch) {
     const pre = algo == ALGO_SMALL_PREACT && t < noiseOffStep;
     if (pre) {
-      fillNormals(seed, firstReplica + <u32> r, tu, STREAM_PREACT, 2 * half, PRE);
+      fillNormals(seed, firstReplica + <u32> r, tu, STREAM_PREACT, halfP + halfQ, PRE);
       const tau = <f32> hyper(r, H_TAU_PRE);
-      for (let j = 0; j < 2 * half; j++) {
+      for (let j = 0; j < halfP + halfQ; j++) {
         const p = PRE + (<usize> j << 2);
         store<f32>(p, load<f32>(p) * tau);
       }
@@ -507,10 +567,16 @@ function stepReplica(r: i32, t: i64): bool {
     set,
     i,
     <f32> c,
-    W + <usize> (r * half) * rowBytes,
-    V + <usize> (r * half) * rowBytes,
+    W + <usize> (r * halfP) * rowBytes,
+    V + <usize> (r * halfQ) * rowBytes,
     rowBytes,
   );
+  // The noise part (App. D.1): W̃ ← W̃ − α ε y ∇_W f, clean y, ε = −δ kept / 1 − δ flipped.
+  // V's share goes to the GV scratch, which SGD does not use.
+  const delta = hyper(r, H_DELTA);
+  const eps = sigma > 0 ? -delta : 1 - delta;
+  const yClean = <f64> load<f32>(Y + (<usize> (set * n + i) << 2));
+  addGradient(r, set, i, <f32> (-lr64 * eps * yClean), WN + <usize> (r * halfP) * rowBytes, GV, 8);
   return true;
 }
 

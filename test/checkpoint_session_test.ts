@@ -183,6 +183,11 @@ for (const [experiment, base] of Object.entries(CHECKPOINT_SPECS)) {
   }
 }
 
+/** The spec with some parameters changed, validated again. */
+function withParams(spec: Omit<RunSpec, "backend">, params: Record<string, unknown>) {
+  return validateRunSpec({ ...spec, params: { ...spec.params, ...params } });
+}
+
 /**
  * P/Q runs whose state changes mid-run in ways the weights alone do not carry: the anneal
  * (lr, stored pattern, values at the anneal), the stop (frozen replica, values at the stop),
@@ -204,6 +209,19 @@ const PQ_EVENT_RUNS: {
   {
     name: "label-noise-anneal with the stopping rule",
     spec: CHECKPOINT_SPECS["label-noise-anneal"],
+    expect: [LOSS_ANNEAL, STOP],
+    race: true,
+  },
+  {
+    // Separate widths (m_p ≠ m_q): W, V, the anneal copy and the pattern sized per block.
+    name: "large-lr with m_p ≠ m_q and the stopping rule",
+    spec: withParams(CHECKPOINT_SPECS["large-lr"], { m_p: 10, m_q: 4 }),
+    expect: [LOSS_ANNEAL, STOP],
+    race: true,
+  },
+  {
+    name: "label-noise-anneal with m_p ≠ m_q and the stopping rule",
+    spec: withParams(CHECKPOINT_SPECS["label-noise-anneal"], { m_p: 4, m_q: 8 }),
     expect: [LOSS_ANNEAL, STOP],
     race: true,
   },

@@ -56,7 +56,7 @@ Deno.test("an LNSGD step is −α[∇ℓ̄(yf) + ε y ∇f] with ε = −δ (kep
     const { i, sigma } = sgdDraws(prep, 0, t);
     const ex = trainExample(prep.data, prep.shape, 0, i);
     const y = prep.data.y[i];
-    const hW = new Float64Array(prep.shape.half), hV = new Float64Array(prep.shape.half);
+    const hW = new Float64Array(prep.shape.halfP), hV = new Float64Array(prep.shape.halfQ);
     const z = y * forwardExample(state.net, ex, hW, hV, null);
     const epsilon = sigma > 0 ? -delta : 1 - delta;
     // ℓ̄'(z) = −δℓ'(−z) + (1−δ)ℓ'(z); the update coefficient of ∇f is −α(ℓ̄'(z) + ε)·y.

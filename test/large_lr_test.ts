@@ -72,7 +72,7 @@ Deno.test("stationarity (eq. 3.3): at Î·1 the noise-only columns of V keep std Ï
   for (let t = 0; t < 300; t++) largeLrStep(prep, state, 0, t);
   assert.equal(state.annealedAt, -1, "no anneal within 300 steps (anneal_step defaults to 1000)");
   let sum = 0, count = 0;
-  for (let j = 0; j < prep.shape.half; j++) {
+  for (let j = 0; j < prep.shape.halfQ; j++) {
     for (let k = 2; k < prep.shape.d; k++, count++) sum += state.net.V[j * prep.shape.d + k] ** 2;
   }
   const std = Math.sqrt(sum / count);

@@ -92,9 +92,30 @@ const LARGE_LR_CASES: [string, Record<string, unknown>][] = [
   ["small", { eta1: 2, eta2: [0.5, 0.3] }],
   ["small-preact-noise", { eta1: 2, eta2: 0.5, noise_off_step: 70, data: "shared" }],
   ["small", { eta1: 2, eta2: 0.5, blocks: "q" }],
+  ["large-then-small", { eta1: 2, eta2: 0.2, anneal: "step", blocks: "q-plane", m_p: 4 }],
   ["large-then-small", { eta1: 2, eta2: 0.2, anneal: "step", blocks: "p" }],
   ["large-then-small", { eta1: 2, eta2: 0.2, anneal: "step", noise_pairs: "on" }],
 ];
+
+// Separate block widths (issue 14): more rows on either side, and an odd count on each
+// (m_p/2 = 5, m_q/2 = 3), through the anneal copy, the pattern and the pre-activation noise.
+const WIDTH_CASES: [string, string, Record<string, unknown>][] = [
+  ["large-lr", "large-then-small", { m_p: 10, m_q: 6, anneal: "loss", epsilon1: 0.6 }],
+  ["large-lr", "small-preact-noise", { m_p: 6, m_q: 10, noise_off_step: 70 }],
+  ["label-noise-anneal", "lnsgd-ls", { m_p: 10, m_q: 6, anneal: "step", delta: 0.2 }],
+  ["label-noise-anneal", "fbgd-ls", { m_p: 6, m_q: 10, anneal: "loss", epsilon1: 0.3 }],
+];
+
+for (const [experiment, algo, params] of WIDTH_CASES) {
+  Deno.test(`wasm = reference with m_p ≠ m_q: ${experiment} ${algo} ${JSON.stringify(params)}`, async () => {
+    const steps = algo === "lnsgd-ls" ? 400 : 150;
+    const spec = small(experiment, { algo, eta1: 2, eta2: 0.2, ...params }, steps);
+    const { want } = await assertParity(spec, [37, steps]);
+    // Both replicas annealed or stored their pattern, so flips compare the unequal layouts.
+    const last = want.snapshots[want.snapshots.length - 1].metrics;
+    assert.ok(last.activation_flips.some((v) => v > 0), "flips measured after the anneal");
+  });
+}
 
 for (const [algo, params] of LARGE_LR_CASES) {
   Deno.test(`wasm = reference: large-lr ${algo} ${JSON.stringify(params)}`, async () => {
@@ -111,6 +132,7 @@ const LABEL_NOISE_CASES: [string, Record<string, unknown>][] = [
   ["lnsgd-ls", { eta1: 1, eta2: 0.1, anneal: "step", delta: [0.1, 0.3] }],
   ["lnsgd-s", { eta2: 0.5, delta: 0.2, data: "shared" }],
   ["lnsgd-s", { eta2: 0.5, delta: 0.2, blocks: "q" }],
+  ["fbgd-ls", { eta1: 2, eta2: 0.2, anneal: "step", blocks: "q-plane" }],
   ["fbgd-ls", { eta1: [2, 3], eta2: 0.2, anneal: "loss", epsilon1: 0.3 }],
 ];
 

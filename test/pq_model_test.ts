@@ -205,43 +205,62 @@ Deno.test("p_alignment: r(x1) − r(−x1) = (Σ_j a_j W_j)·x1 exactly, cosine 
   assert.ok(Math.abs(m.p_alignment - odd[0] / Math.hypot(...odd)) < 1e-12);
 });
 
-Deno.test("full-batch gradient of L̂ matches central finite differences", () => {
-  const shape = shapeOf({ d: 8, kappa_sq: 0.2, r_scale: 5, m: 8 });
-  const data = generateRunData(shape, 7, 1);
-  const net = randomNet(shape, 3, 0.8);
-  const gW = new Float64Array(net.W.length), gV = new Float64Array(net.V.length);
-  const loss = fullBatchGradient(net, data, shape, 0, null, gW, gV);
-  assert.ok(Math.abs(loss - trainLoss(net, data, shape, 0)) < 1e-14);
-  const h = 1e-6;
-  let worst = 0, scale = 0;
-  for (const [M, G] of [[net.W, gW], [net.V, gV]] as const) {
-    for (let k = 0; k < M.length; k++) {
-      const keep = M[k];
-      M[k] = keep + h;
-      const up = trainLoss(net, data, shape, 0);
-      M[k] = keep - h;
-      const down = trainLoss(net, data, shape, 0);
-      M[k] = keep;
-      worst = Math.max(worst, Math.abs((up - down) / (2 * h) - G[k]));
-      scale = Math.max(scale, Math.abs(G[k]));
+for (const widths of [{}, { m_p: 10, m_q: 4 }, { m_p: 2, m_q: 12 }]) {
+  Deno.test(`full-batch gradient of L̂ matches central finite differences ${JSON.stringify(widths)}`, () => {
+    const shape = shapeOf({ d: 8, kappa_sq: 0.2, r_scale: 5, m: 8, ...widths });
+    const data = generateRunData(shape, 7, 1);
+    const net = randomNet(shape, 3, 0.8);
+    const gW = new Float64Array(net.W.length), gV = new Float64Array(net.V.length);
+    const loss = fullBatchGradient(net, data, shape, 0, null, gW, gV);
+    assert.ok(Math.abs(loss - trainLoss(net, data, shape, 0)) < 1e-14);
+    const h = 1e-6;
+    let worst = 0, scale = 0;
+    for (const [M, G] of [[net.W, gW], [net.V, gV]] as const) {
+      for (let k = 0; k < M.length; k++) {
+        const keep = M[k];
+        M[k] = keep + h;
+        const up = trainLoss(net, data, shape, 0);
+        M[k] = keep - h;
+        const down = trainLoss(net, data, shape, 0);
+        M[k] = keep;
+        worst = Math.max(worst, Math.abs((up - down) / (2 * h) - G[k]));
+        scale = Math.max(scale, Math.abs(G[k]));
+      }
     }
-  }
-  // V columns ≥ 2 never meet the data: their gradient must be exactly zero.
-  for (let j = 0; j < shape.half; j++) {
-    for (let k = 2; k < shape.d; k++) assert.equal(gV[j * shape.d + k], 0);
-  }
-  assert.ok(worst < 1e-7 * Math.max(1, scale), `worst ${worst}, scale ${scale}`);
+    // V columns ≥ 2 never meet the data: their gradient must be exactly zero.
+    for (let j = 0; j < shape.halfQ; j++) {
+      for (let k = 2; k < shape.d; k++) assert.equal(gV[j * shape.d + k], 0);
+    }
+    assert.ok(worst < 1e-7 * Math.max(1, scale), `worst ${worst}, scale ${scale}`);
+  });
+}
+
+Deno.test("separate widths: rows m_p/2 and m_q/2, per-block second layer ±1/√m_p and ±1/√m_q", () => {
+  const shape = shapeOf({ m: 8, m_p: 12, m_q: 4 });
+  assert.deepEqual([shape.halfP, shape.halfQ, shape.m], [6, 2, 8]);
+  assert.ok(Number.isNaN(shape.half));
+  const net = randomNet(shape, 3, 0.5);
+  assert.equal(net.W.length, 6 * shape.d);
+  assert.equal(net.V.length, 2 * shape.d);
+  for (const a of net.a) assert.equal(Math.abs(a), 1 / Math.sqrt(12));
+  for (const b of net.b) assert.equal(Math.abs(b), 1 / Math.sqrt(4));
+  // 0 means m: the paper's single width, bit for bit the same network as without the option.
+  const same = randomNet(shapeOf({ m: 8, m_p: 0, m_q: 8 }), 3, 0.5);
+  const plain = randomNet(shapeOf({ m: 8 }), 3, 0.5);
+  assert.deepEqual([same.W, same.V, same.a, same.b], [plain.W, plain.V, plain.a, plain.b]);
+  assert.throws(() => shapeOf({ m_p: 5 }), /params.m_p: must be 0 \(= m\) or even/);
 });
 
 Deno.test("gradient with pre-activation noise matches finite differences of the noisy loss", () => {
-  const shape = shapeOf({ d: 6, kappa_sq: 0.3, r_scale: 5, m: 6 });
+  // Unequal widths: Ξ's units are W's m_p/2, then V's m_q/2.
+  const shape = shapeOf({ d: 6, kappa_sq: 0.3, r_scale: 5, m: 6, m_p: 4, m_q: 8 });
   const data = generateRunData(shape, 2, 1);
   const net = randomNet(shape, 5, 0.9);
   const preact = normals(1, 0, 0, 2, shape.m).map((z) => 0.3 * z);
   const gW = new Float64Array(net.W.length), gV = new Float64Array(net.V.length);
   fullBatchGradient(net, data, shape, 0, preact, gW, gV);
   const noisyLoss = () => {
-    const hW = new Float64Array(shape.half), hV = new Float64Array(shape.half);
+    const hW = new Float64Array(shape.halfP), hV = new Float64Array(shape.halfQ);
     let s = 0;
     for (let i = 0; i < shape.n; i++) {
       const ex = trainExample(data, shape, 0, i);
@@ -264,10 +283,10 @@ Deno.test("gradient with pre-activation noise matches finite differences of the 
 });
 
 Deno.test("per-example gradient: accumulateGradient(c) adds c·∇f(x)", () => {
-  const shape = shapeOf({ d: 6, kappa_sq: 0.3, r_scale: 5, m: 6 });
+  const shape = shapeOf({ d: 6, kappa_sq: 0.3, r_scale: 5, m: 6, m_p: 8, m_q: 2 });
   const data = generateRunData(shape, 4, 1);
   const net = randomNet(shape, 6, 0.9);
-  const hW = new Float64Array(shape.half), hV = new Float64Array(shape.half);
+  const hW = new Float64Array(shape.halfP), hV = new Float64Array(shape.halfQ);
   const i = data.subset.indexOf(SUBSET_BOTH);
   const ex = trainExample(data, shape, 0, i);
   forwardExample(net, ex, hW, hV, null);

@@ -51,6 +51,7 @@ import {
   pqShape,
   qFraction,
   STREAM_SGD,
+  trackNoisePart,
   trainExample,
   trainLoss,
 } from "./pq_model.ts";
@@ -221,12 +222,13 @@ export interface LabelNoiseReplica extends PhaseState {
 
 export function initLabelNoiseReplica(prep: LabelNoisePrepared, replica: number) {
   const net = initPQNet(prep.shape, prep.seed, prep.firstReplica + replica, prep.tau0[replica]);
+  trackNoisePart(net);
   const state: LabelNoiseReplica = {
     net,
     gW: new Float64Array(net.W.length),
     gV: new Float64Array(net.V.length),
-    hW: new Float64Array(net.half),
-    hV: new Float64Array(net.half),
+    hW: new Float64Array(net.halfP),
+    hV: new Float64Array(net.halfQ),
     ...initialPhase(),
     pattern: null,
     lr: prep.algo === "lnsgd-s" ? prep.eta2[replica] : prep.eta1[replica],
@@ -298,10 +300,16 @@ export function labelNoiseStep(
     : prep.eta1[replica];
   state.lr = lr;
   if (fullBatch) {
-    for (let k = 0; k < net.W.length; k++) {
-      net.W[k] -= lr * state.gW[k];
-      net.V[k] -= lr * state.gV[k];
+    if (shape.blocks === "q-plane") {
+      // Only V's plane columns have a gradient; W and the rest never move (pq_model.ts).
+      for (let j = 0; j < net.halfQ; j++) {
+        net.V[j * net.d] -= lr * state.gV[j * net.d];
+        net.V[j * net.d + 1] -= lr * state.gV[j * net.d + 1];
+      }
+      return { probe: batchLoss, events };
     }
+    for (let k = 0; k < net.W.length; k++) net.W[k] -= lr * state.gW[k];
+    for (let k = 0; k < net.V.length; k++) net.V[k] -= lr * state.gV[k];
     return { probe: batchLoss, events };
   }
   // One example, label multiplied by σ: ∇ℓ(σ y f) = ℓ'(σ y f)·σ y·∇f.
@@ -312,6 +320,12 @@ export function labelNoiseStep(
   const c = -lr * logisticDeriv(y * f) * y;
   // accumulateGradient adds c·∇f straight into the weights: U ← U − lr·ℓ'·σy·∇f.
   accumulateGradient(net, ex, state.hW, state.hV, c, net.W, net.V);
+  // The noise part (App. D.1): W̃ ← W̃ − α ε y ∇_W f with the clean label y and ε = −δ
+  // (kept label) or 1 − δ (flipped), Γ ≡ −1 for the logistic loss. V's share lands in the
+  // scratch gV, which SGD does not use.
+  const eps = sigma > 0 ? -prep.delta[replica] : 1 - prep.delta[replica];
+  const cNoise = -lr * eps * data.y[ex.index];
+  accumulateGradient(net, ex, state.hW, state.hV, cNoise, net.Wn!, state.gV);
   return { probe: logistic(y * f) + c, events };
 }
 
@@ -377,8 +391,8 @@ export const labelNoiseAnneal: ExperimentDefinition<LabelNoisePrepared> = {
   defaults: { steps: 20000, every: 500, replicas: 5 },
   prepare: prepareLabelNoise,
   reference: referenceSession,
-  // W, V, their gradients and the copy kept at the anneal: six copies of the blocks per replica.
-  estimateBytes: (spec) => pqEstimateBytes(spec, 6, LABEL_NOISE_METRICS.length),
+  // W, V, their gradients, the copy kept at the anneal and W̃: seven copies of a block per replica.
+  estimateBytes: (spec) => pqEstimateBytes(spec, 7, LABEL_NOISE_METRICS.length),
   plannedEvents(spec) {
     const p = spec.params;
     const at = p.anneal_step as number;

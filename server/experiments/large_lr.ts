@@ -18,8 +18,9 @@
  *
  * Random draws at update t of replica k (key (seed, k), counter step t; pq_model.ts has the
  * data and initialisation streams):
- *   ξ on W: normals(seed, k, t, STREAM_XI_W, (m/2)·d), row-major like W; ξ on V: STREAM_XI_V.
- *   Ξ: normals(seed, k, t, STREAM_PREACT, m): units 0..m/2−1 of W, then those of V
+ *   ξ on W: normals(seed, k, t, STREAM_XI_W, (m_p/2)·d), row-major like W; ξ on V:
+ *      normals(seed, k, t, STREAM_XI_V, (m_q/2)·d). τ_ξ (eq. 3.3) does not depend on m.
+ *   Ξ: normals(seed, k, t, STREAM_PREACT, m_p/2 + m_q/2): the m_p/2 units of W, then V's
  *      (small-preact-noise only, t < noise_off_step).
  */
 import { normals } from "../rng/philox.ts";
@@ -43,6 +44,7 @@ import {
   fullBatchGradient,
   generateRunData,
   initPQNet,
+  planeUpdate,
   type PQData,
   pqEstimateBytes,
   pqMetrics,
@@ -56,6 +58,7 @@ import {
   STREAM_PREACT,
   STREAM_XI_V,
   STREAM_XI_W,
+  trackNoisePart,
   trainLoss,
 } from "./pq_model.ts";
 import {
@@ -309,6 +312,7 @@ export function initLargeLrReplica(prep: LargeLrPrepared, replica: number): Larg
     prep.firstReplica + prep.initOf[replica],
     prep.tau0[replica],
   );
+  trackNoisePart(net);
   return {
     net,
     gW: new Float64Array(net.W.length),
@@ -335,7 +339,7 @@ export function largeLrStep(
   const set = dataSetOf(data, replica);
   const events: RunEvent[] = [];
   if (state.stoppedAt >= 0) return { loss: 0, events };
-  const { half, d, m } = shape;
+  const { halfP, halfQ, d, m } = shape;
   let preact: Float64Array | null = null;
   if (prep.algo === "small-preact-noise" && t < prep.noiseOffStep) {
     preact = normals(prep.seed, prep.firstReplica + replica, t, STREAM_PREACT, m);
@@ -376,12 +380,21 @@ export function largeLrStep(
   state.lr = gamma;
   const decay = 1 - gamma * prep.lambda[replica];
   const tauXi = prep.tauXi[replica];
-  const xiW = normals(prep.seed, prep.firstReplica + replica, t, STREAM_XI_W, half * d);
-  const xiV = normals(prep.seed, prep.firstReplica + replica, t, STREAM_XI_V, half * d);
-  for (let k = 0; k < half * d; k++) {
+  if (shape.blocks === "q-plane") {
+    planeUpdate(net, gV, decay, gamma, tauXi, prep.seed, prep.firstReplica + replica, t);
+    return { loss, events };
+  }
+  const xiW = normals(prep.seed, prep.firstReplica + replica, t, STREAM_XI_W, halfP * d);
+  const xiV = normals(prep.seed, prep.firstReplica + replica, t, STREAM_XI_V, halfQ * d);
+  for (let k = 0; k < halfP * d; k++) {
     net.W[k] = decay * net.W[k] - gamma * (gW[k] + tauXi * xiW[k]);
+  }
+  for (let k = 0; k < halfQ * d; k++) {
     net.V[k] = decay * net.V[k] - gamma * (gV[k] + tauXi * xiV[k]);
   }
+  // The noise part of W (eq. 3.4): the same recursion without the gradient.
+  const Wn = net.Wn!;
+  for (let k = 0; k < halfP * d; k++) Wn[k] = decay * Wn[k] - gamma * (tauXi * xiW[k]);
   return { loss, events };
 }
 
@@ -392,9 +405,16 @@ export const LARGE_LR_METRICS = [
   ...RACE_METRICS,
 ];
 
-/** Squared norm of both blocks plus the loss: non-finite iff the replica diverged. */
-function finiteProbe(net: PQNet, loss: number): Float64Array {
+/**
+ * Squared norm of both blocks plus the loss: non-finite iff the replica diverged. On the Q
+ * plane only V's columns 0, 1 move, so only they are summed (the rest stay as initialised).
+ */
+function finiteProbe(net: PQNet, loss: number, plane: boolean): Float64Array {
   let s = 0;
+  if (plane) {
+    for (let j = 0; j < net.halfQ; j++) s += net.V[j * net.d] ** 2 + net.V[j * net.d + 1] ** 2;
+    return Float64Array.of(loss, s);
+  }
   for (const v of net.W) s += v * v;
   for (const v of net.V) s += v * v;
   return Float64Array.of(loss, s);
@@ -439,7 +459,7 @@ function referenceSession(
     stepReplica: (k, t) => {
       const { loss, events } = largeLrStep(prep, states[k], k, t);
       pending.push(...events);
-      return finiteProbe(states[k].net, loss);
+      return finiteProbe(states[k].net, loss, prep.shape.blocks === "q-plane");
     },
     metricsOf: (k) => {
       const values = pqReplicaMetrics(prep, states[k], k);
@@ -487,9 +507,9 @@ export const largeLr: ExperimentDefinition<LargeLrPrepared> = {
   defaults: { steps: 3000, every: 100, replicas: 5 },
   prepare: prepareLargeLr,
   reference: referenceSession,
-  // W, V, their gradients, their noise and the copy kept at the anneal: eight copies per replica.
+  // W, V, their gradients, their noise, the copy kept at the anneal and W̃: nine copies of a block.
   estimateBytes: (
     spec,
-  ) => (checkNoisePairs(spec), pqEstimateBytes(spec, 8, LARGE_LR_METRICS.length)),
+  ) => (checkNoisePairs(spec), pqEstimateBytes(spec, 9, LARGE_LR_METRICS.length)),
   plannedEvents: largeLrPlannedEvents,
 };

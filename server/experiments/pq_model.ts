@@ -22,10 +22,20 @@
  * ⟨w*, ·⟩ = 0 when y⟨w*, g⟩ < 0, i.e. x1[0] = y(γ0 + |g0|), x1[k] = g_k (k ≥ 1).
  *
  * Network (seed-001 §3.1, seed-000 §3): f(x) = r(x1) + g(x2) with
- *   r(x1) = Σ_{j<m/2} a_j ReLU(W_j·x1),   g(x2) = Σ_{j<m/2} b_j ReLU(V_j·x2),
- * W, V ∈ R^{(m/2)×d}, second layer (a, b) i.i.d. uniform on {±1/√m} and fixed, first layer
- * i.i.d. N(0, τ0²). m is the paper's total width (u ∈ R^m, U = [W; V]); the block-diagonal
- * form is the one the proofs use (f = N_W(w, W; x1) + N_V(v, V; x2)). No biases.
+ *   r(x1) = Σ_{j<m_p/2} a_j ReLU(W_j·x1),   g(x2) = Σ_{j<m_q/2} b_j ReLU(V_j·x2),
+ * W ∈ R^{(m_p/2)×d}, V ∈ R^{(m_q/2)×d}, second layer a_j i.i.d. uniform on {±1/√m_p} and
+ * b_j on {±1/√m_q}, fixed, first layer i.i.d. N(0, τ0²). m is the paper's total width
+ * (u ∈ R^m, U = [W; V], m/2 rows per block, |u_j| = m^(−1/2)); the block-diagonal form is the
+ * one the proofs use (f = N_W(w, W; x1) + N_V(v, V; x2)). No biases.
+ * Separate widths (issue 14): each block is the matching block of a paper network of width
+ * m_p (resp. m_q), so it keeps that network's per-block scaling 1/√m_block. Then every
+ * width-dependent fact the proofs use holds per block with m := m_block: the noise part's
+ * output N_Ũ(x) = Σ_j u_j ReLU(Ũ_j x) has a scale independent of the width (Prop. A.4,
+ * τ0‖x‖ log d), each row's gradient is ≲ 1/√m (Prop. A.2), and a block's tangent kernel
+ * Σ_j u_j² 1(·)‖x‖² (its speed under GD) does not change when the other block is resized.
+ * Scaling both blocks by the total width 1/√(m_p + m_q) instead would slow the narrower
+ * block by √(m_block/(m_p + m_q)) and so change the race this option exists to measure.
+ * m_p = m_q = m is the paper's network, bit for bit.
  * Loss: logistic ℓ(z) = log(1 + e^(−z)) on z = y·f(x). ReLU'(0) = 1, as 1(v ≥ 0) in the paper.
  *
  * Random draws (Philox4x32-10, lab keying, server/rng/philox.ts):
@@ -44,7 +54,14 @@
  *   per-step noise, key = (seed, replica), counter step = t: streams listed by each experiment
  *     (XI_W, XI_V: gradient noise; PREACT: pre-activation noise; SGD: example index + flip).
  */
-import { DATA_REPLICA, normals, philoxBlock, rademacher, uniform24 } from "../rng/philox.ts";
+import {
+  DATA_REPLICA,
+  normalAt,
+  normals,
+  philoxBlock,
+  rademacher,
+  uniform24,
+} from "../rng/philox.ts";
 import { type ParamSchema, SpecError } from "./schema.ts";
 import { phaseMetrics, type PhaseState } from "./pq_anneal.ts";
 import type { RunSpec } from "./types.ts";
@@ -145,9 +162,30 @@ export function pqModelParams(defaults: {
       default: defaults.m,
       min: 2,
       max: 8192,
-      doc: "total hidden width (even): m/2 ReLU units on x1 (W) and m/2 on x2 (V); |u_j| = 1/√m",
+      doc:
+        "total hidden width (even): m/2 ReLU units on x1 (W) and m/2 on x2 (V); |u_j| = 1/√m (m_p, m_q override it per block)",
       source:
         `§2 (u ∈ {±m^(−1/2)}^m, U = [W; V]; m ≥ poly(d/τ0), out of reach); ${defaults.m} chosen for speed (${defaults.sweepSource})`,
+    },
+    m_p: {
+      kind: "int",
+      default: 0,
+      min: 0,
+      max: 8192,
+      doc:
+        "width of the P block as a paper network's m (even): m_p/2 units on x1, |a_j| = 1/√m_p; 0 = m",
+      source:
+        "issue 14 (separate widths, so that d in the thousands is affordable: the W block costs O(N·m_p·d) per step); 0 keeps the paper's single m. Per-block scaling 1/√m_p: each block is the block of a width-m_p paper network (Prop. A.2, A.4 hold per block; docs/experiments/large-lr.md)",
+    },
+    m_q: {
+      kind: "int",
+      default: 0,
+      min: 0,
+      max: 8192,
+      doc:
+        "width of the Q block as a paper network's m (even): m_q/2 units on x2, |b_j| = 1/√m_q; 0 = m",
+      source:
+        "issue 14 (separate widths); 0 keeps the paper's single m. Per-block scaling 1/√m_q, as for m_p",
     },
     tau0: {
       kind: "number",
@@ -177,16 +215,18 @@ export function pqModelParams(defaults: {
     },
     blocks: {
       kind: "enum",
-      values: ["both", "p", "q"],
+      values: ["both", "p", "q", "q-plane"],
       default: "both",
       doc: "which block learns: the other block's inputs are set to 0 (same draws, same seeds)",
       valueDocs: {
         both: "the papers' network: P and Q blocks together",
         p: "P block alone: x2 = 0 everywhere, V feels only decay and noise",
         q: "Q block alone: x1 = 0 everywhere, W feels only decay and noise",
+        "q-plane":
+          "Q block alone in its 2-D plane: as q, but W and V's d − 2 columns off the plane (which never meet the data) are not simulated, so a step costs O(N·m_q) with no factor d; the Q metrics equal q's bit for bit; w_norm, w_along_wstar, w_across_wstar, p_alignment and v_norm are NaN",
       },
       source:
-        "issue 14 (the race of each block trained alone); the cost per step is unchanged (the W block is still computed)",
+        "issue 14 (the race of each block trained alone; the Q block alone in its 2-D plane, notes §7 'V lives in two dimensions'); p and q cost O(N·m·d) per step for large-lr's noise and decay on both blocks, q-plane none of it",
     },
     data: {
       kind: "enum",
@@ -206,9 +246,17 @@ export interface PQShape {
   d: number;
   n: number;
   nTest: number;
+  /** Hidden units in all: halfP + halfQ (the paper's m when the blocks are equal). */
   m: number;
-  /** m/2: rows of each block. */
+  /**
+   * Rows of each block when both are equal (NaN otherwise): only the WebGPU kernel uses it,
+   * and it refuses unequal widths (server/engine/webgpu/pq_widths.ts).
+   */
   half: number;
+  /** m_p/2: rows of the W (P) block; its second layer is ±1/√m_p. */
+  halfP: number;
+  /** m_q/2: rows of the V (Q) block; its second layer is ±1/√m_q. */
+  halfQ: number;
   p0: number;
   q0: number;
   gamma0: number;
@@ -223,6 +271,9 @@ export function pqShape(params: RunSpec["params"]): PQShape {
   const p0 = (params.p0_scale as number) * kappaSq / 2;
   const q0 = params.q0 as number;
   const m = params.m as number;
+  // 0 (or absent, in specs written before the option) means the paper's single width m.
+  const widthOf = (name: string) => ((params[name] as number | undefined) || m);
+  const mP = widthOf("m_p"), mQ = widthOf("m_q");
   const errors = [];
   if (p0 + q0 > 1) {
     errors.push({
@@ -233,6 +284,14 @@ export function pqShape(params: RunSpec["params"]): PQShape {
   if (m % 2 !== 0) {
     errors.push({ field: "params.m", message: `must be even (m/2 units per block), got ${m}` });
   }
+  for (const [name, w] of [["m_p", mP], ["m_q", mQ]] as const) {
+    if (params[name] && w % 2 !== 0) {
+      errors.push({
+        field: `params.${name}`,
+        message: `must be 0 (= m) or even (${name}/2 units in its block), got ${w}`,
+      });
+    }
+  }
   const n = Math.max(1, Math.round(d / kappaSq));
   if (n > 1 << 20) {
     errors.push({ field: "params.kappa_sq", message: `N = d/κ² = ${n} exceeds 2^20 examples` });
@@ -242,8 +301,10 @@ export function pqShape(params: RunSpec["params"]): PQShape {
     d,
     n,
     nTest: params.n_test as number,
-    m,
-    half: m / 2,
+    m: mP / 2 + mQ / 2,
+    half: mP === mQ ? mP / 2 : NaN,
+    halfP: mP / 2,
+    halfQ: mQ / 2,
     p0,
     q0,
     gamma0: (params.gamma_scale as number) / Math.sqrt(d),
@@ -344,7 +405,7 @@ export function generatePQData(shape: PQShape, dataSeed: number): PQDataSet {
   // Block-alone runs keep every draw and zero the other block's inputs afterwards, so that
   // they pair with the runs of both blocks on the same seeds.
   if (shape.blocks === "p") x2.fill(0), testX2.fill(0);
-  if (shape.blocks === "q") x1.fill(0), testX1.fill(0);
+  if (shape.blocks === "q" || shape.blocks === "q-plane") x1.fill(0), testX1.fill(0);
   return { y, subset, x1, x2, testY, testSubset, testX1, testX2, counts };
 }
 
@@ -422,19 +483,40 @@ export function qFraction(data: PQData, shape: PQShape, set: number): number {
 
 /** One replica's network: first layers in float64, fixed second layer. */
 export interface PQNet {
-  half: number;
+  /** Rows of W (m_p/2) and of V (m_q/2). */
+  halfP: number;
+  halfQ: number;
   d: number;
-  /** [half × d]. */
+  /** [halfP × d]. */
   W: Float64Array;
-  /** [half × d]; only columns 0 and 1 meet the data. */
+  /** [halfQ × d]; only columns 0 and 1 meet the data. */
   V: Float64Array;
-  /** Second layer of the W block, ±1/√m. */
+  /** Second layer of the W block, ±1/√m_p. */
   a: Float64Array;
-  /** Second layer of the V block, ±1/√m. */
+  /** Second layer of the V block, ±1/√m_q. */
   b: Float64Array;
+  /**
+   * The noise part W̃ of W (seed-001 eq. 3.4, seed-000 App. D.1), [halfP × d], where the
+   * backend tracks it (reference, wasm; trackNoisePart): W = W̄ + W̃ with W̄ the accumulated
+   * (smoothed-loss) gradient. Absent: the w_signal_* and w_noise_norm metrics are NaN.
+   */
+  Wn?: Float64Array;
 }
 
-/** Second-layer signs of one replica: +1/−1 for units 0..m−1 (first half W, second half V). */
+/**
+ * Starts tracking the noise part of W: W̃_0 = W_0 (the initialisation is noise, eq. 3.4).
+ * large-lr: W̃_{t+1} = (1 − γ_tλ)W̃_t − γ_t τ_ξ ξ_t with the update's own ξ_t; label noise:
+ * W̃_{t+1} = W̃_t − α_t ε_t y ∇_W f(x_i), ε_t = −δ unflipped, 1 − δ flipped (Γ ≡ −1);
+ * full-batch GD without noise: W̃ = W_0.
+ */
+export function trackNoisePart(net: PQNet): void {
+  net.Wn = net.W.slice();
+}
+
+/**
+ * Second-layer signs of one replica: +1/−1 for units 0..m−1 (the halfP units of W, then the
+ * halfQ units of V).
+ */
 export function secondLayerSigns(seed: number, replica: number, m: number): Int8Array {
   const signs = new Int8Array(m);
   const words = new Uint32Array(4);
@@ -446,15 +528,18 @@ export function secondLayerSigns(seed: number, replica: number, m: number): Int8
 }
 
 export function initPQNet(shape: PQShape, seed: number, replica: number, tau0: number): PQNet {
-  const { half, d, m } = shape;
-  const W = normals(seed, replica, 0, STREAM_INIT_W, half * d);
-  const V = normals(seed, replica, 0, STREAM_INIT_V, half * d);
-  for (let k = 0; k < W.length; k++) W[k] *= tau0, V[k] *= tau0;
+  const { halfP, halfQ, d, m } = shape;
+  const W = normals(seed, replica, 0, STREAM_INIT_W, halfP * d);
+  const V = normals(seed, replica, 0, STREAM_INIT_V, halfQ * d);
+  for (let k = 0; k < W.length; k++) W[k] *= tau0;
+  for (let k = 0; k < V.length; k++) V[k] *= tau0;
   const signs = secondLayerSigns(seed, replica, m);
-  const scale = 1 / Math.sqrt(m);
-  const a = new Float64Array(half), b = new Float64Array(half);
-  for (let j = 0; j < half; j++) a[j] = signs[j] * scale, b[j] = signs[half + j] * scale;
-  return { half, d, W, V, a, b };
+  // Per-block scaling 1/√m_block (header): 1/√m for both when the widths are equal.
+  const scaleP = 1 / Math.sqrt(2 * halfP), scaleQ = 1 / Math.sqrt(2 * halfQ);
+  const a = new Float64Array(halfP), b = new Float64Array(halfQ);
+  for (let j = 0; j < halfP; j++) a[j] = signs[j] * scaleP;
+  for (let j = 0; j < halfQ; j++) b[j] = signs[halfP + j] * scaleQ;
+  return { halfP, halfQ, d, W, V, a, b };
 }
 
 /** ℓ(z) = log(1 + e^(−z)), computed without overflow. */
@@ -497,11 +582,21 @@ export interface ExampleRef {
   index: number;
   hasP: boolean;
   hasQ: boolean;
+  /**
+   * x1 is zero by construction (blocks = q or q-plane): W_j·x1 is +0 and the W gradient adds
+   * ±0, so both are skipped, bit for bit the same, and the step costs no factor d.
+   */
+  x1Zero?: boolean;
+}
+
+/** Whether the run's x1 inputs are all zero (the Q block alone). */
+export function x1IsZero(shape: PQShape): boolean {
+  return shape.blocks === "q" || shape.blocks === "q-plane";
 }
 
 /**
- * Pre-activations of one example: hW_j = W_j·x1 (+ ξ_j), hV_j = V_j·x2 (+ ξ_{half+j});
- * returns f = Σ a_j ReLU(hW_j) + Σ b_j ReLU(hV_j). `preact` (length m) is the
+ * Pre-activations of one example: hW_j = W_j·x1 (+ ξ_j), hV_j = V_j·x2 (+ ξ_{halfP+j});
+ * returns f = Σ a_j ReLU(hW_j) + Σ b_j ReLU(hV_j). `preact` (length halfP + halfQ) is the
  * pre-activation noise Ξ of App. F.1, or null.
  */
 export function forwardExample(
@@ -511,25 +606,61 @@ export function forwardExample(
   hV: Float64Array,
   preact: Float64Array | null,
 ): number {
-  const { half, d, W, V, a, b } = net;
+  const { halfP, halfQ, d, V, b } = net;
   let f = 0;
   const o1 = ex.index * d, o2 = ex.index * 2;
   const x20 = ex.x2[o2], x21 = ex.x2[o2 + 1];
-  for (let j = 0; j < half; j++) {
-    let h = 0;
-    if (ex.hasP) {
-      const row = j * d;
-      for (let k = 0; k < d; k++) h += W[row + k] * ex.x1[o1 + k];
-    }
-    if (preact) h += preact[j];
-    hW[j] = h;
-    if (h > 0) f += a[j] * h;
-    let hv = ex.hasQ ? V[j * d] * x20 + V[j * d + 1] * x21 : 0;
-    if (preact) hv += preact[half + j];
-    hV[j] = hv;
-    if (hv > 0) f += b[j] * hv;
+  // Units are summed in the order W_0, V_0, W_1, V_1, … (then the wider block's rest), the
+  // order of the equal-width network, so that its numbers stay bit for bit the same.
+  const both = Math.min(halfP, halfQ);
+  for (let j = 0; j < both; j++) {
+    f += forwardW(net, ex, o1, j, hW, preact);
+    f += forwardV(V, b, d, ex.hasQ, x20, x21, j, halfP, hV, preact);
+  }
+  for (let j = both; j < halfP; j++) f += forwardW(net, ex, o1, j, hW, preact);
+  for (let j = both; j < halfQ; j++) {
+    f += forwardV(V, b, d, ex.hasQ, x20, x21, j, halfP, hV, preact);
   }
   return f;
+}
+
+/** Unit j of the W block: stores its pre-activation, returns its contribution to f. */
+function forwardW(
+  net: PQNet,
+  ex: ExampleRef,
+  o1: number,
+  j: number,
+  hW: Float64Array,
+  preact: Float64Array | null,
+): number {
+  const { d, W } = net;
+  let h = 0;
+  if (ex.hasP && !ex.x1Zero) {
+    const row = j * d;
+    for (let k = 0; k < d; k++) h += W[row + k] * ex.x1[o1 + k];
+  }
+  if (preact) h += preact[j];
+  hW[j] = h;
+  return h > 0 ? net.a[j] * h : 0;
+}
+
+/** Unit j of the V block (columns 0, 1 only meet x2). */
+function forwardV(
+  V: Float64Array,
+  b: Float64Array,
+  d: number,
+  hasQ: boolean,
+  x20: number,
+  x21: number,
+  j: number,
+  halfP: number,
+  hV: Float64Array,
+  preact: Float64Array | null,
+): number {
+  let hv = hasQ ? V[j * d] * x20 + V[j * d + 1] * x21 : 0;
+  if (preact) hv += preact[halfP + j];
+  hV[j] = hv;
+  return hv > 0 ? b[j] * hv : 0;
 }
 
 /**
@@ -545,13 +676,15 @@ export function accumulateGradient(
   gW: Float64Array,
   gV: Float64Array,
 ): void {
-  const { half, d, a, b } = net;
+  const { halfP, halfQ, d, a, b } = net;
   const o1 = ex.index * d, o2 = ex.index * 2;
-  for (let j = 0; j < half; j++) {
+  for (let j = 0; j < halfP && !ex.x1Zero; j++) {
     if (ex.hasP && hW[j] >= 0) {
       const s = c * a[j], row = j * d;
       for (let k = 0; k < d; k++) gW[row + k] += s * ex.x1[o1 + k];
     }
+  }
+  for (let j = 0; j < halfQ; j++) {
     if (ex.hasQ && hV[j] >= 0) {
       const s = c * b[j];
       gV[j * d] += s * ex.x2[o2];
@@ -570,6 +703,7 @@ export function trainExample(data: PQData, shape: PQShape, set: number, i: numbe
     index,
     hasP: subset !== SUBSET_Q_ONLY,
     hasQ: subset !== SUBSET_P_ONLY,
+    x1Zero: x1IsZero(shape),
   };
 }
 
@@ -587,9 +721,10 @@ export function fullBatchGradient(
   gW: Float64Array,
   gV: Float64Array,
 ): number {
-  gW.fill(0);
-  gV.fill(0);
-  const hW = new Float64Array(net.half), hV = new Float64Array(net.half);
+  // With x1 = 0 nothing writes gW (it stays zero); only V's columns 0, 1 are ever written.
+  if (!x1IsZero(shape)) gW.fill(0);
+  for (let j = 0; j < net.halfQ; j++) gV[j * net.d] = gV[j * net.d + 1] = 0;
+  const hW = new Float64Array(net.halfP), hV = new Float64Array(net.halfQ);
   const n = shape.n;
   let loss = 0;
   for (let i = 0; i < n; i++) {
@@ -604,7 +739,7 @@ export function fullBatchGradient(
 
 /** Clean training loss L̂(U) (no pre-activation noise), for the loss-threshold anneal. */
 export function trainLoss(net: PQNet, data: PQData, shape: PQShape, set: number): number {
-  const hW = new Float64Array(net.half), hV = new Float64Array(net.half);
+  const hW = new Float64Array(net.halfP), hV = new Float64Array(net.halfQ);
   let loss = 0;
   for (let i = 0; i < shape.n; i++) {
     const ex = trainExample(data, shape, set, i);
@@ -623,28 +758,28 @@ export function annealThreshold(data: PQData, shape: PQShape, set: number, eps1:
 
 /**
  * The activation pattern 1(U x ≥ 0) on the training set, one byte per (example, unit):
- * [n × m], units 0..half−1 of the W block then the V block. Only pairs whose input block is
- * nonzero count (W units on examples with P, V units on examples with Q); the others are 0.
+ * [n × m], units 0..halfP−1 of the W block then the halfQ of the V block. Only pairs whose
+ * input block is nonzero count (W units on examples with P, V units on examples with Q); the
+ * others are 0.
  */
 export function activationPattern(net: PQNet, data: PQData, shape: PQShape, set: number) {
-  const { n, half } = shape;
-  const pattern = new Uint8Array(n * 2 * half);
-  const hW = new Float64Array(half), hV = new Float64Array(half);
+  const { n, halfP, halfQ, m } = shape;
+  const pattern = new Uint8Array(n * m);
+  const hW = new Float64Array(halfP), hV = new Float64Array(halfQ);
   for (let i = 0; i < n; i++) {
     const ex = trainExample(data, shape, set, i);
     forwardExample(net, ex, hW, hV, null);
-    for (let j = 0; j < half; j++) {
-      pattern[i * 2 * half + j] = ex.hasP && hW[j] >= 0 ? 1 : 0;
-      pattern[i * 2 * half + half + j] = ex.hasQ && hV[j] >= 0 ? 1 : 0;
-    }
+    for (let j = 0; j < halfP; j++) pattern[i * m + j] = ex.hasP && hW[j] >= 0 ? 1 : 0;
+    for (let j = 0; j < halfQ; j++) pattern[i * m + halfP + j] = ex.hasQ && hV[j] >= 0 ? 1 : 0;
   }
   return pattern;
 }
 
-/** Number of (example, unit) pairs that carry a pattern: half·(|M1| + |M2|). */
+/** Number of (example, unit) pairs that carry a pattern: halfP·|M1| + halfQ·|M2|. */
 export function patternPairs(data: PQData, shape: PQShape, set: number): number {
   const c = (s: number) => data.counts[set * 3 + s];
-  return shape.half * (c(SUBSET_P_ONLY) + c(SUBSET_Q_ONLY) + 2 * c(SUBSET_BOTH));
+  return shape.halfP * (c(SUBSET_P_ONLY) + c(SUBSET_BOTH)) +
+    shape.halfQ * (c(SUBSET_Q_ONLY) + c(SUBSET_BOTH));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -706,6 +841,23 @@ export function pqMetricSpecs() {
         "‖W (I − w* w*ᵀ)‖_F: the part of W across w* (noise, and what the P-only points' Gaussian parts teach)",
       scale: "linear",
     },
+    {
+      name: "w_signal_norm",
+      doc:
+        "‖W̄‖_F, W̄ = W − W̃: the accumulated (smoothed-loss) gradient part of W (eq. 3.4; NaN on WebGPU)",
+      scale: "linear",
+    },
+    {
+      name: "w_signal_along_wstar",
+      doc: "‖W̄ w*‖: the signal part along the P direction w*",
+      scale: "linear",
+    },
+    {
+      name: "w_noise_norm",
+      doc:
+        "‖W̃‖_F: the noise part, tracked exactly (W̃_0 = W_0; W̃ ← (1−γλ)W̃ − γτ_ξ ξ, or − α ε y ∇_W f for label noise)",
+      scale: "linear",
+    },
     { name: "v_norm", doc: "‖V‖_F (Q block, all d columns)", scale: "linear" },
     {
       name: "activation_flips",
@@ -720,7 +872,7 @@ export function pqMetricSpecs() {
 /** The Q block's output on a point c0·z + c1·(ζ/r) of the Q plane. */
 export function qOutput(net: PQNet, c0: number, c1: number): number {
   let g = 0;
-  for (let j = 0; j < net.half; j++) {
+  for (let j = 0; j < net.halfQ; j++) {
     const h = net.V[j * net.d] * c0 + net.V[j * net.d + 1] * c1;
     if (h > 0) g += net.b[j] * h;
   }
@@ -733,6 +885,44 @@ function frobenius(M: Float64Array): number {
   return Math.sqrt(s);
 }
 
+/** Metrics of the parts that blocks = q-plane does not simulate: NaN there. */
+export const PLANE_UNTRACKED = [
+  "p_alignment",
+  "w_norm",
+  "w_along_wstar",
+  "w_across_wstar",
+  "w_signal_norm",
+  "w_signal_along_wstar",
+  "w_noise_norm",
+  "v_norm",
+] as const;
+
+/**
+ * The update U ← (1 − γλ)U − γ(G + τ_ξ ξ) of the Q plane alone (blocks = q-plane): V's
+ * columns 0 and 1 with the very draws the full update gives them (normals j·d and j·d + 1 of
+ * STREAM_XI_V), so they match blocks = q bit for bit; W and V's other columns, which never
+ * meet the data, are left as they are. O(m_q) per step.
+ */
+export function planeUpdate(
+  net: PQNet,
+  gV: Float64Array,
+  decay: number,
+  gamma: number,
+  tauXi: number,
+  seed: number,
+  replica: number,
+  t: number,
+): void {
+  const { halfQ, d, V } = net;
+  const words = new Uint32Array(4);
+  for (let j = 0; j < halfQ; j++) {
+    for (let k = j * d; k < j * d + 2; k++) {
+      const xi = normalAt(seed, replica, t, STREAM_XI_V, k, words);
+      V[k] = decay * V[k] - gamma * (gV[k] + tauXi * xi);
+    }
+  }
+}
+
 /** Every shared metric of one replica at its current weights (clean forward passes). */
 export function pqMetrics(
   net: PQNet,
@@ -741,9 +931,9 @@ export function pqMetrics(
   set: number,
   annealPattern: Uint8Array | null,
 ): Record<string, number> {
-  const { n, nTest, half, d } = shape;
+  const { n, nTest, halfP, halfQ, m, d } = shape;
   const out: Record<string, number> = {};
-  const hW = new Float64Array(half), hV = new Float64Array(half);
+  const hW = new Float64Array(halfP), hV = new Float64Array(halfQ);
   // Training set, split by subset; activation flips against the stored pattern.
   const lossSum = [0, 0, 0], errSum = [0, 0, 0], count = [0, 0, 0];
   let flips = 0;
@@ -755,10 +945,12 @@ export function pqMetrics(
     errSum[s] += z <= 0 ? 1 : 0;
     count[s]++;
     if (annealPattern) {
-      const base = i * 2 * half;
-      for (let j = 0; j < half; j++) {
+      const base = i * m;
+      for (let j = 0; j < halfP; j++) {
         if (ex.hasP && (hW[j] >= 0 ? 1 : 0) !== annealPattern[base + j]) flips++;
-        if (ex.hasQ && (hV[j] >= 0 ? 1 : 0) !== annealPattern[base + half + j]) flips++;
+      }
+      for (let j = 0; j < halfQ; j++) {
+        if (ex.hasQ && (hV[j] >= 0 ? 1 : 0) !== annealPattern[base + halfP + j]) flips++;
       }
     }
   }
@@ -781,6 +973,7 @@ export function pqMetrics(
       index,
       hasP: true,
       hasQ: s === SUBSET_BOTH,
+      x1Zero: x1IsZero(shape),
     };
     const z = data.testY[index] * forwardExample(net, ex, hW, hV, null);
     testLoss[s] += logistic(z);
@@ -807,16 +1000,37 @@ export function pqMetrics(
   out.g_z_plus = gPlus;
   out.g_z_minus = gMinus;
   out.q_second_diff = gPlus + gMinus - 2 * gz;
+  if (shape.blocks === "q-plane") {
+    // W and V's off-plane columns are not simulated on this path (the header of `blocks`).
+    for (const name of PLANE_UNTRACKED) out[name] = NaN;
+    out.activation_flips = annealPattern ? flips / patternPairs(data, shape, set) : 0;
+    return out;
+  }
   // Odd part of the P block: Σ_j a_j W_j; w* = e1.
   const odd = new Float64Array(d);
-  for (let j = 0; j < half; j++) for (let k = 0; k < d; k++) odd[k] += net.a[j] * net.W[j * d + k];
+  for (let j = 0; j < halfP; j++) {
+    for (let k = 0; k < d; k++) odd[k] += net.a[j] * net.W[j * d + k];
+  }
   const oddNorm = frobenius(odd);
   out.p_alignment = oddNorm > 0 ? odd[0] / oddNorm : 0;
   out.w_norm = frobenius(net.W);
   let along = 0;
-  for (let j = 0; j < half; j++) along += net.W[j * d] * net.W[j * d];
+  for (let j = 0; j < halfP; j++) along += net.W[j * d] * net.W[j * d];
   out.w_along_wstar = Math.sqrt(along);
   out.w_across_wstar = Math.sqrt(Math.max(0, out.w_norm * out.w_norm - along));
+  // The signal/noise split of W (eq. 3.4): W̄ = W − W̃ and the tracked noise part W̃.
+  let signal = 0, signalAlong = 0, noise = 0;
+  if (net.Wn) {
+    for (let k = 0; k < net.W.length; k++) {
+      const sk = net.W[k] - net.Wn[k];
+      signal += sk * sk;
+      noise += net.Wn[k] * net.Wn[k];
+      if (k % d === 0) signalAlong += sk * sk;
+    }
+  }
+  out.w_signal_norm = net.Wn ? Math.sqrt(signal) : NaN;
+  out.w_signal_along_wstar = net.Wn ? Math.sqrt(signalAlong) : NaN;
+  out.w_noise_norm = net.Wn ? Math.sqrt(noise) : NaN;
   out.v_norm = frobenius(net.V);
   out.activation_flips = annealPattern ? flips / patternPairs(data, shape, set) : 0;
   return out;
@@ -851,7 +1065,7 @@ export function pqReplicaMetrics(
 
 /**
  * Memory a P/Q run needs, for the run manager's admission check: the data sets, `weightCopies`
- * float32 copies of a replica's [m/2 × d] blocks plus its second layer, the stored activation
+ * float32 copies of a replica's [m_p/2 × d] and [m_q/2 × d] blocks plus its second layer, the stored activation
  * pattern (a byte per training pair), and the snapshot history of `metricCount` metrics.
  */
 export function pqEstimateBytes(spec: RunSpec, weightCopies: number, metricCount: number): number {

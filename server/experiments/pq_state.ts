@@ -3,18 +3,23 @@
  * SessionState arrays (docs/checkpoints.md) and how the float64 reference replicas and the
  * wasm kernel's memory map onto them. Kept apart from the model code so that both can change
  * independently.
- *   W, V                 [R × half × d]   the two first-layer blocks (the second layer is fixed)
+ *   W, V                 [R × halfP × d], [R × halfQ × d]   the two first-layer blocks
+ *                                        (halfP = m_p/2, halfQ = m_q/2; the second layer is fixed)
+ *   W_noise              [R × halfP × d]  the tracked noise part W̃ of W (pq_model.ts
+ *                                        trackNoisePart); a checkpoint without it (written
+ *                                        before it existed) restores W̃ as NaN: its metrics NaN
  *   anneal_step          [R]              step of the anneal, −1 before it
  *   stop_step            [R]              step of the stop (stopping rule), −1 before it
  *   lr                   [R]              the learning rate of the last update
- *   pattern              [R × n·2·half]   the stored activation pattern (bytes), where has_pattern
+ *   pattern              [R × n·m]        the stored activation pattern (bytes, m = halfP + halfQ
+ *                                        units per example), where has_pattern
  *   has_pattern          [R]              1 once the pattern was taken
  *   at_anneal, at_stop   [R × K]          PHASE_KEYS' values at the anneal / stop (NaN before)
  *   race                 [R × 4]          RaceWatch's first crossings (pq_race.ts)
  *   floor_tracks         [R × 4]          FloorWatch's tracks (pq_floor.ts; large-lr only)
  *   floor_points         [Σ × 2]          their (step, loss) points
  * The wasm kernel adds what only its memory holds: anneal_loss and stop_loss [R] (the loss
- * its anneal and stop events quote) and anneal_W, anneal_V [R × half × d] (its copy of the
+ * its anneal and stop events quote) and anneal_W, anneal_V (shaped as W, V; its copy of the
  * weights at the anneal, from which the host evaluates at_anneal). Restored elsewhere they
  * are not needed: the events and values that use them were produced before the checkpoint.
  * The WebGPU kernel keeps no values at the anneal and has no stopping rule: its checkpoints
@@ -34,7 +39,7 @@ export interface PQWatches {
 }
 
 function patternBytes(shape: PQShape): number {
-  return shape.n * 2 * shape.half;
+  return shape.n * shape.m;
 }
 
 /** Phase steps and values of every replica, and the watches' state. */
@@ -89,19 +94,29 @@ function loadPhasesAndWatches(state: SessionState, phases: PhaseState[], watches
   }
 }
 
+/** W_noise of a checkpoint, or NaN for one written before W̃ was tracked. */
+function noisePart(state: SessionState, length: number): StateArray {
+  return state.arrays.W_noise
+    ? stateArray(state, "W_noise", length)
+    : new Float64Array(length).fill(NaN);
+}
+
 /** The reference replicas' checkpoint arrays. */
 export function savePQReplicas(
   replicas: PQReplicaView[],
   shape: PQShape,
   watches: PQWatches,
 ): { arrays: Record<string, StateArray> } {
-  const R = replicas.length, size = shape.half * shape.d, pb = patternBytes(shape);
-  const W = new Float64Array(R * size), V = new Float64Array(R * size);
+  const R = replicas.length, pb = patternBytes(shape);
+  const sizeW = shape.halfP * shape.d, sizeV = shape.halfQ * shape.d;
+  const W = new Float64Array(R * sizeW), V = new Float64Array(R * sizeV);
+  const Wn = new Float64Array(R * sizeW).fill(NaN);
   const annealStep = new Float64Array(R), lr = new Float64Array(R);
   const pattern = new Uint8Array(R * pb), hasPattern = new Uint8Array(R);
   replicas.forEach((st, r) => {
-    W.set(st.net.W, r * size);
-    V.set(st.net.V, r * size);
+    W.set(st.net.W, r * sizeW);
+    if (st.net.Wn) Wn.set(st.net.Wn, r * sizeW);
+    V.set(st.net.V, r * sizeV);
     annealStep[r] = st.annealedAt;
     lr[r] = st.lr;
     if (st.pattern) {
@@ -113,6 +128,7 @@ export function savePQReplicas(
     arrays: {
       W,
       V,
+      W_noise: Wn,
       anneal_step: annealStep,
       lr,
       pattern,
@@ -129,14 +145,17 @@ export function loadPQReplicas(
   shape: PQShape,
   watches: PQWatches,
 ): void {
-  const R = replicas.length, size = shape.half * shape.d, pb = patternBytes(shape);
-  const W = stateArray(state, "W", R * size), V = stateArray(state, "V", R * size);
+  const R = replicas.length, pb = patternBytes(shape);
+  const sizeW = shape.halfP * shape.d, sizeV = shape.halfQ * shape.d;
+  const W = stateArray(state, "W", R * sizeW), V = stateArray(state, "V", R * sizeV);
+  const Wn = noisePart(state, R * sizeW);
   const annealStep = stateArray(state, "anneal_step", R), lr = stateArray(state, "lr", R);
   const pattern = stateArray(state, "pattern", R * pb);
   const hasPattern = stateArray(state, "has_pattern", R);
   replicas.forEach((st, r) => {
-    st.net.W.set(W.subarray(r * size, r * size + size));
-    st.net.V.set(V.subarray(r * size, r * size + size));
+    st.net.W.set(W.subarray(r * sizeW, r * sizeW + sizeW));
+    st.net.Wn?.set(Wn.subarray(r * sizeW, r * sizeW + sizeW));
+    st.net.V.set(V.subarray(r * sizeV, r * sizeV + sizeV));
     st.annealedAt = annealStep[r];
     st.lr = lr[r];
     st.pattern = hasPattern[r] ? Uint8Array.from(pattern.subarray(r * pb, r * pb + pb)) : null;
@@ -150,14 +169,16 @@ export interface PQKernelView {
   replicas: number;
   /** Padded row length of W and V. */
   dp: number;
-  /** [R × half × dp] float32 views. */
+  /** [R × halfP × dp] and [R × halfQ × dp] float32 views. */
   W(): Float32Array;
   V(): Float32Array;
-  /** [R × 2 × half × dp] float32: W then V of each replica at its anneal. */
+  /** [R × halfP × dp] float32: the tracked noise part W̃ of W. */
+  Wn(): Float32Array;
+  /** [R × (halfP + halfQ) × dp] float32: W's rows then V's of each replica at its anneal. */
   atAnneal(): Float32Array;
   /** [R × 8] float64: the KERNEL_SLOTS, then two unused slots. */
   state(): Float64Array;
-  /** [R × n·2·half] bytes. */
+  /** [R × n·m] bytes. */
   pattern(): Uint8Array;
   /** Whether replica r's pattern was stored. */
   hasPattern(r: number): boolean;
@@ -169,13 +190,19 @@ const KERNEL_ROW = 8;
 /** Slots that the reference does not keep: NaN when restoring its checkpoint. */
 const KERNEL_ONLY = new Set(["anneal_loss", "stop_loss"]);
 
-/** The anneal-time copy's rows of block b (0: W, 1: V) as [R × half × dp]. */
+/** Where block b (0: W, 1: V) of replica r sits in the anneal-time copy, in floats. */
+function annealRange(k: PQKernelView, r: number, b: number): [number, number] {
+  const { shape, dp } = k;
+  const start = r * shape.m * dp + (b === 0 ? 0 : shape.halfP * dp);
+  return [start, start + (b === 0 ? shape.halfP : shape.halfQ) * dp];
+}
+
+/** The anneal-time copy's rows of block b (0: W, 1: V) as [R × half_b × dp]. */
 function annealBlock(k: PQKernelView, b: number): Float32Array {
   const { replicas: R, shape, dp } = k;
-  const block = shape.half * dp, all = k.atAnneal(), out = new Float32Array(R * block);
-  for (let r = 0; r < R; r++) {
-    out.set(all.subarray((2 * r + b) * block, (2 * r + b + 1) * block), r * block);
-  }
+  const block = (b === 0 ? shape.halfP : shape.halfQ) * dp;
+  const all = k.atAnneal(), out = new Float32Array(R * block);
+  for (let r = 0; r < R; r++) out.set(all.subarray(...annealRange(k, r, b)), r * block);
   return out;
 }
 
@@ -186,7 +213,7 @@ export function exportPQKernel(
   watches: PQWatches,
 ): Record<string, StateArray> {
   const { shape, replicas: R, dp } = k;
-  const rows = R * shape.half;
+  const rowsW = R * shape.halfP, rowsV = R * shape.halfQ;
   const st = k.state();
   const arrays: Record<string, StateArray> = {};
   KERNEL_SLOTS.forEach((name, i) => {
@@ -195,10 +222,11 @@ export function exportPQKernel(
   return {
     ...savePhasesAndWatches(phases, watches),
     ...arrays,
-    W: unpadRows(k.W(), rows, shape.d, dp),
-    V: unpadRows(k.V(), rows, shape.d, dp),
-    anneal_W: unpadRows(annealBlock(k, 0), rows, shape.d, dp),
-    anneal_V: unpadRows(annealBlock(k, 1), rows, shape.d, dp),
+    W: unpadRows(k.W(), rowsW, shape.d, dp),
+    V: unpadRows(k.V(), rowsV, shape.d, dp),
+    W_noise: unpadRows(k.Wn(), rowsW, shape.d, dp),
+    anneal_W: unpadRows(annealBlock(k, 0), rowsW, shape.d, dp),
+    anneal_V: unpadRows(annealBlock(k, 1), rowsV, shape.d, dp),
     pattern: k.pattern().slice(),
     has_pattern: Uint8Array.from({ length: R }, (_, r) => k.hasPattern(r) ? 1 : 0),
   };
@@ -215,16 +243,19 @@ export function restorePQKernel(
   watches: PQWatches,
 ): void {
   const { shape, replicas: R, dp } = k;
-  const rows = R * shape.half, size = rows * shape.d;
-  padRows(k.W(), stateArray(state, "W", size), rows, shape.d, dp);
-  padRows(k.V(), stateArray(state, "V", size), rows, shape.d, dp);
+  const { halfP, halfQ, d } = shape;
+  const rowsW = R * halfP, rowsV = R * halfQ;
+  padRows(k.W(), stateArray(state, "W", rowsW * d), rowsW, d, dp);
+  padRows(k.V(), stateArray(state, "V", rowsV * d), rowsV, d, dp);
+  padRows(k.Wn(), noisePart(state, rowsW * d), rowsW, d, dp);
   if (state.arrays.anneal_W) {
-    const W = stateArray(state, "anneal_W", size), V = stateArray(state, "anneal_V", size);
-    const all = k.atAnneal(), block = shape.half * dp, src = shape.half * shape.d;
+    const W = stateArray(state, "anneal_W", rowsW * d);
+    const V = stateArray(state, "anneal_V", rowsV * d);
+    const all = k.atAnneal();
     for (let r = 0; r < R; r++) {
-      const at = (b: number) => all.subarray((2 * r + b) * block, (2 * r + b + 1) * block);
-      padRows(at(0), W.subarray(r * src, (r + 1) * src), shape.half, shape.d, dp);
-      padRows(at(1), V.subarray(r * src, (r + 1) * src), shape.half, shape.d, dp);
+      const at = (b: number) => all.subarray(...annealRange(k, r, b));
+      padRows(at(0), W.subarray(r * halfP * d, (r + 1) * halfP * d), halfP, d, dp);
+      padRows(at(1), V.subarray(r * halfQ * d, (r + 1) * halfQ * d), halfQ, d, dp);
     }
   }
   const st = k.state();

@@ -127,6 +127,23 @@ export function normals(
   return out;
 }
 
+/**
+ * Normal number `index` of normals(seed, replica, step, stream, ·), alone: the same value
+ * without drawing the ones before it (the P/Q Q-plane path draws 2 columns of a d-wide row).
+ */
+export function normalAt(
+  seed: number,
+  replica: number,
+  step: number,
+  stream: number,
+  index: number,
+  words: Uint32Array = new Uint32Array(4),
+): number {
+  philoxBlock(seed, replica, step, stream, index >>> 2, words);
+  const pair = index & 2;
+  return boxMuller(words[pair], words[pair + 1])[index & 1];
+}
+
 /** First word of a block: the usual single draw of a stream. */
 export function word(
   seed: number,

@@ -5,11 +5,17 @@
  * test: it prints the tables the docs record.
  *
  *   nice -n 10 deno run -A test/sweeps/pq_regime.ts race|qrace|block|labelnoise|defaults [--quick]
+ *   nice -n 10 deno run -A test/sweeps/pq_regime.ts racewide --d=2048 [--r=0.5] [--tau0=1e-3]
+ *     [--m_p=16] [--m_q=64] [--replicas=3] [--blocks=both|p]
  *
  * race:       η-time Σγ at which the P-only and the Q-only training loss first fall below
  *             0.35 (snapshot resolution, 10 steps), both blocks trained together at a fixed
  *             LR η = 10 without noise or decay (xi_scale = 0, lambda_scale = 0), against d
  *             at fixed r = 0.5 (r_scale = 0.5·d^(3/4)), τ0 = 1e-3, up to η-time 12,000.
+ * racewide:   the race of `race` at one large d per process (up to 2,048 on the CPU), with
+ *             separate widths so that the W block is affordable (m_p = 16: 8 ReLU units on
+ *             x1, O(N·8·d) per step; m_q = 64 as `race` used at d ≥ 128), up to η-time 16·d
+ *             (P's η-time is ≈ 11.7·d), snapshots every max(10, d/64) steps.
  * block:      noise-blocking of Q at η1: pairs of runs that differ only in xi_scale (1 vs 0;
  *             same data, initialisation and replica keys, so the same seeds), no anneal, the
  *             Q-only training loss at equal η-time, over (r, τ0, λ, η1, m).
@@ -76,6 +82,53 @@ async function race() {
     const first = median(p) < median(q) ? "P" : median(q) < median(p) ? "Q" : "tie";
     console.log(`| ${d} | ${n} | ${m} | ${steps} | ${fmt(p)} | ${fmt(q)} | ${first} |`);
   }
+}
+
+function flag(name: string, fallback: number): number {
+  const a = Deno.args.find((x) => x.startsWith(`--${name}=`));
+  return a ? Number(a.slice(name.length + 3)) : fallback;
+}
+
+async function raceWide() {
+  const eta = 10;
+  const d = flag("d", 2048), r = flag("r", 0.5), tau0 = flag("tau0", 1e-3);
+  const mP = flag("m_p", 16), mQ = flag("m_q", 64), replicas = flag("replicas", 3);
+  // --blocks=p: the control, P's η-time with the Q block's inputs zeroed (same draws).
+  const blocks = Deno.args.find((x) => x.startsWith("--blocks="))?.slice(9) ?? "both";
+  const steps = Math.ceil(1.6 * d), every = Math.max(10, Math.round(d / 64));
+  const res = await runOne({
+    label: `racewide d=${d}`,
+    experiment: "large-lr",
+    replicas,
+    steps,
+    every,
+    backend: "wasm",
+    params: {
+      algo: "small",
+      d,
+      m: mQ,
+      m_p: mP,
+      m_q: mQ,
+      r_scale: r * d ** 0.75,
+      tau0,
+      xi_scale: 0,
+      lambda_scale: 0,
+      eta2: eta,
+      q0: 0.6,
+      n_test: 200,
+      blocks,
+    },
+  });
+  const p = crossing(res, "train_loss_p_only", 0.35).map((s) => s < 0 ? Infinity : s * eta);
+  const q = crossing(res, "train_loss_q_only", 0.35).map((s) => s < 0 ? Infinity : s * eta);
+  const fmt = (xs: number[]) =>
+    xs.map((x) => Number.isFinite(x) ? x : `>${steps * eta}`).join(", ");
+  const first = median(p) < median(q) ? "P" : median(q) < median(p) ? "Q" : "tie";
+  console.log(
+    `| ${d} | ${Math.round(d / 0.2)} | ${r} | ${tau0} | ${blocks} | ${mP} | ${mQ} | ${steps} | ${
+      fmt(p)
+    } | ${fmt(q)} | ${first} | ${res.seconds.toFixed(0)} s |`,
+  );
 }
 
 /**
@@ -234,6 +287,7 @@ async function defaults() {
 const which = Deno.args.find((a) => !a.startsWith("--"));
 const runs: Record<string, () => Promise<void>> = {
   race,
+  racewide: raceWide,
   qrace,
   block,
   labelnoise: labelNoise,
@@ -241,7 +295,7 @@ const runs: Record<string, () => Promise<void>> = {
 };
 if (!which || !runs[which]) {
   console.error(
-    "usage: deno run -A test/sweeps/pq_regime.ts race|qrace|block|labelnoise|defaults [--quick]",
+    "usage: deno run -A test/sweeps/pq_regime.ts race|racewide|qrace|block|labelnoise|defaults [--quick]",
   );
   Deno.exit(2);
 }

@@ -22,6 +22,8 @@ import {
   pqMetrics,
   type PQNet,
   type PQShape,
+  trackNoisePart,
+  x1IsZero,
 } from "../../experiments/pq_model.ts";
 import {
   annealEvent,
@@ -56,13 +58,15 @@ interface PQExports {
   setup(
     d: number,
     n: number,
-    half: number,
+    halfP: number,
+    halfQ: number,
     replicas: number,
     sets: number,
     algo: number,
     seed: number,
   ): void;
   setFirstReplica(first: number): void;
+  setBlocks(x1Zero: number, plane: number): void;
   setSchedule(byLoss: number, annealStep: number, checkEvery: number, noiseOff: number): void;
   paddedDim(): number;
   x1Ptr(): number;
@@ -73,6 +77,7 @@ interface PQExports {
   bPtr(): number;
   wPtr(): number;
   vPtr(): number;
+  wnPtr(): number;
   hyperPtr(): number;
   statePtr(): number;
   patternPtr(): number;
@@ -110,8 +115,9 @@ interface PQRun {
 
 function checkMemory(shape: PQShape, R: number, sets: number): void {
   const dp = Math.ceil(shape.d / 4) * 4;
-  const bytes = sets * shape.n * (dp + 4) * 4 + 4 * R * shape.half * dp * 4 +
-    R * shape.n * shape.m + 2 * shape.half * dp * 4;
+  const bytes = sets * shape.n * (dp + 4) * 4 + 2 * R * shape.m * dp * 4 +
+    R * shape.halfP * dp * 4 +
+    R * shape.n * shape.m + 2 * Math.max(shape.halfP, shape.halfQ) * dp * 4;
   if (bytes > MAX_TOTAL_BYTES) {
     throw new Error(
       `this P/Q run needs ${(bytes / 2 ** 30).toFixed(1)} GiB of wasm memory (3.5 GiB at most): ` +
@@ -127,7 +133,7 @@ function openPQSession(
   checkpoint?: SessionState,
 ): KernelSession {
   const { shape, data, replicas: R } = run;
-  const { d, n, half } = shape;
+  const { d, n, halfP, halfQ } = shape;
   checkMemory(shape, R, data.sets);
   let exports: PQExports | null = instance.exports as unknown as PQExports;
   const kernel = (): PQExports => {
@@ -135,8 +141,9 @@ function openPQSession(
     return exports;
   };
   const k = kernel();
-  k.setup(d, n, half, R, data.sets, run.kernelAlgo, run.seed >>> 0);
+  k.setup(d, n, halfP, halfQ, R, data.sets, run.kernelAlgo, run.seed >>> 0);
   k.setFirstReplica(run.firstReplica >>> 0);
+  k.setBlocks(x1IsZero(shape) ? 1 : 0, shape.blocks === "q-plane" ? 1 : 0);
   k.setSchedule(run.anneal === "loss" ? 1 : 0, run.annealStep, run.checkEvery, run.noiseOffStep);
   const dp = k.paddedDim();
   // Views are made per use: they would detach if the memory grew after they were taken.
@@ -155,17 +162,18 @@ function openPQSession(
   for (let r = 0; r < R; r++) {
     const net = initPQNet(shape, run.seed, run.firstReplica + (run.initOf?.[r] ?? r), run.tau0[r]);
     nets.push(net);
-    f32(k.aPtr() + r * half * 4, half).set(net.a);
-    f32(k.bPtr() + r * half * 4, half).set(net.b);
-    const W = f32(k.wPtr() + r * half * dp * 4, half * dp);
-    const V = f32(k.vPtr() + r * half * dp * 4, half * dp);
-    for (let j = 0; j < half; j++) {
-      W.set(net.W.subarray(j * d, j * d + d), j * dp);
-      V.set(net.V.subarray(j * d, j * d + d), j * dp);
-    }
-    // The host's float64 copy mirrors the float32 second layer (±1/√m rounded).
-    net.a.set(f32(k.aPtr() + r * half * 4, half));
-    net.b.set(f32(k.bPtr() + r * half * 4, half));
+    f32(k.aPtr() + r * halfP * 4, halfP).set(net.a);
+    f32(k.bPtr() + r * halfQ * 4, halfQ).set(net.b);
+    const W = f32(k.wPtr() + r * halfP * dp * 4, halfP * dp);
+    const V = f32(k.vPtr() + r * halfQ * dp * 4, halfQ * dp);
+    for (let j = 0; j < halfP; j++) W.set(net.W.subarray(j * d, j * d + d), j * dp);
+    // The noise part starts at W_0 (trackNoisePart).
+    f32(k.wnPtr() + r * halfP * dp * 4, halfP * dp).set(W);
+    trackNoisePart(net);
+    for (let j = 0; j < halfQ; j++) V.set(net.V.subarray(j * d, j * d + d), j * dp);
+    // The host's float64 copy mirrors the float32 second layer (±1/√m_p, ±1/√m_q rounded).
+    net.a.set(f32(k.aPtr() + r * halfP * 4, halfP));
+    net.b.set(f32(k.bPtr() + r * halfQ * 4, halfQ));
   }
   // Kernel state rows of 8: anneal step, lr, diverged step, anneal loss, stop step, stop loss.
   const state = () => new Float64Array(kernel().memory.buffer, kernel().statePtr(), 8 * R);
@@ -176,25 +184,25 @@ function openPQSession(
   const reportedDiverged = new Uint8Array(R);
   const phases: PhaseState[] = Array.from({ length: R }, initialPhase);
   let floorNotes: RunEvent[] = [];
-  const patternBytes = n * 2 * half;
+  const patternBytes = n * shape.m;
 
   /** Copies replica r's float32 weights into its float64 network for the metric code. */
   function syncNet(r: number, atAnneal = false): PQNet {
     const net = nets[r];
-    const block = half * dp * 4;
-    const W = f32(
-      atAnneal ? kernel().atAnnealPtr() + 2 * r * block : kernel().wPtr() + r * block,
-      half * dp,
-    );
-    const V = f32(
-      atAnneal ? kernel().atAnnealPtr() + (2 * r + 1) * block : kernel().vPtr() + r * block,
-      half * dp,
-    );
-    for (let j = 0; j < half; j++) {
-      for (let c = 0; c < d; c++) {
-        net.W[j * d + c] = W[j * dp + c];
-        net.V[j * d + c] = V[j * dp + c];
-      }
+    const blockW = halfP * dp * 4, blockV = halfQ * dp * 4;
+    // The anneal copy holds replica r's W rows then its V rows (kernels-as/pq_model.ts).
+    const at = kernel().atAnnealPtr() + r * (blockW + blockV);
+    const W = f32(atAnneal ? at : kernel().wPtr() + r * blockW, halfP * dp);
+    const V = f32(atAnneal ? at + blockW : kernel().vPtr() + r * blockV, halfQ * dp);
+    for (let j = 0; j < halfP; j++) {
+      for (let c = 0; c < d; c++) net.W[j * d + c] = W[j * dp + c];
+    }
+    const Wn = f32(kernel().wnPtr() + r * blockW, halfP * dp);
+    for (let j = 0; j < halfP; j++) {
+      for (let c = 0; c < d; c++) net.Wn![j * d + c] = Wn[j * dp + c];
+    }
+    for (let j = 0; j < halfQ; j++) {
+      for (let c = 0; c < d; c++) net.V[j * d + c] = V[j * dp + c];
     }
     return net;
   }
@@ -287,9 +295,10 @@ function openPQSession(
     shape,
     replicas: R,
     dp,
-    W: () => f32(kernel().wPtr(), R * half * dp),
-    V: () => f32(kernel().vPtr(), R * half * dp),
-    atAnneal: () => f32(kernel().atAnnealPtr(), R * 2 * half * dp),
+    W: () => f32(kernel().wPtr(), R * halfP * dp),
+    V: () => f32(kernel().vPtr(), R * halfQ * dp),
+    Wn: () => f32(kernel().wnPtr(), R * halfP * dp),
+    atAnneal: () => f32(kernel().atAnnealPtr(), R * shape.m * dp),
     state,
     pattern: () => new Uint8Array(kernel().memory.buffer, kernel().patternPtr(), R * patternBytes),
     hasPattern: (r) => patternOf(r, clock.step) !== null,
