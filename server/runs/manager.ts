@@ -198,6 +198,8 @@ export class RunManager {
   #running = new Map<BackendName, number>();
   #listeners = new Set<(e: ManagerEvent) => void>();
   #closing = false;
+  /** Catalogue entries of runs that just ended, being written (shutdown waits for them). */
+  #catalogueWrites = new Set<Promise<void>>();
   #readCache = new ReadCache(READ_CACHE_BYTES);
 
   private constructor(opts: RunManagerOptions, store: RunStore) {
@@ -529,7 +531,11 @@ export class RunManager {
     live.log.close();
     if (e.live === live) e.live = undefined;
     live.finish();
-    this.#store.finish(e.stored).catch(() => {});
+    // Not awaited here (a failure only costs a rebuild on the next start), but shutdown waits
+    // for it: the data directory is complete when shutdown() resolves.
+    const write = this.#store.finish(e.stored).catch(() => {});
+    this.#catalogueWrites.add(write);
+    write.finally(() => this.#catalogueWrites.delete(write));
   }
 
   #schedule(): void {
@@ -947,6 +953,7 @@ export class RunManager {
       if (!this.#opts.executor) interrupt(live);
       live.log.close();
     }
+    await Promise.all(this.#catalogueWrites);
   }
 }
 
