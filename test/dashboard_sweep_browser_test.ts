@@ -161,12 +161,14 @@ Deno.test({
 
       // The sweep view as a heatmap over δ × lr: cells = mean over seeds of the CSV's finals.
       await page.goto(`${base}/?runs=${sweep}&sweep=test_error&sweep_x=delta&sweep_y=lr`);
+      // The view fills in as the run's history arrives: wait for the cells of its last step.
       await page.waitForFunction(
-        () => (globalThis as Lab).__lab?.sweep()?.cells?.length === 4,
-        null,
-        {
-          timeout: 60_000,
+        (last) => {
+          const view = (globalThis as Lab).__lab?.sweep();
+          return view?.cells?.length === 4 && view.steps?.[0] === last;
         },
+        STEPS,
+        { timeout: 60_000 },
       );
       const hm = await lab(page, (l) => l.sweep());
       assert.equal(hm.y, "lr");
