@@ -3,19 +3,9 @@
  * status 2 for bad input, JSON Lines runs, the run log and its CSV export.
  */
 import assert from "node:assert/strict";
+import { runLab } from "./lab_harness.ts";
 
-const root = new URL("..", import.meta.url).pathname;
-
-async function lab(...args: string[]) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", `${root}server/cli/main.ts`, ...args],
-    cwd: root,
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
-}
+const lab = runLab;
 
 Deno.test("lab list and lab show print the catalog from the schemas", async () => {
   const list = await lab("list");

@@ -4,19 +4,9 @@
  * to split on one, and one-line errors for a bad value or a remote run.
  */
 import assert from "node:assert/strict";
+import { runLab } from "./lab_harness.ts";
 
-const root = new URL("..", import.meta.url).pathname;
-
-async function lab(...args: string[]) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", `${root}server/cli/main.ts`, ...args],
-    cwd: root,
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
-}
+const lab = runLab;
 
 /** JSON Lines without host times and run ids. */
 function numbers(stdout: string) {

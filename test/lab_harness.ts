@@ -207,3 +207,15 @@ export function assertContiguous(seqs: number[], from = 1): void {
     }
   }
 }
+
+/** `lab ARGS` (server/cli/main.ts) in a child process: its exit code, stdout and stderr. */
+export async function runLab(...args: string[]) {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", `${ROOT}server/cli/main.ts`, ...args],
+    cwd: ROOT,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}

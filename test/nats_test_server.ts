@@ -5,6 +5,7 @@
  * limit for a loaded machine.
  */
 import { ROOT, waitFor } from "./lab_harness.ts";
+import { freePort, startNats } from "./nats_harness.ts";
 import type { JsMsg } from "@nats-io/jetstream";
 import { decodeRecord } from "../server/runs/records.ts";
 import type { BodyRecord } from "../server/runs/records.ts";
@@ -28,44 +29,12 @@ export interface NatsServer {
   stop(): Promise<void>;
 }
 
-/** A free loopback port (for a server started later). */
-export function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
-}
+export { freePort };
 
 /** Starts nats-server on `port` (default: a free one) with a new temporary store. */
 export async function startNatsServer(port = freePort()): Promise<NatsServer> {
-  const dir = await Deno.makeTempDir({ prefix: "lab-nats-" });
-  const child = new Deno.Command("nats-server", {
-    args: ["-js", "-sd", dir, "-a", "127.0.0.1", "-p", String(port)],
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
-  await waitFor(
-    async () => {
-      try {
-        (await Deno.connect({ hostname: "127.0.0.1", port })).close();
-        return true;
-      } catch {
-        return false;
-      }
-    },
-    "nats-server listening",
-    20_000,
-  );
-  return {
-    url: `nats://127.0.0.1:${port}`,
-    async stop() {
-      try {
-        child.kill("SIGTERM");
-      } catch { /* gone */ }
-      await child.status;
-      await Deno.remove(dir, { recursive: true }).catch(() => {});
-    },
-  };
+  const server = await startNats(port);
+  return { url: server.url, stop: () => server.close() };
 }
 
 export interface WorkerProcess {

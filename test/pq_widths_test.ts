@@ -6,22 +6,12 @@
  * test/checkpoint_session_test.ts.
  */
 import assert from "node:assert/strict";
+import { runLab } from "./lab_harness.ts";
 import { validateRunSpec } from "../server/experiments/registry.ts";
 import { SpecError } from "../server/experiments/schema.ts";
 import { WEBGPU_SESSIONS } from "../server/engine/webgpu/backend.ts";
 
-const root = new URL("..", import.meta.url).pathname;
-
-async function lab(...args: string[]) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", `${root}server/cli/main.ts`, ...args],
-    cwd: root,
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
-}
+const lab = runLab;
 
 Deno.test("lab show lists m_p and m_q with their per-block scaling and sources", async () => {
   for (const experiment of ["large-lr", "label-noise-anneal"]) {

@@ -309,6 +309,17 @@ export class RunManager {
     await this.#store.finish(stored);
   }
 
+  /** Reopens a stored run's log for appending and makes the run live (recorder, ring, done). */
+  async #reopenLive(entry: RunEntry): Promise<LiveRun> {
+    const log = await this.#store.reopen(entry.stored);
+    const recorder = new RunRecorder(entry.header, log);
+    let finish = () => {};
+    const done = new Promise<void>((r) => finish = r);
+    const ring = new RecordRing(this.#opts.ringBytes ?? DEFAULT_RING_BYTES);
+    entry.live = { recorder, log, controller: new AbortController(), done, finish, ring };
+    return entry.live;
+  }
+
   /** Reopens a run's log and queues it to continue from its checkpoint (or step 0). */
   async #resume(entry: RunEntry, how: string): Promise<void> {
     const warn = (m: string) => console.error(`run ${entry.id}: ${m}`);
@@ -323,12 +334,8 @@ export class RunManager {
       warn(`${entry.backend} is not available here: continuing on ${backend.name}`);
       entry.backend = backend.name;
     }
-    const log = await this.#store.reopen(entry.stored);
-    const recorder = new RunRecorder(entry.header, log);
-    let finish = () => {};
-    const done = new Promise<void>((r) => finish = r);
-    const ring = new RecordRing(this.#opts.ringBytes ?? DEFAULT_RING_BYTES);
-    entry.live = { recorder, log, controller: new AbortController(), done, finish, ring };
+    const live = await this.#reopenLive(entry);
+    const { recorder, log } = live;
     entry.resume = plan;
     const state = entry.stored.state;
     state.error = undefined;
@@ -338,7 +345,7 @@ export class RunManager {
     try {
       startResumed(recorder, plan, how);
     } catch (e) {
-      this.#end(entry, entry.live);
+      this.#end(entry, live);
       throw e;
     }
     log.suspend(); // a queued run holds no descriptor
@@ -365,12 +372,8 @@ export class RunManager {
       } else if (r.type === "frame") stored.push({ ...r, values: new Float32Array(0) });
       else stored.push(r);
     });
-    const log = await this.#store.reopen(entry.stored);
-    const recorder = new RunRecorder(entry.header, log);
-    let finish = () => {};
-    const done = new Promise<void>((r) => finish = r);
-    const ring = new RecordRing(this.#opts.ringBytes ?? DEFAULT_RING_BYTES);
-    entry.live = { recorder, log, controller: new AbortController(), done, finish, ring };
+    const live = await this.#reopenLive(entry);
+    const { recorder, log } = live;
     recorder.listen((records) => this.#onRecords(entry, records));
     recorder.resumeAfter(lastSeq, lastStep, stored, []);
     recorder.status = entry.stored.state.status;
