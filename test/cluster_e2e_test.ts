@@ -11,15 +11,18 @@ import { startServerProcess, startTestLab, submit, waitFor } from "./lab_harness
 import { startNats } from "./nats_harness.ts";
 import { startWorkerProcess, type WorkerProcess } from "./nats_test_server.ts";
 import { connectLab } from "../server/cluster/nats.ts";
+import { decodeCheckpoint } from "../server/runs/checkpoints.ts";
 
-/** 3 settings × 2 seeds of label-noise SGD: 6 replicas, 3 shards of 2, a few seconds each. */
+/** 3 settings × 2 seeds of label-noise SGD: 6 replicas, 3 shards of 2. */
 const SWEEP = {
   experiment: "shape-matters",
   params: { d: 100, n: 40, algo: "label-noise" },
   grid: { delta: [0.5, 1, 2] },
   seeds: 2,
-  steps: 300_000,
-  every: 1500,
+  // Long enough that a worker is still mid-shard when the test looks for one on a quiet
+  // machine (each shard several seconds), short enough for CI.
+  steps: 1_200_000,
+  every: 6000,
   backend: "wasm",
 };
 const ACK_WAIT = "--job-ack-wait=3";
@@ -79,22 +82,27 @@ Deno.test("a sweep sharded over three workers survives a worker and a coordinato
     const id = await submit(server.url, SWEEP);
 
     // A worker mid-shard: it holds a job whose outcome is not written yet (announcements may
-    // be 2 s old; the outcome is what says a job is done).
+    // be 2 s old; the outcome is what says a job is done), and of those the one whose shard's
+    // checkpoint is least advanced and before the middle: under load the shards run at
+    // different speeds, and a shard killed after its last record has nothing left to resume.
     const probe = await connectLab({ url: nats.url, name: "e2e-probe" });
     let victim: WorkerProcess | undefined;
     try {
       victim = await waitFor(async () => {
-        const detail = await json(`${server.url}/api/runs/${id}`);
-        if (detail.step < 30_000) return undefined;
         const list: { id: string; running: string[] }[] = await json(`${server.url}/api/workers`);
+        let best: { process: WorkerProcess; step: number } | undefined;
         for (const w of list) {
           const key = w.running[0];
           if (!key || await probe.outcomes.get(key)) continue;
+          const bytes = await probe.checkpoints.getBlob(key).catch(() => null);
+          const decoded = bytes ? await decodeCheckpoint(bytes) : undefined;
+          if (!decoded || !("checkpoint" in decoded)) continue;
+          const step = decoded.checkpoint.step;
           const process = workers.find((p) => w.id.includes(`-${p.child.pid}-`));
-          if (process) return process;
+          if (process && (!best || step < best.step)) best = { process, step };
         }
-        return undefined;
-      }, "a worker computing a shard");
+        return best && best.step < SWEEP.steps / 2 ? best.process : undefined;
+      }, "a worker computing a shard, checkpointed before its middle");
     } finally {
       await probe.close();
     }
