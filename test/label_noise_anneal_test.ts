@@ -160,3 +160,16 @@ Deno.test("defaults, 5 seeds: LNSGD-LS learns P before its anneal; LNSGD-S learn
     assert.ok(S.train_loss_q_only[r] >= 0.65, `replica ${r}: Q-only ${S.train_loss_q_only[r]}`);
   }
 });
+
+Deno.test("defaults, 5 seeds: FBGD-LS also learns P before its anneal, which fires earlier, and not Q", async () => {
+  // Measured (docs/experiments/label-noise-anneal.md, table 2): full-batch GD's loss rule
+  // (checked every step) anneals at steps 1268–1649 with p_alignment 0.930–0.965 and the
+  // Q-only loss 0.674–0.693; the final P-only test error matches LNSGD-LS's (0.002 ± 0.001).
+  const F = await defaultsRun("fbgd-ls", 2000);
+  for (let r = 0; r < 5; r++) {
+    assert.ok(F.anneal_step[r] >= 1000 && F.anneal_step[r] < 1800, `${F.anneal_step[r]}`);
+    assert.ok(F.p_alignment_at_anneal[r] >= 0.8, `replica ${r}: ${F.p_alignment_at_anneal[r]}`);
+    assert.ok(F.train_loss_q_only_at_anneal[r] >= 0.65, `replica ${r}`);
+    assert.ok(F.test_error_p_only[r] <= 0.02, `replica ${r}: ${F.test_error_p_only[r]}`);
+  }
+});
