@@ -16,7 +16,7 @@
  * Listening on a non-loopback address without a token is refused: anyone who can reach the
  * port could otherwise start runs on this machine.
  */
-import { parseCliArgs, UsageError } from "./cli/args.ts";
+import { commandFlags, UsageError } from "./cli/args.ts";
 import type { BackendName } from "./experiments/types.ts";
 import { startLab } from "./api/server.ts";
 import { backendReport } from "./api/health.ts";
@@ -138,12 +138,7 @@ function coordinatorFrom(flags: Map<string, string | true>): Coordinator | undef
 }
 
 async function main(argv: string[]): Promise<number> {
-  const { flags, positional } = parseCliArgs(argv);
-  if (flags.has("help") || positional.length) {
-    console.log(USAGE);
-    return positional.length ? 2 : 0;
-  }
-  const known = new Set([
+  const parsed = commandFlags(argv, [
     "port",
     "host",
     "data",
@@ -162,11 +157,9 @@ async function main(argv: string[]): Promise<number> {
     "shard-replicas",
     "job-ack-wait",
     "local-compute",
-    "help",
-  ]);
-  for (const k of flags.keys()) {
-    if (!known.has(k)) throw new UsageError(`unknown option --${k}\n${USAGE}`);
-  }
+  ], USAGE);
+  if ("exit" in parsed) return parsed.exit;
+  const { flags } = parsed;
   const port = intFlag(flags, "port", 0, 65535) ?? 8420;
   const host = String(flags.get("host") ?? "127.0.0.1");
   const data = String(flags.get("data") ?? "./data");

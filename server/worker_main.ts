@@ -5,7 +5,7 @@
  * and exits 0 (a second signal, a second or more later, exits at once, leaving them to the
  * ack wait).
  */
-import { parseCliArgs, UsageError } from "./cli/args.ts";
+import { commandFlags, UsageError } from "./cli/args.ts";
 import type { BackendChoice } from "./experiments/types.ts";
 import { BACKEND_CHOICES } from "./experiments/registry.ts";
 import { checkpointIntervalMs } from "./runs/checkpoints.ts";
@@ -51,12 +51,7 @@ function stringFlag(flags: Map<string, string | true>, name: string): string | u
 }
 
 async function main(argv: string[]): Promise<number> {
-  const { flags, positional } = parseCliArgs(argv);
-  if (flags.has("help") || positional.length) {
-    console.log(USAGE);
-    return positional.length ? 2 : 0;
-  }
-  const known = new Set([
+  const parsed = commandFlags(argv, [
     "nats",
     "backend",
     "capacity",
@@ -65,11 +60,9 @@ async function main(argv: string[]): Promise<number> {
     "nats-token",
     "checkpoint-interval",
     "job-ack-wait",
-    "help",
-  ]);
-  for (const k of flags.keys()) {
-    if (!known.has(k)) throw new UsageError(`unknown option --${k}\n${USAGE}`);
-  }
+  ], USAGE);
+  if ("exit" in parsed) return parsed.exit;
+  const { flags } = parsed;
   const url = stringFlag(flags, "nats");
   if (!url) throw new UsageError(`--nats=URL is required (e.g. nats://127.0.0.1:4222)\n${USAGE}`);
   const backend = (stringFlag(flags, "backend") ?? "auto") as BackendChoice;

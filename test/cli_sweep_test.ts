@@ -4,20 +4,11 @@
  * replica; --name and --tag reach the run (they were silently dropped before).
  */
 import assert from "node:assert/strict";
-import { ROOT, startTestLab } from "./lab_harness.ts";
+import { runLab, startTestLab } from "./lab_harness.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 
-async function lab(...args: string[]) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", `${ROOT}server/cli/main.ts`, ...args],
-    cwd: ROOT,
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
-}
+const lab = runLab;
 
 const summaryOf = (stdout: string) => JSON.parse(stdout.trim().split("\n").at(-1)!);
 

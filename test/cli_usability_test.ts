@@ -8,18 +8,9 @@ import assert from "node:assert/strict";
 import { formatTable } from "../server/cli/watch.ts";
 import { formatProgress } from "../server/cli/progress.ts";
 import { formatNumber, readableJson } from "../server/cli/numbers.ts";
-import { ROOT } from "./lab_harness.ts";
+import { ROOT, runLab } from "./lab_harness.ts";
 
-async function lab(...args: string[]) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", `${ROOT}server/cli/main.ts`, ...args],
-    cwd: ROOT,
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
-}
+const lab = runLab;
 
 Deno.test("run --help, run EXPERIMENT --help and watch --help print help and exit 0", async () => {
   const run = await lab("run", "--help");

@@ -5,20 +5,11 @@
  * with 409, and a file that is not a run log with 400.
  */
 import assert from "node:assert/strict";
-import { ROOT, startTestLab } from "./lab_harness.ts";
+import { runLab, startTestLab } from "./lab_harness.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 
-async function lab(...args: string[]) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", `${ROOT}server/cli/main.ts`, ...args],
-    cwd: ROOT,
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
-}
+const lab = runLab;
 
 Deno.test(
   "lab import puts a local run log into a running lab; twice is 409, junk is 400",

@@ -43,6 +43,27 @@ export class UsageError extends Error {
   }
 }
 
+/**
+ * The flags of a command with a fixed option table (the server, the worker): `--help`, or stray
+ * words, print `usage` and the caller exits with `exit` (0 for --help, 2 for stray words); a flag
+ * not in `known` is a UsageError naming it.
+ */
+export function commandFlags(
+  argv: string[],
+  known: readonly string[],
+  usage: string,
+): { flags: Map<string, string | true> } | { exit: number } {
+  const { flags, positional } = parseCliArgs(argv);
+  if (flags.has("help") || positional.length) {
+    console.log(usage);
+    return { exit: positional.length ? 2 : 0 };
+  }
+  for (const k of flags.keys()) {
+    if (k !== "help" && !known.includes(k)) throw new UsageError(`unknown option --${k}\n${usage}`);
+  }
+  return { flags };
+}
+
 /** Edit distance counting a swap of neighbours as one edit ("detla" → "delta"). */
 function distance(a: string, b: string): number {
   const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) => [i]);
