@@ -4,7 +4,8 @@
  * --server=OTHER/server/main.ts). Reported, never asserted:
  *  - write rate: steps/s of a run with every=1 as a fraction of the same run with every=1000;
  *  - history reply p50/p95 on the biggest run (full range and random zooms, 1000 buckets);
- *  - CSV export rate and the server's peak RSS during the export;
+ *  - CSV export rate and the server's peak RSS during the export (on the server that computed
+ *    the runs, and after a restart on one that only stores them);
  *  - startup time (until the port listens) with everything stored.
  * Flags: --sizes=100000,1000000,3000000 (snapshots of the every=1 runs)  --server=PATH  --json
  */
@@ -143,6 +144,21 @@ function out(row: Record<string, unknown>): void {
   }
 }
 
+/** Exports a run's CSV: its bytes and seconds, and the server's RSS before and at its peak. */
+async function exportCsv(server: Server, id: string) {
+  const idleRss = rss(server.pid);
+  const t0 = performance.now();
+  const res = await fetch(`${server.url}/api/runs/${id}/metrics.csv`);
+  let bytes = 0, peak = idleRss;
+  let polls = 0;
+  for await (const chunk of res.body!) {
+    bytes += chunk.length;
+    if (++polls % 64 === 0) peak = Math.max(peak, rss(server.pid));
+  }
+  const csvS = (performance.now() - t0) / 1000;
+  return { idleRss, peak: Math.max(peak, rss(server.pid)), bytes, csvS };
+}
+
 export async function benchStore(): Promise<void> {
   const dataDir = await Deno.makeTempDir({ prefix: "lab-bench-store-" });
   try {
@@ -153,17 +169,7 @@ export async function benchStore(): Promise<void> {
       const fine = await runToEnd(server.url, spec(n, 1));
       if (fine.status !== "finished") throw new Error(`every=1 run ${fine.status}`);
       biggest = fine;
-      const idleRss = rss(server.pid);
-      const t0 = performance.now();
-      const res = await fetch(`${server.url}/api/runs/${fine.id}/metrics.csv`);
-      let bytes = 0, peak = idleRss;
-      let polls = 0;
-      for await (const chunk of res.body!) {
-        bytes += chunk.length;
-        if (++polls % 64 === 0) peak = Math.max(peak, rss(server.pid));
-      }
-      const csvS = (performance.now() - t0) / 1000;
-      peak = Math.max(peak, rss(server.pid));
+      const { idleRss, peak, bytes, csvS } = await exportCsv(server, fine.id);
       const hist = await historyTimes(server.url, fine.id, fine.step, 40);
       out({
         snapshots: n + 1,
@@ -183,12 +189,17 @@ export async function benchStore(): Promise<void> {
     // Startup with everything stored: the first start after a restart, then one more.
     for (const attempt of [1, 2]) {
       server = await startServer(dataDir);
+      const started = rss(server.pid);
+      // The biggest run exported by a server that did not compute it (its memory is the
+      // store's, not what computing left behind).
+      const exported = biggest ? await exportCsv(server, biggest.id) : undefined;
       out({
         startup_attempt: attempt,
         stored_mb: dirBytes(dataDir) / 2 ** 20,
         startup_ms: server.startMs,
-        rss_after_start_mb: rss(server.pid),
+        rss_after_start_mb: started,
         biggest: biggest?.id,
+        rss_peak_export_biggest_mb: exported?.peak,
       });
       await stop(server);
     }
