@@ -12,7 +12,7 @@ import { checkpointIntervalMs } from "./runs/checkpoints.ts";
 import { LabWorker } from "./cluster/worker.ts";
 
 const USAGE = `usage: deno task worker --nats=URL [--backend=auto|wasm|webgpu|reference]
-       [--capacity=N] [--nats-creds=FILE] [--nats-token=TOKEN]
+       [--capacity=N] [--threads=N] [--nats-creds=FILE] [--nats-token=TOKEN]
        [--checkpoint-interval=SECONDS] [--job-ack-wait=SECONDS]
   Pulls jobs (runs, or shards of a run's replicas) from NATS JetStream at URL
   (nats://host:4222; tls://… for TLS; user:password@ or token@ in the URL are passed on),
@@ -20,9 +20,10 @@ const USAGE = `usage: deno task worker --nats=URL [--backend=auto|wasm|webgpu|re
   --backend      for jobs whose spec says auto (default auto: WebGPU on a hardware adapter,
                  else Wasm-SIMD); a spec naming a backend this box lacks goes back to the
                  queue for another worker (and fails on its third delivery).
-  --capacity=N   jobs computed at once, each on one thread (the kernels of a run are single-
-                 threaded); default 1 on WebGPU, cores − 1 on wasm/reference. --threads=N is
-                 the same.
+  --capacity=N   jobs computed at once; default 1 on WebGPU, else (cores − 1) / threads.
+  --threads=N    workers per job (default 1): a wasm or reference job's replicas split
+                 across N threads as serve --threads does (shape-matters, pegr,
+                 linear-label-noise; at least 2 replicas per thread), with the same numbers.
   --checkpoint-interval=SECONDS  compute time between a job's checkpoints in the object
                  store (default: the job's setting, else 60; 0: only when handed back).
   --job-ack-wait=SECONDS  sets the jobs consumer's ack wait: how long a silent worker keeps
@@ -71,9 +72,6 @@ async function main(argv: string[]): Promise<number> {
   }
   const capacity = positiveInt(flags, "capacity");
   const threads = positiveInt(flags, "threads");
-  if (capacity !== undefined && threads !== undefined && capacity !== threads) {
-    throw new UsageError("--capacity and --threads are the same setting: give one");
-  }
   const ackWait = flags.get("job-ack-wait");
   let jobAckWaitMs: number | undefined;
   if (ackWait !== undefined) {
@@ -105,7 +103,8 @@ async function main(argv: string[]): Promise<number> {
       token: stringFlag(flags, "nats-token"),
     },
     backend,
-    capacity: capacity ?? threads,
+    capacity,
+    threads,
     checkpointIntervalMs: checkpointIntervalMs(flags.get("checkpoint-interval")),
     jobAckWaitMs,
   });

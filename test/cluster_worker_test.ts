@@ -340,6 +340,20 @@ Deno.test({
       await jobAcked(lab, run);
     });
 
+    await step(
+      "with --threads=2 a job's replicas are split across workers, numbers unchanged",
+      async () => {
+        const w = await start([...WORKER_FLAGS, "--threads=2", "--job-ack-wait=30"]);
+        const four = validateRunSpec({ ...SHORT, replicas: 4, params: { d: 30, n: 12 } });
+        const local = localRecords(four);
+        const run = await publishJob(lab, four, 4);
+        const published = await readRecords(lab, run, hasEnded);
+        assert.deepEqual(values(bySeq(published)), values(await local));
+        assert.match(w.lines.join("\n"), /2 threads per job/, "the worker says it splits jobs");
+        await jobAcked(lab, run);
+      },
+    );
+
     await step("a coordinator's cancel stops the job and acks it", async () => {
       await start([...WORKER_FLAGS, "--job-ack-wait=600"]);
       const run = await publishJob(lab, LONG);

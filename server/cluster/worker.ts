@@ -8,9 +8,16 @@
  * checkpoints and hands its jobs back at once.
  */
 import type { JsMsg } from "@nats-io/jetstream";
-import type { BackendChoice, BackendName, KernelSession, RunSpec } from "../experiments/types.ts";
+import type {
+  BackendChoice,
+  BackendName,
+  KernelSession,
+  RunSpec,
+  SessionState,
+} from "../experiments/types.ts";
 import { BackendUnavailableError, probeBackend, resolveBackend } from "../engine/open.ts";
 import { openWorkerSession } from "../engine/worker_session.ts";
+import { openThreadedSession } from "../engine/threaded_session.ts";
 import { type DriveResult, driveRun, SHUTDOWN } from "../runs/driver.ts";
 import type { DriverCheckpoint } from "../runs/driver.ts";
 import {
@@ -44,8 +51,16 @@ export interface WorkerOptions {
   nats: NatsSettings;
   /** Backend for jobs whose spec says `auto` (a spec naming a backend is honoured). */
   backend: BackendChoice;
-  /** Jobs computed at once (default: the server's default concurrency for the backend). */
+  /**
+   * Jobs computed at once (default: the server's default concurrency for the backend, divided
+   * by `threads`).
+   */
   capacity?: number;
+  /**
+   * Workers per job: a job's replicas split across them as `serve --threads` splits a run's
+   * (server/engine/threaded_session.ts; the same numbers, bit for bit). Default 1.
+   */
+  threads?: number;
   /** Compute time between a job's checkpoints; overrides the job's own setting. */
   checkpointIntervalMs?: number;
   /** Sets the jobs consumer's ack wait; absent, the one set before stays (30 s when new). */
@@ -154,7 +169,8 @@ export class LabWorker {
     readonly opts: WorkerOptions,
     readonly backend: { name: BackendName; adapter: string },
   ) {
-    this.capacity = opts.capacity ?? defaultConcurrency()[backend.name];
+    this.capacity = opts.capacity ??
+      Math.max(1, Math.floor(defaultConcurrency()[backend.name] / (opts.threads ?? 1)));
     this.#log = opts.log ?? ((line) => console.error(`lab worker: ${line}`));
   }
 
@@ -181,7 +197,8 @@ export class LabWorker {
     await this.#announce();
     this.#announcer = setInterval(() => this.#announce(), ANNOUNCE_MS);
     this.#log(
-      `${this.id} on ${this.backend.name} (${this.backend.adapter}), capacity ${this.capacity}: ` +
+      `${this.id} on ${this.backend.name} (${this.backend.adapter}), capacity ${this.capacity}` +
+        `${(this.opts.threads ?? 1) > 1 ? `, ${this.opts.threads} threads per job` : ""}: ` +
         `pulling jobs from ${this.opts.nats.url}`,
     );
     // A coordinator cancels a run (stopped or deleted, or another shard failed) with a core
@@ -426,7 +443,7 @@ export class LabWorker {
     let ckpt = await this.#loadCheckpoint(lab, key);
     let session: KernelSession;
     try {
-      session = await openWorkerSession({ ...spec, backend }, ckpt?.state);
+      session = await this.#openSession({ ...spec, backend }, ckpt?.state);
     } catch (e) {
       if (!ckpt) return await failHere(e);
       // A checkpoint this job cannot continue from: recompute from step 0, which re-emits the
@@ -434,7 +451,7 @@ export class LabWorker {
       this.#log(`job ${key}: ignoring its checkpoint (${(e as Error).message}); from step 0`);
       ckpt = null;
       try {
-        session = await openWorkerSession({ ...spec, backend });
+        session = await this.#openSession({ ...spec, backend });
       } catch (e) {
         return await failHere(e);
       }
@@ -497,6 +514,14 @@ export class LabWorker {
       }
       if (n === 0 || pending === 0) return last;
     }
+  }
+
+  /** A job's session: split across `threads` workers where the run allows it, else one. */
+  #openSession(spec: RunSpec, state?: SessionState): Promise<KernelSession> {
+    const threads = this.opts.threads ?? 1;
+    return threads > 1
+      ? openThreadedSession(spec, state, { threads })
+      : openWorkerSession(spec, state);
   }
 
   async #loadCheckpoint(lab: LabNats, key: string): Promise<RunCheckpoint | null> {
