@@ -1,6 +1,7 @@
 /** The lab's HTTP API as the dashboard uses it (see docs/protocol.md). */
 import type { MetricSpec, ParamSchema } from "../../server/experiments/schema.ts";
 import type { RunSummary } from "../../server/runs/manager.ts";
+import type { NatsHealth, WorkerInfo } from "../../server/cluster/coordinator.ts";
 import { accessToken } from "./token.ts";
 
 export interface ExperimentInfo {
@@ -27,22 +28,8 @@ export interface Health {
   nats?: NatsHealth;
 }
 
-export interface NatsHealth {
-  url: string;
-  connected: boolean;
-  error?: string;
-}
-
-/** GET /api/workers: one worker's announcement (server/cluster/coordinator.ts). */
-export interface WorkerInfo {
-  id: string;
-  box: string;
-  backend: string;
-  adapter: string;
-  capacity: number;
-  running: string[];
-  heartbeat: number;
-}
+/** Health's `nats` field and GET /api/workers' entries, as the coordinator defines them. */
+export type { NatsHealth, WorkerInfo };
 
 export interface FieldError {
   field: string;

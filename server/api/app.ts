@@ -18,7 +18,7 @@ import { serveStatic } from "./static.ts";
 import type { BackendReport } from "./health.ts";
 import { runMatches, type RunQuery, validateAnnotation } from "../runs/annotations.ts";
 import { MAX_IMPORT_BYTES } from "../runs/import.ts";
-import type { WorkerInfo } from "../cluster/coordinator.ts";
+import type { NatsHealth, WorkerInfo } from "../cluster/coordinator.ts";
 
 export interface AppOptions {
   manager: RunManager;
@@ -38,7 +38,7 @@ export interface AppOptions {
 
 /** What the API shows of the multi-box coordinator (server/cluster/coordinator.ts). */
 export interface ClusterView {
-  health(): { url: string; connected: boolean; error?: string };
+  health(): NatsHealth;
   workers(): Promise<WorkerInfo[]>;
 }
 
