@@ -16,7 +16,7 @@
  * Listening on a non-loopback address without a token is refused: anyone who can reach the
  * port could otherwise start runs on this machine.
  */
-import { commandFlags, UsageError } from "./cli/args.ts";
+import { commandFlags, exitWith, UsageError } from "./cli/args.ts";
 import type { BackendName } from "./experiments/types.ts";
 import { startLab } from "./api/server.ts";
 import { backendReport } from "./api/health.ts";
@@ -254,12 +254,5 @@ if (import.meta.main) {
     console.error("unhandled rejection:", e.reason);
     e.preventDefault();
   });
-  let code: number;
-  try {
-    code = await main(Deno.args);
-  } catch (e) {
-    console.error(`error: ${e instanceof Error ? e.message : String(e)}`);
-    code = e instanceof UsageError ? 2 : 1;
-  }
-  Deno.exit(code);
+  await exitWith(main);
 }

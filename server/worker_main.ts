@@ -5,7 +5,7 @@
  * and exits 0 (a second signal, a second or more later, exits at once, leaving them to the
  * ack wait).
  */
-import { commandFlags, UsageError } from "./cli/args.ts";
+import { commandFlags, exitWith, UsageError } from "./cli/args.ts";
 import type { BackendChoice } from "./experiments/types.ts";
 import { BACKEND_CHOICES } from "./experiments/registry.ts";
 import { checkpointIntervalMs } from "./runs/checkpoints.ts";
@@ -125,12 +125,5 @@ if (import.meta.main) {
     console.error(`lab worker: ${e.reason instanceof Error ? e.reason.message : e.reason}`);
     e.preventDefault();
   });
-  let code: number;
-  try {
-    code = await main(Deno.args);
-  } catch (e) {
-    console.error(`error: ${e instanceof Error ? e.message : String(e)}`);
-    code = e instanceof UsageError ? 2 : 1;
-  }
-  Deno.exit(code);
+  await exitWith(main);
 }

@@ -64,6 +64,21 @@ export function commandFlags(
   return { flags };
 }
 
+/**
+ * Runs a command's main and exits with its status: an error is one line on stderr, status 2
+ * for a UsageError (the user's input) and 1 for anything else.
+ */
+export async function exitWith(main: (argv: string[]) => Promise<number>): Promise<never> {
+  let code: number;
+  try {
+    code = await main(Deno.args);
+  } catch (e) {
+    console.error(`error: ${e instanceof Error ? e.message : String(e)}`);
+    code = e instanceof UsageError ? 2 : 1;
+  }
+  Deno.exit(code);
+}
+
 /** Edit distance counting a swap of neighbours as one edit ("detla" → "delta"). */
 function distance(a: string, b: string): number {
   const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) => [i]);

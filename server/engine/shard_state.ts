@@ -11,9 +11,6 @@ import type { RunSpec, SessionState, StateArray } from "../experiments/types.ts"
 import { MERGEABLE_EXPERIMENTS, type ShardRange } from "../experiments/shard.ts";
 import { checkSessionState } from "./session_state.ts";
 
-/** Experiments whose runs may be split across threads (see MERGEABLE_EXPERIMENTS). */
-export const THREADED_EXPERIMENTS = MERGEABLE_EXPERIMENTS;
-
 /** A composite state of shards' states, `ranges` in replica order covering the run. */
 export function composeShardStates(
   spec: RunSpec,
@@ -58,7 +55,7 @@ export function joinShardStates(state: SessionState, spec: RunSpec): SessionStat
   checkSessionState(state, spec);
   shardRangesOf(state, spec);
   const shards = state.shards!.map((s) => s.state);
-  if (!THREADED_EXPERIMENTS.has(spec.experiment) || shards.some((s) => s.shards)) {
+  if (!MERGEABLE_EXPERIMENTS.has(spec.experiment) || shards.some((s) => s.shards)) {
     throw new Error(`checkpoint: a sharded ${spec.experiment} state cannot be joined`);
   }
   const { shards: _, ...rest } = state;
@@ -90,7 +87,7 @@ export function splitSessionState(
   spec: RunSpec,
   ranges: ShardRange[],
 ): SessionState[] | null {
-  if (!THREADED_EXPERIMENTS.has(spec.experiment) || state.shards) return null;
+  if (!MERGEABLE_EXPERIMENTS.has(spec.experiment) || state.shards) return null;
   const R = spec.replicas;
   const arrays = Object.entries(state.arrays);
   if (arrays.some(([, a]) => a.length % R !== 0)) return null;

@@ -5,7 +5,7 @@
  * every random draw and data seed is keyed by the global replica, so a shard computes what the
  * whole run computes for its replicas. Split only where it is safe and worth it: CPU backends
  * (wasm, reference; one GPU is one device), experiments whose events are all per replica
- * (THREADED_EXPERIMENTS), and at least MIN_REPLICAS_PER_THREAD replicas per worker; anything
+ * (MERGEABLE_EXPERIMENTS), and at least MIN_REPLICAS_PER_THREAD replicas per worker; anything
  * else opens one worker session as before, so a one-replica run starts as fast as ever.
  */
 import type { KernelSession, RunSpec, SessionState } from "../experiments/types.ts";
@@ -13,12 +13,8 @@ import { type ShardRange, shardSpec } from "../experiments/shard.ts";
 import { SpecError } from "../experiments/schema.ts";
 import { openWorkerSession } from "./worker_session.ts";
 import { mergeShardResults } from "./shard_merge.ts";
-import {
-  composeShardStates,
-  shardRangesOf,
-  splitSessionState,
-  THREADED_EXPERIMENTS,
-} from "./shard_state.ts";
+import { composeShardStates, shardRangesOf, splitSessionState } from "./shard_state.ts";
+import { MERGEABLE_EXPERIMENTS } from "../experiments/shard.ts";
 
 /** Fewer replicas per worker than this are not worth a worker's start-up and messages. */
 export const MIN_REPLICAS_PER_THREAD = 2;
@@ -45,7 +41,7 @@ export interface ThreadOptions {
  * balanced replica ranges, or null for one session.
  */
 export function threadPlan(spec: RunSpec, threads: number): ShardRange[] | null {
-  if (!onCpu(spec) || !THREADED_EXPERIMENTS.has(spec.experiment)) return null;
+  if (!onCpu(spec) || !MERGEABLE_EXPERIMENTS.has(spec.experiment)) return null;
   const parts = Math.min(Math.floor(threads), Math.floor(spec.replicas / MIN_REPLICAS_PER_THREAD));
   if (!(parts >= 2)) return null;
   const ranges = balancedRanges(spec.replicas, parts);
@@ -87,7 +83,7 @@ export async function openThreadedSession(
   if (state?.shards) {
     ranges = shardRangesOf(state, spec);
     // Not splittable here (another backend): one session, which joins the shards' states.
-    if (!THREADED_EXPERIMENTS.has(spec.experiment) || !onCpu(spec)) {
+    if (!MERGEABLE_EXPERIMENTS.has(spec.experiment) || !onCpu(spec)) {
       return open(spec, state);
     }
     states = state.shards.map((s) => s.state);
