@@ -137,6 +137,8 @@ Deno.test("runs are listed, detailed, exported, stopped and deleted", opts, asyn
     assert.equal(health.ok, true);
     assert.equal(health.default_backend, "wasm");
     assert.match(health.version, /^\d+\.\d+\.\d+/);
+    // The process's memory, for remote monitoring of long headless runs.
+    assert.ok(health.memory.rss_mb > health.memory.heap_used_mb && health.memory.heap_used_mb > 0);
 
     const exps = await (await app.request("/api/experiments")).json();
     const sm = exps.find((e: { id: string }) => e.id === "shape-matters");

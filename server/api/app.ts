@@ -19,6 +19,7 @@ import type { BackendReport } from "./health.ts";
 import { runMatches, type RunQuery, validateAnnotation } from "../runs/annotations.ts";
 import { MAX_IMPORT_BYTES } from "../runs/import.ts";
 import type { NatsHealth, WorkerInfo } from "../cluster/coordinator.ts";
+import { memoryReport } from "../memory_relief.ts";
 
 export interface AppOptions {
   manager: RunManager;
@@ -80,6 +81,7 @@ export function createApp(opts: AppOptions): Hono {
       read_only: manager.readOnly,
       stream: opts.hub?.stats(),
       auth: opts.token ? "token" : "none",
+      memory: memoryReport(),
       ...(opts.cluster ? { nats: opts.cluster.health() } : {}),
     });
   });

@@ -35,6 +35,7 @@ import { RunRecorder } from "./recorder.ts";
 import type { BodyRecord, HeaderRecord, RunStatus, StatusRecord } from "./records.ts";
 import { RunLogWriteError, type RunLogWriter } from "./runlog.ts";
 import { RecordRing } from "./ring.ts";
+import { relieveMemorySoon } from "../memory_relief.ts";
 import { newRunHeader } from "./header.ts";
 import {
   type DamageReport,
@@ -539,6 +540,7 @@ export class RunManager {
     const write = this.#store.finish(e.stored).catch(() => {});
     this.#catalogueWrites.add(write);
     write.finally(() => this.#catalogueWrites.delete(write));
+    relieveMemorySoon();
   }
 
   #schedule(): void {
