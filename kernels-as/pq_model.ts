@@ -384,9 +384,12 @@ function raysLoss(r: i32, set: i32, grad: bool): f64 {
     const alpha = load<f32>(X2 + (<usize> (set * n + i) << 3));
     const f: f32 = alpha * (k == 0 ? g0 : k == 1 ? g1 : g2);
     const z = y * <f64> f;
-    loss += logistic(z);
+    // ℓ(z) and ℓ'(z) from one exponential, e = e^(−|z|): the same values as logistic() and
+    // logisticDeriv(), and this loop is the step's cost.
+    const e = Math.exp(-Math.abs(z));
+    loss += (z > 0 ? 0 : -z) + Math.log1p(e);
     if (grad) {
-      const c = logisticDeriv(z) * y * <f64> alpha * inv;
+      const c = (z > 0 ? -e / (1 + e) : -1 / (1 + e)) * y * <f64> alpha * inv;
       if (k == 0) c0 += c;
       else if (k == 1) c1 += c;
       else c2 += c;
