@@ -27,6 +27,9 @@ import {
   prepareLabelNoise,
 } from "../server/experiments/label_noise_anneal.ts";
 import { runLab } from "./lab_harness.ts";
+import { openSession } from "../server/engine/open.ts";
+import { decodeRecord, encodeRecord } from "../server/runs/records.ts";
+import type { SessionState } from "../server/experiments/types.ts";
 
 await ensureWasm();
 
@@ -208,3 +211,33 @@ Deno.test("lab show lists blocks=q-rays with its cost; an unknown mode is a fiel
   assert.notEqual(bad.code, 0);
   assert.match(bad.stderr, /params\.blocks/);
 });
+
+for (const backend of ["reference", "wasm"] as const) {
+  Deno.test(`${backend}: a q-rays run continues bit-identically from a checkpoint after its anneal`, async () => {
+    const spec = validateRunSpec({
+      experiment: "large-lr",
+      replicas: 2,
+      steps: 300,
+      every: 50,
+      backend,
+      params: { ...base, d: 14, r_scale: 10, blocks: "q-rays", ...CASES[0][1] },
+    });
+    const straight = await openSession(spec);
+    await straight.advance(100);
+    const want = await straight.advance(300);
+    await straight.dispose();
+    const first = await openSession(spec);
+    const head = await first.advance(100);
+    assert.ok(head.events.some((e) => e.type === "phase_change"), "annealed before the checkpoint");
+    const state = decodeRecord<SessionState>(encodeRecord((await first.exportState!())!));
+    await first.dispose();
+    const resumed = await openSession(spec, state);
+    const got = await resumed.advance(300);
+    await resumed.dispose();
+    const strip = (r: typeof want) =>
+      r.snapshots.map((s) => ({ step: s.step, metrics: s.metrics }));
+    assert.deepEqual(strip(got), strip(want));
+    assert.deepEqual(got.events, want.events);
+    assert.ok(want.snapshots.at(-1)!.metrics.activation_flips.some((v) => v > 0));
+  });
+}
