@@ -190,6 +190,7 @@ function openPQSession(
   const phases: PhaseState[] = Array.from({ length: R }, initialPhase);
   let floorNotes: RunEvent[] = [];
   const patternBytes = n * shape.m;
+  const plane = isPlane(shape);
 
   /** Copies replica r's float32 weights into its float64 network for the metric code. */
   function syncNet(r: number, atAnneal = false): PQNet {
@@ -199,6 +200,15 @@ function openPQSession(
     const at = kernel().atAnnealPtr() + r * (blockW + blockV);
     const W = f32(atAnneal ? at : kernel().wPtr() + r * blockW, halfP * dp);
     const V = f32(atAnneal ? at + blockW : kernel().vPtr() + r * blockV, halfQ * dp);
+    if (plane) {
+      // The plane's metrics read V's columns 0, 1 only (the others are NaN metrics there):
+      // O(m_q) per snapshot instead of O((m_p + m_q)·d).
+      for (let j = 0; j < halfQ; j++) {
+        net.V[j * d] = V[j * dp];
+        net.V[j * d + 1] = V[j * dp + 1];
+      }
+      return net;
+    }
     for (let j = 0; j < halfP; j++) {
       for (let c = 0; c < d; c++) net.W[j * d + c] = W[j * dp + c];
     }
