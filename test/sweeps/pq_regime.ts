@@ -130,10 +130,12 @@ async function raceWide() {
   const q = crossing(res, "train_loss_q_only", 0.35).map((s) => s < 0 ? Infinity : s * eta);
   const fmt = (xs: number[]) =>
     xs.map((x) => Number.isFinite(x) ? x : `>${steps * eta}`).join(", ");
-  const first = median(p) < median(q) ? "P" : median(q) < median(p) ? "Q" : "tie";
+  // The Q block alone (q, q-plane, q-rays) has no P input: its P-only loss stays log 2.
+  const qAlone = blocks.startsWith("q");
+  const first = qAlone ? "—" : median(p) < median(q) ? "P" : median(q) < median(p) ? "Q" : "tie";
   console.log(
     `| ${d} | ${Math.round(d / 0.2)} | ${r} | ${tau0} | ${blocks} | ${mP} | ${mQ} | ${steps} | ${
-      fmt(p)
+      qAlone ? "(no P input)" : fmt(p)
     } | ${fmt(q)} | ${first} | ${res.seconds.toFixed(0)} s |`,
   );
 }
