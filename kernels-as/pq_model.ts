@@ -107,6 +107,13 @@ let HV: usize = 0; // [halfQ] f32
 let PRE: usize = 0; // [halfP + halfQ] f32: pre-activation noise of the step
 let NOISE: usize = 0; // [max(halfP, halfQ)·d] f32: gradient noise of a block (unpadded, as drawn)
 let HRAY: usize = 0; // [3][halfQ] f32 scratch: V_j·u_k on the rays z, z + ζ, z − ζ (q-rays)
+// q-rays with pre-activation noise (raysPreactLoss; pq_model.ts raysPreactLossAndGradient):
+let RAY_ORDER: usize = 0; // [sets][n] i32: each ray's examples sorted by α (host-written)
+let RAY_START: usize = 0; // [sets][4] i32: where each ray's run starts, then its end
+let PREFIX: usize = 0; // [n + 1] f64 scratch: prefix sums of ℓ'_i y_i α_i / N along a ray
+let POS: usize = 0; // [halfQ] i32 scratch: where unit j toggles along the ray
+let EV_T: usize = 0; // [halfQ] f64 scratch: t_j = −ξ_j / s_j
+let EV_J: usize = 0; // [halfQ] i32 scratch: the toggling units, sorted by t
 
 /** Replica r draws its noise with Philox key (seed, first + r); call after setup (default 0). */
 export function setFirstReplica(first: u32): void {
@@ -165,6 +172,14 @@ export function setup(
   PRE = allocZeroed((halfP + halfQ) * 4 + 16);
   NOISE = allocZeroed(halfMax * d * 4 + 16);
   HRAY = allocZeroed(3 * halfQ * 4 + 16);
+  if (rays) {
+    RAY_ORDER = allocZeroed(sets * n * 4);
+    RAY_START = allocZeroed(sets * 16);
+    PREFIX = allocZeroed((n + 1) * 8);
+    POS = allocZeroed(halfQ * 4 + 16);
+    EV_T = allocZeroed(halfQ * 8 + 16);
+    EV_J = allocZeroed(halfQ * 4 + 16);
+  }
   for (let r = 0; r < replicas; r++) {
     const s = stateRow(r);
     store<f64>(s, -1, S_ANNEALED_AT);
@@ -222,6 +237,12 @@ export function atAnnealPtr(): usize {
 }
 export function patternPtr(): usize {
   return PATTERN;
+}
+export function rayOrderPtr(): usize {
+  return RAY_ORDER;
+}
+export function rayStartPtr(): usize {
+  return RAY_START;
 }
 
 /** ℓ(z) = log(1 + e^(−z)) in float64. */
@@ -416,10 +437,135 @@ function raysLoss(r: i32, set: i32, grad: bool): f64 {
   return loss * inv;
 }
 
+/** Whether toggle event a comes before b: by t, units turning on (s > 0) first at a tie. */
+function eventBefore(a: i32, b: i32, k: i32): bool {
+  const ta = load<f64>(EV_T + (<usize> a << 3)), tb = load<f64>(EV_T + (<usize> b << 3));
+  if (ta != tb) return ta < tb;
+  const onA = load<f32>(HRAY + (<usize> (k * halfQ + a) << 2)) > 0;
+  const onB = load<f32>(HRAY + (<usize> (k * halfQ + b) << 2)) > 0;
+  return onA && !onB;
+}
+
+/** Heap sort of the first `count` units of EV_J by eventBefore. */
+function sortEvents(count: i32, k: i32): void {
+  for (let root = (count >> 1) - 1; root >= 0; root--) siftDown(root, count, k);
+  for (let end = count - 1; end > 0; end--) {
+    const top = load<i32>(EV_J);
+    store<i32>(EV_J, load<i32>(EV_J + (<usize> end << 2)));
+    store<i32>(EV_J + (<usize> end << 2), top);
+    siftDown(0, end, k);
+  }
+}
+
+function siftDown(root: i32, count: i32, k: i32): void {
+  let at = root;
+  while (true) {
+    let child = 2 * at + 1;
+    if (child >= count) return;
+    const left = load<i32>(EV_J + (<usize> child << 2));
+    if (child + 1 < count) {
+      const right = load<i32>(EV_J + (<usize> (child + 1) << 2));
+      if (eventBefore(left, right, k)) child++;
+    }
+    const c = load<i32>(EV_J + (<usize> child << 2)), here = load<i32>(EV_J + (<usize> at << 2));
+    if (!eventBefore(here, c, k)) return;
+    store<i32>(EV_J + (<usize> at << 2), c);
+    store<i32>(EV_J + (<usize> child << 2), here);
+    at = child;
+  }
+}
+
+/**
+ * L̂ and its gradient on V's columns 0, 1 by rays with the step's pre-activation noise in PRE
+ * (pq_model.ts raysPreactLossAndGradient): one sweep per ray over its examples sorted by α and
+ * its units sorted by the α at which they toggle; O(N + m_q log m_q).
+ */
+function raysPreactLoss(r: i32, set: i32): f64 {
+  rayOutputs(r);
+  const a = A + (<usize> (r * halfP) << 2);
+  const b = B + (<usize> (r * halfQ) << 2);
+  let cW: f64 = 0, cNone: f64 = 0;
+  for (let j = 0; j < halfP; j++) {
+    const xi = load<f32>(PRE + (<usize> j << 2));
+    if (xi > 0) cW += <f64> load<f32>(a + (<usize> j << 2)) * <f64> xi;
+  }
+  for (let j = 0; j < halfQ; j++) {
+    const xi = load<f32>(PRE + (<usize> (halfP + j) << 2));
+    if (xi > 0) cNone += <f64> load<f32>(b + (<usize> j << 2)) * <f64> xi;
+  }
+  cNone += cW;
+  let loss: f64 = 0;
+  const inv: f64 = 1.0 / <f64> n;
+  for (let i = 0; i < n; i++) {
+    if (rayOf(set, i) != RAY_NONE) continue;
+    loss += logistic(<f64> load<f32>(Y + (<usize> (set * n + i) << 2)) * cNone);
+  }
+  memory.fill(GV, 0, <usize> halfQ << 3);
+  for (let k = 0; k < 3; k++) {
+    const from = load<i32>(RAY_START + (<usize> (set * 4 + k) << 2));
+    const count = load<i32>(RAY_START + (<usize> (set * 4 + k + 1) << 2)) - from;
+    let slope: f64 = 0, offset: f64 = 0;
+    let events = 0;
+    for (let j = 0; j < halfQ; j++) {
+      const sj = <f64> load<f32>(HRAY + (<usize> (k * halfQ + j) << 2));
+      const xi = <f64> load<f32>(PRE + (<usize> (halfP + j) << 2));
+      const bj = <f64> load<f32>(b + (<usize> j << 2));
+      store<i32>(POS + (<usize> j << 2), count);
+      if (sj < 0 || (sj == 0 && xi >= 0)) {
+        slope += bj * sj;
+        offset += bj * xi;
+      }
+      if (sj != 0) {
+        store<f64>(EV_T + (<usize> j << 3), -xi / sj);
+        store<i32>(EV_J + (<usize> events << 2), j);
+        events++;
+      }
+    }
+    sortEvents(events, k);
+    let e = 0;
+    store<f64>(PREFIX, 0);
+    for (let m = 0; m < count; m++) {
+      const i = load<i32>(RAY_ORDER + (<usize> (set * n + from + m) << 2));
+      const alpha = <f64> load<f32>(X2 + (<usize> (set * n + i) << 3));
+      for (; e < events; e++) {
+        const j = load<i32>(EV_J + (<usize> e << 2));
+        const sj = <f64> load<f32>(HRAY + (<usize> (k * halfQ + j) << 2));
+        const t = load<f64>(EV_T + (<usize> j << 3));
+        if (sj > 0 ? t > alpha : t >= alpha) break;
+        const sign: f64 = sj > 0 ? 1 : -1;
+        const bj = <f64> load<f32>(b + (<usize> j << 2));
+        slope += sign * bj * sj;
+        offset += sign * bj * <f64> load<f32>(PRE + (<usize> (halfP + j) << 2));
+        store<i32>(POS + (<usize> j << 2), m);
+      }
+      const y = <f64> load<f32>(Y + (<usize> (set * n + i) << 2));
+      const z = y * (cW + alpha * slope + offset);
+      const ez = Math.exp(-Math.abs(z));
+      loss += (z > 0 ? 0 : -z) + Math.log1p(ez);
+      const c = (z > 0 ? -ez / (1 + ez) : -1 / (1 + ez)) * y * alpha * inv;
+      store<f64>(PREFIX + (<usize> (m + 1) << 3), load<f64>(PREFIX + (<usize> m << 3)) + c);
+    }
+    const total = load<f64>(PREFIX + (<usize> count << 3));
+    const zeta: f64 = k == 0 ? 0 : k == 1 ? <f64> rayR : -(<f64> rayR);
+    for (let j = 0; j < halfQ; j++) {
+      const sj = load<f32>(HRAY + (<usize> (k * halfQ + j) << 2));
+      const at = load<i32>(POS + (<usize> j << 2));
+      const before = load<f64>(PREFIX + (<usize> at << 3));
+      const xi = load<f32>(PRE + (<usize> (halfP + j) << 2));
+      const active: f64 = sj > 0 ? total - before : sj < 0 ? before : xi >= 0 ? total : 0;
+      const s = <f64> load<f32>(b + (<usize> j << 2)) * active;
+      const g = GV + (<usize> j << 3);
+      store<f32>(g, <f32> (<f64> load<f32>(g) + s));
+      store<f32>(g, <f32> (<f64> load<f32>(g, 4) + s * zeta), 4);
+    }
+  }
+  return loss * inv;
+}
+
 /** Full-batch gradient of L̂ into GW, GV; returns L̂ (float64 sum of float32 outputs). */
 function fullBatchGradient(r: i32, set: i32, pre: bool): f64 {
-  // Pre-activation noise breaks positive homogeneity: that step takes the per-example pass.
-  if (rays && !pre) return raysLoss(r, set, true);
+  // Pre-activation noise breaks positive homogeneity: a sweep along each ray instead.
+  if (rays) return pre ? raysPreactLoss(r, set) : raysLoss(r, set, true);
   // With x1 = 0 nothing writes GW: it stays zero.
   if (!x1Zero) memory.fill(GW, 0, <usize> (halfP * dp) << 2);
   memory.fill(GV, 0, <usize> halfQ << 3);

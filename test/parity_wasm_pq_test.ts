@@ -93,7 +93,7 @@ const LARGE_LR_CASES: [string, Record<string, unknown>][] = [
   ["small-preact-noise", { eta1: 2, eta2: 0.5, noise_off_step: 70, data: "shared" }],
   ["small", { eta1: 2, eta2: 0.5, blocks: "q" }],
   ["large-then-small", { eta1: 2, eta2: 0.2, anneal: "step", blocks: "q-plane", m_p: 4 }],
-  // q-rays: the V block on the three rays (kernel raysLoss), and Ξ's per-example pass.
+  // q-rays: the V block on the three rays (kernel raysLoss), and Ξ's sweep (raysPreactLoss).
   ["large-then-small", { eta1: 2, eta2: 0.2, anneal: "loss", epsilon1: 0.6, blocks: "q-rays" }],
   ["small-preact-noise", { eta1: 2, eta2: 0.5, noise_off_step: 70, blocks: "q-rays", m_q: 6 }],
   ["large-then-small", { eta1: 2, eta2: 0.2, anneal: "step", blocks: "p" }],

@@ -225,7 +225,7 @@ export function pqModelParams(defaults: {
         "q-plane":
           "Q block alone in its 2-D plane: as q, but W and V's d − 2 columns off the plane (which never meet the data) are not simulated, so a step costs O(N·m_q) with no factor d; the Q metrics equal q's bit for bit; w_norm, w_along_wstar, w_across_wstar, p_alignment and v_norm are NaN",
         "q-rays":
-          "as q-plane, with the examples grouped by their ray (x2 = α·u, u ∈ {z, z+ζ, z−ζ}, α ≥ 0; g(αu) = α·g(u)): the Q block runs on the 3 rays only, so a full-batch step costs O(N + m_q); same draws as q-plane, equal to it up to rounding (not bit for bit); CPU backends only; small-preact-noise runs q-plane's per-example pass while Ξ is on",
+          "as q-plane, with the examples grouped by their ray (x2 = α·u, u ∈ {z, z+ζ, z−ζ}, α ≥ 0; g(αu) = α·g(u)): the Q block runs on the 3 rays only, so a full-batch step costs O(N + m_q); same draws as q-plane, equal to it up to rounding (not bit for bit); CPU backends only; with small-preact-noise's Ξ on, a sweep along each ray's examples sorted by α, O(N + m_q log m_q)",
       },
       source:
         "issue 14 (the race of each block trained alone; the Q block alone in its 2-D plane, notes §7 'V lives in two dimensions'); p and q cost O(N·m·d) per step for large-lr's noise and decay on both blocks, q-plane none of it; q-rays also drops the factor m_q from the per-example work (positive homogeneity, seed-001 §2.1)",
@@ -437,6 +437,13 @@ export interface PQData {
    */
   ray?: Uint8Array;
   testRay?: Uint8Array;
+  /**
+   * blocks = q-rays: each set's training examples on the rays z, z + ζ, z − ζ in that order,
+   * each ray's sorted by α ascending (indices within the set), [sets × n] with RAY_NONE
+   * examples left out; rayStart [sets × 4]: where each ray's run starts, and its end.
+   */
+  rayOrder?: Int32Array;
+  rayStart?: Int32Array;
 }
 
 /** The data set replica k trains on: its own, or the one all replicas share. */
@@ -486,6 +493,20 @@ export function generateRunData(
   if (shape.blocks === "q-rays") {
     out.ray = raysOf(out.x2, out.subset);
     out.testRay = raysOf(out.testX2, out.testSubset);
+    out.rayOrder = new Int32Array(sets * n);
+    out.rayStart = new Int32Array(sets * 4);
+    for (let s = 0; s < sets; s++) {
+      let at = 0;
+      for (let k = 0; k < 3; k++) {
+        out.rayStart[s * 4 + k] = at;
+        const on: number[] = [];
+        for (let i = 0; i < n; i++) if (out.ray[s * n + i] === k) on.push(i);
+        on.sort((i, j) => out.x2[2 * (s * n + i)] - out.x2[2 * (s * n + j)] || i - j);
+        out.rayOrder.set(on, s * n + at);
+        at += on.length;
+      }
+      out.rayStart[s * 4 + 3] = at;
+    }
   }
   return out;
 }
@@ -595,6 +616,87 @@ export function raysLossAndGradient(
       }
       gV[j * d] = g0;
       gV[j * d + 1] = g1;
+    }
+  }
+  return loss / n;
+}
+
+/**
+ * raysLossAndGradient with App. F.1's pre-activation noise Ξ (one draw per step, shared by all
+ * examples), which breaks g(αu) = α·g(u): unit j on ray k is active for the α with α·s_j + ξ_j
+ * ≥ 0 (s_j = V_j·u_k), an interval ending or starting at t_j = −ξ_j/s_j. With each ray's
+ * examples sorted by α (data.rayOrder) one sweep over the sorted breakpoints gives every f_i =
+ * c_W + α_i·A + B (A, B: the active units' Σ b_j s_j and Σ b_j ξ_j; c_W = Σ a_j ReLU(ξ^W_j), as
+ * x1 = 0) and, through prefix sums of ℓ'_i y_i α_i, each unit's gradient: O(N + m_q log m_q)
+ * per step. P-only and α = 0 examples see c_W + Σ b_j ReLU(ξ_j) and give no gradient.
+ */
+export function raysPreactLossAndGradient(
+  net: PQNet,
+  data: PQData,
+  shape: PQShape,
+  set: number,
+  preact: Float64Array,
+  gV: Float64Array,
+): number {
+  const { n } = shape;
+  const { halfP, halfQ, d, a, b } = net;
+  const h = new Float64Array(3 * halfQ);
+  rayOutputs(net, data.rF32, h);
+  let cW = 0, cNone = 0;
+  for (let j = 0; j < halfP; j++) if (preact[j] > 0) cW += a[j] * preact[j];
+  for (let j = 0; j < halfQ; j++) if (preact[halfP + j] > 0) cNone += b[j] * preact[halfP + j];
+  cNone += cW;
+  let loss = 0;
+  const ray = data.ray!;
+  for (let i = set * n; i < set * n + n; i++) {
+    if (ray[i] === RAY_NONE) loss += logistic(data.y[i] * cNone);
+  }
+  for (let j = 0; j < halfQ; j++) gV[j * d] = gV[j * d + 1] = 0;
+  const order = data.rayOrder!, start = data.rayStart!;
+  const prefix = new Float64Array(n + 1), pos = new Int32Array(halfQ);
+  const units = Array.from({ length: halfQ }, (_, j) => j);
+  for (let k = 0; k < 3; k++) {
+    const from = start[set * 4 + k], count = start[set * 4 + k + 1] - from;
+    const s = (j: number) => h[k * halfQ + j];
+    const t = (j: number) => -preact[halfP + j] / s(j);
+    // Units with s ≠ 0 toggle once, at t_j: on (s > 0, from α ≥ t) before off (s < 0, after).
+    const events = units.filter((j) => s(j) !== 0).sort((i, j) =>
+      t(i) < t(j) ? -1 : t(i) > t(j) ? 1 : (s(j) > 0 ? 1 : 0) - (s(i) > 0 ? 1 : 0)
+    );
+    let A = 0, B = 0;
+    for (let j = 0; j < halfQ; j++) {
+      const xi = preact[halfP + j];
+      if (s(j) < 0 || (s(j) === 0 && xi >= 0)) A += b[j] * s(j), B += b[j] * xi;
+      pos[j] = count;
+    }
+    let e = 0;
+    for (let m = 0; m < count; m++) {
+      const i = set * n + order[set * n + from + m];
+      const alpha = data.x2[2 * i];
+      for (; e < events.length; e++) {
+        const j = events[e];
+        if (s(j) > 0 ? t(j) > alpha : t(j) >= alpha) break;
+        const sign = s(j) > 0 ? 1 : -1;
+        A += sign * b[j] * s(j);
+        B += sign * b[j] * preact[halfP + j];
+        pos[j] = m;
+      }
+      const y = data.y[i];
+      const z = y * (cW + alpha * A + B);
+      loss += logistic(z);
+      prefix[m + 1] = prefix[m] + logisticDeriv(z) * y * alpha / n;
+    }
+    for (let j = 0; j < halfQ; j++) {
+      const total = prefix[count];
+      const active = s(j) > 0
+        ? total - prefix[pos[j]]
+        : s(j) < 0
+        ? prefix[pos[j]]
+        : preact[halfP + j] >= 0
+        ? total
+        : 0;
+      gV[j * d] += b[j] * active;
+      gV[j * d + 1] += b[j] * active * RAY_SIGN[k] * data.rF32;
     }
   }
   return loss / n;
@@ -848,8 +950,12 @@ export function fullBatchGradient(
   gW: Float64Array,
   gV: Float64Array,
 ): number {
-  // Pre-activation noise breaks positive homogeneity: that step takes the per-example pass.
-  if (usesRays(shape) && !preact) return raysLossAndGradient(net, data, shape, set, gV);
+  // Pre-activation noise breaks positive homogeneity: a sweep along each ray instead.
+  if (usesRays(shape)) {
+    return preact
+      ? raysPreactLossAndGradient(net, data, shape, set, preact, gV)
+      : raysLossAndGradient(net, data, shape, set, gV);
+  }
   // With x1 = 0 nothing writes gW (it stays zero); only V's columns 0, 1 are ever written.
   if (!x1IsZero(shape)) gW.fill(0);
   for (let j = 0; j < net.halfQ; j++) gV[j * net.d] = gV[j * net.d + 1] = 0;

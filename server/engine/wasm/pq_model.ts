@@ -83,6 +83,8 @@ interface PQExports {
   hyperPtr(): number;
   statePtr(): number;
   patternPtr(): number;
+  rayOrderPtr(): number;
+  rayStartPtr(): number;
   atAnnealPtr(): number;
   advance(from: number, count: number): void;
 }
@@ -159,6 +161,10 @@ function openPQSession(
     X1.set(data.x1.subarray(row * d, row * d + d), row * dp);
   }
   f32(k.x2Ptr(), data.sets * n * 2).set(data.x2);
+  if (data.rayOrder) {
+    new Int32Array(k.memory.buffer, k.rayOrderPtr(), data.sets * n).set(data.rayOrder);
+    new Int32Array(k.memory.buffer, k.rayStartPtr(), data.sets * 4).set(data.rayStart!);
+  }
   f32(k.yPtr(), data.sets * n).set(data.y);
   new Int32Array(k.memory.buffer, k.subsetPtr(), data.sets * n).set(data.subset);
   new Float64Array(k.memory.buffer, k.hyperPtr(), 8 * R).set(run.hyper);
