@@ -1388,8 +1388,9 @@ export function pqEstimateBytes(spec: RunSpec, weightCopies: number, metricCount
   const R = spec.replicas;
   const sets = spec.params.data === "per-replica" ? R : 1;
   const { n, nTest, d, m } = shape;
-  // The Q block alone stores no x1 (generatePQData); q-rays adds a byte per example.
-  const row = x1IsZero(shape) ? 5 : d + 4;
+  // Floats per example: x1 (none for the Q block alone, generatePQData), x2, y, subset; q-rays
+  // adds its ray byte and its place in rayOrder.
+  const row = x1IsZero(shape) ? (usesRays(shape) ? 6 : 4) : d + 4;
   const dataBytes = 4 * sets * ((n + 2 * nTest) * row);
   const replicaBytes = 4 * R * (weightCopies * m / 2 * d + m) + R * n * m;
   const snapshots = Math.min(Math.ceil(spec.steps / spec.every) + 1, 4096);
