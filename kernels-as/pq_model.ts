@@ -71,10 +71,21 @@ let annealByLoss = true;
 let annealStep: i64 = 0;
 let checkEvery: i64 = 1;
 let noiseOffStep: i64 = 0;
-/** blocks = q or q-plane: x1 is zero, so W's products with it (+0) and gradient are skipped. */
+/**
+ * blocks = q, q-plane or q-rays: x1 is zero, so W's products with it (+0) and gradient are
+ * skipped, and X1 holds no data (one row, never read).
+ */
 let x1Zero = false;
-/** blocks = q-plane: only V's columns 0, 1 are updated (pq_model.ts planeUpdate). */
+/** blocks = q-plane or q-rays: only V's columns 0, 1 are updated (pq_model.ts planeUpdate). */
 let plane = false;
+/**
+ * blocks = q-rays: clean passes over the data run the V block on the three rays z, z ± ζ
+ * only and scale by each example's α (pq_model.ts raysLossAndGradient): O(N + m_q).
+ */
+let rays = false;
+/** float32(r): the ζ coordinate of the rays z ± ζ (q-rays). */
+let rayR: f32 = 0;
+const RAY_NONE = 3;
 
 let X1: usize = 0; // [sets][n][dp] f32
 let X2: usize = 0; // [sets][n][2] f32
@@ -95,16 +106,29 @@ let HW: usize = 0; // [halfP] f32 scratch: pre-activations of one example
 let HV: usize = 0; // [halfQ] f32
 let PRE: usize = 0; // [halfP + halfQ] f32: pre-activation noise of the step
 let NOISE: usize = 0; // [max(halfP, halfQ)·d] f32: gradient noise of a block (unpadded, as drawn)
+let HRAY: usize = 0; // [3][halfQ] f32 scratch: V_j·u_k on the rays z, z + ζ, z − ζ (q-rays)
+// q-rays with pre-activation noise (raysPreactLoss; pq_model.ts raysPreactLossAndGradient):
+let RAY_ORDER: usize = 0; // [sets][n] i32: each ray's examples sorted by α (host-written)
+let RAY_START: usize = 0; // [sets][4] i32: where each ray's run starts, then its end
+let PREFIX: usize = 0; // [n + 1] f64 scratch: prefix sums of ℓ'_i y_i α_i / N along a ray
+let POS: usize = 0; // [halfQ] i32 scratch: where unit j toggles along the ray
+let EV_T: usize = 0; // [halfQ] f64 scratch: t_j = −ξ_j / s_j
+let EV_J: usize = 0; // [halfQ] i32 scratch: the toggling units, sorted by t
 
 /** Replica r draws its noise with Philox key (seed, first + r); call after setup (default 0). */
 export function setFirstReplica(first: u32): void {
   firstReplica = first;
 }
 
-/** The block-alone mode (pq_model.ts `blocks`): call after setup (default: both blocks). */
-export function setBlocks(x1ZeroIn: i32, planeIn: i32): void {
+/**
+ * The block-alone mode (pq_model.ts `blocks`): call before setup, which sizes X1 by it
+ * (default: both blocks). rF32 is float32(r), used by q-rays only.
+ */
+export function setBlocks(x1ZeroIn: i32, planeIn: i32, raysIn: i32, rF32: f32): void {
   x1Zero = x1ZeroIn != 0;
   plane = planeIn != 0;
+  rays = raysIn != 0;
+  rayR = rF32;
 }
 
 /** Allocates every buffer; call once per instance, then fill data, weights and HYPER. */
@@ -128,7 +152,7 @@ export function setup(
   sets = setsIn;
   algo = algoIn;
   seed = seedIn;
-  X1 = allocZeroed(sets * n * dp * 4);
+  X1 = allocZeroed(x1Zero ? dp * 4 : sets * n * dp * 4);
   X2 = allocZeroed(sets * n * 8);
   Y = allocZeroed(sets * n * 4);
   SUB = allocZeroed(sets * n * 4);
@@ -147,6 +171,15 @@ export function setup(
   HV = allocZeroed(((halfMax + 3) & ~3) * 4);
   PRE = allocZeroed((halfP + halfQ) * 4 + 16);
   NOISE = allocZeroed(halfMax * d * 4 + 16);
+  HRAY = allocZeroed(3 * halfQ * 4 + 16);
+  if (rays) {
+    RAY_ORDER = allocZeroed(sets * n * 4);
+    RAY_START = allocZeroed(sets * 16);
+    PREFIX = allocZeroed((n + 1) * 8);
+    POS = allocZeroed(halfQ * 4 + 16);
+    EV_T = allocZeroed(halfQ * 8 + 16);
+    EV_J = allocZeroed(halfQ * 4 + 16);
+  }
   for (let r = 0; r < replicas; r++) {
     const s = stateRow(r);
     store<f64>(s, -1, S_ANNEALED_AT);
@@ -204,6 +237,12 @@ export function atAnnealPtr(): usize {
 }
 export function patternPtr(): usize {
   return PATTERN;
+}
+export function rayOrderPtr(): usize {
+  return RAY_ORDER;
+}
+export function rayStartPtr(): usize {
+  return RAY_START;
 }
 
 /** ℓ(z) = log(1 + e^(−z)) in float64. */
@@ -315,8 +354,218 @@ function addGradient(
   }
 }
 
+/** The ray of example i (pq_model.ts raysOf): 0 z, 1 z + ζ, 2 z − ζ, RAY_NONE: x2 = 0. */
+function rayOf(set: i32, i: i32): i32 {
+  const sub = load<i32>(SUB + (<usize> (set * n + i) << 2));
+  const x2 = X2 + (<usize> (set * n + i) << 3);
+  const c0 = load<f32>(x2), c1 = load<f32>(x2, 4);
+  if (sub == SUBSET_P_ONLY || c0 == 0) return RAY_NONE;
+  return c1 > 0 ? 1 : c1 < 0 ? 2 : 0;
+}
+
+/** V_j·u_k of replica r into HRAY; returns g(u_k) of ray k in g0, g1, g2. */
+let g0: f32 = 0, g1: f32 = 0, g2: f32 = 0;
+function rayOutputs(r: i32): void {
+  const rowBytes = <usize> dp << 2;
+  const v = V + <usize> (r * halfQ) * rowBytes;
+  const b = B + (<usize> (r * halfQ) << 2);
+  g0 = 0;
+  g1 = 0;
+  g2 = 0;
+  for (let j = 0; j < halfQ; j++) {
+    const row = v + <usize> j * rowBytes;
+    const v0 = load<f32>(row), v1 = load<f32>(row, 4), bj = load<f32>(b + (<usize> j << 2));
+    const h0 = v0, h1 = v0 + v1 * rayR, h2 = v0 - v1 * rayR;
+    store<f32>(HRAY + (<usize> j << 2), h0);
+    store<f32>(HRAY + (<usize> (halfQ + j) << 2), h1);
+    store<f32>(HRAY + (<usize> (2 * halfQ + j) << 2), h2);
+    if (h0 > 0) g0 += bj * h0;
+    if (h1 > 0) g1 += bj * h1;
+    if (h2 > 0) g2 += bj * h2;
+  }
+}
+
+/**
+ * L̂ of replica r by rays in O(N + m_q) (pq_model.ts raysLossAndGradient); with `grad`, its
+ * gradient on V's columns 0, 1 into GV (GW stays zero: x1 = 0).
+ */
+function raysLoss(r: i32, set: i32, grad: bool): f64 {
+  rayOutputs(r);
+  let c0: f64 = 0, c1: f64 = 0, c2: f64 = 0;
+  let loss: f64 = 0;
+  const inv: f64 = 1.0 / <f64> n;
+  const atZero = logistic(0);
+  for (let i = 0; i < n; i++) {
+    const k = rayOf(set, i);
+    if (k == RAY_NONE) {
+      loss += atZero;
+      continue;
+    }
+    const y = <f64> load<f32>(Y + (<usize> (set * n + i) << 2));
+    const alpha = load<f32>(X2 + (<usize> (set * n + i) << 3));
+    const f: f32 = alpha * (k == 0 ? g0 : k == 1 ? g1 : g2);
+    const z = y * <f64> f;
+    // ℓ(z) and ℓ'(z) from one exponential, e = e^(−|z|): the same values as logistic() and
+    // logisticDeriv(), and this loop is the step's cost.
+    const e = Math.exp(-Math.abs(z));
+    loss += (z > 0 ? 0 : -z) + Math.log1p(e);
+    if (grad) {
+      const c = (z > 0 ? -e / (1 + e) : -1 / (1 + e)) * y * <f64> alpha * inv;
+      if (k == 0) c0 += c;
+      else if (k == 1) c1 += c;
+      else c2 += c;
+    }
+  }
+  if (grad) {
+    const b = B + (<usize> (r * halfQ) << 2);
+    for (let j = 0; j < halfQ; j++) {
+      const bj = <f64> load<f32>(b + (<usize> j << 2));
+      let a0: f64 = 0, a1: f64 = 0;
+      if (load<f32>(HRAY + (<usize> j << 2)) >= 0) a0 += c0 * bj;
+      if (load<f32>(HRAY + (<usize> (halfQ + j) << 2)) >= 0) {
+        a0 += c1 * bj;
+        a1 += c1 * bj * <f64> rayR;
+      }
+      if (load<f32>(HRAY + (<usize> (2 * halfQ + j) << 2)) >= 0) {
+        a0 += c2 * bj;
+        a1 -= c2 * bj * <f64> rayR;
+      }
+      store<f32>(GV + (<usize> j << 3), <f32> a0);
+      store<f32>(GV + (<usize> j << 3), <f32> a1, 4);
+    }
+  }
+  return loss * inv;
+}
+
+/** Whether toggle event a comes before b: by t, units turning on (s > 0) first at a tie. */
+function eventBefore(a: i32, b: i32, k: i32): bool {
+  const ta = load<f64>(EV_T + (<usize> a << 3)), tb = load<f64>(EV_T + (<usize> b << 3));
+  if (ta != tb) return ta < tb;
+  const onA = load<f32>(HRAY + (<usize> (k * halfQ + a) << 2)) > 0;
+  const onB = load<f32>(HRAY + (<usize> (k * halfQ + b) << 2)) > 0;
+  return onA && !onB;
+}
+
+/** Heap sort of the first `count` units of EV_J by eventBefore. */
+function sortEvents(count: i32, k: i32): void {
+  for (let root = (count >> 1) - 1; root >= 0; root--) siftDown(root, count, k);
+  for (let end = count - 1; end > 0; end--) {
+    const top = load<i32>(EV_J);
+    store<i32>(EV_J, load<i32>(EV_J + (<usize> end << 2)));
+    store<i32>(EV_J + (<usize> end << 2), top);
+    siftDown(0, end, k);
+  }
+}
+
+function siftDown(root: i32, count: i32, k: i32): void {
+  let at = root;
+  while (true) {
+    let child = 2 * at + 1;
+    if (child >= count) return;
+    const left = load<i32>(EV_J + (<usize> child << 2));
+    if (child + 1 < count) {
+      const right = load<i32>(EV_J + (<usize> (child + 1) << 2));
+      if (eventBefore(left, right, k)) child++;
+    }
+    const c = load<i32>(EV_J + (<usize> child << 2)), here = load<i32>(EV_J + (<usize> at << 2));
+    if (!eventBefore(here, c, k)) return;
+    store<i32>(EV_J + (<usize> at << 2), c);
+    store<i32>(EV_J + (<usize> child << 2), here);
+    at = child;
+  }
+}
+
+/**
+ * L̂ and its gradient on V's columns 0, 1 by rays with the step's pre-activation noise in PRE
+ * (pq_model.ts raysPreactLossAndGradient): one sweep per ray over its examples sorted by α and
+ * its units sorted by the α at which they toggle; O(N + m_q log m_q).
+ */
+function raysPreactLoss(r: i32, set: i32): f64 {
+  rayOutputs(r);
+  const a = A + (<usize> (r * halfP) << 2);
+  const b = B + (<usize> (r * halfQ) << 2);
+  let cW: f64 = 0, cNone: f64 = 0;
+  for (let j = 0; j < halfP; j++) {
+    const xi = load<f32>(PRE + (<usize> j << 2));
+    if (xi > 0) cW += <f64> load<f32>(a + (<usize> j << 2)) * <f64> xi;
+  }
+  for (let j = 0; j < halfQ; j++) {
+    const xi = load<f32>(PRE + (<usize> (halfP + j) << 2));
+    if (xi > 0) cNone += <f64> load<f32>(b + (<usize> j << 2)) * <f64> xi;
+  }
+  cNone += cW;
+  let loss: f64 = 0;
+  const inv: f64 = 1.0 / <f64> n;
+  for (let i = 0; i < n; i++) {
+    if (rayOf(set, i) != RAY_NONE) continue;
+    loss += logistic(<f64> load<f32>(Y + (<usize> (set * n + i) << 2)) * cNone);
+  }
+  memory.fill(GV, 0, <usize> halfQ << 3);
+  for (let k = 0; k < 3; k++) {
+    const from = load<i32>(RAY_START + (<usize> (set * 4 + k) << 2));
+    const count = load<i32>(RAY_START + (<usize> (set * 4 + k + 1) << 2)) - from;
+    let slope: f64 = 0, offset: f64 = 0;
+    let events = 0;
+    for (let j = 0; j < halfQ; j++) {
+      const sj = <f64> load<f32>(HRAY + (<usize> (k * halfQ + j) << 2));
+      const xi = <f64> load<f32>(PRE + (<usize> (halfP + j) << 2));
+      const bj = <f64> load<f32>(b + (<usize> j << 2));
+      store<i32>(POS + (<usize> j << 2), count);
+      if (sj < 0 || (sj == 0 && xi >= 0)) {
+        slope += bj * sj;
+        offset += bj * xi;
+      }
+      if (sj != 0) {
+        store<f64>(EV_T + (<usize> j << 3), -xi / sj);
+        store<i32>(EV_J + (<usize> events << 2), j);
+        events++;
+      }
+    }
+    sortEvents(events, k);
+    let e = 0;
+    store<f64>(PREFIX, 0);
+    for (let m = 0; m < count; m++) {
+      const i = load<i32>(RAY_ORDER + (<usize> (set * n + from + m) << 2));
+      const alpha = <f64> load<f32>(X2 + (<usize> (set * n + i) << 3));
+      for (; e < events; e++) {
+        const j = load<i32>(EV_J + (<usize> e << 2));
+        const sj = <f64> load<f32>(HRAY + (<usize> (k * halfQ + j) << 2));
+        const t = load<f64>(EV_T + (<usize> j << 3));
+        if (sj > 0 ? t > alpha : t >= alpha) break;
+        const sign: f64 = sj > 0 ? 1 : -1;
+        const bj = <f64> load<f32>(b + (<usize> j << 2));
+        slope += sign * bj * sj;
+        offset += sign * bj * <f64> load<f32>(PRE + (<usize> (halfP + j) << 2));
+        store<i32>(POS + (<usize> j << 2), m);
+      }
+      const y = <f64> load<f32>(Y + (<usize> (set * n + i) << 2));
+      const z = y * (cW + alpha * slope + offset);
+      const ez = Math.exp(-Math.abs(z));
+      loss += (z > 0 ? 0 : -z) + Math.log1p(ez);
+      const c = (z > 0 ? -ez / (1 + ez) : -1 / (1 + ez)) * y * alpha * inv;
+      store<f64>(PREFIX + (<usize> (m + 1) << 3), load<f64>(PREFIX + (<usize> m << 3)) + c);
+    }
+    const total = load<f64>(PREFIX + (<usize> count << 3));
+    const zeta: f64 = k == 0 ? 0 : k == 1 ? <f64> rayR : -(<f64> rayR);
+    for (let j = 0; j < halfQ; j++) {
+      const sj = load<f32>(HRAY + (<usize> (k * halfQ + j) << 2));
+      const at = load<i32>(POS + (<usize> j << 2));
+      const before = load<f64>(PREFIX + (<usize> at << 3));
+      const xi = load<f32>(PRE + (<usize> (halfP + j) << 2));
+      const active: f64 = sj > 0 ? total - before : sj < 0 ? before : xi >= 0 ? total : 0;
+      const s = <f64> load<f32>(b + (<usize> j << 2)) * active;
+      const g = GV + (<usize> j << 3);
+      store<f32>(g, <f32> (<f64> load<f32>(g) + s));
+      store<f32>(g, <f32> (<f64> load<f32>(g, 4) + s * zeta), 4);
+    }
+  }
+  return loss * inv;
+}
+
 /** Full-batch gradient of L̂ into GW, GV; returns L̂ (float64 sum of float32 outputs). */
 function fullBatchGradient(r: i32, set: i32, pre: bool): f64 {
+  // Pre-activation noise breaks positive homogeneity: a sweep along each ray instead.
+  if (rays) return pre ? raysPreactLoss(r, set) : raysLoss(r, set, true);
   // With x1 = 0 nothing writes GW: it stays zero.
   if (!x1Zero) memory.fill(GW, 0, <usize> (halfP * dp) << 2);
   memory.fill(GV, 0, <usize> halfQ << 3);
@@ -333,6 +582,7 @@ function fullBatchGradient(r: i32, set: i32, pre: bool): f64 {
 
 /** Clean training loss (no pre-activation noise), for the loss-threshold anneal of SGD. */
 function cleanLoss(r: i32, set: i32): f64 {
+  if (rays) return raysLoss(r, set, false);
   let loss: f64 = 0;
   for (let i = 0; i < n; i++) {
     const y = <f64> load<f32>(Y + (<usize> (set * n + i) << 2));
@@ -345,6 +595,22 @@ function cleanLoss(r: i32, set: i32): f64 {
 function storePattern(r: i32, set: i32): void {
   const stride = <usize> (halfP + halfQ);
   const base = PATTERN + <usize> r * <usize> n * stride;
+  if (rays) {
+    // By rays (pq_model.ts rayPattern): every row of a ray is the ray's.
+    rayOutputs(r);
+    for (let i = 0; i < n; i++) {
+      const sub = load<i32>(SUB + (<usize> (set * n + i) << 2));
+      const k = rayOf(set, i);
+      const p = base + <usize> i * stride;
+      for (let j = 0; j < halfP; j++) store<u8>(p + <usize> j, sub != SUBSET_Q_ONLY ? 1 : 0);
+      for (let j = 0; j < halfQ; j++) {
+        const on = sub != SUBSET_P_ONLY &&
+          (k == RAY_NONE || load<f32>(HRAY + (<usize> (k * halfQ + j) << 2)) >= 0);
+        store<u8>(p + <usize> (halfP + j), on ? 1 : 0);
+      }
+    }
+    return;
+  }
   for (let i = 0; i < n; i++) {
     const sub = load<i32>(SUB + (<usize> (set * n + i) << 2));
     forward(r, set, i, false);

@@ -93,6 +93,9 @@ const LARGE_LR_CASES: [string, Record<string, unknown>][] = [
   ["small-preact-noise", { eta1: 2, eta2: 0.5, noise_off_step: 70, data: "shared" }],
   ["small", { eta1: 2, eta2: 0.5, blocks: "q" }],
   ["large-then-small", { eta1: 2, eta2: 0.2, anneal: "step", blocks: "q-plane", m_p: 4 }],
+  // q-rays: the V block on the three rays (kernel raysLoss), and Ξ's sweep (raysPreactLoss).
+  ["large-then-small", { eta1: 2, eta2: 0.2, anneal: "loss", epsilon1: 0.6, blocks: "q-rays" }],
+  ["small-preact-noise", { eta1: 2, eta2: 0.5, noise_off_step: 70, blocks: "q-rays", m_q: 6 }],
   ["large-then-small", { eta1: 2, eta2: 0.2, anneal: "step", blocks: "p" }],
   ["large-then-small", { eta1: 2, eta2: 0.2, anneal: "step", noise_pairs: "on" }],
 ];
@@ -133,6 +136,8 @@ const LABEL_NOISE_CASES: [string, Record<string, unknown>][] = [
   ["lnsgd-s", { eta2: 0.5, delta: 0.2, data: "shared" }],
   ["lnsgd-s", { eta2: 0.5, delta: 0.2, blocks: "q" }],
   ["fbgd-ls", { eta1: 2, eta2: 0.2, anneal: "step", blocks: "q-plane" }],
+  ["fbgd-ls", { eta1: 2, eta2: 0.2, anneal: "loss", epsilon1: 0.3, blocks: "q-rays" }],
+  ["lnsgd-ls", { eta1: 1, eta2: 0.1, anneal: "loss", epsilon1: 0.3, blocks: "q-rays" }],
   ["fbgd-ls", { eta1: [2, 3], eta2: 0.2, anneal: "loss", epsilon1: 0.3 }],
 ];
 

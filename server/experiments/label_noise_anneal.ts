@@ -38,6 +38,7 @@ import {
   fullBatchGradient,
   generateRunData,
   initPQNet,
+  isPlane,
   logistic,
   logisticDeriv,
   type PQData,
@@ -300,7 +301,7 @@ export function labelNoiseStep(
     : prep.eta1[replica];
   state.lr = lr;
   if (fullBatch) {
-    if (shape.blocks === "q-plane") {
+    if (isPlane(shape)) {
       // Only V's plane columns have a gradient; W and the rest never move (pq_model.ts).
       for (let j = 0; j < net.halfQ; j++) {
         net.V[j * net.d] -= lr * state.gV[j * net.d];

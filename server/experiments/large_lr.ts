@@ -44,6 +44,7 @@ import {
   fullBatchGradient,
   generateRunData,
   initPQNet,
+  isPlane,
   planeUpdate,
   type PQData,
   pqEstimateBytes,
@@ -380,7 +381,7 @@ export function largeLrStep(
   state.lr = gamma;
   const decay = 1 - gamma * prep.lambda[replica];
   const tauXi = prep.tauXi[replica];
-  if (shape.blocks === "q-plane") {
+  if (isPlane(shape)) {
     planeUpdate(net, gV, decay, gamma, tauXi, prep.seed, prep.firstReplica + replica, t);
     return { loss, events };
   }
@@ -459,7 +460,7 @@ function referenceSession(
     stepReplica: (k, t) => {
       const { loss, events } = largeLrStep(prep, states[k], k, t);
       pending.push(...events);
-      return finiteProbe(states[k].net, loss, prep.shape.blocks === "q-plane");
+      return finiteProbe(states[k].net, loss, isPlane(prep.shape));
     },
     metricsOf: (k) => {
       const values = pqReplicaMetrics(prep, states[k], k);

@@ -107,7 +107,7 @@ export function pqModelParams(defaults: {
       kind: "int",
       default: defaults.d,
       min: 4,
-      max: 4096,
+      max: 8192,
       doc: "dimension of each input block (x1 ∈ R^d, x2 ∈ R^d)",
       source:
         `chosen so that 5 seeds of a default run take about a minute on 2 CPU cores (wasm); the theory needs d → ∞ (${defaults.sweepSource})`,
@@ -215,7 +215,7 @@ export function pqModelParams(defaults: {
     },
     blocks: {
       kind: "enum",
-      values: ["both", "p", "q", "q-plane"],
+      values: ["both", "p", "q", "q-plane", "q-rays"],
       default: "both",
       doc: "which block learns: the other block's inputs are set to 0 (same draws, same seeds)",
       valueDocs: {
@@ -224,9 +224,11 @@ export function pqModelParams(defaults: {
         q: "Q block alone: x1 = 0 everywhere, W feels only decay and noise",
         "q-plane":
           "Q block alone in its 2-D plane: as q, but W and V's d − 2 columns off the plane (which never meet the data) are not simulated, so a step costs O(N·m_q) with no factor d; the Q metrics equal q's bit for bit; w_norm, w_along_wstar, w_across_wstar, p_alignment and v_norm are NaN",
+        "q-rays":
+          "as q-plane, with the examples grouped by their ray (x2 = α·u, u ∈ {z, z+ζ, z−ζ}, α ≥ 0; g(αu) = α·g(u)): the Q block runs on the 3 rays only, so a full-batch step costs O(N + m_q); same draws as q-plane, equal to it up to rounding (not bit for bit); CPU backends only; with small-preact-noise's Ξ on, a sweep along each ray's examples sorted by α, O(N + m_q log m_q)",
       },
       source:
-        "issue 14 (the race of each block trained alone; the Q block alone in its 2-D plane, notes §7 'V lives in two dimensions'); p and q cost O(N·m·d) per step for large-lr's noise and decay on both blocks, q-plane none of it",
+        "issue 14 (the race of each block trained alone; the Q block alone in its 2-D plane, notes §7 'V lives in two dimensions'); p and q cost O(N·m·d) per step for large-lr's noise and decay on both blocks, q-plane none of it; q-rays also drops the factor m_q from the per-example work (positive homogeneity, seed-001 §2.1)",
     },
     data: {
       kind: "enum",
@@ -322,7 +324,7 @@ export interface PQDataSet {
   y: Float32Array;
   /** SUBSET_* per example, [n]. */
   subset: Int32Array;
-  /** [n × d], zero rows for Q-only examples. */
+  /** [n × d], zero rows for Q-only examples; empty when x1 is zero (x1IsZero). */
   x1: Float32Array;
   /** [n × 2]: coordinates of x2 along z and along ζ/r; zero for P-only examples. */
   x2: Float32Array;
@@ -356,7 +358,8 @@ function fillExample(
   const alpha = uniform24(w[2]);
   const b = rademacher(w[3]);
   const o1 = index * d, o2 = index * 2;
-  if (subset !== SUBSET_Q_ONLY) {
+  // With x1 zeroed (the Q block alone) the arrays are empty: nothing reads them (x1IsZero).
+  if (subset !== SUBSET_Q_ONLY && x1.length > 0) {
     normals(dataSeed, DATA_REPLICA, index, x1Stream, d, row);
     const scale = 1 / Math.sqrt(d);
     // Reflection sampler: y⟨w*, x1⟩ = γ0 + |g0| with g0 ~ N(0, 1/d); the rest untouched.
@@ -375,7 +378,10 @@ export function generatePQData(shape: PQShape, dataSeed: number): PQDataSet {
   const { d, n, nTest } = shape;
   const row = new Float64Array(d);
   const y = new Float32Array(n), subset = new Int32Array(n);
-  const x1 = new Float32Array(n * d), x2 = new Float32Array(n * 2);
+  // The Q block alone never reads x1 (all zero): no storage, and no x1 draws, which no other
+  // draw depends on (counter-based streams), so y, subsets and x2 are those of `both`.
+  const x1Len = x1IsZero(shape) ? 0 : d;
+  const x1 = new Float32Array(n * x1Len), x2 = new Float32Array(n * 2);
   const counts: [number, number, number] = [0, 0, 0];
   for (let i = 0; i < n; i++) {
     const e = fillExample(shape, dataSeed, i, DATA_TRAIN_META, DATA_TRAIN_X1, null, x1, x2, row);
@@ -385,7 +391,7 @@ export function generatePQData(shape: PQShape, dataSeed: number): PQDataSet {
   }
   const nt = 2 * nTest;
   const testY = new Float32Array(nt), testSubset = new Int32Array(nt);
-  const testX1 = new Float32Array(nt * d), testX2 = new Float32Array(nt * 2);
+  const testX1 = new Float32Array(nt * x1Len), testX2 = new Float32Array(nt * 2);
   for (let k = 0; k < nt; k++) {
     const forced = k < nTest ? SUBSET_P_ONLY : SUBSET_BOTH;
     const e = fillExample(
@@ -405,7 +411,7 @@ export function generatePQData(shape: PQShape, dataSeed: number): PQDataSet {
   // Block-alone runs keep every draw and zero the other block's inputs afterwards, so that
   // they pair with the runs of both blocks on the same seeds.
   if (shape.blocks === "p") x2.fill(0), testX2.fill(0);
-  if (shape.blocks === "q" || shape.blocks === "q-plane") x1.fill(0), testX1.fill(0);
+  // (x1 of the Q block alone is empty: see x1Len.)
   return { y, subset, x1, x2, testY, testSubset, testX1, testX2, counts };
 }
 
@@ -425,6 +431,19 @@ export interface PQData {
   counts: Int32Array;
   /** Float32-rounded r: the ζ coordinate of z ± ζ used by the exact Q metrics. */
   rF32: number;
+  /**
+   * blocks = q-rays: the ray of each training (test) example's x2, RAY_Z, RAY_PLUS,
+   * RAY_MINUS or RAY_NONE ([sets × n], [sets × 2·n_test]); absent otherwise.
+   */
+  ray?: Uint8Array;
+  testRay?: Uint8Array;
+  /**
+   * blocks = q-rays: each set's training examples on the rays z, z + ζ, z − ζ in that order,
+   * each ray's sorted by α ascending (indices within the set), [sets × n] with RAY_NONE
+   * examples left out; rayStart [sets × 4]: where each ray's run starts, and its end.
+   */
+  rayOrder?: Int32Array;
+  rayStart?: Int32Array;
 }
 
 /** The data set replica k trains on: its own, or the one all replicas share. */
@@ -442,7 +461,8 @@ export function generateRunData(
   sets: number,
   dataOf: (s: number) => number = (s) => s,
 ): PQData {
-  const { d, n, nTest } = shape;
+  const { n, nTest } = shape;
+  const d = x1IsZero(shape) ? 0 : shape.d; // x1's row length as stored
   const nt = 2 * nTest;
   const out: PQData = {
     sets,
@@ -470,7 +490,216 @@ export function generateRunData(
     out.testX2.set(set.testX2, s * nt * 2);
     out.counts.set(set.counts, s * 3);
   }
+  if (shape.blocks === "q-rays") {
+    out.ray = raysOf(out.x2, out.subset);
+    out.testRay = raysOf(out.testX2, out.testSubset);
+    out.rayOrder = new Int32Array(sets * n);
+    out.rayStart = new Int32Array(sets * 4);
+    for (let s = 0; s < sets; s++) {
+      let at = 0;
+      for (let k = 0; k < 3; k++) {
+        out.rayStart[s * 4 + k] = at;
+        const on: number[] = [];
+        for (let i = 0; i < n; i++) if (out.ray[s * n + i] === k) on.push(i);
+        on.sort((i, j) => out.x2[2 * (s * n + i)] - out.x2[2 * (s * n + j)] || i - j);
+        out.rayOrder.set(on, s * n + at);
+        at += on.length;
+      }
+      out.rayStart[s * 4 + 3] = at;
+    }
+  }
   return out;
+}
+
+// ---------------------------------------------------------------------------------------
+// blocks = q-rays: the Q block on its three rays.
+//
+// Every Q input is x2 = α·u with α ~ U[0, 1] and u one of z, z + ζ, z − ζ (seed-001 §2.1), and
+// the ReLU block is positively homogeneous: g(αu) = α·g(u), and the pre-activation V_j·(αu) =
+// α·V_j·u has the sign of V_j·u. So a pass over the data needs the block on the three rays
+// (O(m_q)) and a scalar per example (O(N)): f_i = α_i g(u_k), and the gradient of Σ_i c_i f_i
+// is Σ_k (Σ_{i on ray k} c_i α_i)·∇g(u_k). The ray of an example is read from its stored x2 =
+// (α, float32(α·b·r)) by the sign of the ζ coordinate; its ray is (1, ±float32(r)), so α·u
+// differs from the stored x2 by float32 rounding in the ζ coordinate (≤ 1 ulp): q-rays agrees
+// with q-plane to rounding, not bit for bit. α = 0 (x2 = 0) and P-only examples are RAY_NONE:
+// f = 0, no gradient, every V unit counted active (1(0 ≥ 0)) where the example carries Q.
+
+export const RAY_Z = 0;
+export const RAY_PLUS = 1;
+export const RAY_MINUS = 2;
+export const RAY_NONE = 3;
+/** The ζ coordinate of each ray, in units of float32(r). */
+const RAY_SIGN = [0, 1, -1] as const;
+
+/** The ray of every example from its x2 coordinates [·× 2] and subsets. */
+function raysOf(x2: Float32Array, subset: Int32Array): Uint8Array {
+  const ray = new Uint8Array(subset.length);
+  for (let i = 0; i < subset.length; i++) {
+    const c0 = x2[2 * i], c1 = x2[2 * i + 1];
+    ray[i] = subset[i] === SUBSET_P_ONLY || c0 === 0
+      ? RAY_NONE
+      : c1 > 0
+      ? RAY_PLUS
+      : c1 < 0
+      ? RAY_MINUS
+      : RAY_Z;
+  }
+  return ray;
+}
+
+/** Whether the run uses the ray grouping (blocks = q-rays). */
+export function usesRays(shape: PQShape): boolean {
+  return shape.blocks === "q-rays";
+}
+
+/** Whether only V's two plane columns are simulated (blocks = q-plane or q-rays). */
+export function isPlane(shape: PQShape): boolean {
+  return shape.blocks === "q-plane" || shape.blocks === "q-rays";
+}
+
+/**
+ * The Q block on the three rays: h[k·halfQ + j] = V_j·u_k (u_k = (1, RAY_SIGN[k]·r) in the
+ * plane); returns [g(z), g(z + ζ), g(z − ζ)].
+ */
+export function rayOutputs(net: PQNet, rF32: number, h: Float64Array): number[] {
+  const { halfQ, d, V, b } = net;
+  const g = [0, 0, 0];
+  for (let k = 0; k < 3; k++) {
+    const c1 = RAY_SIGN[k] * rF32;
+    for (let j = 0; j < halfQ; j++) {
+      const hv = V[j * d] + V[j * d + 1] * c1;
+      h[k * halfQ + j] = hv;
+      if (hv > 0) g[k] += b[j] * hv;
+    }
+  }
+  return g;
+}
+
+/**
+ * L̂ on the training set by rays in O(N + m_q); with gV, also its gradient on V's columns 0,
+ * 1 (overwritten), as fullBatchGradient gives it without pre-activation noise.
+ */
+export function raysLossAndGradient(
+  net: PQNet,
+  data: PQData,
+  shape: PQShape,
+  set: number,
+  gV: Float64Array | null,
+): number {
+  const { n } = shape;
+  const { halfQ, d, b } = net;
+  const h = new Float64Array(3 * halfQ);
+  const g = rayOutputs(net, data.rF32, h);
+  const ray = data.ray!;
+  const coef = [0, 0, 0];
+  const lossAtZero = logistic(0);
+  let loss = 0;
+  for (let i = set * n; i < set * n + n; i++) {
+    const k = ray[i];
+    if (k === RAY_NONE) {
+      loss += lossAtZero;
+      continue;
+    }
+    const y = data.y[i], alpha = data.x2[2 * i];
+    const z = y * (alpha * g[k]);
+    loss += logistic(z);
+    if (gV) coef[k] += logisticDeriv(z) * y * alpha / n;
+  }
+  if (gV) {
+    for (let j = 0; j < halfQ; j++) {
+      let g0 = 0, g1 = 0;
+      for (let k = 0; k < 3; k++) {
+        if (h[k * halfQ + j] < 0) continue;
+        const s = coef[k] * b[j];
+        g0 += s;
+        g1 += s * RAY_SIGN[k] * data.rF32;
+      }
+      gV[j * d] = g0;
+      gV[j * d + 1] = g1;
+    }
+  }
+  return loss / n;
+}
+
+/**
+ * raysLossAndGradient with App. F.1's pre-activation noise Ξ (one draw per step, shared by all
+ * examples), which breaks g(αu) = α·g(u): unit j on ray k is active for the α with α·s_j + ξ_j
+ * ≥ 0 (s_j = V_j·u_k), an interval ending or starting at t_j = −ξ_j/s_j. With each ray's
+ * examples sorted by α (data.rayOrder) one sweep over the sorted breakpoints gives every f_i =
+ * c_W + α_i·A + B (A, B: the active units' Σ b_j s_j and Σ b_j ξ_j; c_W = Σ a_j ReLU(ξ^W_j), as
+ * x1 = 0) and, through prefix sums of ℓ'_i y_i α_i, each unit's gradient: O(N + m_q log m_q)
+ * per step. P-only and α = 0 examples see c_W + Σ b_j ReLU(ξ_j) and give no gradient.
+ */
+export function raysPreactLossAndGradient(
+  net: PQNet,
+  data: PQData,
+  shape: PQShape,
+  set: number,
+  preact: Float64Array,
+  gV: Float64Array,
+): number {
+  const { n } = shape;
+  const { halfP, halfQ, d, a, b } = net;
+  const h = new Float64Array(3 * halfQ);
+  rayOutputs(net, data.rF32, h);
+  let cW = 0, cNone = 0;
+  for (let j = 0; j < halfP; j++) if (preact[j] > 0) cW += a[j] * preact[j];
+  for (let j = 0; j < halfQ; j++) if (preact[halfP + j] > 0) cNone += b[j] * preact[halfP + j];
+  cNone += cW;
+  let loss = 0;
+  const ray = data.ray!;
+  for (let i = set * n; i < set * n + n; i++) {
+    if (ray[i] === RAY_NONE) loss += logistic(data.y[i] * cNone);
+  }
+  for (let j = 0; j < halfQ; j++) gV[j * d] = gV[j * d + 1] = 0;
+  const order = data.rayOrder!, start = data.rayStart!;
+  const prefix = new Float64Array(n + 1), pos = new Int32Array(halfQ);
+  const units = Array.from({ length: halfQ }, (_, j) => j);
+  for (let k = 0; k < 3; k++) {
+    const from = start[set * 4 + k], count = start[set * 4 + k + 1] - from;
+    const s = (j: number) => h[k * halfQ + j];
+    const t = (j: number) => -preact[halfP + j] / s(j);
+    // Units with s ≠ 0 toggle once, at t_j: on (s > 0, from α ≥ t) before off (s < 0, after).
+    const events = units.filter((j) => s(j) !== 0).sort((i, j) =>
+      t(i) < t(j) ? -1 : t(i) > t(j) ? 1 : (s(j) > 0 ? 1 : 0) - (s(i) > 0 ? 1 : 0)
+    );
+    let A = 0, B = 0;
+    for (let j = 0; j < halfQ; j++) {
+      const xi = preact[halfP + j];
+      if (s(j) < 0 || (s(j) === 0 && xi >= 0)) A += b[j] * s(j), B += b[j] * xi;
+      pos[j] = count;
+    }
+    let e = 0;
+    for (let m = 0; m < count; m++) {
+      const i = set * n + order[set * n + from + m];
+      const alpha = data.x2[2 * i];
+      for (; e < events.length; e++) {
+        const j = events[e];
+        if (s(j) > 0 ? t(j) > alpha : t(j) >= alpha) break;
+        const sign = s(j) > 0 ? 1 : -1;
+        A += sign * b[j] * s(j);
+        B += sign * b[j] * preact[halfP + j];
+        pos[j] = m;
+      }
+      const y = data.y[i];
+      const z = y * (cW + alpha * A + B);
+      loss += logistic(z);
+      prefix[m + 1] = prefix[m] + logisticDeriv(z) * y * alpha / n;
+    }
+    for (let j = 0; j < halfQ; j++) {
+      const total = prefix[count];
+      const active = s(j) > 0
+        ? total - prefix[pos[j]]
+        : s(j) < 0
+        ? prefix[pos[j]]
+        : preact[halfP + j] >= 0
+        ? total
+        : 0;
+      gV[j * d] += b[j] * active;
+      gV[j * d + 1] += b[j] * active * RAY_SIGN[k] * data.rF32;
+    }
+  }
+  return loss / n;
 }
 
 /** Empirical Q-only fraction q = |M̄1|/N of a data set (used by the loss-threshold anneal). */
@@ -583,7 +812,7 @@ export interface ExampleRef {
   hasP: boolean;
   hasQ: boolean;
   /**
-   * x1 is zero by construction (blocks = q or q-plane): W_j·x1 is +0 and the W gradient adds
+   * x1 is zero by construction (blocks = q, q-plane, q-rays): W_j·x1 is +0 and the W gradient adds
    * ±0, so both are skipped, bit for bit the same, and the step costs no factor d.
    */
   x1Zero?: boolean;
@@ -591,7 +820,7 @@ export interface ExampleRef {
 
 /** Whether the run's x1 inputs are all zero (the Q block alone). */
 export function x1IsZero(shape: PQShape): boolean {
-  return shape.blocks === "q" || shape.blocks === "q-plane";
+  return shape.blocks === "q" || shape.blocks === "q-plane" || shape.blocks === "q-rays";
 }
 
 /**
@@ -721,6 +950,12 @@ export function fullBatchGradient(
   gW: Float64Array,
   gV: Float64Array,
 ): number {
+  // Pre-activation noise breaks positive homogeneity: a sweep along each ray instead.
+  if (usesRays(shape)) {
+    return preact
+      ? raysPreactLossAndGradient(net, data, shape, set, preact, gV)
+      : raysLossAndGradient(net, data, shape, set, gV);
+  }
   // With x1 = 0 nothing writes gW (it stays zero); only V's columns 0, 1 are ever written.
   if (!x1IsZero(shape)) gW.fill(0);
   for (let j = 0; j < net.halfQ; j++) gV[j * net.d] = gV[j * net.d + 1] = 0;
@@ -739,6 +974,7 @@ export function fullBatchGradient(
 
 /** Clean training loss L̂(U) (no pre-activation noise), for the loss-threshold anneal. */
 export function trainLoss(net: PQNet, data: PQData, shape: PQShape, set: number): number {
+  if (usesRays(shape)) return raysLossAndGradient(net, data, shape, set, null);
   const hW = new Float64Array(net.halfP), hV = new Float64Array(net.halfQ);
   let loss = 0;
   for (let i = 0; i < shape.n; i++) {
@@ -765,6 +1001,7 @@ export function annealThreshold(data: PQData, shape: PQShape, set: number, eps1:
 export function activationPattern(net: PQNet, data: PQData, shape: PQShape, set: number) {
   const { n, halfP, halfQ, m } = shape;
   const pattern = new Uint8Array(n * m);
+  if (usesRays(shape)) return rayPattern(net, data, shape, set, pattern);
   const hW = new Float64Array(halfP), hV = new Float64Array(halfQ);
   for (let i = 0; i < n; i++) {
     const ex = trainExample(data, shape, set, i);
@@ -773,6 +1010,63 @@ export function activationPattern(net: PQNet, data: PQData, shape: PQShape, set:
     for (let j = 0; j < halfQ; j++) pattern[i * m + halfP + j] = ex.hasQ && hV[j] >= 0 ? 1 : 0;
   }
   return pattern;
+}
+
+/**
+ * activationPattern by rays (blocks = q-rays): every example on ray k gets the row of u_k, so
+ * all rows of a ray are equal (what raysFlips relies on). W's units read x1 = 0: 1(0 ≥ 0) on
+ * examples with P, as the per-example pass gives.
+ */
+function rayPattern(
+  net: PQNet,
+  data: PQData,
+  shape: PQShape,
+  set: number,
+  pattern: Uint8Array,
+): Uint8Array {
+  const { n, halfP, halfQ, m } = shape;
+  const h = new Float64Array(3 * halfQ);
+  rayOutputs(net, data.rF32, h);
+  for (let i = 0; i < n; i++) {
+    const index = set * n + i, k = data.ray![index], sub = data.subset[index];
+    const row = i * m;
+    if (sub !== SUBSET_Q_ONLY) pattern.fill(1, row, row + halfP);
+    if (sub === SUBSET_P_ONLY) continue;
+    for (let j = 0; j < halfQ; j++) {
+      pattern[row + halfP + j] = k === RAY_NONE || h[k * halfQ + j] >= 0 ? 1 : 0;
+    }
+  }
+  return pattern;
+}
+
+/**
+ * Activation flips against a pattern taken by rays (rayPattern), in O(N + m_q): one example
+ * per ray stands for all of its ray, and RAY_NONE rows and W's units never flip.
+ */
+function raysFlips(
+  data: PQData,
+  shape: PQShape,
+  set: number,
+  h: Float64Array,
+  pattern: Uint8Array,
+): number {
+  const { n, halfP, halfQ, m } = shape;
+  let flips = 0;
+  for (let k = 0; k < 3; k++) {
+    let count = 0, first = -1;
+    for (let i = 0; i < n; i++) {
+      if (data.ray![set * n + i] !== k) continue;
+      if (first < 0) first = i;
+      count++;
+    }
+    if (first < 0) continue;
+    let changed = 0;
+    for (let j = 0; j < halfQ; j++) {
+      if ((h[k * halfQ + j] >= 0 ? 1 : 0) !== pattern[first * m + halfP + j]) changed++;
+    }
+    flips += count * changed;
+  }
+  return flips;
 }
 
 /** Number of (example, unit) pairs that carry a pattern: halfP·|M1| + halfQ·|M2|. */
@@ -885,7 +1179,7 @@ function frobenius(M: Float64Array): number {
   return Math.sqrt(s);
 }
 
-/** Metrics of the parts that blocks = q-plane does not simulate: NaN there. */
+/** Metrics of the parts that blocks = q-plane and q-rays do not simulate: NaN there. */
 export const PLANE_UNTRACKED = [
   "p_alignment",
   "w_norm",
@@ -937,7 +1231,22 @@ export function pqMetrics(
   // Training set, split by subset; activation flips against the stored pattern.
   const lossSum = [0, 0, 0], errSum = [0, 0, 0], count = [0, 0, 0];
   let flips = 0;
-  for (let i = 0; i < n; i++) {
+  // blocks = q-rays: f = α·g(u_k) per example from the block on the three rays.
+  const rays = usesRays(shape) ? new Float64Array(3 * halfQ) : null;
+  const gRay = rays ? rayOutputs(net, data.rF32, rays) : [];
+  const rayOut = (ray: Uint8Array, x2: Float32Array, index: number) =>
+    ray[index] === RAY_NONE ? 0 : x2[2 * index] * gRay[ray[index]];
+  if (rays) {
+    for (let i = set * n; i < set * n + n; i++) {
+      const s = data.subset[i];
+      const z = data.y[i] * rayOut(data.ray!, data.x2, i);
+      lossSum[s] += logistic(z);
+      errSum[s] += z <= 0 ? 1 : 0;
+      count[s]++;
+    }
+    if (annealPattern) flips = raysFlips(data, shape, set, rays, annealPattern);
+  }
+  for (let i = 0; i < (rays ? 0 : n); i++) {
     const ex = trainExample(data, shape, set, i);
     const s = data.subset[ex.index], y = data.y[ex.index];
     const z = y * forwardExample(net, ex, hW, hV, null);
@@ -967,6 +1276,12 @@ export function pqMetrics(
   for (let k = 0; k < nt; k++) {
     const index = set * nt + k;
     const s = data.testSubset[index];
+    if (rays) {
+      const z = data.testY[index] * rayOut(data.testRay!, data.testX2, index);
+      testLoss[s] += logistic(z);
+      testErr[s] += z <= 0 ? 1 : 0;
+      continue;
+    }
     const ex: ExampleRef = {
       x1: data.testX1,
       x2: data.testX2,
@@ -1000,7 +1315,7 @@ export function pqMetrics(
   out.g_z_plus = gPlus;
   out.g_z_minus = gMinus;
   out.q_second_diff = gPlus + gMinus - 2 * gz;
-  if (shape.blocks === "q-plane") {
+  if (isPlane(shape)) {
     // W and V's off-plane columns are not simulated on this path (the header of `blocks`).
     for (const name of PLANE_UNTRACKED) out[name] = NaN;
     out.activation_flips = annealPattern ? flips / patternPairs(data, shape, set) : 0;
@@ -1073,7 +1388,10 @@ export function pqEstimateBytes(spec: RunSpec, weightCopies: number, metricCount
   const R = spec.replicas;
   const sets = spec.params.data === "per-replica" ? R : 1;
   const { n, nTest, d, m } = shape;
-  const dataBytes = 4 * sets * ((n + 2 * nTest) * (d + 4));
+  // Floats per example: x1 (none for the Q block alone, generatePQData), x2, y, subset; q-rays
+  // adds its ray byte and its place in rayOrder.
+  const row = x1IsZero(shape) ? (usesRays(shape) ? 6 : 4) : d + 4;
+  const dataBytes = 4 * sets * ((n + 2 * nTest) * row);
   const replicaBytes = 4 * R * (weightCopies * m / 2 * d + m) + R * n * m;
   const snapshots = Math.min(Math.ceil(spec.steps / spec.every) + 1, 4096);
   return dataBytes + replicaBytes + 4 * R * metricCount * snapshots;

@@ -7,7 +7,7 @@
  *   nice -n 10 deno run -A test/sweeps/pq_regime.ts race|qrace|block|labelnoise|defaults [--quick]
  *   nice -n 10 deno run -A test/sweeps/pq_regime.ts defaults --only=lnsgd-ls,lnsgd-s,fbgd-ls
  *   nice -n 10 deno run -A test/sweeps/pq_regime.ts racewide --d=2048 [--r=0.5] [--tau0=1e-3]
- *     [--m_p=16] [--m_q=64] [--replicas=3] [--blocks=both|p]
+ *     [--m_p=16] [--m_q=64] [--replicas=3] [--blocks=both|p|q-rays] [--horizon=16] [--every=N]
  *
  * race:       η-time Σγ at which the P-only and the Q-only training loss first fall below
  *             0.35 (snapshot resolution, 10 steps), both blocks trained together at a fixed
@@ -16,7 +16,9 @@
  * racewide:   the race of `race` at one large d per process (up to 2,048 on the CPU), with
  *             separate widths so that the W block is affordable (m_p = 16: 8 ReLU units on
  *             x1, O(N·8·d) per step; m_q = 64 as `race` used at d ≥ 128), up to η-time 16·d
- *             (P's η-time is ≈ 11.7·d), snapshots every max(10, d/64) steps.
+ *             (P's η-time is ≈ 11.7·d), snapshots every max(10, d/64) steps; --horizon=H runs
+ *             to η-time H·d, --every=N snapshots every N steps. --blocks=q-rays: Q's side
+ *             alone, O(N + m_q) per step, so d = 8,192 takes about a minute.
  * block:      noise-blocking of Q at η1: pairs of runs that differ only in xi_scale (1 vs 0;
  *             same data, initialisation and replica keys, so the same seeds), no anneal, the
  *             Q-only training loss at equal η-time, over (r, τ0, λ, η1, m).
@@ -98,7 +100,9 @@ async function raceWide() {
   const mP = flag("m_p", 16), mQ = flag("m_q", 64), replicas = flag("replicas", 3);
   // --blocks=p: the control, P's η-time with the Q block's inputs zeroed (same draws).
   const blocks = Deno.args.find((x) => x.startsWith("--blocks="))?.slice(9) ?? "both";
-  const steps = Math.ceil(1.6 * d), every = Math.max(10, Math.round(d / 64));
+  const horizon = flag("horizon", 16);
+  const steps = Math.ceil(horizon * d / eta);
+  const every = flag("every", Math.max(10, Math.round(d / 64)));
   const res = await runOne({
     label: `racewide d=${d}`,
     experiment: "large-lr",
@@ -126,10 +130,12 @@ async function raceWide() {
   const q = crossing(res, "train_loss_q_only", 0.35).map((s) => s < 0 ? Infinity : s * eta);
   const fmt = (xs: number[]) =>
     xs.map((x) => Number.isFinite(x) ? x : `>${steps * eta}`).join(", ");
-  const first = median(p) < median(q) ? "P" : median(q) < median(p) ? "Q" : "tie";
+  // The Q block alone (q, q-plane, q-rays) has no P input: its P-only loss stays log 2.
+  const qAlone = blocks.startsWith("q");
+  const first = qAlone ? "—" : median(p) < median(q) ? "P" : median(q) < median(p) ? "Q" : "tie";
   console.log(
     `| ${d} | ${Math.round(d / 0.2)} | ${r} | ${tau0} | ${blocks} | ${mP} | ${mQ} | ${steps} | ${
-      fmt(p)
+      qAlone ? "(no P input)" : fmt(p)
     } | ${fmt(q)} | ${first} | ${res.seconds.toFixed(0)} s |`,
   );
 }

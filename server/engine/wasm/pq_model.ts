@@ -18,11 +18,13 @@ import type {
 import {
   dataSetOf,
   initPQNet,
+  isPlane,
   type PQData,
   pqMetrics,
   type PQNet,
   type PQShape,
   trackNoisePart,
+  usesRays,
   x1IsZero,
 } from "../../experiments/pq_model.ts";
 import {
@@ -66,7 +68,7 @@ interface PQExports {
     seed: number,
   ): void;
   setFirstReplica(first: number): void;
-  setBlocks(x1Zero: number, plane: number): void;
+  setBlocks(x1Zero: number, plane: number, rays: number, rF32: number): void;
   setSchedule(byLoss: number, annealStep: number, checkEvery: number, noiseOff: number): void;
   paddedDim(): number;
   x1Ptr(): number;
@@ -81,6 +83,8 @@ interface PQExports {
   hyperPtr(): number;
   statePtr(): number;
   patternPtr(): number;
+  rayOrderPtr(): number;
+  rayStartPtr(): number;
   atAnnealPtr(): number;
   advance(from: number, count: number): void;
 }
@@ -115,7 +119,9 @@ interface PQRun {
 
 function checkMemory(shape: PQShape, R: number, sets: number): void {
   const dp = Math.ceil(shape.d / 4) * 4;
-  const bytes = sets * shape.n * (dp + 4) * 4 + 2 * R * shape.m * dp * 4 +
+  // The Q block alone keeps no x1 rows (kernels-as/pq_model.ts setup).
+  const x1Row = x1IsZero(shape) ? 0 : dp;
+  const bytes = sets * shape.n * (x1Row + 4) * 4 + 2 * R * shape.m * dp * 4 +
     R * shape.halfP * dp * 4 +
     R * shape.n * shape.m + 2 * Math.max(shape.halfP, shape.halfQ) * dp * 4;
   if (bytes > MAX_TOTAL_BYTES) {
@@ -141,19 +147,24 @@ function openPQSession(
     return exports;
   };
   const k = kernel();
+  // Before setup: it sizes X1 by the mode.
+  k.setBlocks(x1IsZero(shape) ? 1 : 0, isPlane(shape) ? 1 : 0, usesRays(shape) ? 1 : 0, data.rF32);
   k.setup(d, n, halfP, halfQ, R, data.sets, run.kernelAlgo, run.seed >>> 0);
   k.setFirstReplica(run.firstReplica >>> 0);
-  k.setBlocks(x1IsZero(shape) ? 1 : 0, shape.blocks === "q-plane" ? 1 : 0);
   k.setSchedule(run.anneal === "loss" ? 1 : 0, run.annealStep, run.checkEvery, run.noiseOffStep);
   const dp = k.paddedDim();
   // Views are made per use: they would detach if the memory grew after they were taken.
   const f32 = (ptr: number, length: number) =>
     new Float32Array(kernel().memory.buffer, ptr, length);
-  const X1 = f32(k.x1Ptr(), data.sets * n * dp);
-  for (let row = 0; row < data.sets * n; row++) {
+  const X1 = f32(k.x1Ptr(), data.x1.length ? data.sets * n * dp : 0);
+  for (let row = 0; row < (data.x1.length ? data.sets * n : 0); row++) {
     X1.set(data.x1.subarray(row * d, row * d + d), row * dp);
   }
   f32(k.x2Ptr(), data.sets * n * 2).set(data.x2);
+  if (data.rayOrder) {
+    new Int32Array(k.memory.buffer, k.rayOrderPtr(), data.sets * n).set(data.rayOrder);
+    new Int32Array(k.memory.buffer, k.rayStartPtr(), data.sets * 4).set(data.rayStart!);
+  }
   f32(k.yPtr(), data.sets * n).set(data.y);
   new Int32Array(k.memory.buffer, k.subsetPtr(), data.sets * n).set(data.subset);
   new Float64Array(k.memory.buffer, k.hyperPtr(), 8 * R).set(run.hyper);
@@ -185,6 +196,7 @@ function openPQSession(
   const phases: PhaseState[] = Array.from({ length: R }, initialPhase);
   let floorNotes: RunEvent[] = [];
   const patternBytes = n * shape.m;
+  const plane = isPlane(shape);
 
   /** Copies replica r's float32 weights into its float64 network for the metric code. */
   function syncNet(r: number, atAnneal = false): PQNet {
@@ -194,6 +206,15 @@ function openPQSession(
     const at = kernel().atAnnealPtr() + r * (blockW + blockV);
     const W = f32(atAnneal ? at : kernel().wPtr() + r * blockW, halfP * dp);
     const V = f32(atAnneal ? at + blockW : kernel().vPtr() + r * blockV, halfQ * dp);
+    if (plane) {
+      // The plane's metrics read V's columns 0, 1 only (the others are NaN metrics there):
+      // O(m_q) per snapshot instead of O((m_p + m_q)·d).
+      for (let j = 0; j < halfQ; j++) {
+        net.V[j * d] = V[j * dp];
+        net.V[j * d + 1] = V[j * dp + 1];
+      }
+      return net;
+    }
     for (let j = 0; j < halfP; j++) {
       for (let c = 0; c < d; c++) net.W[j * d + c] = W[j * dp + c];
     }

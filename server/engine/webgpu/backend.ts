@@ -9,7 +9,7 @@ import { openShapeMattersGpu } from "./shape_matters.ts";
 import { openLinearLabelNoiseGpu } from "./linear_label_noise.ts";
 import { openPegrGpu } from "./pegr.ts";
 import { openLabelNoiseGpu, openLargeLrGpu } from "./pq_model.ts";
-import { refuseUnequalWidths } from "./pq_widths.ts";
+import { refuseQRays, refuseUnequalWidths } from "./pq_widths.ts";
 
 /** Opens a session at step 0, or continuing from a checkpoint (docs/checkpoints.md). */
 export type WebGpuSessionFactory = (spec: RunSpec, state?: SessionState) => Promise<KernelSession>;
@@ -19,9 +19,11 @@ export const WEBGPU_SESSIONS: Record<string, WebGpuSessionFactory> = {
   "shape-matters": (spec, state) => openShapeMattersGpu(spec, {}, state),
   "linear-label-noise": (spec, state) => openLinearLabelNoiseGpu(spec, {}, state),
   pegr: (spec, state) => openPegrGpu(spec, {}, state),
-  "large-lr": (spec, state) => (refuseUnequalWidths(spec), openLargeLrGpu(spec, {}, state)),
+  "large-lr": (spec, state) => (
+    refuseQRays(spec), refuseUnequalWidths(spec), openLargeLrGpu(spec, {}, state)
+  ),
   "label-noise-anneal": (spec, state) => (
-    refuseUnequalWidths(spec), openLabelNoiseGpu(spec, {}, state)
+    refuseQRays(spec), refuseUnequalWidths(spec), openLabelNoiseGpu(spec, {}, state)
   ),
 };
 
