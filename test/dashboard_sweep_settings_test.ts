@@ -90,6 +90,28 @@ Deno.test("sweep settings: without a sweep field, per-replica lists that differ 
   assert.equal(runSettings(null, null), null);
 });
 
+Deno.test("sweep settings: a noise-pair run's halves are two settings, noise on and off", () => {
+  // large-lr's noise_pairs=on: replicas R/2..R−1 repeat 0..R/2−1 without the noise.
+  const plain = runSettings(spec({ noise_pairs: "on" }, 6), null)!;
+  assert.deepEqual(plain.params, ["noise"]);
+  assert.deepEqual(plain.settings.map((s) => [s.label, s.replicas]), [
+    ["noise=on", [0, 1, 2]],
+    ["noise=off", [3, 4, 5]],
+  ]);
+  assert.deepEqual(Array.from(plain.seedOf), [0, 1, 2, 0, 1, 2]);
+  // With per-replica lists the pairs split each setting.
+  const swept = runSettings(spec({ noise_pairs: "on", lr: [1, 2, 1, 2] }, 4), null)!;
+  assert.deepEqual(swept.settings.map((s) => [s.label, s.replicas]), [
+    ["lr=1 · noise=on", [0]],
+    ["lr=2 · noise=on", [1]],
+    ["lr=1 · noise=off", [2]],
+    ["lr=2 · noise=off", [3]],
+  ]);
+  // Off, or an odd R (refused by the server), leaves the run as it was.
+  assert.equal(runSettings(spec({ noise_pairs: "off" }, 6), null), null);
+  assert.equal(runSettings(spec({ noise_pairs: "on" }, 5), null), null);
+});
+
 Deno.test("sweep settings: colours follow a swept parameter on a sequential, log-aware scale", () => {
   const rs = runSettings(spec({}, 12), gridSweep())!;
   // Log-aware: 0.01 → 0, 0.1 → 1, and √(0.01·0.1) is the middle.
@@ -175,6 +197,24 @@ Deno.test("sweep view data: heatmap cells are each setting's mean over its seeds
     assert.deepEqual(l.stats.map((s) => s.x), [0.25, 1]);
     for (const s of l.stats) assert.ok(Math.abs(s.hi - s.lo - 2) < 1e-3, "band over 3 seeds");
   }
+});
+
+Deno.test("sweep view data: lines of two runs with the same settings carry the runs' labels", () => {
+  // Two runs of one sweep (e.g. two noise-pair runs of large-lr at different fixed settings):
+  // the same swept values, so only the run tells their lines apart.
+  const [a] = sources(), b = { ...a, run: "b-id", label: "τ0=1.5 · 73b1" };
+  const lines = sweepLines(
+    sweepPoints([{ ...a, run: "a-id", label: "τ0=0.01 · 51d8" }, b], "test_error", "final", null),
+    "delta",
+  );
+  assert.deepEqual(lines.map((l) => l.label), [
+    "lr=0.01 · τ0=0.01 · 51d8",
+    "lr=0.1 · τ0=0.01 · 51d8",
+    "lr=0.01 · τ0=1.5 · 73b1",
+    "lr=0.1 · τ0=1.5 · 73b1",
+  ]);
+  const alone = sweepLines(sweepPoints([a, b], "test_error", "final", null), "lr");
+  assert.equal(new Set(alone.map((l) => l.label)).size, alone.length, "no two lines alike");
 });
 
 Deno.test("sweep view data: at a step, best so far, and refusing to average a third parameter", () => {

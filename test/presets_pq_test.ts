@@ -37,6 +37,22 @@ Deno.test("the presets named by the schema's sources exist with the settings the
   }
   const gamma = validateRunSpec(presetSpecs(findPreset("large-lr-gamma0-zero")!)[0]);
   assert.equal(gamma.params.gamma_scale, 0);
+  // The regime search's settings (docs/experiments/large-lr.md tables 3d and 4).
+  for (const s of presetSpecs(findPreset("large-lr-q-first-d512")!).map(validateRunSpec)) {
+    assert.deepEqual(
+      [s.params.d, s.params.m_p, s.params.m_q, s.params.tau0, s.steps, s.replicas],
+      [512, 16, 64, 0.1, 12000, 5],
+    );
+    assert.ok(Math.abs((s.params.r_scale as number) * 512 ** -0.75 - 0.88) < 1e-3);
+  }
+  const blocks = presetSpecs(findPreset("large-lr-noise-blocks-q")!).map(validateRunSpec);
+  assert.deepEqual(blocks.map((s) => s.params.algo), ["large-then-small", "small"]);
+  for (const s of blocks) {
+    assert.deepEqual(
+      [s.params.m, s.params.tau0, s.params.lambda_scale, s.params.r_scale, s.params.anneal_step],
+      [1024, 1.5, 1, 20, 1000],
+    );
+  }
   for (const id of ["large-lr-theory", "label-noise-anneal-theory"]) {
     for (const s of presetSpecs(findPreset(id)!)) {
       assert.equal(validateRunSpec(s).params.stop, "loss", id);

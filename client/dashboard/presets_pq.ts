@@ -114,6 +114,59 @@ registerPreset({
   view: { metrics: PQ_METRICS },
 });
 
+// The regime search's most promising settings (issue 14, docs/experiments/large-lr.md): where
+// the small LR learns Q first (table 3d) and where the large LR's noise blocks Q (table 4).
+// Both end with large→small level with or behind small; the presets re-run the measured pairs.
+registerPreset({
+  id: "large-lr-q-first-d512",
+  experiment: "large-lr",
+  title: "Initial large LR where Q is learned first: d = 512, r = 0.88, τ0 = 0.1 (regime search)",
+  description:
+    "The race's crossover reached (docs/experiments/large-lr.md, tables 3c and 3d): d = 512, " +
+    "r_scale = 94.719 (r = 0.88), τ0 = 0.1, separate widths m_p = 16, m_q = 64, the defaults " +
+    "otherwise. The small LR memorises Q before P's loss margin, yet both runs end level " +
+    "(P-only test error 0.003 vs 0.004 over 5 seeds): P's direction is learned first. " +
+    "Minutes per run on a CPU.",
+  runs: LARGE_LR_RUNS({
+    d: 512,
+    m: 64,
+    m_p: 16,
+    m_q: 64,
+    r_scale: 94.719,
+    tau0: 0.1,
+    n_test: 500,
+  }).slice(0, 2),
+  steps: 12000,
+  every: 100,
+  replicas: 5,
+  view: { metrics: PQ_METRICS },
+});
+
+registerPreset({
+  id: "large-lr-noise-blocks-q",
+  experiment: "large-lr",
+  title: "Initial large LR where its noise blocks Q: m = 1024, τ0 = 1.5, λ = d^(−5/4) (table 4)",
+  description:
+    "The one setting of the noise-blocking search where η1's noise raises Q's loss (0.670 vs " +
+    "0.633 without it at η-time 20,000; docs/experiments/large-lr.md, table 4): r_scale = 20 " +
+    "(r = 0.88), step anneal at 1000 of 1400. The paper's learning order appears (small " +
+    "memorises Q by step 500, large→small after its anneal), but at τ0 = 1.5 the large-LR " +
+    "phase learns no P either and large→small ends behind (P-only test error 0.275 vs 0.036).",
+  runs: LARGE_LR_RUNS({
+    m: 1024,
+    tau0: 1.5,
+    r_scale: 20,
+    lambda_scale: 1,
+    anneal: "step",
+    anneal_step: 1000,
+    n_test: 500,
+  }).slice(0, 2),
+  steps: 1400,
+  every: 20,
+  replicas: 5,
+  view: { metrics: PQ_METRICS },
+});
+
 registerPreset({
   id: "label-noise-anneal-three-algorithms",
   experiment: "label-noise-anneal",

@@ -102,9 +102,34 @@ function fromPerReplica(
 /**
  * The settings of a run: from the header's `sweep` when it has one, else from the spec's
  * per-replica parameter lists whose values differ; null when every replica has the same
- * setting (a plain run: drawn as one line with its band over all replicas).
+ * setting (a plain run: drawn as one line with its band over all replicas). A noise-pair run
+ * (large-lr's `noise_pairs=on`) adds the setting `noise` = on / off to either.
  */
 export function runSettings(
+  spec: RunSpec | null,
+  sweep: SweepInfo | undefined | null,
+  schema?: ParamSchema,
+): RunSettings | null {
+  return withNoisePairs(spec, sweepSettings(spec, sweep, schema));
+}
+
+/**
+ * large-lr's `noise_pairs=on` (docs/experiments/large-lr.md "Noise pairs"): replicas
+ * R/2..R−1 repeat 0..R/2−1 without the algorithm's noise, so the two halves are two settings
+ * (`noise` = on / off), never one band; with a sweep, `noise` is one more parameter.
+ */
+function withNoisePairs(spec: RunSpec | null, rs: RunSettings | null): RunSettings | null {
+  const R = spec?.replicas ?? 0;
+  if (spec?.params?.noise_pairs !== "on" || R < 2 || R % 2) return rs;
+  const perReplica = Array.from({ length: R }, (_, r) => ({
+    ...(rs ? rs.settings[rs.settingOf[r]].values : {}),
+    noise: r < R / 2 ? "on" : "off",
+  }));
+  const params = [...(rs?.params ?? []), "noise"];
+  return fromPerReplica(params, { ...rs?.scale, noise: "linear" }, perReplica);
+}
+
+function sweepSettings(
   spec: RunSpec | null,
   sweep: SweepInfo | undefined | null,
   schema?: ParamSchema,

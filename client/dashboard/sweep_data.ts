@@ -22,6 +22,8 @@ export interface SweepSource {
 
 export interface SweepPoint {
   run: string;
+  /** The run's label (its name, else its algorithm), for lines that tell runs apart. */
+  runLabel?: string;
   replica: number;
   seed: number;
   /** Swept values of its setting, and `algo` when the run has one. */
@@ -77,6 +79,7 @@ export function sweepPoints(
       if (src.algo !== undefined && !("algo" in values)) values.algo = src.algo;
       out.push({
         run: src.run,
+        runLabel: src.label,
         replica: r,
         seed: src.settings ? src.settings.seedOf[r] : r,
         values,
@@ -178,9 +181,11 @@ export function sweepLines(points: SweepPoint[], x: string): SweepLine[] {
     const parts = others.filter((o) => o in p.values).map((o) =>
       `${paramSymbol(o)}=${formatValue(p.values[o])}`
     );
-    const key = JSON.stringify([parts, others.includes("algo") || runs.size === 1 ? "" : p.run]);
+    const byRun = runs.size > 1 && !others.includes("algo");
+    const key = JSON.stringify([parts, byRun ? p.run : ""]);
     if (!lines.has(key)) {
-      const label = parts.join(" · ") || (runs.size > 1 && !others.includes("algo") ? p.run : "");
+      // Lines of different runs with the same setting are told apart by the run's label.
+      const label = [...parts, ...(byRun ? [p.runLabel ?? p.run] : [])].join(" · ");
       lines.set(key, { label, byX: new Map() });
     }
     const byX = lines.get(key)!.byX;

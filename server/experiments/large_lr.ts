@@ -165,7 +165,8 @@ export const largeLrParams: ParamSchema = {
     default: "off",
     doc:
       "on: replicas R/2..R−1 repeat replicas 0..R/2−1 (same data, initialisation, second layer) without the algorithm's noise (τ_ξ = τ_pre = 0), so one run gives Q's loss with and without the noise at equal η-time",
-    source: "issue 14 (the noise-blocking measure: two replica groups, same seeds)",
+    source:
+      "issue 14 (the noise-blocking measure: two replica groups, same seeds); the one setting of the search where η1's noise blocks Q (m = 1024, τ0 = 1.5, λ = d^(−5/4), r = 0.88; docs/experiments/large-lr.md table 4) is the preset large-lr-noise-blocks-q",
   },
   noise_off_step: {
     kind: "int",

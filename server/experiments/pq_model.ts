@@ -175,7 +175,7 @@ export function pqModelParams(defaults: {
       doc:
         "width of the P block as a paper network's m (even): m_p/2 units on x1, |a_j| = 1/√m_p; 0 = m",
       source:
-        "issue 14 (separate widths, so that d in the thousands is affordable: the W block costs O(N·m_p·d) per step); 0 keeps the paper's single m. Per-block scaling 1/√m_p: each block is the block of a width-m_p paper network (Prop. A.2, A.4 hold per block; docs/experiments/large-lr.md)",
+        "issue 14 (separate widths, so that d in the thousands is affordable: the W block costs O(N·m_p·d) per step); 0 keeps the paper's single m. Per-block scaling 1/√m_p: each block is the block of a width-m_p paper network (Prop. A.2, A.4 hold per block; docs/experiments/large-lr.md). The regime search's setting where the small LR learns Q first (d = 512, m_p = 16, m_q = 64, r = 0.88, τ0 = 0.1; large-lr.md table 3d) is the preset large-lr-q-first-d512",
     },
     m_q: {
       kind: "int",
