@@ -263,3 +263,19 @@ Deno.test("large-lr, label-noise-anneal, webgpu, one thread and runs below two r
   assert.equal(threadPlan({ ...shape, backend: "webgpu" }, 8), null);
   assert.equal(threadPlan(shape, 1), null);
 });
+
+Deno.test("a run that is not split is opened by `single` (the CLI's: in its own thread)", async () => {
+  const spec = CASES["shape-matters"];
+  const split: string[] = [], unsplit: string[] = [];
+  const opts = {
+    open: countingOpen(split),
+    single: (s: RunSpec, st?: SessionState) => {
+      unsplit.push(`${s.firstReplica ?? 0}+${s.replicas}`);
+      return openSession(s, st);
+    },
+  };
+  await (await openThreadedSession(spec, undefined, { threads: 1, ...opts })).dispose();
+  assert.deepEqual([split, unsplit], [[], ["0+6"]]);
+  await (await openThreadedSession(spec, undefined, { threads: 2, ...opts })).dispose();
+  assert.deepEqual([split, unsplit], [["0+3", "3+3"], ["0+6"]]);
+});

@@ -7,7 +7,7 @@
 import { dirname } from "node:path";
 import type { BackendName, KernelSession, RunSpec } from "../experiments/types.ts";
 import { defaultCliThreads, openThreadedSession } from "../engine/threaded_session.ts";
-import { resolveBackend } from "../engine/open.ts";
+import { openSession, resolveBackend } from "../engine/open.ts";
 import { driveRun, SHUTDOWN } from "../runs/driver.ts";
 import type { HeaderRecord } from "../runs/records.ts";
 import {
@@ -40,6 +40,7 @@ export async function runLocal(spec: RunSpec, opts: LocalRunOptions): Promise<nu
   const chosen = await resolveBackend(spec.backend, spec.experiment);
   const session = await openThreadedSession({ ...spec, backend: chosen.name }, undefined, {
     threads: opts.threads ?? defaultCliThreads(),
+    single: openSession,
   });
   const id = newRunId(spec.experiment);
   const header = newRunHeader(id, spec, session.backend, session.adapter);
@@ -82,7 +83,7 @@ export async function resumeLocal(path: string, opts: LocalRunOptions): Promise<
   const session = await openThreadedSession(
     { ...spec, backend: backend.name },
     plan.checkpoint?.state,
-    { threads: opts.threads ?? defaultCliThreads() },
+    { threads: opts.threads ?? defaultCliThreads(), single: openSession },
   );
   const log = await store.reopen(stored);
   const recorder = new RunRecorder(plan.header, log);
