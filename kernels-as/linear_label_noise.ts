@@ -30,7 +30,7 @@ import {
   w3,
   z0,
 } from "./philox.ts";
-import { hsum } from "./simd.ts";
+import { hsum, madd, nmadd } from "./simd.ts";
 import { allocZeroed } from "./memory.ts";
 
 // ALGO_CODE of linear_label_noise_setup.ts.
@@ -302,10 +302,10 @@ function computeH(r: i32, x: usize): f32 {
     let acc = f32x4.splat(0);
     let p = w + i;
     for (let k = 0; k < d; k++, p += rowBytes) {
-      acc = f32x4.add(acc, f32x4.mul(v128.load(p), v128.load_splat<f32>(x + (<usize> k << 2))));
+      acc = madd(v128.load(p), v128.load_splat<f32>(x + (<usize> k << 2)), acc);
     }
     v128.store(H + i, acc);
-    facc = f32x4.add(facc, f32x4.mul(v128.load(a + i), acc));
+    facc = madd(v128.load(a + i), acc, facc);
   }
   return hsum(facc);
 }
@@ -319,7 +319,7 @@ function computeTheta(r: i32): void {
     let acc = f32x4.splat(0);
     const row = w + <usize> k * rowBytes;
     for (let i: usize = 0; i < rowBytes; i += 16) {
-      acc = f32x4.add(acc, f32x4.mul(v128.load(row + i), v128.load(a + i)));
+      acc = madd(v128.load(row + i), v128.load(a + i), acc);
     }
     store<f32>(TH + (<usize> k << 2), hsum(acc));
   }
@@ -342,11 +342,11 @@ function computeGradient(r: i32): f32 {
       const row = x + <usize> j * dpBytes;
       let acc = f32x4.splat(0);
       for (let k: usize = 0; k < dpBytes; k += 16) {
-        acc = f32x4.add(acc, f32x4.mul(v128.load(row + k), v128.load(TH + k)));
+        acc = madd(v128.load(row + k), v128.load(TH + k), acc);
       }
       const res = f32x4.splat(hsum(acc) - load<f32>(y + (<usize> j << 2)));
       for (let k: usize = 0; k < dpBytes; k += 16) {
-        v128.store(G + k, f32x4.add(v128.load(G + k), f32x4.mul(res, v128.load(row + k))));
+        v128.store(G + k, madd(res, v128.load(row + k), v128.load(G + k)));
       }
     }
     const inv = f32x4.splat(<f32> 1 / <f32> n);
@@ -396,10 +396,10 @@ function sgdPass(r: i32, x: usize, xx: f32, res: f32, xn: usize): bool {
     let p = w + i;
     for (let k = 0; k < d; k++, p += rowBytes) {
       const kb = <usize> k << 2;
-      const wn = f32x4.sub(v128.load(p), f32x4.mul(cw, v128.load_splat<f32>(x + kb)));
+      const wn = nmadd(cw, v128.load_splat<f32>(x + kb), v128.load(p));
       v128.store(p, wn);
       probe = f32x4.add(probe, f32x4.sub(wn, wn));
-      acc = f32x4.add(acc, f32x4.mul(wn, v128.load_splat<f32>(xn + kb)));
+      acc = madd(wn, v128.load_splat<f32>(xn + kb), acc);
     }
     const da = f32x4.neg(f32x4.mul(lrrv, v128.load(H + i)));
     const an = f32x4.add(av, da);
@@ -407,7 +407,7 @@ function sgdPass(r: i32, x: usize, xx: f32, res: f32, xn: usize): bool {
     probe = f32x4.add(probe, f32x4.sub(an, an));
     kahanAdd(sp + i, cp + i, f32x4.sub(f32x4.mul(f32x4.mul(cw, cw), xxv), f32x4.mul(da, da)));
     v128.store(H + i, acc);
-    facc = f32x4.add(facc, f32x4.mul(an, acc));
+    facc = madd(an, acc, facc);
   }
   nextF = hsum(facc);
   return !v128.any_true(f32x4.ne(probe, probe));
@@ -419,7 +419,7 @@ function accumulateTheta(p0: usize, an: v128): void {
   let p = p0;
   for (let k = 0; k < d; k++, p += rowBytes) {
     const t = TH4 + (<usize> k << 4);
-    v128.store(t, f32x4.add(v128.load(t), f32x4.mul(an, v128.load(p))));
+    v128.store(t, madd(an, v128.load(p), v128.load(t)));
   }
 }
 
@@ -453,8 +453,8 @@ function gdPass(r: i32): bool {
     for (let k = 0; k < d; k++, p += rowBytes) {
       const gk = v128.load_splat<f32>(G + (<usize> k << 2));
       const wv = v128.load(p);
-      wg = f32x4.add(wg, f32x4.mul(wv, gk));
-      const wn = f32x4.sub(wv, f32x4.mul(cw, gk));
+      wg = madd(wv, gk, wg);
+      const wn = nmadd(cw, gk, wv);
       v128.store(p, wn);
       probe = f32x4.add(probe, f32x4.sub(wn, wn));
     }
@@ -509,7 +509,7 @@ function oscillationPass(r: i32, s: i64): bool {
     const cw = f32x4.mul(lrv, av);
     let p = w + off;
     for (let k = 0; k < d; k++, p += rowBytes) {
-      const wn = f32x4.sub(v128.load(p), f32x4.mul(cw, v128.load_splat<f32>(G + (<usize> k << 2))));
+      const wn = nmadd(cw, v128.load_splat<f32>(G + (<usize> k << 2)), v128.load(p));
       v128.store(p, wn);
       probe = f32x4.add(probe, f32x4.sub(wn, wn));
     }

@@ -21,7 +21,7 @@
  * float64 (the reference's formulas), except the test accuracy, which `testAccuracy` does
  * here with SIMD (2m·n_test·d multiply-adds per snapshot).
  */
-import { dot, dot4 } from "./simd.ts";
+import { dot, dot4, madd } from "./simd.ts";
 import { allocZeroed } from "./memory.ts";
 
 const ALGO_PEGR = 1;
@@ -318,10 +318,10 @@ function updateRow(wq: usize, z: usize): v128 {
     let p = z + k;
     for (let i = 0; i < n; i++, p += rowBytes) {
       const ci = v128.load_splat<f32>(CF + (<usize> i << 2));
-      g0 = f32x4.add(g0, f32x4.mul(ci, v128.load(p)));
-      g1 = f32x4.add(g1, f32x4.mul(ci, v128.load(p, 16)));
-      g2 = f32x4.add(g2, f32x4.mul(ci, v128.load(p, 32)));
-      g3 = f32x4.add(g3, f32x4.mul(ci, v128.load(p, 48)));
+      g0 = madd(ci, v128.load(p), g0);
+      g1 = madd(ci, v128.load(p, 16), g1);
+      g2 = madd(ci, v128.load(p, 32), g2);
+      g3 = madd(ci, v128.load(p, 48), g3);
     }
     probe = f32x4.add(probe, subStore(wq + k, g0));
     probe = f32x4.add(probe, subStore(wq + k + 16, g1));
@@ -332,7 +332,7 @@ function updateRow(wq: usize, z: usize): v128 {
     let g = f32x4.splat(0);
     let p = z + k;
     for (let i = 0; i < n; i++, p += rowBytes) {
-      g = f32x4.add(g, f32x4.mul(v128.load_splat<f32>(CF + (<usize> i << 2)), v128.load(p)));
+      g = madd(v128.load_splat<f32>(CF + (<usize> i << 2)), v128.load(p), g);
     }
     probe = f32x4.add(probe, subStore(wq + k, g));
   }

@@ -31,7 +31,7 @@ import {
   w3,
   z0,
 } from "./philox.ts";
-import { dot, dot4, hsum } from "./simd.ts";
+import { dot, dot4, hsum, madd, nmadd } from "./simd.ts";
 import { allocZeroed } from "./memory.ts";
 
 // Codes of ALGO_CODE in server/experiments/shape_matters.ts; gd (0) needs no branch.
@@ -210,10 +210,10 @@ function gradientUpdate(x: usize, lr: f32, zeta: f32, withZ: bool, v: usize): v1
     let p = x + k;
     for (let i = 0; i < n; i++, p += rowBytes) {
       const ci = v128.load_splat<f32>(C + (<usize> i << 2));
-      g0 = f32x4.add(g0, f32x4.mul(ci, v128.load(p)));
-      g1 = f32x4.add(g1, f32x4.mul(ci, v128.load(p, 16)));
-      g2 = f32x4.add(g2, f32x4.mul(ci, v128.load(p, 32)));
-      g3 = f32x4.add(g3, f32x4.mul(ci, v128.load(p, 48)));
+      g0 = madd(ci, v128.load(p), g0);
+      g1 = madd(ci, v128.load(p, 16), g1);
+      g2 = madd(ci, v128.load(p, 32), g2);
+      g3 = madd(ci, v128.load(p, 48), g3);
     }
     probe = f32x4.add(probe, updateChunk(v + k, g0, lrv, zv, withZ, Z + k));
     probe = f32x4.add(probe, updateChunk(v + k + 16, g1, lrv, zv, withZ, Z + k + 16));
@@ -224,7 +224,7 @@ function gradientUpdate(x: usize, lr: f32, zeta: f32, withZ: bool, v: usize): v1
     let g = f32x4.splat(0);
     let p = x + k;
     for (let i = 0; i < n; i++, p += rowBytes) {
-      g = f32x4.add(g, f32x4.mul(v128.load_splat<f32>(C + (<usize> i << 2)), v128.load(p)));
+      g = madd(v128.load_splat<f32>(C + (<usize> i << 2)), v128.load(p), g);
     }
     probe = f32x4.add(probe, updateChunk(v + k, g, lrv, zv, withZ, Z + k));
   }
@@ -235,8 +235,8 @@ function gradientUpdate(x: usize, lr: f32, zeta: f32, withZ: bool, v: usize): v1
 function updateChunk(vp: usize, g: v128, lrv: v128, zv: v128, withZ: bool, zp: usize): v128 {
   const vk = v128.load(vp);
   let upd = f32x4.mul(vk, g);
-  if (withZ) upd = f32x4.add(upd, f32x4.mul(zv, v128.load(zp)));
-  const vn = f32x4.sub(vk, f32x4.mul(lrv, upd));
+  if (withZ) upd = madd(zv, v128.load(zp), upd);
+  const vn = nmadd(lrv, upd, vk);
   v128.store(vp, vn);
   return f32x4.sub(vn, vn);
 }
@@ -354,17 +354,17 @@ function blockResiduals(x: usize, y: usize, rowBytes: usize, cBytes: usize): voi
       const xp = v128.load(p + k);
       const xq = v128.load(q + k);
       const v0 = v128.load(UB + k);
-      a0 = f32x4.add(a0, f32x4.mul(xp, v0));
-      e0 = f32x4.add(e0, f32x4.mul(xq, v0));
+      a0 = madd(xp, v0, a0);
+      e0 = madd(xq, v0, e0);
       const v1 = v128.load(u1 + k);
-      a1 = f32x4.add(a1, f32x4.mul(xp, v1));
-      e1 = f32x4.add(e1, f32x4.mul(xq, v1));
+      a1 = madd(xp, v1, a1);
+      e1 = madd(xq, v1, e1);
       const v2 = v128.load(u2 + k);
-      a2 = f32x4.add(a2, f32x4.mul(xp, v2));
-      e2 = f32x4.add(e2, f32x4.mul(xq, v2));
+      a2 = madd(xp, v2, a2);
+      e2 = madd(xq, v2, e2);
       const v3 = v128.load(u3 + k);
-      a3 = f32x4.add(a3, f32x4.mul(xp, v3));
-      e3 = f32x4.add(e3, f32x4.mul(xq, v3));
+      a3 = madd(xp, v3, a3);
+      e3 = madd(xq, v3, e3);
     }
     const off = <usize> i << 2;
     const yi = load<f32>(y + off), yj = load<f32>(y + off, 4);
@@ -411,17 +411,17 @@ function blockGradientUpdate(
       const xb = v128.load(p, 16);
       const off = <usize> i << 2;
       const s0 = v128.load_splat<f32>(CB + off);
-      g0 = f32x4.add(g0, f32x4.mul(s0, xa));
-      h0 = f32x4.add(h0, f32x4.mul(s0, xb));
+      g0 = madd(s0, xa, g0);
+      h0 = madd(s0, xb, h0);
       const s1 = v128.load_splat<f32>(c1 + off);
-      g1 = f32x4.add(g1, f32x4.mul(s1, xa));
-      h1 = f32x4.add(h1, f32x4.mul(s1, xb));
+      g1 = madd(s1, xa, g1);
+      h1 = madd(s1, xb, h1);
       const s2 = v128.load_splat<f32>(c2 + off);
-      g2 = f32x4.add(g2, f32x4.mul(s2, xa));
-      h2 = f32x4.add(h2, f32x4.mul(s2, xb));
+      g2 = madd(s2, xa, g2);
+      h2 = madd(s2, xb, h2);
       const s3 = v128.load_splat<f32>(c3 + off);
-      g3 = f32x4.add(g3, f32x4.mul(s3, xa));
-      h3 = f32x4.add(h3, f32x4.mul(s3, xb));
+      g3 = madd(s3, xa, g3);
+      h3 = madd(s3, xb, h3);
     }
     p0 = f32x4.add(p0, blockUpdate(r0, 0, k, g0, h0, withZ, rowBytes));
     p1 = f32x4.add(p1, blockUpdate(r0, 1, k, g1, h1, withZ, rowBytes));
@@ -434,10 +434,10 @@ function blockGradientUpdate(
     for (let i = 0; i < n; i++, p += rowBytes) {
       const xa = v128.load(p);
       const off = <usize> i << 2;
-      g0 = f32x4.add(g0, f32x4.mul(v128.load_splat<f32>(CB + off), xa));
-      g1 = f32x4.add(g1, f32x4.mul(v128.load_splat<f32>(c1 + off), xa));
-      g2 = f32x4.add(g2, f32x4.mul(v128.load_splat<f32>(c2 + off), xa));
-      g3 = f32x4.add(g3, f32x4.mul(v128.load_splat<f32>(c3 + off), xa));
+      g0 = madd(v128.load_splat<f32>(CB + off), xa, g0);
+      g1 = madd(v128.load_splat<f32>(c1 + off), xa, g1);
+      g2 = madd(v128.load_splat<f32>(c2 + off), xa, g2);
+      g3 = madd(v128.load_splat<f32>(c3 + off), xa, g3);
     }
     p0 = f32x4.add(p0, blockUpdate1(r0, 0, k, g0, withZ, rowBytes));
     p1 = f32x4.add(p1, blockUpdate1(r0, 1, k, g1, withZ, rowBytes));
