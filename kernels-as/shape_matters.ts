@@ -31,7 +31,7 @@ import {
   w3,
   z0,
 } from "./philox.ts";
-import { dot, dot4, hsum, madd, nmadd } from "./simd.ts";
+import { dot, dot4, dot8, hsum, madd, nmadd } from "./simd.ts";
 import { allocZeroed } from "./memory.ts";
 
 // Codes of ALGO_CODE in server/experiments/shape_matters.ts; gd (0) needs no branch.
@@ -180,6 +180,12 @@ function residuals(x: usize, y: usize): void {
   const rowBytes = <usize> dp << 2;
   const dBytes = rowBytes;
   let i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const off = <usize> i << 2;
+    dot8(x + <usize> i * rowBytes, rowBytes, U, dBytes, C + off);
+    v128.store(C + off, f32x4.sub(v128.load(C + off), v128.load(y + off)));
+    v128.store(C + off, f32x4.sub(v128.load(C + off, 16), v128.load(y + off, 16)), 16);
+  }
   for (; i + 4 <= n; i += 4) {
     const off = <usize> i << 2;
     const dots = dot4(x + <usize> i * rowBytes, rowBytes, U, dBytes);
@@ -202,6 +208,31 @@ function gradientUpdate(x: usize, lr: f32, zeta: f32, withZ: bool, v: usize): v1
   const zv = f32x4.splat(zeta);
   let probe = f32x4.splat(0);
   let k: usize = 0;
+  // Eight vectors per pass: eight independent accumulators cover the multiply-add latency.
+  for (; k + 128 <= rowBytes; k += 128) {
+    let g0 = f32x4.splat(0), g1 = f32x4.splat(0), g2 = f32x4.splat(0), g3 = f32x4.splat(0);
+    let g4 = f32x4.splat(0), g5 = f32x4.splat(0), g6 = f32x4.splat(0), g7 = f32x4.splat(0);
+    let p = x + k;
+    for (let i = 0; i < n; i++, p += rowBytes) {
+      const ci = v128.load_splat<f32>(C + (<usize> i << 2));
+      g0 = madd(ci, v128.load(p), g0);
+      g1 = madd(ci, v128.load(p, 16), g1);
+      g2 = madd(ci, v128.load(p, 32), g2);
+      g3 = madd(ci, v128.load(p, 48), g3);
+      g4 = madd(ci, v128.load(p, 64), g4);
+      g5 = madd(ci, v128.load(p, 80), g5);
+      g6 = madd(ci, v128.load(p, 96), g6);
+      g7 = madd(ci, v128.load(p, 112), g7);
+    }
+    probe = f32x4.add(probe, updateChunk(v + k, g0, lrv, zv, withZ, Z + k));
+    probe = f32x4.add(probe, updateChunk(v + k + 16, g1, lrv, zv, withZ, Z + k + 16));
+    probe = f32x4.add(probe, updateChunk(v + k + 32, g2, lrv, zv, withZ, Z + k + 32));
+    probe = f32x4.add(probe, updateChunk(v + k + 48, g3, lrv, zv, withZ, Z + k + 48));
+    probe = f32x4.add(probe, updateChunk(v + k + 64, g4, lrv, zv, withZ, Z + k + 64));
+    probe = f32x4.add(probe, updateChunk(v + k + 80, g5, lrv, zv, withZ, Z + k + 80));
+    probe = f32x4.add(probe, updateChunk(v + k + 96, g6, lrv, zv, withZ, Z + k + 96));
+    probe = f32x4.add(probe, updateChunk(v + k + 112, g7, lrv, zv, withZ, Z + k + 112));
+  }
   for (; k + 64 <= rowBytes; k += 64) {
     let g0 = f32x4.splat(0);
     let g1 = f32x4.splat(0);

@@ -2,7 +2,10 @@
  * The wasm kernels' FMA build against the strict build, in one process: each round opens a
  * session of each build (alternating which goes first) and times advance() over the same
  * steps; prints min/median steps/s per build and the ratio of medians, per case. Many short
- * rounds, interleaved, because this machine is shared: medians, not means. Not a test.
+ * rounds, interleaved, because this machine is shared: medians, not means. Time is this
+ * thread's CPU time (/proc/thread-self/schedstat, Linux), so time spent descheduled while
+ * other jobs run is left out (wall-clock medians on a loaded 2-core box swing by 2×).
+ * Not a test.
  *   deno run -A test/bench_fma.ts [--rounds=N]
  */
 import { ensureWasm } from "../server/build_wasm.ts";
@@ -29,14 +32,19 @@ const CASES: Record<string, Record<string, unknown>> = {
   },
 };
 
+/** This thread's time on a CPU in ns (the first field of its schedstat). */
+function cpuNs(): number {
+  return Number(Deno.readTextFileSync("/proc/thread-self/schedstat").split(" ")[0]);
+}
+
 async function stepsPerSecond(body: Record<string, unknown>, build: WasmBuild): Promise<number> {
   const spec = validateRunSpec({ ...body, backend: "wasm" });
   const session = await wasmBackendFor(build).open(spec);
   try {
     await session.advance(1); // step-0 snapshot and first call out of the timing
-    const t0 = performance.now();
+    const t0 = cpuNs();
     await session.advance(spec.steps);
-    return (spec.steps - 1) / ((performance.now() - t0) / 1000);
+    return (spec.steps - 1) / ((cpuNs() - t0) / 1e9);
   } finally {
     await session.dispose();
   }
