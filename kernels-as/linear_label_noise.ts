@@ -389,7 +389,36 @@ function sgdPass(r: i32, x: usize, xx: f32, res: f32, xn: usize): bool {
   const rowBytes = <usize> mp << 2;
   let probe = f32x4.splat(0);
   let facc = f32x4.splat(0);
-  for (let i: usize = 0; i < rowBytes; i += 16) {
+  let i: usize = 0;
+  // Eight neurons per pass: two independent h' chains cover the multiply-add latency. Each
+  // neuron's numbers, and the order of f' = Σ a'h', are those of the four-neuron pass below.
+  for (; i + 32 <= rowBytes; i += 32) {
+    const av0 = v128.load(a + i);
+    const av1 = v128.load(a + i, 16);
+    const cw0 = f32x4.mul(lrrv, av0);
+    const cw1 = f32x4.mul(lrrv, av1);
+    let acc0 = f32x4.splat(0);
+    let acc1 = f32x4.splat(0);
+    let p = w + i;
+    for (let k = 0; k < d; k++, p += rowBytes) {
+      const kb = <usize> k << 2;
+      const xk = v128.load_splat<f32>(x + kb);
+      const xnk = v128.load_splat<f32>(xn + kb);
+      const wn0 = nmadd(cw0, xk, v128.load(p));
+      const wn1 = nmadd(cw1, xk, v128.load(p, 16));
+      v128.store(p, wn0);
+      v128.store(p, wn1, 16);
+      probe = f32x4.add(probe, f32x4.add(f32x4.sub(wn0, wn0), f32x4.sub(wn1, wn1)));
+      acc0 = madd(wn0, xnk, acc0);
+      acc1 = madd(wn1, xnk, acc1);
+    }
+    const an0 = sgdNeuronTail(i, av0, cw0, acc0, lrrv, xxv, a, sp, cp);
+    facc = madd(an0, acc0, facc);
+    const an1 = sgdNeuronTail(i + 16, av1, cw1, acc1, lrrv, xxv, a, sp, cp);
+    facc = madd(an1, acc1, facc);
+    probe = f32x4.add(probe, f32x4.add(f32x4.sub(an0, an0), f32x4.sub(an1, an1)));
+  }
+  for (; i < rowBytes; i += 16) {
     const av = v128.load(a + i);
     const cw = f32x4.mul(lrrv, av);
     let acc = f32x4.splat(0);
@@ -401,16 +430,35 @@ function sgdPass(r: i32, x: usize, xx: f32, res: f32, xn: usize): bool {
       probe = f32x4.add(probe, f32x4.sub(wn, wn));
       acc = madd(wn, v128.load_splat<f32>(xn + kb), acc);
     }
-    const da = f32x4.neg(f32x4.mul(lrrv, v128.load(H + i)));
-    const an = f32x4.add(av, da);
-    v128.store(a + i, an);
+    const an = sgdNeuronTail(i, av, cw, acc, lrrv, xxv, a, sp, cp);
     probe = f32x4.add(probe, f32x4.sub(an, an));
-    kahanAdd(sp + i, cp + i, f32x4.sub(f32x4.mul(f32x4.mul(cw, cw), xxv), f32x4.mul(da, da)));
-    v128.store(H + i, acc);
     facc = madd(an, acc, facc);
   }
   nextF = hsum(facc);
   return !v128.any_true(f32x4.ne(probe, probe));
+}
+
+/**
+ * The end of sgdPass for the four neurons at byte i: a' = a − ηr h into A, h' = acc into H,
+ * the balance identity's increment (Kahan-summed); returns a'.
+ */
+function sgdNeuronTail(
+  i: usize,
+  av: v128,
+  cw: v128,
+  acc: v128,
+  lrrv: v128,
+  xxv: v128,
+  a: usize,
+  sp: usize,
+  cp: usize,
+): v128 {
+  const da = f32x4.neg(f32x4.mul(lrrv, v128.load(H + i)));
+  const an = f32x4.add(av, da);
+  v128.store(a + i, an);
+  kahanAdd(sp + i, cp + i, f32x4.sub(f32x4.mul(f32x4.mul(cw, cw), xxv), f32x4.mul(da, da)));
+  v128.store(H + i, acc);
+  return an;
 }
 
 /** Accumulates θ' lanes: TH4[k] += a' ⊙ w'[k] for the four neurons at column offset i. */
