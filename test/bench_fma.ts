@@ -30,6 +30,7 @@ const CASES: Record<string, Record<string, unknown>> = {
     steps: 20_000,
     every: 1000,
   },
+  "pegr R=1": { experiment: "pegr", replicas: 1, steps: 2000, every: 1000 },
 };
 
 /** This thread's time on a CPU in ns (the first field of its schedstat). */
