@@ -87,6 +87,12 @@ const SIMD_PROBE = new Uint8Array([
 const modules = new Map<string, Promise<WebAssembly.Module>>();
 
 async function compileKernel(kernel: string, build: WasmBuild): Promise<WebAssembly.Module> {
+  if (build === "fma" && !relaxedSimdAvailable()) {
+    throw new Error(
+      "the FMA build of the wasm kernels needs WebAssembly relaxed SIMD, which this engine " +
+        "lacks: use --wasm-fma=off",
+    );
+  }
   const file = wasmFileName(kernel, build);
   const url = new URL(file, WASM_BUILD_DIR);
   let bytes: Uint8Array<ArrayBuffer>;
