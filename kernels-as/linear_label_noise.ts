@@ -30,7 +30,7 @@ import {
   w3,
   z0,
 } from "./philox.ts";
-import { hsum } from "./simd.ts";
+import { hsum, madd, nmadd } from "./simd.ts";
 import { allocZeroed } from "./memory.ts";
 
 // ALGO_CODE of linear_label_noise_setup.ts.
@@ -302,10 +302,10 @@ function computeH(r: i32, x: usize): f32 {
     let acc = f32x4.splat(0);
     let p = w + i;
     for (let k = 0; k < d; k++, p += rowBytes) {
-      acc = f32x4.add(acc, f32x4.mul(v128.load(p), v128.load_splat<f32>(x + (<usize> k << 2))));
+      acc = madd(v128.load(p), v128.load_splat<f32>(x + (<usize> k << 2)), acc);
     }
     v128.store(H + i, acc);
-    facc = f32x4.add(facc, f32x4.mul(v128.load(a + i), acc));
+    facc = madd(v128.load(a + i), acc, facc);
   }
   return hsum(facc);
 }
@@ -319,7 +319,7 @@ function computeTheta(r: i32): void {
     let acc = f32x4.splat(0);
     const row = w + <usize> k * rowBytes;
     for (let i: usize = 0; i < rowBytes; i += 16) {
-      acc = f32x4.add(acc, f32x4.mul(v128.load(row + i), v128.load(a + i)));
+      acc = madd(v128.load(row + i), v128.load(a + i), acc);
     }
     store<f32>(TH + (<usize> k << 2), hsum(acc));
   }
@@ -342,11 +342,11 @@ function computeGradient(r: i32): f32 {
       const row = x + <usize> j * dpBytes;
       let acc = f32x4.splat(0);
       for (let k: usize = 0; k < dpBytes; k += 16) {
-        acc = f32x4.add(acc, f32x4.mul(v128.load(row + k), v128.load(TH + k)));
+        acc = madd(v128.load(row + k), v128.load(TH + k), acc);
       }
       const res = f32x4.splat(hsum(acc) - load<f32>(y + (<usize> j << 2)));
       for (let k: usize = 0; k < dpBytes; k += 16) {
-        v128.store(G + k, f32x4.add(v128.load(G + k), f32x4.mul(res, v128.load(row + k))));
+        v128.store(G + k, madd(res, v128.load(row + k), v128.load(G + k)));
       }
     }
     const inv = f32x4.splat(<f32> 1 / <f32> n);
@@ -389,28 +389,76 @@ function sgdPass(r: i32, x: usize, xx: f32, res: f32, xn: usize): bool {
   const rowBytes = <usize> mp << 2;
   let probe = f32x4.splat(0);
   let facc = f32x4.splat(0);
-  for (let i: usize = 0; i < rowBytes; i += 16) {
+  let i: usize = 0;
+  // Eight neurons per pass: two independent h' chains cover the multiply-add latency. Each
+  // neuron's numbers, and the order of f' = Σ a'h', are those of the four-neuron pass below.
+  for (; i + 32 <= rowBytes; i += 32) {
+    const av0 = v128.load(a + i);
+    const av1 = v128.load(a + i, 16);
+    const cw0 = f32x4.mul(lrrv, av0);
+    const cw1 = f32x4.mul(lrrv, av1);
+    let acc0 = f32x4.splat(0);
+    let acc1 = f32x4.splat(0);
+    let p = w + i;
+    for (let k = 0; k < d; k++, p += rowBytes) {
+      const kb = <usize> k << 2;
+      const xk = v128.load_splat<f32>(x + kb);
+      const xnk = v128.load_splat<f32>(xn + kb);
+      const wn0 = nmadd(cw0, xk, v128.load(p));
+      const wn1 = nmadd(cw1, xk, v128.load(p, 16));
+      v128.store(p, wn0);
+      v128.store(p, wn1, 16);
+      probe = f32x4.add(probe, f32x4.add(f32x4.sub(wn0, wn0), f32x4.sub(wn1, wn1)));
+      acc0 = madd(wn0, xnk, acc0);
+      acc1 = madd(wn1, xnk, acc1);
+    }
+    const an0 = sgdNeuronTail(i, av0, cw0, acc0, lrrv, xxv, a, sp, cp);
+    facc = madd(an0, acc0, facc);
+    const an1 = sgdNeuronTail(i + 16, av1, cw1, acc1, lrrv, xxv, a, sp, cp);
+    facc = madd(an1, acc1, facc);
+    probe = f32x4.add(probe, f32x4.add(f32x4.sub(an0, an0), f32x4.sub(an1, an1)));
+  }
+  for (; i < rowBytes; i += 16) {
     const av = v128.load(a + i);
     const cw = f32x4.mul(lrrv, av);
     let acc = f32x4.splat(0);
     let p = w + i;
     for (let k = 0; k < d; k++, p += rowBytes) {
       const kb = <usize> k << 2;
-      const wn = f32x4.sub(v128.load(p), f32x4.mul(cw, v128.load_splat<f32>(x + kb)));
+      const wn = nmadd(cw, v128.load_splat<f32>(x + kb), v128.load(p));
       v128.store(p, wn);
       probe = f32x4.add(probe, f32x4.sub(wn, wn));
-      acc = f32x4.add(acc, f32x4.mul(wn, v128.load_splat<f32>(xn + kb)));
+      acc = madd(wn, v128.load_splat<f32>(xn + kb), acc);
     }
-    const da = f32x4.neg(f32x4.mul(lrrv, v128.load(H + i)));
-    const an = f32x4.add(av, da);
-    v128.store(a + i, an);
+    const an = sgdNeuronTail(i, av, cw, acc, lrrv, xxv, a, sp, cp);
     probe = f32x4.add(probe, f32x4.sub(an, an));
-    kahanAdd(sp + i, cp + i, f32x4.sub(f32x4.mul(f32x4.mul(cw, cw), xxv), f32x4.mul(da, da)));
-    v128.store(H + i, acc);
-    facc = f32x4.add(facc, f32x4.mul(an, acc));
+    facc = madd(an, acc, facc);
   }
   nextF = hsum(facc);
   return !v128.any_true(f32x4.ne(probe, probe));
+}
+
+/**
+ * The end of sgdPass for the four neurons at byte i: a' = a − ηr h into A, h' = acc into H,
+ * the balance identity's increment (Kahan-summed); returns a'.
+ */
+function sgdNeuronTail(
+  i: usize,
+  av: v128,
+  cw: v128,
+  acc: v128,
+  lrrv: v128,
+  xxv: v128,
+  a: usize,
+  sp: usize,
+  cp: usize,
+): v128 {
+  const da = f32x4.neg(f32x4.mul(lrrv, v128.load(H + i)));
+  const an = f32x4.add(av, da);
+  v128.store(a + i, an);
+  kahanAdd(sp + i, cp + i, f32x4.sub(f32x4.mul(f32x4.mul(cw, cw), xxv), f32x4.mul(da, da)));
+  v128.store(H + i, acc);
+  return an;
 }
 
 /** Accumulates θ' lanes: TH4[k] += a' ⊙ w'[k] for the four neurons at column offset i. */
@@ -419,7 +467,7 @@ function accumulateTheta(p0: usize, an: v128): void {
   let p = p0;
   for (let k = 0; k < d; k++, p += rowBytes) {
     const t = TH4 + (<usize> k << 4);
-    v128.store(t, f32x4.add(v128.load(t), f32x4.mul(an, v128.load(p))));
+    v128.store(t, madd(an, v128.load(p), v128.load(t)));
   }
 }
 
@@ -453,8 +501,8 @@ function gdPass(r: i32): bool {
     for (let k = 0; k < d; k++, p += rowBytes) {
       const gk = v128.load_splat<f32>(G + (<usize> k << 2));
       const wv = v128.load(p);
-      wg = f32x4.add(wg, f32x4.mul(wv, gk));
-      const wn = f32x4.sub(wv, f32x4.mul(cw, gk));
+      wg = madd(wv, gk, wg);
+      const wn = nmadd(cw, gk, wv);
       v128.store(p, wn);
       probe = f32x4.add(probe, f32x4.sub(wn, wn));
     }
@@ -509,7 +557,7 @@ function oscillationPass(r: i32, s: i64): bool {
     const cw = f32x4.mul(lrv, av);
     let p = w + off;
     for (let k = 0; k < d; k++, p += rowBytes) {
-      const wn = f32x4.sub(v128.load(p), f32x4.mul(cw, v128.load_splat<f32>(G + (<usize> k << 2))));
+      const wn = nmadd(cw, v128.load_splat<f32>(G + (<usize> k << 2)), v128.load(p));
       v128.store(p, wn);
       probe = f32x4.add(probe, f32x4.sub(wn, wn));
     }

@@ -21,7 +21,7 @@
  * float64 (the reference's formulas), except the test accuracy, which `testAccuracy` does
  * here with SIMD (2m·n_test·d multiply-adds per snapshot).
  */
-import { dot, dot4 } from "./simd.ts";
+import { dot, dot4, dot8, madd } from "./simd.ts";
 import { allocZeroed } from "./memory.ts";
 
 const ALGO_PEGR = 1;
@@ -63,6 +63,7 @@ let GV: usize = 0; // [n] <g̃_i, v> (FGR)
 let CF: usize = 0; // [n rounded to 4] f32: lr·σ_p·β_{q,i} of the row being updated
 let XISQ: usize = 0; // [n] ‖ξ_i‖² = σ_p²<z_i, z_i> of the replica being stepped
 const TEST_BLOCK = 64;
+let DOT8: usize = 0; // [8] f32: one dot8 pass of rowDots
 let TDOTS: usize = 0; // [TEST_BLOCK] test inner products of one filter
 let TF: usize = 0; // [TEST_BLOCK] test outputs f
 
@@ -84,6 +85,7 @@ export function setup(
   replicas = replicasIn;
   sets = setsIn;
   algo = algoIn;
+  DOT8 = allocZeroed(32);
   Z = allocZeroed(sets * n * dp * 4);
   Y = allocZeroed(sets * n * 4);
   ZT = allocZeroed(sets * nTest * dp * 4);
@@ -156,11 +158,18 @@ function setF64(base: usize, index: i32, value: f64): void {
 
 /**
  * out[k] = scale·<w, z_k> for the `count` rows of z starting at `zs` (row stride dp floats),
- * four rows per pass so each w vector is loaded once and four accumulators hide latency.
+ * eight (then four) rows per pass so each w vector is loaded once and independent
+ * accumulators hide the multiply-add latency; each row's sum is in dot4's order.
  */
 function rowDots(w: usize, zs: usize, count: i32, scale: f64, out: usize): void {
   const rowBytes = <usize> dp << 2;
   let i = 0;
+  for (; i + 8 <= count; i += 8) {
+    dot8(zs + <usize> i * rowBytes, rowBytes, w, rowBytes, DOT8);
+    for (let j = 0; j < 8; j++) {
+      setF64(out, i + j, scale * <f64> load<f32>(DOT8 + (<usize> j << 2)));
+    }
+  }
   for (; i + 4 <= count; i += 4) {
     const dots = dot4(zs + <usize> i * rowBytes, rowBytes, w, rowBytes);
     setF64(out, i, scale * <f64> f32x4.extract_lane(dots, 0));
@@ -310,6 +319,31 @@ function updateRow(wq: usize, z: usize): v128 {
   const rowBytes = <usize> dp << 2;
   let probe = f32x4.splat(0);
   let k: usize = 0;
+  // Eight vectors per pass: eight independent accumulators cover the multiply-add latency.
+  for (; k + 128 <= rowBytes; k += 128) {
+    let g0 = f32x4.splat(0), g1 = f32x4.splat(0), g2 = f32x4.splat(0), g3 = f32x4.splat(0);
+    let g4 = f32x4.splat(0), g5 = f32x4.splat(0), g6 = f32x4.splat(0), g7 = f32x4.splat(0);
+    let p = z + k;
+    for (let i = 0; i < n; i++, p += rowBytes) {
+      const ci = v128.load_splat<f32>(CF + (<usize> i << 2));
+      g0 = madd(ci, v128.load(p), g0);
+      g1 = madd(ci, v128.load(p, 16), g1);
+      g2 = madd(ci, v128.load(p, 32), g2);
+      g3 = madd(ci, v128.load(p, 48), g3);
+      g4 = madd(ci, v128.load(p, 64), g4);
+      g5 = madd(ci, v128.load(p, 80), g5);
+      g6 = madd(ci, v128.load(p, 96), g6);
+      g7 = madd(ci, v128.load(p, 112), g7);
+    }
+    probe = f32x4.add(probe, subStore(wq + k, g0));
+    probe = f32x4.add(probe, subStore(wq + k + 16, g1));
+    probe = f32x4.add(probe, subStore(wq + k + 32, g2));
+    probe = f32x4.add(probe, subStore(wq + k + 48, g3));
+    probe = f32x4.add(probe, subStore(wq + k + 64, g4));
+    probe = f32x4.add(probe, subStore(wq + k + 80, g5));
+    probe = f32x4.add(probe, subStore(wq + k + 96, g6));
+    probe = f32x4.add(probe, subStore(wq + k + 112, g7));
+  }
   for (; k + 64 <= rowBytes; k += 64) {
     let g0 = f32x4.splat(0);
     let g1 = f32x4.splat(0);
@@ -318,10 +352,10 @@ function updateRow(wq: usize, z: usize): v128 {
     let p = z + k;
     for (let i = 0; i < n; i++, p += rowBytes) {
       const ci = v128.load_splat<f32>(CF + (<usize> i << 2));
-      g0 = f32x4.add(g0, f32x4.mul(ci, v128.load(p)));
-      g1 = f32x4.add(g1, f32x4.mul(ci, v128.load(p, 16)));
-      g2 = f32x4.add(g2, f32x4.mul(ci, v128.load(p, 32)));
-      g3 = f32x4.add(g3, f32x4.mul(ci, v128.load(p, 48)));
+      g0 = madd(ci, v128.load(p), g0);
+      g1 = madd(ci, v128.load(p, 16), g1);
+      g2 = madd(ci, v128.load(p, 32), g2);
+      g3 = madd(ci, v128.load(p, 48), g3);
     }
     probe = f32x4.add(probe, subStore(wq + k, g0));
     probe = f32x4.add(probe, subStore(wq + k + 16, g1));
@@ -332,7 +366,7 @@ function updateRow(wq: usize, z: usize): v128 {
     let g = f32x4.splat(0);
     let p = z + k;
     for (let i = 0; i < n; i++, p += rowBytes) {
-      g = f32x4.add(g, f32x4.mul(v128.load_splat<f32>(CF + (<usize> i << 2)), v128.load(p)));
+      g = madd(v128.load_splat<f32>(CF + (<usize> i << 2)), v128.load(p), g);
     }
     probe = f32x4.add(probe, subStore(wq + k, g));
   }

@@ -21,7 +21,7 @@
  * Replicas run one after another for a whole call (their weights stay in cache).
  */
 import { fillNormals, normalAt, philoxBlock, uniform24, uniformIndex, w0, w1 } from "./philox.ts";
-import { dot, dot4 } from "./simd.ts";
+import { dot, dot4, madd, nmadd } from "./simd.ts";
 import { allocZeroed } from "./memory.ts";
 
 const ALGO_LARGE_THEN_SMALL = 0;
@@ -337,7 +337,7 @@ function addGradient(
       const s = f32x4.splat(c * load<f32>(a + (<usize> j << 2)));
       const g = gw + <usize> j * rowBytes;
       for (let k: usize = 0; k < rowBytes; k += 16) {
-        v128.store(g + k, f32x4.add(v128.load(g + k), f32x4.mul(s, v128.load(x + k))));
+        v128.store(g + k, madd(s, v128.load(x + k), v128.load(g + k)));
       }
     }
   }
@@ -705,8 +705,8 @@ function noisyDecayUpdate(r: i32, t: u32, gamma: f32): bool {
         let k: usize = 0;
         // Whole vectors of real columns; the noise rows are unpadded, so read them unaligned.
         for (; k + 16 <= (<usize> d << 2); k += 16) {
-          const upd = f32x4.add(v128.load(g + k), f32x4.mul(tv, v128.load(noise + k)));
-          const wn = f32x4.sub(f32x4.mul(dv, v128.load(row + k)), f32x4.mul(gv, upd));
+          const upd = madd(tv, v128.load(noise + k), v128.load(g + k));
+          const wn = nmadd(gv, upd, f32x4.mul(dv, v128.load(row + k)));
           v128.store(row + k, wn);
           probe = f32x4.add(probe, f32x4.sub(wn, wn));
         }
@@ -744,7 +744,7 @@ function plainUpdate(r: i32, gamma: f32): bool {
   for (let j = 0; j < rowsW; j++) {
     const row = w + <usize> j * rowBytes, g = GW + <usize> j * rowBytes;
     for (let k: usize = 0; k < rowBytes; k += 16) {
-      const wn = f32x4.sub(v128.load(row + k), f32x4.mul(gv, v128.load(g + k)));
+      const wn = nmadd(gv, v128.load(g + k), v128.load(row + k));
       v128.store(row + k, wn);
       probe = f32x4.add(probe, f32x4.sub(wn, wn));
     }

@@ -31,7 +31,7 @@ import {
   w3,
   z0,
 } from "./philox.ts";
-import { dot, dot4, hsum } from "./simd.ts";
+import { dot, dot4, dot8, hsum, madd, nmadd } from "./simd.ts";
 import { allocZeroed } from "./memory.ts";
 
 // Codes of ALGO_CODE in server/experiments/shape_matters.ts; gd (0) needs no branch.
@@ -180,6 +180,12 @@ function residuals(x: usize, y: usize): void {
   const rowBytes = <usize> dp << 2;
   const dBytes = rowBytes;
   let i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const off = <usize> i << 2;
+    dot8(x + <usize> i * rowBytes, rowBytes, U, dBytes, C + off);
+    v128.store(C + off, f32x4.sub(v128.load(C + off), v128.load(y + off)));
+    v128.store(C + off, f32x4.sub(v128.load(C + off, 16), v128.load(y + off, 16)), 16);
+  }
   for (; i + 4 <= n; i += 4) {
     const off = <usize> i << 2;
     const dots = dot4(x + <usize> i * rowBytes, rowBytes, U, dBytes);
@@ -202,6 +208,31 @@ function gradientUpdate(x: usize, lr: f32, zeta: f32, withZ: bool, v: usize): v1
   const zv = f32x4.splat(zeta);
   let probe = f32x4.splat(0);
   let k: usize = 0;
+  // Eight vectors per pass: eight independent accumulators cover the multiply-add latency.
+  for (; k + 128 <= rowBytes; k += 128) {
+    let g0 = f32x4.splat(0), g1 = f32x4.splat(0), g2 = f32x4.splat(0), g3 = f32x4.splat(0);
+    let g4 = f32x4.splat(0), g5 = f32x4.splat(0), g6 = f32x4.splat(0), g7 = f32x4.splat(0);
+    let p = x + k;
+    for (let i = 0; i < n; i++, p += rowBytes) {
+      const ci = v128.load_splat<f32>(C + (<usize> i << 2));
+      g0 = madd(ci, v128.load(p), g0);
+      g1 = madd(ci, v128.load(p, 16), g1);
+      g2 = madd(ci, v128.load(p, 32), g2);
+      g3 = madd(ci, v128.load(p, 48), g3);
+      g4 = madd(ci, v128.load(p, 64), g4);
+      g5 = madd(ci, v128.load(p, 80), g5);
+      g6 = madd(ci, v128.load(p, 96), g6);
+      g7 = madd(ci, v128.load(p, 112), g7);
+    }
+    probe = f32x4.add(probe, updateChunk(v + k, g0, lrv, zv, withZ, Z + k));
+    probe = f32x4.add(probe, updateChunk(v + k + 16, g1, lrv, zv, withZ, Z + k + 16));
+    probe = f32x4.add(probe, updateChunk(v + k + 32, g2, lrv, zv, withZ, Z + k + 32));
+    probe = f32x4.add(probe, updateChunk(v + k + 48, g3, lrv, zv, withZ, Z + k + 48));
+    probe = f32x4.add(probe, updateChunk(v + k + 64, g4, lrv, zv, withZ, Z + k + 64));
+    probe = f32x4.add(probe, updateChunk(v + k + 80, g5, lrv, zv, withZ, Z + k + 80));
+    probe = f32x4.add(probe, updateChunk(v + k + 96, g6, lrv, zv, withZ, Z + k + 96));
+    probe = f32x4.add(probe, updateChunk(v + k + 112, g7, lrv, zv, withZ, Z + k + 112));
+  }
   for (; k + 64 <= rowBytes; k += 64) {
     let g0 = f32x4.splat(0);
     let g1 = f32x4.splat(0);
@@ -210,10 +241,10 @@ function gradientUpdate(x: usize, lr: f32, zeta: f32, withZ: bool, v: usize): v1
     let p = x + k;
     for (let i = 0; i < n; i++, p += rowBytes) {
       const ci = v128.load_splat<f32>(C + (<usize> i << 2));
-      g0 = f32x4.add(g0, f32x4.mul(ci, v128.load(p)));
-      g1 = f32x4.add(g1, f32x4.mul(ci, v128.load(p, 16)));
-      g2 = f32x4.add(g2, f32x4.mul(ci, v128.load(p, 32)));
-      g3 = f32x4.add(g3, f32x4.mul(ci, v128.load(p, 48)));
+      g0 = madd(ci, v128.load(p), g0);
+      g1 = madd(ci, v128.load(p, 16), g1);
+      g2 = madd(ci, v128.load(p, 32), g2);
+      g3 = madd(ci, v128.load(p, 48), g3);
     }
     probe = f32x4.add(probe, updateChunk(v + k, g0, lrv, zv, withZ, Z + k));
     probe = f32x4.add(probe, updateChunk(v + k + 16, g1, lrv, zv, withZ, Z + k + 16));
@@ -224,7 +255,7 @@ function gradientUpdate(x: usize, lr: f32, zeta: f32, withZ: bool, v: usize): v1
     let g = f32x4.splat(0);
     let p = x + k;
     for (let i = 0; i < n; i++, p += rowBytes) {
-      g = f32x4.add(g, f32x4.mul(v128.load_splat<f32>(C + (<usize> i << 2)), v128.load(p)));
+      g = madd(v128.load_splat<f32>(C + (<usize> i << 2)), v128.load(p), g);
     }
     probe = f32x4.add(probe, updateChunk(v + k, g, lrv, zv, withZ, Z + k));
   }
@@ -235,8 +266,8 @@ function gradientUpdate(x: usize, lr: f32, zeta: f32, withZ: bool, v: usize): v1
 function updateChunk(vp: usize, g: v128, lrv: v128, zv: v128, withZ: bool, zp: usize): v128 {
   const vk = v128.load(vp);
   let upd = f32x4.mul(vk, g);
-  if (withZ) upd = f32x4.add(upd, f32x4.mul(zv, v128.load(zp)));
-  const vn = f32x4.sub(vk, f32x4.mul(lrv, upd));
+  if (withZ) upd = madd(zv, v128.load(zp), upd);
+  const vn = nmadd(lrv, upd, vk);
   v128.store(vp, vn);
   return f32x4.sub(vn, vn);
 }
@@ -354,17 +385,17 @@ function blockResiduals(x: usize, y: usize, rowBytes: usize, cBytes: usize): voi
       const xp = v128.load(p + k);
       const xq = v128.load(q + k);
       const v0 = v128.load(UB + k);
-      a0 = f32x4.add(a0, f32x4.mul(xp, v0));
-      e0 = f32x4.add(e0, f32x4.mul(xq, v0));
+      a0 = madd(xp, v0, a0);
+      e0 = madd(xq, v0, e0);
       const v1 = v128.load(u1 + k);
-      a1 = f32x4.add(a1, f32x4.mul(xp, v1));
-      e1 = f32x4.add(e1, f32x4.mul(xq, v1));
+      a1 = madd(xp, v1, a1);
+      e1 = madd(xq, v1, e1);
       const v2 = v128.load(u2 + k);
-      a2 = f32x4.add(a2, f32x4.mul(xp, v2));
-      e2 = f32x4.add(e2, f32x4.mul(xq, v2));
+      a2 = madd(xp, v2, a2);
+      e2 = madd(xq, v2, e2);
       const v3 = v128.load(u3 + k);
-      a3 = f32x4.add(a3, f32x4.mul(xp, v3));
-      e3 = f32x4.add(e3, f32x4.mul(xq, v3));
+      a3 = madd(xp, v3, a3);
+      e3 = madd(xq, v3, e3);
     }
     const off = <usize> i << 2;
     const yi = load<f32>(y + off), yj = load<f32>(y + off, 4);
@@ -411,17 +442,17 @@ function blockGradientUpdate(
       const xb = v128.load(p, 16);
       const off = <usize> i << 2;
       const s0 = v128.load_splat<f32>(CB + off);
-      g0 = f32x4.add(g0, f32x4.mul(s0, xa));
-      h0 = f32x4.add(h0, f32x4.mul(s0, xb));
+      g0 = madd(s0, xa, g0);
+      h0 = madd(s0, xb, h0);
       const s1 = v128.load_splat<f32>(c1 + off);
-      g1 = f32x4.add(g1, f32x4.mul(s1, xa));
-      h1 = f32x4.add(h1, f32x4.mul(s1, xb));
+      g1 = madd(s1, xa, g1);
+      h1 = madd(s1, xb, h1);
       const s2 = v128.load_splat<f32>(c2 + off);
-      g2 = f32x4.add(g2, f32x4.mul(s2, xa));
-      h2 = f32x4.add(h2, f32x4.mul(s2, xb));
+      g2 = madd(s2, xa, g2);
+      h2 = madd(s2, xb, h2);
       const s3 = v128.load_splat<f32>(c3 + off);
-      g3 = f32x4.add(g3, f32x4.mul(s3, xa));
-      h3 = f32x4.add(h3, f32x4.mul(s3, xb));
+      g3 = madd(s3, xa, g3);
+      h3 = madd(s3, xb, h3);
     }
     p0 = f32x4.add(p0, blockUpdate(r0, 0, k, g0, h0, withZ, rowBytes));
     p1 = f32x4.add(p1, blockUpdate(r0, 1, k, g1, h1, withZ, rowBytes));
@@ -434,10 +465,10 @@ function blockGradientUpdate(
     for (let i = 0; i < n; i++, p += rowBytes) {
       const xa = v128.load(p);
       const off = <usize> i << 2;
-      g0 = f32x4.add(g0, f32x4.mul(v128.load_splat<f32>(CB + off), xa));
-      g1 = f32x4.add(g1, f32x4.mul(v128.load_splat<f32>(c1 + off), xa));
-      g2 = f32x4.add(g2, f32x4.mul(v128.load_splat<f32>(c2 + off), xa));
-      g3 = f32x4.add(g3, f32x4.mul(v128.load_splat<f32>(c3 + off), xa));
+      g0 = madd(v128.load_splat<f32>(CB + off), xa, g0);
+      g1 = madd(v128.load_splat<f32>(c1 + off), xa, g1);
+      g2 = madd(v128.load_splat<f32>(c2 + off), xa, g2);
+      g3 = madd(v128.load_splat<f32>(c3 + off), xa, g3);
     }
     p0 = f32x4.add(p0, blockUpdate1(r0, 0, k, g0, withZ, rowBytes));
     p1 = f32x4.add(p1, blockUpdate1(r0, 1, k, g1, withZ, rowBytes));

@@ -1,6 +1,8 @@
 /**
  * Compiles the AssemblyScript kernels (kernels-as/*.ts) to build/wasm/<name>.wasm with SIMD
- * and -O3, using the npm `assemblyscript` compiler. Entries are the kernels-as modules that
+ * and -O3, using the npm `assemblyscript` compiler, and each a second time with relaxed SIMD
+ * to build/wasm/<name>.fma.wasm: the FMA build, where kernels-as/simd.ts madd/nmadd are
+ * f32x4.relaxed_madd/nmadd (server/engine/wasm/backend.ts picks the build at run time). Entries are the kernels-as modules that
  * no other kernels-as module imports; the imported ones (philox.ts) are shared helpers that
  * asc pulls into each entry. Run `deno run -A server/build_wasm.ts`, or call buildWasm()
  * (server/build.ts does, for `deno task build`).
@@ -14,6 +16,20 @@ export const WASM_OUT_DIR = new URL("build/wasm/", ROOT);
 
 /** Flags for every kernel: runtime stub = bump allocator, no GC (kernels never free). */
 const ASC_FLAGS = ["-O3", "--runtime", "stub", "--noAssert", "--enable", "simd"];
+
+/** The two builds of every kernel: file suffix and the extra compiler flags. */
+export const WASM_BUILDS = {
+  /** Mul then add, rounded twice: the same numbers on every machine (up to V8). */
+  strict: { suffix: "", flags: [] as string[] },
+  /** Relaxed SIMD: madd/nmadd fuse where the CPU has FMA (ASC_FEATURE_RELAXED_SIMD). */
+  fma: { suffix: ".fma", flags: ["--enable", "relaxed-simd"] },
+} as const;
+export type WasmBuild = keyof typeof WASM_BUILDS;
+
+/** build/wasm/<kernel><suffix>.wasm: the file name of a kernel's build. */
+export function wasmFileName(kernel: string, build: WasmBuild): string {
+  return `${kernel}${WASM_BUILDS[build].suffix}.wasm`;
+}
 
 interface KernelSources {
   /** Every kernels-as/*.ts file name. */
@@ -61,32 +77,41 @@ async function readSource(name: string, baseDir: string): Promise<string | null>
   }
 }
 
-/** Compiles one entry; throws with asc's diagnostics if it does not compile. */
-async function compileEntry(name: string): Promise<void> {
+/** Compiles one entry in one build; throws with asc's diagnostics if it does not compile. */
+async function compileEntry(name: string, build: WasmBuild): Promise<void> {
   // Imported lazily: the compiler and Binaryen take a while to load, and modules that only
   // need ensureWasm() (tests with an up-to-date build) should not pay for that.
   const asc = (await import("assemblyscript/asc")).default;
   const kernel = name.replace(/\.ts$/, "");
-  const outFile = new URL(`${kernel}.wasm`, WASM_OUT_DIR);
+  const outFile = new URL(wasmFileName(kernel, build), WASM_OUT_DIR);
   // Write next to the target and rename, so a concurrent reader never sees half a file.
-  const tmpFile = new URL(`${kernel}.${Deno.pid}.tmp.wasm`, WASM_OUT_DIR);
+  const tmpFile = new URL(
+    `${kernel}${WASM_BUILDS[build].suffix}.${Deno.pid}.tmp.wasm`,
+    WASM_OUT_DIR,
+  );
   const stdout = asc.createMemoryStream();
   const stderr = asc.createMemoryStream();
   const { error } = await asc.main(
-    [fromFileUrl(new URL(name, SOURCE_DIR)), "--outFile", fromFileUrl(tmpFile), ...ASC_FLAGS],
+    [
+      fromFileUrl(new URL(name, SOURCE_DIR)),
+      "--outFile",
+      fromFileUrl(tmpFile),
+      ...ASC_FLAGS,
+      ...WASM_BUILDS[build].flags,
+    ],
     { stdout, stderr, readFile: readSource },
   );
   if (error) {
     await Deno.remove(tmpFile).catch(() => {});
     throw new Error(
-      `AssemblyScript compilation of kernels-as/${name} failed: ${error.message}\n${stderr}`,
+      `AssemblyScript compilation of kernels-as/${name} (${build} build) failed: ${error.message}\n${stderr}`,
     );
   }
   await Deno.rename(tmpFile, outFile);
 }
 
 /**
- * Compiles every kernel entry to build/wasm/<name>.wasm. A kernel that fails does not stop
+ * Compiles every kernel entry to build/wasm/<name>.wasm and <name>.fma.wasm. A kernel that fails does not stop
  * the others from building; the error thrown at the end carries every compiler message.
  */
 export async function buildWasm(): Promise<void> {
@@ -94,10 +119,12 @@ export async function buildWasm(): Promise<void> {
   await Deno.mkdir(WASM_OUT_DIR, { recursive: true });
   const failures: string[] = [];
   for (const name of entries) {
-    try {
-      await compileEntry(name);
-    } catch (e) {
-      failures.push(e instanceof Error ? e.message : String(e));
+    for (const build of Object.keys(WASM_BUILDS) as WasmBuild[]) {
+      try {
+        await compileEntry(name, build);
+      } catch (e) {
+        failures.push(e instanceof Error ? e.message : String(e));
+      }
     }
   }
   if (failures.length) throw new Error(failures.join("\n"));
@@ -113,7 +140,11 @@ export async function ensureWasm(): Promise<void> {
     ...await Promise.all(all.map((n) => mtimeMs(new URL(n, SOURCE_DIR)))),
   );
   const outputs = await Promise.all(
-    entries.map((n) => mtimeMs(new URL(n.replace(/\.ts$/, ".wasm"), WASM_OUT_DIR))),
+    entries.flatMap((n) =>
+      (Object.keys(WASM_BUILDS) as WasmBuild[]).map((b) =>
+        mtimeMs(new URL(wasmFileName(n.replace(/\.ts$/, ""), b), WASM_OUT_DIR))
+      )
+    ),
   );
   if (outputs.some((t) => t < newestSource)) await buildWasm();
 }
@@ -123,8 +154,8 @@ if (import.meta.main) {
   await buildWasm();
   const { entries } = await listKernelSources();
   console.log(
-    `built ${entries.map((n) => `build/wasm/${n.replace(/\.ts$/, ".wasm")}`).join(", ")} in ${
-      Math.round(performance.now() - t0)
-    } ms`,
+    `built ${
+      entries.map((n) => `build/wasm/${n.replace(/\.ts$/, "{,.fma}.wasm")}`).join(", ")
+    } in ${Math.round(performance.now() - t0)} ms`,
   );
 }

@@ -11,12 +11,13 @@
  *                                       stop and delete runs and open the stream; repeatable
  *   --checkpoint-interval=SECONDS       compute time between a run's checkpoints (60; 0: off)
  *   --no-resume                         mark runs in flight at the last stop interrupted
+ *   --wasm-fma=auto|off                 the wasm kernels' FMA build, or the strict one
  *   --nats=URL [--nats-creds=FILE] [--nats-token=T] [--shard-replicas=N]
  *   [--job-ack-wait=SECONDS] [--local-compute]  the multi-box coordinator (server/cluster/)
  * Listening on a non-loopback address without a token is refused: anyone who can reach the
  * port could otherwise start runs on this machine.
  */
-import { commandFlags, exitWith, UsageError } from "./cli/args.ts";
+import { applyWasmFmaFlag, commandFlags, exitWith, UsageError, WASM_FMA_HELP } from "./cli/args.ts";
 import type { BackendName } from "./experiments/types.ts";
 import { startLab } from "./api/server.ts";
 import { backendReport } from "./api/health.ts";
@@ -31,7 +32,7 @@ const USAGE =
   `usage: deno task serve [--port=8420] [--host=127.0.0.1] [--data=./data] [--token=TOKEN]
        [--max-concurrent=N | BACKEND:N,...] [--threads=N] [--max-run-mb=N]
        [--max-run-disk-mb=N] [--max-queued=N] [--allow-origin=ORIGIN,...]
-       [--checkpoint-interval=SECONDS] [--no-resume] [--nats=URL [--nats-creds=FILE]
+       [--checkpoint-interval=SECONDS] [--no-resume] [--wasm-fma=auto|off] [--nats=URL [--nats-creds=FILE]
        [--nats-token=TOKEN] [--shard-replicas=N] [--job-ack-wait=SECONDS] [--local-compute]]
   --threads=N splits a wasm or reference run's replicas across up to N workers (default:
   every core but one; at least 2 replicas per worker; shape-matters, pegr and
@@ -40,6 +41,7 @@ const USAGE =
   Runs write a checkpoint every SECONDS of compute (default 60, fractions allowed, 0: never)
   and at a graceful stop; on start, runs that were in flight continue from their checkpoint
   unless --no-resume (then they are marked interrupted; POST /api/runs/ID/resume later).
+  --wasm-fma: ${WASM_FMA_HELP}.
   The token may also come from the LAB_TOKEN environment variable; it is required when
   --host is not a loopback address. Web pages from other origins may not start, stop or
   delete runs or open the stream; --allow-origin=http://host:port (repeatable, or a comma
@@ -157,9 +159,11 @@ async function main(argv: string[]): Promise<number> {
     "shard-replicas",
     "job-ack-wait",
     "local-compute",
+    "wasm-fma",
   ], USAGE);
   if ("exit" in parsed) return parsed.exit;
   const { flags } = parsed;
+  applyWasmFmaFlag(flags.get("wasm-fma"));
   const port = intFlag(flags, "port", 0, 65535) ?? 8420;
   const host = String(flags.get("host") ?? "127.0.0.1");
   const data = String(flags.get("data") ?? "./data");

@@ -5,7 +5,7 @@
  * and exits 0 (a second signal, a second or more later, exits at once, leaving them to the
  * ack wait).
  */
-import { commandFlags, exitWith, UsageError } from "./cli/args.ts";
+import { applyWasmFmaFlag, commandFlags, exitWith, UsageError, WASM_FMA_HELP } from "./cli/args.ts";
 import type { BackendChoice } from "./experiments/types.ts";
 import { BACKEND_CHOICES } from "./experiments/registry.ts";
 import { checkpointIntervalMs } from "./runs/checkpoints.ts";
@@ -13,7 +13,7 @@ import { LabWorker } from "./cluster/worker.ts";
 
 const USAGE = `usage: deno task worker --nats=URL [--backend=auto|wasm|webgpu|reference]
        [--capacity=N] [--threads=N] [--nats-creds=FILE] [--nats-token=TOKEN]
-       [--checkpoint-interval=SECONDS] [--job-ack-wait=SECONDS]
+       [--checkpoint-interval=SECONDS] [--job-ack-wait=SECONDS] [--wasm-fma=auto|off]
   Pulls jobs (runs, or shards of a run's replicas) from NATS JetStream at URL
   (nats://host:4222; tls://… for TLS; user:password@ or token@ in the URL are passed on),
   computes up to N at once and publishes their records on lab.runs.<id>.records.
@@ -29,6 +29,7 @@ const USAGE = `usage: deno task worker --nats=URL [--backend=auto|wasm|webgpu|re
   --job-ack-wait=SECONDS  sets the jobs consumer's ack wait: how long a silent worker keeps
                  a job before it is redelivered (shared by all workers; without the flag
                  the value set before stays, 30 for a new consumer).
+  --wasm-fma     ${WASM_FMA_HELP}.
   SIGINT/SIGTERM: checkpoint the jobs in flight, hand them back, exit 0 (a second signal, a
   second or more later, exits at once).`;
 
@@ -61,9 +62,11 @@ async function main(argv: string[]): Promise<number> {
     "nats-token",
     "checkpoint-interval",
     "job-ack-wait",
+    "wasm-fma",
   ], USAGE);
   if ("exit" in parsed) return parsed.exit;
   const { flags } = parsed;
+  applyWasmFmaFlag(flags.get("wasm-fma"));
   const url = stringFlag(flags, "nats");
   if (!url) throw new UsageError(`--nats=URL is required (e.g. nats://127.0.0.1:4222)\n${USAGE}`);
   const backend = (stringFlag(flags, "backend") ?? "auto") as BackendChoice;

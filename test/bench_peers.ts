@@ -47,6 +47,8 @@ interface Row {
   inBand: boolean;
   /** Median of the peak probe's GFLOP/s in the same rounds (shape-matters, one replica). */
   peakGflops?: number;
+  /** The same for the fused multiply-add peak (null: no relaxed SIMD). */
+  fmaPeakGflops?: number | null;
 }
 
 const EVERY_STEPS = [1000, 250_000];
@@ -70,13 +72,18 @@ async function peerCase(
   // The Wasm SIMD peak of one core, interleaved with the one-replica shape-matters case.
   const withPeak = experiment === "shape-matters" && single && mode === "1-thread";
   const peaks: number[] = [];
+  const fmaPeaks: number[] = [];
   for (let round = 0; round < opts.rounds; round++) {
     for (const who of CONTESTANTS) {
       const r = await runContestant(launch(who, experiment, replicas, steps, mode, python));
       results.get(who)!.push(r);
       if (opts.json) console.log(JSON.stringify({ round, mode, ...r }));
     }
-    if (withPeak) peaks.push(Number((await runContestant(peakLaunch())).peak_gflops));
+    if (withPeak) {
+      const probe = await runContestant(peakLaunch());
+      peaks.push(Number(probe.peak_gflops));
+      if (probe.fma_peak_gflops != null) fmaPeaks.push(Number(probe.fma_peak_gflops));
+    }
   }
   return CONTESTANTS.map((who) => {
     const rs = results.get(who)!;
@@ -94,7 +101,12 @@ async function peerCase(
       metric: c.metric,
       value,
       inBand: rs.every((r) => Number(r[c.metric]) >= lo && Number(r[c.metric]) <= hi),
-      ...(withPeak ? { peakGflops: summarize(peaks).median } : {}),
+      ...(withPeak
+        ? {
+          peakGflops: summarize(peaks).median,
+          fmaPeakGflops: fmaPeaks.length ? summarize(fmaPeaks).median : null,
+        }
+        : {}),
     };
   });
 }
@@ -127,6 +139,16 @@ function printCase(opts: PeersOptions, rows: Row[]) {
         }% of peak`,
       { summary: "peak", peak_gflops: lab.peakGflops, lab_gflops: gflops },
     );
+    if (lab.fmaPeakGflops) {
+      out(
+        opts.json,
+        `  peak   Wasm relaxed-SIMD FMA, one core: ${lab.fmaPeakGflops.toFixed(1)} GFLOP/s; ` +
+          `lab ${gflops.toFixed(1)} GFLOP/s = ${
+            (100 * gflops / lab.fmaPeakGflops).toFixed(0)
+          }% of the FMA peak`,
+        { summary: "fma_peak", fma_peak_gflops: lab.fmaPeakGflops, lab_gflops: gflops },
+      );
+    }
   }
 }
 

@@ -20,7 +20,7 @@ import assert from "node:assert/strict";
 import { ensureWasm } from "../server/build_wasm.ts";
 import { getExperiment, validateRunSpec } from "../server/experiments/registry.ts";
 import type { AdvanceResult, RunSpec } from "../server/experiments/types.ts";
-import { wasmBackend } from "../server/engine/wasm/backend.ts";
+import { testEachWasmBuild, wasmBackend } from "./wasm_builds.ts";
 import { assertSameEvents, assertSnapshotsMatch, collect, relClose } from "./parity_helpers.ts";
 import { linearParitySpec, metricClose, REL_TOL } from "./linear_label_noise_parity.ts";
 
@@ -63,7 +63,7 @@ const CASES: Record<string, unknown>[] = [
 ];
 
 for (const params of CASES) {
-  Deno.test(`wasm = reference: ${JSON.stringify(params)}`, async () => {
+  testEachWasmBuild(`wasm = reference: ${JSON.stringify(params)}`, async () => {
     const s = spec(params);
     const want = await collect(experiment.reference(experiment.prepare(s), s), [STEPS]);
     // Odd targets: calls that end between snapshots and between frames.
@@ -72,52 +72,61 @@ for (const params of CASES) {
   });
 }
 
-Deno.test("lazy escape: the same event, at the same snapshot, on both backends", async () => {
-  const s = spec(
-    { m: 16, d: 4, data_mode: "online", lr: 0.02, sigma: [2, 0, 3], frame_every: 0 },
-    { steps: 3000, every: 100 },
-  );
-  const want = await collect(experiment.reference(experiment.prepare(s), s), [3000]);
-  const got = await collect(await wasmBackend.open(s), [1234, 3000]);
-  const escapes = got.events.filter((e) => e.type === "phase_change");
-  assert.equal(escapes.length, 2, "the two noisy replicas escape, σ = 0 stays lazy");
-  assertMatch(want, got, "escape");
-});
+testEachWasmBuild(
+  "lazy escape: the same event, at the same snapshot, on both backends",
+  async () => {
+    const s = spec(
+      { m: 16, d: 4, data_mode: "online", lr: 0.02, sigma: [2, 0, 3], frame_every: 0 },
+      { steps: 3000, every: 100 },
+    );
+    const want = await collect(experiment.reference(experiment.prepare(s), s), [3000]);
+    const got = await collect(await wasmBackend.open(s), [1234, 3000]);
+    const escapes = got.events.filter((e) => e.type === "phase_change");
+    assert.equal(escapes.length, 2, "the two noisy replicas escape, σ = 0 stays lazy");
+    assertMatch(want, got, "escape");
+  },
+);
 
-Deno.test("divergence: a huge learning rate is reported and frozen; others go on", async () => {
-  const s = spec({ algo: "label-noise-sgd", lr: [0.01, 5, 0.005], frame_every: 0 });
-  const got = await collect(await wasmBackend.open(s), [STEPS]);
-  const diverged = got.events.filter((e) => e.type === "replica_diverged");
-  assert.deepEqual(diverged.map((e) => (e as { replica: number }).replica), [1]);
-  const at = diverged[0].step;
-  for (const snap of got.snapshots) {
-    assert.equal(Number.isNaN(snap.metrics.w_norm_mean[1]), snap.step >= at, `step ${snap.step}`);
-    assert.ok(Number.isFinite(snap.metrics.w_norm_mean[0]));
-  }
-  // The reference reports the same replica (float32 overflows earlier than float64, so the
-  // step may differ by a few updates).
-  const ref = await collect(experiment.reference(experiment.prepare(s), s), [STEPS]);
-  const refAt = ref.events.find((e) => e.type === "replica_diverged")!;
-  assert.equal((refAt as { replica: number }).replica, 1);
-  assert.ok(Math.abs(refAt.step - at) <= 20, `reference ${refAt.step}, wasm ${at}`);
-});
-
-Deno.test("float32 balance identity stays below 1e-4 over 2·10⁵ label-noise steps", async () => {
-  const s = validateRunSpec({
-    experiment: "linear-label-noise",
-    replicas: 2,
-    steps: 200000,
-    every: 50000,
-    backend: "wasm",
-    params: { m: 100, d: 10, data_mode: "online", lr: 0.005, sigma: [1, 0.5], frame_every: 0 },
-  });
-  const got = await collect(await wasmBackend.open(s), [200000]);
-  for (const snap of got.snapshots.slice(1)) {
-    for (const v of snap.metrics.balance_residual) {
-      // Measured ≈ 1e-5 (W rounds at ~6e-8 relative per update and the residual random-walks
-      // early, while ‖w_i‖ is large); the drift it cancels, Σ_t(‖Δw‖² − Δa²), is ≈ 0.9.
-      assert.ok(v < 1e-4, `step ${snap.step}: ${v}`);
+testEachWasmBuild(
+  "divergence: a huge learning rate is reported and frozen; others go on",
+  async () => {
+    const s = spec({ algo: "label-noise-sgd", lr: [0.01, 5, 0.005], frame_every: 0 });
+    const got = await collect(await wasmBackend.open(s), [STEPS]);
+    const diverged = got.events.filter((e) => e.type === "replica_diverged");
+    assert.deepEqual(diverged.map((e) => (e as { replica: number }).replica), [1]);
+    const at = diverged[0].step;
+    for (const snap of got.snapshots) {
+      assert.equal(Number.isNaN(snap.metrics.w_norm_mean[1]), snap.step >= at, `step ${snap.step}`);
+      assert.ok(Number.isFinite(snap.metrics.w_norm_mean[0]));
     }
-    assert.ok(snap.metrics.w_norm_mean[0] < 0.7, "the identity is tested while it does work");
-  }
-});
+    // The reference reports the same replica (float32 overflows earlier than float64, so the
+    // step may differ by a few updates).
+    const ref = await collect(experiment.reference(experiment.prepare(s), s), [STEPS]);
+    const refAt = ref.events.find((e) => e.type === "replica_diverged")!;
+    assert.equal((refAt as { replica: number }).replica, 1);
+    assert.ok(Math.abs(refAt.step - at) <= 20, `reference ${refAt.step}, wasm ${at}`);
+  },
+);
+
+testEachWasmBuild(
+  "float32 balance identity stays below 1e-4 over 2·10⁵ label-noise steps",
+  async () => {
+    const s = validateRunSpec({
+      experiment: "linear-label-noise",
+      replicas: 2,
+      steps: 200000,
+      every: 50000,
+      backend: "wasm",
+      params: { m: 100, d: 10, data_mode: "online", lr: 0.005, sigma: [1, 0.5], frame_every: 0 },
+    });
+    const got = await collect(await wasmBackend.open(s), [200000]);
+    for (const snap of got.snapshots.slice(1)) {
+      for (const v of snap.metrics.balance_residual) {
+        // Measured ≈ 1e-5 (W rounds at ~6e-8 relative per update and the residual random-walks
+        // early, while ‖w_i‖ is large); the drift it cancels, Σ_t(‖Δw‖² − Δa²), is ≈ 0.9.
+        assert.ok(v < 1e-4, `step ${snap.step}: ${v}`);
+      }
+      assert.ok(snap.metrics.w_norm_mean[0] < 0.7, "the identity is tested while it does work");
+    }
+  },
+);

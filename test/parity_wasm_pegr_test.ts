@@ -18,7 +18,7 @@ import assert from "node:assert/strict";
 import { ensureWasm } from "../server/build_wasm.ts";
 import { getExperiment, validateRunSpec } from "../server/experiments/registry.ts";
 import type { AdvanceResult, RunSpec } from "../server/experiments/types.ts";
-import { wasmBackend } from "../server/engine/wasm/backend.ts";
+import { testEachWasmBuild, wasmBackend } from "./wasm_builds.ts";
 import { collect } from "./parity_helpers.ts";
 
 await ensureWasm();
@@ -76,15 +76,18 @@ async function compare(s: RunSpec, targets = [s.steps]) {
   return { ref, wasm };
 }
 
-Deno.test("wasm pegr parity: GD, paper settings", async () => {
+testEachWasmBuild("wasm pegr parity: GD, paper settings", async () => {
   await compare(spec({ algo: "gd" }));
 });
 
-Deno.test("wasm pegr parity: PEGR, paper settings (λ = 0.01), switched off at 300", async () => {
-  await compare(spec({ algo: "pegr", lambda: [0.01, 0.2] }));
-});
+testEachWasmBuild(
+  "wasm pegr parity: PEGR, paper settings (λ = 0.01), switched off at 300",
+  async () => {
+    await compare(spec({ algo: "pegr", lambda: [0.01, 0.2] }));
+  },
+);
 
-Deno.test("wasm pegr parity: FGR, both conventions", async () => {
+testEachWasmBuild("wasm pegr parity: FGR, both conventions", async () => {
   // λ = 0.5 at σ_p = 1 gives λ‖ξ‖²/(nm) ≈ 1: FGR then also drives noise to the rounding
   // floor, so (as in the theory-regime case) the comparison ends 20 steps after the switch-off.
   const short = { steps: 320, every: 40 };
@@ -92,25 +95,31 @@ Deno.test("wasm pegr parity: FGR, both conventions", async () => {
   await compare(spec({ algo: "fgr", lambda: 0.5, fgr_convention: "section5" }, short));
 });
 
-Deno.test("wasm pegr parity: theory regime PEGR up to the switch-off, per-replica data", async () => {
-  // Noise is suppressed to the rounding floor here (the absolute tolerance covers it); after
-  // the switch-off it regrows from that floor, which differs between float32 and float64, so
-  // the comparison stops 20 steps after it (docs/experiments/pegr.md, "precision").
-  await compare(
-    spec({ algo: "pegr", lambda_mode: "theory", pegr_off: 400, data: "per-replica", seed: 3 }, {
-      steps: 420,
-      every: 60,
-    }),
-  );
-});
+testEachWasmBuild(
+  "wasm pegr parity: theory regime PEGR up to the switch-off, per-replica data",
+  async () => {
+    // Noise is suppressed to the rounding floor here (the absolute tolerance covers it); after
+    // the switch-off it regrows from that floor, which differs between float32 and float64, so
+    // the comparison stops 20 steps after it (docs/experiments/pegr.md, "precision").
+    await compare(
+      spec({ algo: "pegr", lambda_mode: "theory", pegr_off: 400, data: "per-replica", seed: 3 }, {
+        steps: 420,
+        every: 60,
+      }),
+    );
+  },
+);
 
-Deno.test("wasm pegr parity: advance() split at arbitrary targets gives the same snapshots", async () => {
-  const s = spec({ algo: "pegr", lambda: 0.2 }, { steps: 250, every: 50 });
-  const { wasm } = await compare(s, [1, 37, 100, 101, 249, 250]);
-  assert.deepEqual(wasm.snapshots.map((x) => x.step), [0, 50, 100, 150, 200, 250]);
-});
+testEachWasmBuild(
+  "wasm pegr parity: advance() split at arbitrary targets gives the same snapshots",
+  async () => {
+    const s = spec({ algo: "pegr", lambda: 0.2 }, { steps: 250, every: 50 });
+    const { wasm } = await compare(s, [1, 37, 100, 101, 249, 250]);
+    assert.deepEqual(wasm.snapshots.map((x) => x.step), [0, 50, 100, 150, 200, 250]);
+  },
+);
 
-Deno.test("wasm pegr parity: a diverging replica is reported and frozen", async () => {
+testEachWasmBuild("wasm pegr parity: a diverging replica is reported and frozen", async () => {
   // lr = 50 multiplies the active noise inner products by ~200 per step until the ReLU²
   // outputs overflow; float32 overflows (3e38) long before float64 (1e308), so the wasm
   // replica diverges earlier than the reference's, never later.

@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { ensureWasm } from "../server/build_wasm.ts";
 import { getExperiment, validateRunSpec } from "../server/experiments/registry.ts";
 import type { AdvanceResult, KernelSession, RunSpec } from "../server/experiments/types.ts";
-import { wasmBackend } from "../server/engine/wasm/backend.ts";
+import { testEachWasmBuild, wasmBackend } from "./wasm_builds.ts";
 
 await ensureWasm();
 
@@ -110,18 +110,21 @@ const WIDTH_CASES: [string, string, Record<string, unknown>][] = [
 ];
 
 for (const [experiment, algo, params] of WIDTH_CASES) {
-  Deno.test(`wasm = reference with m_p ≠ m_q: ${experiment} ${algo} ${JSON.stringify(params)}`, async () => {
-    const steps = algo === "lnsgd-ls" ? 400 : 150;
-    const spec = small(experiment, { algo, eta1: 2, eta2: 0.2, ...params }, steps);
-    const { want } = await assertParity(spec, [37, steps]);
-    // Both replicas annealed or stored their pattern, so flips compare the unequal layouts.
-    const last = want.snapshots[want.snapshots.length - 1].metrics;
-    assert.ok(last.activation_flips.some((v) => v > 0), "flips measured after the anneal");
-  });
+  testEachWasmBuild(
+    `wasm = reference with m_p ≠ m_q: ${experiment} ${algo} ${JSON.stringify(params)}`,
+    async () => {
+      const steps = algo === "lnsgd-ls" ? 400 : 150;
+      const spec = small(experiment, { algo, eta1: 2, eta2: 0.2, ...params }, steps);
+      const { want } = await assertParity(spec, [37, steps]);
+      // Both replicas annealed or stored their pattern, so flips compare the unequal layouts.
+      const last = want.snapshots[want.snapshots.length - 1].metrics;
+      assert.ok(last.activation_flips.some((v) => v > 0), "flips measured after the anneal");
+    },
+  );
 }
 
 for (const [algo, params] of LARGE_LR_CASES) {
-  Deno.test(`wasm = reference: large-lr ${algo} ${JSON.stringify(params)}`, async () => {
+  testEachWasmBuild(`wasm = reference: large-lr ${algo} ${JSON.stringify(params)}`, async () => {
     const spec = small("large-lr", { algo, ...params }, 150);
     const { want } = await assertParity(spec, [37, 150]);
     if (params.anneal === "loss") {
@@ -142,39 +145,45 @@ const LABEL_NOISE_CASES: [string, Record<string, unknown>][] = [
 ];
 
 for (const [algo, params] of LABEL_NOISE_CASES) {
-  Deno.test(`wasm = reference: label-noise-anneal ${algo} ${JSON.stringify(params)}`, async () => {
-    const steps = algo === "fbgd-ls" ? 150 : 400;
-    const { want } = await assertParity(small("label-noise-anneal", { algo, ...params }, steps), [
-      53,
-      steps,
-    ]);
-    if (params.anneal === "loss") {
-      assert.equal(want.events.filter((e) => e.type === "phase_change").length, 2);
-    }
-  });
+  testEachWasmBuild(
+    `wasm = reference: label-noise-anneal ${algo} ${JSON.stringify(params)}`,
+    async () => {
+      const steps = algo === "fbgd-ls" ? 150 : 400;
+      const { want } = await assertParity(small("label-noise-anneal", { algo, ...params }, steps), [
+        53,
+        steps,
+      ]);
+      if (params.anneal === "loss") {
+        assert.equal(want.events.filter((e) => e.type === "phase_change").length, 2);
+      }
+    },
+  );
 }
 
-Deno.test("wasm and reference both freeze a diverging replica and report it once", async () => {
-  // λ·η1 ≫ 2 makes the decay factor 1 − η1λ ≪ −1: replica 1's weights grow geometrically.
-  // Float32 overflows decades before float64 does, so the two report different steps; the
-  // other replica must be untouched and still agree.
-  const spec = small("large-lr", {
-    algo: "large-then-small",
-    eta1: [2, 3000],
-    eta2: 0.2,
-    anneal: "step",
-    anneal_step: 1000,
-    lambda_scale: 10,
-  }, 400);
-  const { want, got } = await assertParity(spec, [100, 400], 1);
-  for (const result of [want, got]) {
-    const diverged = result.events.filter((e) => e.type === "replica_diverged");
-    assert.deepEqual(diverged.map((e) => e.type === "replica_diverged" && e.replica), [1]);
-    const last = result.snapshots[result.snapshots.length - 1];
-    assert.ok(Number.isNaN(last.metrics.train_loss[1]));
-    assert.ok(Number.isFinite(last.metrics.train_loss[0]));
-  }
-});
+testEachWasmBuild(
+  "wasm and reference both freeze a diverging replica and report it once",
+  async () => {
+    // λ·η1 ≫ 2 makes the decay factor 1 − η1λ ≪ −1: replica 1's weights grow geometrically.
+    // Float32 overflows decades before float64 does, so the two report different steps; the
+    // other replica must be untouched and still agree.
+    const spec = small("large-lr", {
+      algo: "large-then-small",
+      eta1: [2, 3000],
+      eta2: 0.2,
+      anneal: "step",
+      anneal_step: 1000,
+      lambda_scale: 10,
+    }, 400);
+    const { want, got } = await assertParity(spec, [100, 400], 1);
+    for (const result of [want, got]) {
+      const diverged = result.events.filter((e) => e.type === "replica_diverged");
+      assert.deepEqual(diverged.map((e) => e.type === "replica_diverged" && e.replica), [1]);
+      const last = result.snapshots[result.snapshots.length - 1];
+      assert.ok(Number.isNaN(last.metrics.train_loss[1]));
+      assert.ok(Number.isFinite(last.metrics.train_loss[0]));
+    }
+  },
+);
 
 // The stopping rule (pq_anneal.ts): settings where every listed replica stops mid-run, so
 // the frozen weights, the stop steps and the *_at_stop metrics are compared too.
@@ -187,7 +196,7 @@ const STOP_CASES: [string, string, Record<string, unknown>, number, number[]][] 
 ];
 
 for (const [experiment, algo, params, steps, stopped] of STOP_CASES) {
-  Deno.test(`wasm = reference with the stopping rule: ${experiment} ${algo}`, async () => {
+  testEachWasmBuild(`wasm = reference with the stopping rule: ${experiment} ${algo}`, async () => {
     const spec = small(experiment, {
       algo,
       ...params,

@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { ensureWasm } from "../server/build_wasm.ts";
 import { getExperiment, validateRunSpec } from "../server/experiments/registry.ts";
 import type { AdvanceResult, KernelSession, RunSpec } from "../server/experiments/types.ts";
-import { wasmBackend } from "../server/engine/wasm/backend.ts";
+import { testEachWasmBuild, wasmBackend } from "./wasm_builds.ts";
 import { collect } from "./parity_helpers.ts";
 
 await ensureWasm();
@@ -110,7 +110,7 @@ const CASES: Array<[string, Record<string, unknown>]> = [
 ];
 
 for (const [label, params] of CASES) {
-  Deno.test(`wasm matches the reference: ${label}`, async () => {
+  testEachWasmBuild(`wasm matches the reference: ${label}`, async () => {
     const s = spec(params);
     const want = await collect(referenceSession(s), [300]);
     // Uneven calls: one ends inside a snapshot interval, one spans the milestone at 120.
@@ -128,16 +128,19 @@ for (const [label, params] of CASES) {
   });
 }
 
-Deno.test("the lr milestone is applied at its step (a shifted milestone is detected)", async () => {
-  // Guards the tolerance: moving the milestone by one step must exceed it somewhere.
-  const s = spec({ algo: "label-noise" });
-  const shifted = spec({ algo: "label-noise", lr_schedule: [[121, 0.5]] });
-  const want = await collect(referenceSession(shifted), [300]);
-  const got = await collect(await wasmBackend.open(s), [300]);
-  assert.throws(() => assertSnapshotsMatch(want, got));
-});
+testEachWasmBuild(
+  "the lr milestone is applied at its step (a shifted milestone is detected)",
+  async () => {
+    // Guards the tolerance: moving the milestone by one step must exceed it somewhere.
+    const s = spec({ algo: "label-noise" });
+    const shifted = spec({ algo: "label-noise", lr_schedule: [[121, 0.5]] });
+    const want = await collect(referenceSession(shifted), [300]);
+    const got = await collect(await wasmBackend.open(s), [300]);
+    assert.throws(() => assertSnapshotsMatch(want, got));
+  },
+);
 
-Deno.test("wasm results do not depend on how advance() calls are split", async () => {
+testEachWasmBuild("wasm results do not depend on how advance() calls are split", async () => {
   const s = spec({ algo: "langevin" }, { every: 7, steps: 250 });
   const once = await collect(await wasmBackend.open(s), [250]);
   const steps = Array.from({ length: 50 }, (_, i) => 5 * (i + 1));
@@ -149,71 +152,80 @@ Deno.test("wasm results do not depend on how advance() calls are split", async (
   assert.equal(once.snapshots.length, 1 + Math.floor(250 / 7) + 1);
 });
 
-Deno.test("a replica with a huge lr diverges alone; its metrics read NaN after", async () => {
-  const s = spec({ algo: "label-noise", lr: [0.01, 10, 0.005] }, { steps: 40, every: 2 });
-  const want = await collect(referenceSession(s), [40]);
-  const session = await wasmBackend.open(s);
-  const calls: AdvanceResult[] = [];
-  for (let target = 5; target <= 40; target += 5) calls.push(await session.advance(target));
-  const got: AdvanceResult = {
-    snapshots: calls.flatMap((c) => c.snapshots),
-    events: calls.flatMap((c) => c.events),
-    frames: calls.flatMap((c) => c.frames),
-  };
+testEachWasmBuild(
+  "a replica with a huge lr diverges alone; its metrics read NaN after",
+  async () => {
+    const s = spec({ algo: "label-noise", lr: [0.01, 10, 0.005] }, { steps: 40, every: 2 });
+    const want = await collect(referenceSession(s), [40]);
+    const session = await wasmBackend.open(s);
+    const calls: AdvanceResult[] = [];
+    for (let target = 5; target <= 40; target += 5) calls.push(await session.advance(target));
+    const got: AdvanceResult = {
+      snapshots: calls.flatMap((c) => c.snapshots),
+      events: calls.flatMap((c) => c.events),
+      frames: calls.flatMap((c) => c.frames),
+    };
 
-  assert.equal(want.events.length, 1);
-  assert.equal(got.events.length, 1);
-  const [we, ge] = [want.events[0], got.events[0]];
-  assert.ok(we.type === "replica_diverged" && ge.type === "replica_diverged");
-  assert.equal(ge.replica, 1);
-  assert.equal(we.replica, 1);
-  // Divergence means "state not finite". The kernel's float32 state overflows at 3.4e38
-  // (v⊙v already at |v| ≈ 1.8e19), the reference's float64 at 1.8e308; in the blow-up
-  // log|v| roughly triples per step (v ← v − lr·v⊙G with G ∝ v²), so float64 overflows
-  // 1–2 steps after float32 (measured: 2 steps for every algorithm and lr ≥ 0.05 tried).
-  // Hence the event step agrees up to that lag, never later than the reference's.
-  const lag = we.step - ge.step;
-  assert.ok(lag >= 0 && lag <= 3, `wasm diverged at ${ge.step}, reference at ${we.step}`);
-  // Reported by the call that crossed the step, once.
-  const callIndex = calls.findIndex((c) => c.events.length > 0);
-  assert.ok(ge.step > 5 * callIndex && ge.step <= 5 * (callIndex + 1));
+    assert.equal(want.events.length, 1);
+    assert.equal(got.events.length, 1);
+    const [we, ge] = [want.events[0], got.events[0]];
+    assert.ok(we.type === "replica_diverged" && ge.type === "replica_diverged");
+    assert.equal(ge.replica, 1);
+    assert.equal(we.replica, 1);
+    // Divergence means "state not finite". The kernel's float32 state overflows at 3.4e38
+    // (v⊙v already at |v| ≈ 1.8e19), the reference's float64 at 1.8e308; in the blow-up
+    // log|v| roughly triples per step (v ← v − lr·v⊙G with G ∝ v²), so float64 overflows
+    // 1–2 steps after float32 (measured: 2 steps for every algorithm and lr ≥ 0.05 tried).
+    // Hence the event step agrees up to that lag, never later than the reference's.
+    const lag = we.step - ge.step;
+    assert.ok(lag >= 0 && lag <= 3, `wasm diverged at ${ge.step}, reference at ${we.step}`);
+    // Reported by the call that crossed the step, once.
+    const callIndex = calls.findIndex((c) => c.events.length > 0);
+    assert.ok(ge.step > 5 * callIndex && ge.step <= 5 * (callIndex + 1));
 
-  // The other replicas are untouched: they match the reference at every snapshot.
-  const compared = assertSnapshotsMatch(want, got, (replica) => replica === 1);
-  assert.equal(compared, 21 * 4 * 2);
-  // Replica 1: finite before the event, NaN from the event's step on.
-  for (const snap of got.snapshots) {
-    for (const [name, values] of Object.entries(snap.metrics)) {
-      if (snap.step < ge.step) {
-        assert.ok(Number.isFinite(values[1]), `${name} at ${snap.step} should be finite`);
-        if (snap.step < ge.step - 2) {
-          assert.ok(close(values[1], want.snapshots[snap.step / 2].metrics[name][1]));
-        }
-      } else assert.ok(Number.isNaN(values[1]), `${name} at ${snap.step} should be NaN`);
+    // The other replicas are untouched: they match the reference at every snapshot.
+    const compared = assertSnapshotsMatch(want, got, (replica) => replica === 1);
+    assert.equal(compared, 21 * 4 * 2);
+    // Replica 1: finite before the event, NaN from the event's step on.
+    for (const snap of got.snapshots) {
+      for (const [name, values] of Object.entries(snap.metrics)) {
+        if (snap.step < ge.step) {
+          assert.ok(Number.isFinite(values[1]), `${name} at ${snap.step} should be finite`);
+          if (snap.step < ge.step - 2) {
+            assert.ok(close(values[1], want.snapshots[snap.step / 2].metrics[name][1]));
+          }
+        } else assert.ok(Number.isNaN(values[1]), `${name} at ${snap.step} should be NaN`);
+      }
     }
-  }
-  assertFramesMatch(want, got, [0, 2]);
-});
+    assertFramesMatch(want, got, [0, 2]);
+  },
+);
 
-Deno.test("wasm backend: probe, supports and a clear error for unknown experiments", async () => {
-  const probe = await wasmBackend.probe();
-  assert.equal(probe.available, true);
-  assert.equal(probe.fallback, false);
-  assert.match(probe.adapter, /wasm-simd128/);
-  assert.equal(wasmBackend.supports("shape-matters"), true);
-  assert.equal(wasmBackend.supports("no-such-experiment"), false);
-  await assert.rejects(
-    wasmBackend.open({ ...spec({}), experiment: "no-such-experiment" }),
-    /no kernel for no-such-experiment/,
-  );
-});
+testEachWasmBuild(
+  "wasm backend: probe, supports and a clear error for unknown experiments",
+  async () => {
+    const probe = await wasmBackend.probe();
+    assert.equal(probe.available, true);
+    assert.equal(probe.fallback, false);
+    assert.match(probe.adapter, /wasm-simd128/);
+    assert.equal(wasmBackend.supports("shape-matters"), true);
+    assert.equal(wasmBackend.supports("no-such-experiment"), false);
+    await assert.rejects(
+      wasmBackend.open({ ...spec({}), experiment: "no-such-experiment" }),
+      /no kernel for no-such-experiment/,
+    );
+  },
+);
 
-Deno.test("wasm session: too large for 32-bit memory is refused; disposed rejects", async () => {
-  // 1000 per-replica data sets of 4096 × 100 floats are 1.6 GB: refused before preparing.
-  const huge = spec({ data: "per-replica", n: 4096, lr: 0.01 }, { replicas: 1000 });
-  await assert.rejects(wasmBackend.open(huge), /GiB of wasm memory/);
-  const session = await wasmBackend.open(spec({}));
-  await session.advance(10);
-  await session.dispose();
-  await assert.rejects(session.advance(20), /disposed/);
-});
+testEachWasmBuild(
+  "wasm session: too large for 32-bit memory is refused; disposed rejects",
+  async () => {
+    // 1000 per-replica data sets of 4096 × 100 floats are 1.6 GB: refused before preparing.
+    const huge = spec({ data: "per-replica", n: 4096, lr: 0.01 }, { replicas: 1000 });
+    await assert.rejects(wasmBackend.open(huge), /GiB of wasm memory/);
+    const session = await wasmBackend.open(spec({}));
+    await session.advance(10);
+    await session.dispose();
+    await assert.rejects(session.advance(20), /disposed/);
+  },
+);

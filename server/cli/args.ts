@@ -4,6 +4,8 @@
  * Experiment parameters are free-form flags, so a fixed option table (node:util parseArgs,
  * standing in for deno-std's flags) would reject them; this small parser keeps them.
  */
+import { parseWasmFmaSetting, setWasmFmaSetting } from "../engine/wasm/builds.ts";
+
 export interface ParsedArgs {
   positional: string[];
   /** The last value of each flag. */
@@ -40,6 +42,25 @@ export class UsageError extends Error {
   constructor(message: string) {
     super(message);
     this.name = "UsageError";
+  }
+}
+
+/** Help text of `--wasm-fma`, shared by serve, worker, run and resume. */
+export const WASM_FMA_HELP =
+  "auto (the FMA build of the wasm kernels where the engine has relaxed SIMD) or off (the " +
+  "strict build: mul then add, the same numbers on every machine); also LAB_WASM_FMA";
+
+/**
+ * `--wasm-fma=auto|off` (serve, worker, run, resume): sets the process's choice of wasm
+ * kernel build (server/engine/wasm/builds.ts), which its Workers inherit. Absent: unchanged.
+ */
+export function applyWasmFmaFlag(raw: string | true | undefined): void {
+  if (raw === undefined) return;
+  if (raw === true) throw new UsageError("--wasm-fma needs a value: --wasm-fma=off or =auto");
+  try {
+    setWasmFmaSetting(parseWasmFmaSetting(raw, "--wasm-fma"));
+  } catch (e) {
+    throw new UsageError(e instanceof Error ? e.message : String(e));
   }
 }
 

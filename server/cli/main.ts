@@ -2,7 +2,7 @@
  * `deno task lab <command>`: run experiments headless, inspect the catalog, export logs.
  * User errors print one line and exit with status 2; no stack traces.
  */
-import { parseCliArgs, UsageError } from "./args.ts";
+import { applyWasmFmaFlag, parseCliArgs, UsageError } from "./args.ts";
 import { listText, showText } from "./catalog.ts";
 import { RUN_OPTIONS, runBodyFromFlags } from "./spec_from_flags.ts";
 import { validateRunSpec } from "../experiments/registry.ts";
@@ -24,10 +24,11 @@ const USAGE = `usage: deno task lab <command>
       [--PARAM=A,B,C | --PARAM=LO..HI:N[:log]] [--seeds=K] [--zip=P,Q]   a sweep
       [--name=NAME] [--tag=TAG ...] [--note=TEXT]
       [--json] [--out=DIR [--checkpoint-interval=SECONDS]] [--quiet] [--threads=N]
+      [--wasm-fma=auto|off]             off: the strict wasm build instead of FMA
                                          with --out: log and checkpoints in DIR (every
                                          60 s of compute and on Ctrl-C)
       [--server=URL [--token=TOKEN]]     submit to a running lab and follow it there
-  resume LOGFILE [--json] [--quiet] [--threads=N]
+  resume LOGFILE [--json] [--quiet] [--threads=N] [--wasm-fma=auto|off]
                                          continue a run written with --out from its
                                          checkpoint
   watch [RUN] [--server=URL] [--token=TOKEN] [--once]
@@ -99,6 +100,11 @@ async function main(argv: string[]): Promise<number> {
             "--threads is for local runs; the lab uses its own (serve --threads)",
           );
         }
+        if (flags.has("wasm-fma")) {
+          throw new UsageError(
+            "--wasm-fma is for local runs; the lab uses its own (serve --wasm-fma)",
+          );
+        }
         return await runRemote(spec, body, {
           server: remote.server,
           token: remote.token,
@@ -106,6 +112,7 @@ async function main(argv: string[]): Promise<number> {
           quiet: flags.has("quiet"),
         });
       }
+      applyWasmFmaFlag(flags.get("wasm-fma"));
       const out = flags.get("out");
       const chunk = flags.get("chunk-ms");
       return await runLocal(spec, {
@@ -124,6 +131,7 @@ async function main(argv: string[]): Promise<number> {
       } catch {
         throw new UsageError(`no such file: ${rest[0]}`);
       }
+      applyWasmFmaFlag(flags.get("wasm-fma"));
       return await resumeLocal(rest[0], {
         json: flags.has("json"),
         quiet: flags.has("quiet"),

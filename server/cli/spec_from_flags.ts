@@ -7,7 +7,7 @@ import { getExperiment, validateRunSpec } from "../experiments/registry.ts";
 import { parseCliValue } from "../experiments/schema.ts";
 import { looksLikeSweep } from "../experiments/sweep.ts";
 import type { RunSpec } from "../experiments/types.ts";
-import { closest, UsageError } from "./args.ts";
+import { closest, UsageError, WASM_FMA_HELP } from "./args.ts";
 
 /** Flags of `lab run` itself (not experiment parameters), with their help text. */
 export const RUN_OPTIONS: Record<string, string> = {
@@ -28,6 +28,7 @@ export const RUN_OPTIONS: Record<string, string> = {
   token: "the lab's token (also LAB_TOKEN)",
   "chunk-ms": "target compute per kernel call (local runs)",
   threads: "workers the replicas are split across, same numbers (local runs; default: every core)",
+  "wasm-fma": `${WASM_FMA_HELP} (local runs)`,
   help: "this help",
 };
 export const RUN_FLAGS = new Set(Object.keys(RUN_OPTIONS));

@@ -90,9 +90,6 @@ export function newDivergences(diverged: Float64Array, reported: Uint8Array): Ru
   return events.sort((a, b) => a.step - b.step);
 }
 
-/** The adapter name of the wasm sessions. */
-export const WASM_ADAPTER = `wasm-simd128 (V8 ${Deno.version.v8})`;
-
 /** A synchronous advance() as a promise: an error (a kernel trap) rejects it instead of throwing. */
 export function settled<T = AdvanceResult>(advanceNow: () => T): Promise<T> {
   try {

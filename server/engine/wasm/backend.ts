@@ -3,7 +3,8 @@
  * server/build_wasm.ts to build/wasm/<kernel>.wasm with SIMD) running on V8's Wasm-SIMD on
  * the CPU. Each experiment with a wasm kernel registers a session factory in SESSIONS;
  * every session gets its own instance (and so its own linear memory). Nothing here touches
- * the main thread's globals, so sessions also run inside a Worker.
+ * the main thread's globals, so sessions also run inside a Worker. Each kernel comes in a
+ * strict and an FMA build; wasmBackend opens the one chosenWasmBuild() names (builds.ts).
  */
 import type { BackendProbe, ComputeBackend } from "../backend.ts";
 import type { KernelSession, RunSpec, SessionState } from "../../experiments/types.ts";
@@ -11,6 +12,14 @@ import { openShapeMattersSession } from "./shape_matters.ts";
 import { openPegrSession } from "./pegr.ts";
 import { openLinearLabelNoiseSession } from "./linear_label_noise.ts";
 import { openLabelNoiseSession, openLargeLrSession } from "./pq_model.ts";
+import {
+  chosenWasmBuild,
+  noteInstanceBuild,
+  relaxedSimdAvailable,
+  wasmAdapterName,
+  type WasmBuild,
+  wasmFileName,
+} from "./builds.ts";
 
 /** Where server/build_wasm.ts writes the compiled kernels. */
 export const WASM_BUILD_DIR = new URL("../../../build/wasm/", import.meta.url);
@@ -77,15 +86,22 @@ const SIMD_PROBE = new Uint8Array([
 
 const modules = new Map<string, Promise<WebAssembly.Module>>();
 
-async function compileKernel(kernel: string): Promise<WebAssembly.Module> {
-  const url = new URL(`${kernel}.wasm`, WASM_BUILD_DIR);
+async function compileKernel(kernel: string, build: WasmBuild): Promise<WebAssembly.Module> {
+  if (build === "fma" && !relaxedSimdAvailable()) {
+    throw new Error(
+      "the FMA build of the wasm kernels needs WebAssembly relaxed SIMD, which this engine " +
+        "lacks: use --wasm-fma=off",
+    );
+  }
+  const file = wasmFileName(kernel, build);
+  const url = new URL(file, WASM_BUILD_DIR);
   let bytes: Uint8Array<ArrayBuffer>;
   try {
     bytes = await Deno.readFile(url);
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) {
       throw new Error(
-        `wasm kernel build/wasm/${kernel}.wasm is missing: run \`deno task build\` first`,
+        `wasm kernel build/wasm/${file} is missing: run \`deno task build\` first`,
       );
     }
     throw e;
@@ -93,21 +109,31 @@ async function compileKernel(kernel: string): Promise<WebAssembly.Module> {
   return await WebAssembly.compile(bytes);
 }
 
-/** Compiles a kernel once per process (or worker); a failed load is retried next time. */
-export function loadKernel(kernel: string): Promise<WebAssembly.Module> {
-  let module = modules.get(kernel);
+/**
+ * Compiles a kernel's build once per process (or worker); a failed load is retried next
+ * time. Default: the build chosenWasmBuild() names.
+ */
+export function loadKernel(
+  kernel: string,
+  build: WasmBuild = chosenWasmBuild(),
+): Promise<WebAssembly.Module> {
+  const key = wasmFileName(kernel, build);
+  let module = modules.get(key);
   if (!module) {
-    module = compileKernel(kernel);
-    modules.set(kernel, module);
-    module.catch(() => modules.delete(kernel));
+    module = compileKernel(kernel, build);
+    modules.set(key, module);
+    module.catch(() => modules.delete(key));
   }
   return module;
 }
 
 /** A fresh instance of a kernel. Its only import is AssemblyScript's abort (heap exhausted). */
-export async function instantiateKernel(kernel: string): Promise<WebAssembly.Instance> {
-  const module = await loadKernel(kernel);
-  return new WebAssembly.Instance(module, {
+export async function instantiateKernel(
+  kernel: string,
+  build: WasmBuild = chosenWasmBuild(),
+): Promise<WebAssembly.Instance> {
+  const module = await loadKernel(kernel, build);
+  const instance = new WebAssembly.Instance(module, {
     env: {
       abort(_message: number, _file: number, line: number, column: number) {
         throw new Error(
@@ -116,28 +142,48 @@ export async function instantiateKernel(kernel: string): Promise<WebAssembly.Ins
       },
     },
   });
+  noteInstanceBuild(instance, build);
+  return instance;
 }
 
-export const wasmBackend: ComputeBackend = {
-  name: "wasm",
-  probe(): Promise<BackendProbe> {
-    const simd = WebAssembly.validate(SIMD_PROBE);
-    return Promise.resolve({
-      available: simd,
-      adapter: `wasm-simd128 (V8 ${Deno.version.v8})`,
-      fallback: false,
-      ...(simd ? {} : { reason: "this engine has no WebAssembly SIMD" }),
-    });
-  },
-  supports(experiment: string): boolean {
-    return experiment in SESSIONS;
-  },
-  restores(experiment: string): boolean {
-    return WASM_RESTORES.has(experiment);
-  },
-  async open(spec: RunSpec, state?: SessionState): Promise<KernelSession> {
-    const factory = SESSIONS[spec.experiment];
-    if (!factory) throw new Error(`the wasm backend has no kernel for ${spec.experiment}`);
-    return factory.open(spec, await instantiateKernel(factory.kernel), state);
-  },
-};
+/**
+ * The wasm backend on one build (`build`), or on the build chosenWasmBuild() names when each
+ * session opens (undefined: what the server and the CLI use).
+ */
+export function wasmBackendFor(build?: WasmBuild): ComputeBackend {
+  const which = () => build ?? chosenWasmBuild();
+  return {
+    name: "wasm",
+    probe(): Promise<BackendProbe> {
+      const simd = WebAssembly.validate(SIMD_PROBE);
+      const b = which();
+      if (b === "fma" && !relaxedSimdAvailable()) {
+        return Promise.resolve({
+          available: false,
+          adapter: wasmAdapterName(b),
+          fallback: false,
+          reason: "this engine has no WebAssembly relaxed SIMD (the FMA build)",
+        });
+      }
+      return Promise.resolve({
+        available: simd,
+        adapter: wasmAdapterName(b),
+        fallback: false,
+        ...(simd ? {} : { reason: "this engine has no WebAssembly SIMD" }),
+      });
+    },
+    supports(experiment: string): boolean {
+      return experiment in SESSIONS;
+    },
+    restores(experiment: string): boolean {
+      return WASM_RESTORES.has(experiment);
+    },
+    async open(spec: RunSpec, state?: SessionState): Promise<KernelSession> {
+      const factory = SESSIONS[spec.experiment];
+      if (!factory) throw new Error(`the wasm backend has no kernel for ${spec.experiment}`);
+      return factory.open(spec, await instantiateKernel(factory.kernel, which()), state);
+    },
+  };
+}
+
+export const wasmBackend: ComputeBackend = wasmBackendFor();

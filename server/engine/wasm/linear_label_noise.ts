@@ -20,7 +20,8 @@ import {
 } from "../../experiments/linear_label_noise_setup.ts";
 import { LINEAR_METRIC_NAMES } from "../../experiments/linear_label_noise_reference.ts";
 import { isFrameStep, wrapLinearSession } from "../../experiments/linear_label_noise_session.ts";
-import { metricBufferSnapshot, newDivergences, WASM_ADAPTER } from "../session_results.ts";
+import { metricBufferSnapshot, newDivergences } from "../session_results.ts";
+import { wasmAdapterOf } from "./builds.ts";
 import { nextSnapshotStep, StepClock } from "../snapshots.ts";
 import { stepsPerCall } from "./call_length.ts";
 import {
@@ -201,7 +202,7 @@ export function openLinearLabelNoiseSession(
 
   const session: KernelSession = {
     backend: "wasm",
-    adapter: WASM_ADAPTER,
+    adapter: wasmAdapterOf(instance),
     get step() {
       return clock.step;
     },

@@ -21,7 +21,8 @@ import {
   preparePegr,
   replicaView,
 } from "../../experiments/pegr.ts";
-import { newDivergences, settled, WASM_ADAPTER } from "../session_results.ts";
+import { newDivergences, settled } from "../session_results.ts";
+import { wasmAdapterOf } from "./builds.ts";
 import { isSnapshotStep, nextSnapshotStep, StepClock } from "../snapshots.ts";
 import { stepsPerCall } from "./call_length.ts";
 import {
@@ -204,7 +205,7 @@ export function openPegrSession(
 
   return {
     backend: "wasm",
-    adapter: WASM_ADAPTER,
+    adapter: wasmAdapterOf(instance),
     get step() {
       return clock.step;
     },

@@ -50,7 +50,8 @@ import {
   prepareLabelNoise,
 } from "../../experiments/label_noise_anneal.ts";
 import { isSnapshotStep, nextSnapshotStep, StepClock } from "../snapshots.ts";
-import { decidedAtUpdate, eventOrder, settled, WASM_ADAPTER } from "../session_results.ts";
+import { decidedAtUpdate, eventOrder, settled } from "../session_results.ts";
+import { wasmAdapterOf } from "./builds.ts";
 import { checkSessionState, newSessionState } from "../session_state.ts";
 import { exportPQKernel, type PQKernelView, restorePQKernel } from "../../experiments/pq_state.ts";
 
@@ -352,7 +353,7 @@ function openPQSession(
 
   return {
     backend: "wasm",
-    adapter: WASM_ADAPTER,
+    adapter: wasmAdapterOf(instance),
     get step() {
       return clock.step;
     },

@@ -14,7 +14,8 @@ import type {
 } from "../../experiments/types.ts";
 import { prepareShapeMatters, SHAPE_MATTERS_METRICS } from "../../experiments/shape_matters.ts";
 import { scheduleFactor } from "../../experiments/schema.ts";
-import { metricBufferSnapshot, newDivergences, settled, WASM_ADAPTER } from "../session_results.ts";
+import { metricBufferSnapshot, newDivergences, settled } from "../session_results.ts";
+import { wasmAdapterOf } from "./builds.ts";
 import { nextSnapshotStep, StepClock } from "../snapshots.ts";
 import { stepsPerCall } from "./call_length.ts";
 import {
@@ -198,7 +199,7 @@ export function openShapeMattersSession(
 
   return {
     backend: "wasm",
-    adapter: WASM_ADAPTER,
+    adapter: wasmAdapterOf(instance),
     get step() {
       return clock.step;
     },
