@@ -4,7 +4,8 @@
  * snapshot objects, most promoted while a call's batch was alive) and then idles keeps that
  * garbage: measured, 163 MB of heap still in use 5 s after a 300k-snapshot run ended, against
  * 11 MB once collected, and RSS 450 MB against 250–320 MB. A full collection a moment after a
- * run ends (tens of ms, once per run) returns it. `gc` is not exposed to scripts without a V8
+ * run ends returns it. One costs 70–145 ms of the main thread (measured on a small heap): runs
+ * that end within the delay share one. `gc` is not exposed to scripts without a V8
  * flag, so it is set here at run time; where that fails, relief is skipped (memory is still
  * bounded, only held longer).
  */
