@@ -26,6 +26,9 @@ export const WASM_BUILDS = {
 } as const;
 export type WasmBuild = keyof typeof WASM_BUILDS;
 
+/** Every build, strict first: the build makes each, tests loop over them. */
+export const WASM_BUILD_NAMES = Object.keys(WASM_BUILDS) as readonly WasmBuild[];
+
 /** build/wasm/<kernel><suffix>.wasm: the file name of a kernel's build. */
 export function wasmFileName(kernel: string, build: WasmBuild): string {
   return `${kernel}${WASM_BUILDS[build].suffix}.wasm`;
@@ -119,7 +122,7 @@ export async function buildWasm(): Promise<void> {
   await Deno.mkdir(WASM_OUT_DIR, { recursive: true });
   const failures: string[] = [];
   for (const name of entries) {
-    for (const build of Object.keys(WASM_BUILDS) as WasmBuild[]) {
+    for (const build of WASM_BUILD_NAMES) {
       try {
         await compileEntry(name, build);
       } catch (e) {
@@ -141,7 +144,7 @@ export async function ensureWasm(): Promise<void> {
   );
   const outputs = await Promise.all(
     entries.flatMap((n) =>
-      (Object.keys(WASM_BUILDS) as WasmBuild[]).map((b) =>
+      WASM_BUILD_NAMES.map((b) =>
         mtimeMs(new URL(wasmFileName(n.replace(/\.ts$/, ""), b), WASM_OUT_DIR))
       )
     ),

@@ -10,13 +10,10 @@
  * has FMA), so an FMA-build run is bit-reproducible on the same machine and build (threads,
  * checkpoint resume), and across machines agrees within the parity tolerances.
  */
-import { type WasmBuild, wasmFileName } from "../../build_wasm.ts";
+import { WASM_BUILD_NAMES, type WasmBuild, wasmFileName } from "../../build_wasm.ts";
 
 export type { WasmBuild };
-export { wasmFileName };
-
-/** Every build, strict first: tests loop over these. */
-export const WASM_BUILD_NAMES: readonly WasmBuild[] = ["strict", "fma"];
+export { WASM_BUILD_NAMES, wasmFileName };
 
 /** The environment variable behind `--wasm-fma`: "auto" (default) or "off". */
 export const WASM_FMA_ENV = "LAB_WASM_FMA";
