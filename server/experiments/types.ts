@@ -65,8 +65,31 @@ export interface Frame {
   width: number;
 }
 
+/**
+ * The snapshots of one advance() column-wise, for runs that snapshot every step or so: no
+ * object per snapshot, a few typed arrays per call (server/engine/snapshot_columns.ts). Row i
+ * is the i-th snapshot: `steps[i]`, `wallMs[i]`, and each metric's R values (one per replica)
+ * at [i·R, (i+1)·R) of `metrics[name]`.
+ */
+export interface SnapshotColumns {
+  replicas: number;
+  steps: Float64Array;
+  wallMs: Float64Array;
+  metrics: Record<string, Float32Array>;
+}
+
+export interface AdvanceOptions {
+  /**
+   * The caller takes the snapshots column-wise (AdvanceResult.columns). A session may still
+   * report them in `snapshots`; the caller converts (snapshot_columns.ts resultColumns).
+   */
+  columns?: boolean;
+}
+
 export interface AdvanceResult {
   snapshots: Snapshot[];
+  /** Only when the caller asked for columns: the snapshots, and `snapshots` is then empty. */
+  columns?: SnapshotColumns;
   events: RunEvent[];
   frames: Frame[];
 }
@@ -115,7 +138,7 @@ export interface KernelSession {
   readonly step: number;
   /** Workers stepping the session's replicas (server/engine/threaded_session.ts); absent: 1. */
   readonly threads?: number;
-  advance(target: number): Promise<AdvanceResult>;
+  advance(target: number, options?: AdvanceOptions): Promise<AdvanceResult>;
   /**
    * The complete state after the last advance() (a step boundary). Absent, or resolving to
    * null, where a session cannot read its state back; such runs checkpoint as replay states.
