@@ -8,7 +8,7 @@ import { JobRecorder } from "../server/cluster/job_recorder.ts";
 import { type JobMessage, parseJob, validateJobSpec } from "../server/cluster/job_message.ts";
 import { validateRunSpec } from "../server/experiments/registry.ts";
 import { newRunHeader } from "../server/runs/header.ts";
-import type { BodyRecord } from "../server/runs/records.ts";
+import { type BodyRecord, expandSnapshots } from "../server/runs/records.ts";
 import type { Unsequenced } from "../server/runs/recorder.ts";
 
 const spec = validateRunSpec({ experiment: "shape-matters", replicas: 2, steps: 100, every: 10 });
@@ -23,7 +23,7 @@ const snap = (step: number): Unsequenced<BodyRecord> => ({
 
 function record(recorder: JobRecorder): BodyRecord[] {
   const out: BodyRecord[] = [];
-  recorder.listen((rs) => out.push(...rs));
+  recorder.listen((rs) => out.push(...expandSnapshots(rs)));
   return out;
 }
 

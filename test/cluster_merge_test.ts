@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { ShardMerger } from "../server/cluster/merge.ts";
-import type { BodyRecord } from "../server/runs/records.ts";
+import { type BodyRecord, expandSnapshots } from "../server/runs/records.ts";
 import { RunRecorder, type Unsequenced } from "../server/runs/recorder.ts";
 import type { RunSpec } from "../server/experiments/types.ts";
 import { validateRunSpec } from "../server/experiments/registry.ts";
@@ -123,7 +123,7 @@ async function driven(spec: RunSpec, shard = false): Promise<BodyRecord[]> {
   const session = await openSession(spec);
   const recorder = new RunRecorder(newRunHeader("t", spec, session.backend, session.adapter));
   const records: BodyRecord[] = [];
-  recorder.listen((rs) => records.push(...rs));
+  recorder.listen((rs) => records.push(...expandSnapshots(rs)));
   try {
     await driveRun(session, spec, recorder, { chunkMs: 1, shard });
   } finally {

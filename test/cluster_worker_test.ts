@@ -28,7 +28,7 @@ import { openWorkerSession } from "../server/engine/worker_session.ts";
 import { driveRun } from "../server/runs/driver.ts";
 import { RunRecorder } from "../server/runs/recorder.ts";
 import { newRunHeader } from "../server/runs/header.ts";
-import type { BodyRecord } from "../server/runs/records.ts";
+import { type BodyRecord, expandSnapshots } from "../server/runs/records.ts";
 import { decodeCheckpoint, encodeCheckpoint } from "../server/runs/checkpoints.ts";
 import { connectLab, JOBS_STREAM, JOBS_SUBJECT, type LabNats } from "../server/cluster/nats.ts";
 import type { JobOutcome, WorkerAnnouncement } from "../server/cluster/worker.ts";
@@ -60,7 +60,7 @@ async function localRecords(spec: RunSpec): Promise<BodyRecord[]> {
   const session = await openWorkerSession(spec);
   const recorder = new RunRecorder(newRunHeader("local", spec, session.backend, session.adapter));
   const out: BodyRecord[] = [];
-  recorder.listen((rs) => out.push(...rs));
+  recorder.listen((rs) => out.push(...expandSnapshots(rs)));
   try {
     const result = await driveRun(session, spec, recorder);
     assert.equal(result.status, "finished");

@@ -12,7 +12,7 @@ import type { AdvanceResult, KernelSession, RunEvent } from "../server/experimen
 import { driveRun } from "../server/runs/driver.ts";
 import { RunRecorder } from "../server/runs/recorder.ts";
 import { newRunHeader } from "../server/runs/header.ts";
-import type { BodyRecord } from "../server/runs/records.ts";
+import { type BodyRecord, expandSnapshots } from "../server/runs/records.ts";
 
 const ANNEAL = 6;
 
@@ -68,7 +68,7 @@ async function recordsOf(cuts: (step: number) => number): Promise<string[]> {
   const session = fakeSession(cuts);
   const recorder = new RunRecorder(newRunHeader("order", spec, "reference", "fake"));
   const records: BodyRecord[] = [];
-  recorder.listen((batch) => records.push(...batch));
+  recorder.listen((batch) => records.push(...expandSnapshots(batch)));
   // A huge chunk: after its first call the driver asks for the end of the run at once.
   const result = await driveRun(session, spec, recorder, { chunkMs: 1e9 });
   assert.equal(result.status, "finished");

@@ -13,7 +13,7 @@ import { openSession } from "../server/engine/open.ts";
 import { driveRun } from "../server/runs/driver.ts";
 import { RunRecorder } from "../server/runs/recorder.ts";
 import { newRunHeader } from "../server/runs/header.ts";
-import type { BodyRecord } from "../server/runs/records.ts";
+import { type BodyRecord, expandSnapshots } from "../server/runs/records.ts";
 import { ensureWasm } from "../server/build_wasm.ts";
 
 await ensureWasm();
@@ -63,7 +63,7 @@ async function recordsOf(spec: RunSpec, cuts: (step: number) => number, restoreA
   const session = cutAt(restoreAt ? restoredAt(spec, opened, restoreAt) : opened, cuts);
   const recorder = new RunRecorder(newRunHeader("split", spec, session.backend, session.adapter));
   const records: BodyRecord[] = [];
-  recorder.listen((batch) => records.push(...batch));
+  recorder.listen((batch) => records.push(...expandSnapshots(batch)));
   // A huge chunk: after its first call the driver asks for the end of the run at once.
   const result = await driveRun(session, spec, recorder, { chunkMs: 1e9 });
   await session.dispose();

@@ -25,7 +25,7 @@ import { mergeShardResults } from "../server/engine/shard_merge.ts";
 import { driveRun } from "../server/runs/driver.ts";
 import { RunRecorder } from "../server/runs/recorder.ts";
 import { newRunHeader } from "../server/runs/header.ts";
-import type { BodyRecord } from "../server/runs/records.ts";
+import { type BodyRecord, expandSnapshots } from "../server/runs/records.ts";
 import { decodeRecord, encodeRecord } from "../server/runs/records.ts";
 
 await ensureWasm();
@@ -103,7 +103,7 @@ async function recordsOf(spec: RunSpec, threads: number, ranges: string[] = []) 
   });
   const recorder = new RunRecorder(newRunHeader("t", spec, session.backend, session.adapter));
   const records: BodyRecord[] = [];
-  recorder.listen((rs) => records.push(...rs));
+  recorder.listen((rs) => records.push(...expandSnapshots(rs)));
   try {
     const result = await driveRun(session, spec, recorder, { chunkMs: 1 });
     assert.notEqual(result.status, "failed", result.error);

@@ -9,7 +9,7 @@ import type { BackendName, KernelSession, RunSpec } from "../experiments/types.t
 import { defaultCliThreads, openThreadedSession } from "../engine/threaded_session.ts";
 import { openSession, resolveBackend } from "../engine/open.ts";
 import { driveRun, SHUTDOWN } from "../runs/driver.ts";
-import type { HeaderRecord } from "../runs/records.ts";
+import { expandSnapshots, type HeaderRecord, snapshotCount } from "../runs/records.ts";
 import {
   checkpointPathFor,
   DEFAULT_CHECKPOINT_INTERVAL_MS,
@@ -122,11 +122,11 @@ async function driveLocal(
   const out = new RunOutput(opts);
   recorder.listen((records) => {
     let snapshots = 0;
-    for (const r of records) {
-      if (r.type === "snapshot") {
-        out.snapshot(r);
-        snapshots++;
-      } else if (r.type === "event") out.event(r.event);
+    // Blocks become snapshots one by one only for --json, which prints each.
+    for (const r of opts.json ? expandSnapshots(records) : records) {
+      snapshots += snapshotCount(r);
+      if (r.type === "snapshot") out.snapshot(r);
+      else if (r.type === "event") out.event(r.event);
     }
     // Only new snapshots move the line (a status record alone would print the last one again).
     if (snapshots > 0 && recorder.latest) {

@@ -28,7 +28,7 @@ import {
 } from "../runs/checkpoints.ts";
 import { resumedEvent } from "../runs/resume.ts";
 import { newRunHeader } from "../runs/header.ts";
-import { type BodyRecord, decodeRecord } from "../runs/records.ts";
+import { type BodyRecord, decodeRecord, expandSnapshots } from "../runs/records.ts";
 import { defaultConcurrency } from "../runs/manager.ts";
 import { redactPaths } from "../redact_paths.ts";
 import { codeVersion } from "../version.ts";
@@ -462,7 +462,8 @@ export class LabWorker {
       const marker = { ...resumedEvent(ckpt, `redelivered to worker ${this.id}`), seq: 0 };
       publisher.pushMarker(marker as BodyRecord, "resumed", msg.info.deliveryCount);
     }
-    recorder.listen((records) => publisher.push(records));
+    // Snapshots go out one per message, as the coordinator merges shards snapshot by snapshot.
+    recorder.listen((records) => publisher.push(expandSnapshots(records)));
     const interval = this.opts.checkpointIntervalMs ?? job.checkpointIntervalMs ??
       DEFAULT_CHECKPOINT_INTERVAL_MS;
     try {

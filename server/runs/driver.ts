@@ -4,9 +4,21 @@
  * planned events (learning-rate changes) interleaved with snapshots by step, divergence
  * events, frames, and the final status. Used by both the CLI and the server.
  */
-import type { KernelSession, RunEvent, RunSpec, SessionState } from "../experiments/types.ts";
+import type {
+  KernelSession,
+  RunEvent,
+  RunSpec,
+  SessionState,
+  SnapshotColumns,
+} from "../experiments/types.ts";
 import { getExperiment } from "../experiments/registry.ts";
-import type { BodyRecord } from "./records.ts";
+import type { LogRecord, SnapshotRecord, SnapshotsRecord } from "./records.ts";
+import {
+  columnRows,
+  resultColumns,
+  rowSnapshot,
+  sliceColumns,
+} from "../engine/snapshot_columns.ts";
 import type { RunRecorder, Unsequenced } from "./recorder.ts";
 import { isFrameStep, nextFrameStep, nextSnapshotStep } from "../engine/snapshots.ts";
 import { replayState } from "../engine/session_state.ts";
@@ -120,14 +132,16 @@ export async function driveRun(
       // Calls end on every frame step, so frames come at fixed steps (isFrameStep).
       if (frameEvery > 0) target = Math.min(target, nextFrameStep(from, spec, frameEvery));
       const t0 = performance.now();
-      const result = await session.advance(target);
+      const result = await session.advance(target, { columns: true });
+      const snaps = resultColumns(result, spec.replicas);
+      const snapCount = columnRows(snaps);
       const dt = performance.now() - t0;
       if (session.step > from && dt > 0) {
         const r = (session.step - from) / (dt / 1000);
         rate = rate === 0 ? r : 0.5 * rate + 0.5 * r;
       }
       const now = Date.now();
-      const records: Unsequenced<BodyRecord>[] = [];
+      const records: Unsequenced<LogRecord>[] = [];
       // Planned events first, then a stable sort by step: at a step that has both, the planned
       // one always comes first, however the run was split into calls (and after a resume).
       const events: RunEvent[] = [];
@@ -147,17 +161,18 @@ export async function driveRun(
       let ei = 0;
       const before = (e: RunEvent, at: number) =>
         e.step < at || (e.step === at && plannedNow.has(e));
-      for (const s of result.snapshots) {
-        while (ei < events.length && before(events[ei], s.step)) {
+      // Snapshots with no event between them go as one block (docs/storage.md).
+      for (let i = 0; i < snapCount;) {
+        while (ei < events.length && before(events[ei], snaps.steps[i])) {
           records.push({ type: "event", time: now, event: events[ei++] });
         }
-        records.push({
-          type: "snapshot",
-          step: s.step,
-          wall_ms: s.wallMs,
-          time: now,
-          metrics: s.metrics,
-        });
+        let end = i + 1;
+        while (
+          end < snapCount && end - i < MAX_BLOCK_SNAPSHOTS &&
+          !(ei < events.length && before(events[ei], snaps.steps[end]))
+        ) end++;
+        records.push(snapshotRecords(snaps, i, end, now));
+        i = end;
       }
       while (ei < events.length) records.push({ type: "event", time: now, event: events[ei++] });
       for (const f of result.frames) {
@@ -171,8 +186,7 @@ export async function driveRun(
           values: f.values,
         });
       }
-      const lastSnapshot = result.snapshots.at(-1);
-      if (lastSnapshot) wallMs = lastSnapshot.wallMs;
+      if (snapCount > 0) wallMs = snaps.wallMs[snapCount - 1];
       recorder.emit(records);
       if (
         options.checkpoint && session.step < spec.steps &&
@@ -209,6 +223,34 @@ export async function driveRun(
       stepsPerSecond: rateSince(started, session.step - startStep),
     };
   }
+}
+
+/**
+ * Snapshots per block at most: a block is read whole wherever one of its snapshots is wanted
+ * (a replay's start, a history query's edges), so it stays small (4096 × 4 replicas × 4
+ * metrics is 300 KB) while its per-record cost is spread over thousands of snapshots.
+ */
+export const MAX_BLOCK_SNAPSHOTS = 4096;
+
+/** Rows [from, to) of the columns as one record: a snapshot, or a block of several. */
+function snapshotRecords(
+  c: SnapshotColumns,
+  from: number,
+  to: number,
+  time: number,
+): Unsequenced<SnapshotRecord | SnapshotsRecord> {
+  if (to - from === 1) {
+    const s = rowSnapshot(c, from);
+    return { type: "snapshot", step: s.step, wall_ms: s.wallMs, time, metrics: s.metrics };
+  }
+  const rows = sliceColumns(c, from, to);
+  return {
+    type: "snapshots",
+    time,
+    steps: rows.steps,
+    wall_ms: rows.wallMs,
+    metrics: rows.metrics,
+  };
 }
 
 function rateSince(startedMs: number, steps: number): number {

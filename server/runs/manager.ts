@@ -32,7 +32,7 @@ import {
 import { planResume, type ResumePlan, startResumed } from "./resume.ts";
 import { newRunId, RUN_ID_PATTERN } from "./ids.ts";
 import { RunRecorder } from "./recorder.ts";
-import type { BodyRecord, HeaderRecord, RunStatus, StatusRecord } from "./records.ts";
+import type { BodyRecord, HeaderRecord, LogRecord, RunStatus, StatusRecord } from "./records.ts";
 import { RunLogWriteError, type RunLogWriter } from "./runlog.ts";
 import { RecordRing } from "./ring.ts";
 import { relieveMemorySoon } from "../memory_relief.ts";
@@ -127,7 +127,8 @@ export interface RunManagerOptions {
 
 export type ManagerEvent =
   | { type: "added"; run: string }
-  | { type: "records"; run: string; records: BodyRecord[] }
+  /** As logged: snapshots may come in blocks (records.ts expandSnapshots). */
+  | { type: "records"; run: string; records: LogRecord[] }
   | { type: "removed"; run: string };
 
 interface LiveRun {
@@ -523,7 +524,7 @@ export class RunManager {
     return id;
   }
 
-  #onRecords(entry: RunEntry, records: BodyRecord[]): void {
+  #onRecords(entry: RunEntry, records: LogRecord[]): void {
     if (entry.removed) return;
     foldRecords(entry.stored.state, records);
     entry.live?.ring.push(records);

@@ -3,13 +3,23 @@
  * latest state, and fans records out to listeners (stream, CLI). Everything a subscriber or
  * the log sees passes through here, so the log and the live stream are the same sequence.
  */
-import type { BodyRecord, HeaderRecord, RunStatus } from "./records.ts";
+import {
+  blockRow,
+  type BodyRecord,
+  type HeaderRecord,
+  lastSeqOf,
+  type LogRecord,
+  type RunStatus,
+  sliceBlock,
+  type SnapshotsRecord,
+} from "./records.ts";
 import { redactPaths } from "../redact_paths.ts";
 import { TERMINAL } from "./store.ts";
 import { RunLogWriteError, type RunLogWriter } from "./runlog.ts";
 
 export type Unsequenced<T> = T extends unknown ? Omit<T, "seq"> : never;
-export type RecordListener = (records: BodyRecord[]) => void;
+/** Gets each batch as logged: snapshots may come in blocks (`snapshots` records). */
+export type RecordListener = (records: LogRecord[]) => void;
 
 export class RunRecorder {
   #seq = 0;
@@ -74,12 +84,27 @@ export class RunRecorder {
   }
 
   /** Drops the regenerated records the log already has; checks that they are the same ones. */
-  #dropStored(records: Unsequenced<BodyRecord>[]): Unsequenced<BodyRecord>[] {
+  #dropStored(records: Unsequenced<LogRecord>[]): Unsequenced<LogRecord>[] {
     if (this.#stored.length === 0) return records;
-    const out: Unsequenced<BodyRecord>[] = [];
+    const out: Unsequenced<LogRecord>[] = [];
     for (const r of records) {
       if (notRegenerated(r) || this.#stored.length === 0) {
         out.push(r);
+        continue;
+      }
+      if (r.type === "snapshots") {
+        // The log holds snapshots one by one (a reader expands blocks): compare row by row,
+        // keep the rows past what it holds as a block.
+        const block = { ...r, seq: 0 } as SnapshotsRecord;
+        let i = 0;
+        for (; i < block.steps.length && this.#stored.length; i++) {
+          const kept = this.#dropStored([blockRow(block, i)]);
+          if (kept.length) break; // differs: keep this row and all after it
+        }
+        if (i < block.steps.length) {
+          const { seq: _, ...rest } = sliceBlock(block, i);
+          out.push(rest);
+        }
         continue;
       }
       const stored = this.#stored.shift()!;
@@ -103,14 +128,19 @@ export class RunRecorder {
    * I/O error) they are dropped, the run ends `failed` with the cause, and the error is
    * thrown: subscribers never see a record the log does not have, except that final status.
    */
-  emit(records: Unsequenced<BodyRecord>[]): BodyRecord[] {
+  emit(records: Unsequenced<LogRecord>[]): LogRecord[] {
     // A terminal status is a run's last record: anything after it (a driver noticing a stop
     // after a shutdown marked the run interrupted) is dropped, from the log and the stream alike.
     if (this.#writeFailed || TERMINAL.has(this.status)) return [];
     records = this.#dropStored(records);
     if (records.length === 0) return [];
     const before = this.#seq;
-    const sequenced = records.map((r) => ({ ...r, seq: ++this.#seq }) as BodyRecord);
+    // A block takes one seq per snapshot it holds.
+    const sequenced = records.map((r) => {
+      const s = { ...r, seq: this.#seq + 1 } as LogRecord;
+      this.#seq = lastSeqOf(s);
+      return s;
+    });
     try {
       this.log?.appendSync(sequenced);
     } catch (e) {
@@ -135,12 +165,15 @@ export class RunRecorder {
     return sequenced;
   }
 
-  #deliver(sequenced: BodyRecord[]): void {
+  #deliver(sequenced: LogRecord[]): void {
     for (const r of sequenced) {
-      if (!notRegenerated(r)) this.#covered = r.seq;
+      if (!notRegenerated(r)) this.#covered = lastSeqOf(r);
       if (r.type === "snapshot") {
         this.latest = r;
         this.step = r.step;
+      } else if (r.type === "snapshots") {
+        this.latest = blockRow(r, r.steps.length - 1);
+        this.step = this.latest.step;
       } else if (r.type === "status") this.status = r.status;
     }
     for (const fn of this.#listeners) {
@@ -170,13 +203,13 @@ export class RunRecorder {
  * Records a resumed session does not produce again: statuses, earlier resumes' markers and
  * annotations (written by hand, live or after the fact).
  */
-function notRegenerated(r: Unsequenced<BodyRecord>): boolean {
+function notRegenerated(r: Unsequenced<LogRecord>): boolean {
   return r.type === "status" || r.type === "annotation" ||
     (r.type === "event" && r.event.type === "resumed");
 }
 
 /** Same kind of record at the same step (what a regenerated record must be to replace one). */
-function sameRecord(a: BodyRecord, b: Unsequenced<BodyRecord>): boolean {
+function sameRecord(a: BodyRecord, b: Unsequenced<LogRecord>): boolean {
   if (a.type !== b.type) return false;
   if (a.type === "event" && b.type === "event") {
     return a.event.type === b.event.type && a.event.step === b.event.step;

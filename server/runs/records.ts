@@ -46,6 +46,22 @@ export interface SnapshotRecord {
   metrics: Record<string, Float32Array>;
 }
 
+/**
+ * Consecutive snapshots in one record, column-wise (written when a call of the kernel produced
+ * several in a row, e.g. a run with `every=1`): it holds seqs `seq` … `seq + steps.length − 1`,
+ * one per snapshot, exactly the SnapshotRecords it stands for (expandSnapshots). Stored in the
+ * log only: readers and the stream see the snapshots one by one.
+ */
+export interface SnapshotsRecord {
+  type: "snapshots";
+  seq: number;
+  time: number;
+  steps: Float64Array;
+  wall_ms: Float64Array;
+  /** Per metric, [snapshot × replica]: snapshot i's values at [i·R, (i+1)·R). */
+  metrics: Record<string, Float32Array>;
+}
+
 export type EventRecord = { type: "event"; seq: number; time: number; event: RunEvent };
 
 export interface FrameRecord {
@@ -92,6 +108,64 @@ export type BodyRecord =
   | StatusRecord
   | AnnotationRecord;
 export type RunRecord = HeaderRecord | BodyRecord;
+/** What the recorder writes and hands its listeners: body records, snapshots possibly in blocks. */
+export type LogRecord = BodyRecord | SnapshotsRecord;
+
+/** Snapshots a record holds: 0, 1, or a block's rows. */
+export function snapshotCount(r: LogRecord): number {
+  return r.type === "snapshot" ? 1 : r.type === "snapshots" ? r.steps.length : 0;
+}
+
+/** Seq of a record's last snapshot (a block spans several seqs; others one). */
+export function lastSeqOf(r: LogRecord): number {
+  return r.type === "snapshots" ? r.seq + r.steps.length - 1 : r.seq;
+}
+
+/** Row `i` of a block as the SnapshotRecord it stands for (its own copies of the values). */
+export function blockRow(b: SnapshotsRecord, i: number): SnapshotRecord {
+  const metrics: Record<string, Float32Array> = {};
+  for (const [name, v] of Object.entries(b.metrics)) {
+    const R = v.length / b.steps.length;
+    metrics[name] = v.slice(i * R, (i + 1) * R);
+  }
+  return {
+    type: "snapshot",
+    seq: b.seq + i,
+    step: b.steps[i],
+    wall_ms: b.wall_ms[i],
+    time: b.time,
+    metrics,
+  };
+}
+
+/** Rows [from, to) of a block as a block (views, no copy). */
+export function sliceBlock(b: SnapshotsRecord, from: number, to = b.steps.length): SnapshotsRecord {
+  const n = b.steps.length;
+  const metrics: Record<string, Float32Array> = {};
+  for (const [name, v] of Object.entries(b.metrics)) {
+    const R = v.length / n;
+    metrics[name] = v.subarray(from * R, to * R);
+  }
+  return {
+    type: "snapshots",
+    seq: b.seq + from,
+    time: b.time,
+    steps: b.steps.subarray(from, to),
+    wall_ms: b.wall_ms.subarray(from, to),
+    metrics,
+  };
+}
+
+/** Records with every block replaced by the SnapshotRecords it stands for. */
+export function expandSnapshots(records: readonly LogRecord[]): BodyRecord[] {
+  if (!records.some((r) => r.type === "snapshots")) return records as BodyRecord[];
+  const out: BodyRecord[] = [];
+  for (const r of records) {
+    if (r.type !== "snapshots") out.push(r);
+    else for (let i = 0; i < r.steps.length; i++) out.push(blockRow(r, i));
+  }
+  return out;
+}
 
 /** One shared codec: typed arrays round-trip as typed arrays, maps as plain objects. */
 export const packr = new Packr({ moreTypes: true, useRecords: false, mapsAsObjects: true });

@@ -1,27 +1,32 @@
 /**
  * The recent records of a run, in memory, bounded by bytes: subscribers that are caught up or
  * only a little behind (a reconnect, a slow socket) are served from here without touching the
- * disk. Older records are read back from the run log.
+ * disk. Older records are read back from the run log. Records are kept as logged (a block of
+ * snapshots stays one block, so keeping it costs nothing per snapshot) and handed out one
+ * snapshot at a time, as the log's readers hand them out.
  */
-import type { BodyRecord } from "./records.ts";
+import { blockRow, type BodyRecord, lastSeqOf, type LogRecord, snapshotCount } from "./records.ts";
 
 /** Rough in-memory size of a record: its typed arrays plus a fixed overhead. */
-export function recordBytes(r: BodyRecord): number {
+export function recordBytes(r: LogRecord): number {
   let n = 96;
   if (r.type === "snapshot") { for (const a of Object.values(r.metrics)) n += a.byteLength + 32; }
-  else if (r.type === "frame") n += r.values.byteLength;
+  else if (r.type === "snapshots") {
+    n += r.steps.byteLength + r.wall_ms.byteLength;
+    for (const a of Object.values(r.metrics)) n += a.byteLength + 32 * r.steps.length;
+  } else if (r.type === "frame") n += r.values.byteLength;
   return n;
 }
 
 export class RecordRing {
-  #records: BodyRecord[] = [];
+  #records: LogRecord[] = [];
   #head = 0; // index of the oldest kept record in #records
   #bytes = 0;
 
   constructor(readonly maxBytes: number) {}
 
   /** Appends records, which must continue the seq sequence, and forgets the oldest. */
-  push(records: BodyRecord[]): void {
+  push(records: LogRecord[]): void {
     for (const r of records) {
       this.#records.push(r);
       this.#bytes += recordBytes(r);
@@ -47,19 +52,36 @@ export class RecordRing {
   }
 
   get lastSeq(): number {
-    return this.size ? this.#records[this.#records.length - 1].seq : 0;
+    return this.size ? lastSeqOf(this.#records[this.#records.length - 1]) : 0;
   }
 
   /**
-   * Up to `max` records with seq > `after`, or undefined if the ring is empty or some of them
-   * are no longer held (the caller then reads the log).
+   * Up to `max` records with seq > `after` (blocks as the snapshots they hold), or undefined
+   * if the ring is empty or some of them are no longer held (the caller then reads the log).
    */
   after(after: number, max = Infinity): BodyRecord[] | undefined {
     if (this.size === 0) return undefined;
     if (after >= this.lastSeq) return [];
-    const first = this.firstSeq;
-    if (after + 1 < first) return undefined;
-    const start = this.#head + (after + 1 - first);
-    return this.#records.slice(start, Math.min(this.#records.length, start + max));
+    if (after + 1 < this.firstSeq) return undefined;
+    // The first record that holds seq after + 1 (records are in seq order).
+    let lo = this.#head, hi = this.#records.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (lastSeqOf(this.#records[mid]) <= after) lo = mid + 1;
+      else hi = mid;
+    }
+    const out: BodyRecord[] = [];
+    for (let i = lo; i < this.#records.length && out.length < max; i++) {
+      const r = this.#records[i];
+      if (r.type !== "snapshots") {
+        out.push(r);
+        continue;
+      }
+      const n = snapshotCount(r);
+      for (let k = Math.max(0, after + 1 - r.seq); k < n && out.length < max; k++) {
+        out.push(blockRow(r, k));
+      }
+    }
+    return out;
   }
 }

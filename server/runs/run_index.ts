@@ -12,7 +12,7 @@
  * (a rebuild), so both paths write the same bytes.
  */
 import { join } from "node:path";
-import type { HeaderRecord, SnapshotRecord } from "./records.ts";
+import type { HeaderRecord, SnapshotRecord, SnapshotsRecord } from "./records.ts";
 import type { Placed } from "./runlog.ts";
 import { BucketAccumulator, type Decimated, snapshotPiece } from "./history.ts";
 
@@ -71,6 +71,21 @@ class BlockAccumulator {
       this.last[o + r] = last[r];
     }
     for (let r = n; r < R; r++) this.last[o + r] = NaN;
+  }
+
+  /** Adds one snapshot's values of metric m: R values of a block's column from `at`. */
+  addRow(m: number, column: Float32Array, at: number) {
+    const R = this.R;
+    const o = m * R;
+    for (let r = 0; r < R; r++) {
+      const a = column[at + r];
+      const lo = this.min[o + r], hi = this.max[o + r];
+      if (!Number.isNaN(a)) {
+        if (Number.isNaN(lo) || a < lo) this.min[o + r] = a;
+        if (Number.isNaN(hi) || a > hi) this.max[o + r] = a;
+      }
+      this.last[o + r] = a;
+    }
   }
 
   /** Notes the step range and count of the piece just added. */
@@ -133,6 +148,7 @@ export class RunIndexBuilder {
     if (this.broken) return;
     for (const p of placed) {
       if (p.record.type === "snapshot") this.#addSnapshot(p.record, p.offset);
+      else if (p.record.type === "snapshots") this.#addBlock(p.record, p.offset);
     }
     this.flush();
   }
@@ -146,6 +162,37 @@ export class RunIndexBuilder {
       a1.addMetric(i, v, v, v);
     });
     a1.span(s.step, s.step, s.wall_ms, 1);
+    this.#rollUp();
+  }
+
+  /**
+   * A block's snapshots, each as #addSnapshot would add it (the same bytes), from its columns:
+   * every entry of `.snaps` points at the block's frame.
+   */
+  #addBlock(b: SnapshotsRecord, offset: number): void {
+    const n = b.steps.length, R = this.#R;
+    const a1 = this.#acc[0];
+    const columns = this.#metrics.map((m) => {
+      const v = b.metrics[m];
+      return v && v.length === n * R ? v : undefined;
+    });
+    const none = new Float32Array(0);
+    for (let i = 0; i < n; i++) {
+      const step = b.steps[i];
+      this.#pendingSnaps.push(step, b.seq + i, offset);
+      this.snapshots++;
+      for (let m = 0; m < columns.length; m++) {
+        const c = columns[m];
+        if (c) a1.addRow(m, c, i * R);
+        else a1.addMetric(m, none, none, none);
+      }
+      a1.span(step, step, b.wall_ms[i], 1);
+      this.#rollUp();
+    }
+  }
+
+  /** Closes the blocks that are full, level by level. */
+  #rollUp(): void {
     for (let L = 0; L < LEVELS; L++) {
       const a = this.#acc[L];
       if (a.count < FANOUT ** (L + 1)) break;
@@ -223,9 +270,13 @@ export interface HistoryQuery {
   replicas: number;
 }
 
-/** Reads snapshots from the log by ordinal range (the raw end of a history query). */
+/**
+ * Reads `count` snapshots from the log, from the one with seq `fromSeq` whose frame starts at
+ * `fromOffset` (a block's frame holds the snapshots before it too: they are skipped).
+ */
 export type RawSnapshots = (
   fromOffset: number,
+  fromSeq: number,
   count: number,
 ) => AsyncIterable<SnapshotRecord>;
 
@@ -309,13 +360,13 @@ export class RunIndexReader {
         q.replicas,
       );
       if (count === 0) return acc.result();
-      const startOffset = (await this.#entry(f, i0))[2];
+      const start = await this.#entry(f, i0);
       let L = 0;
       // The coarsest level with at least one block per bucket; below 16 snapshots per bucket
       // the snapshots themselves are read (exact buckets).
       while (L < LEVELS && count / FANOUT ** (L + 1) >= nb && nb < count) L++;
       if (L === 0) {
-        for await (const s of raw(startOffset, count)) acc.add(snapshotPiece(s));
+        for await (const s of raw(start[2], start[1], count)) acc.add(snapshotPiece(s));
         return acc.result();
       }
       await this.#pieces(f, i0, i1, L, raw, acc);
@@ -334,8 +385,8 @@ export class RunIndexReader {
   ): Promise<void> {
     if (i0 >= i1) return;
     if (L === 0) {
-      const offset = (await this.#entry(f, i0))[2];
-      for await (const s of raw(offset, i1 - i0)) acc.add(snapshotPiece(s));
+      const start = await this.#entry(f, i0);
+      for await (const s of raw(start[2], start[1], i1 - i0)) acc.add(snapshotPiece(s));
       return;
     }
     const size = FANOUT ** L;

@@ -12,7 +12,15 @@
  * there a frame is accepted when its payload decodes to a record.
  */
 import { maskedCrc32c } from "./crc32c.ts";
-import { type BodyRecord, decodeRecord, encodeRecord, type HeaderRecord } from "./records.ts";
+import {
+  blockRow,
+  type BodyRecord,
+  decodeRecord,
+  encodeRecord,
+  expandSnapshots,
+  type HeaderRecord,
+  type LogRecord,
+} from "./records.ts";
 
 export const RUNLOG_SUFFIX = ".lablog";
 /** "LABLOG", version byte 2, newline. */
@@ -61,7 +69,7 @@ export function frameRecords(records: unknown[], version: number): Uint8Array {
 
 /** Where each record of an appended batch landed: byte offsets of its frame. */
 export interface Placed {
-  record: BodyRecord;
+  record: LogRecord;
   offset: number;
   end: number;
 }
@@ -137,7 +145,7 @@ export class RunLogWriter {
   }
 
   /** Appends records in one write; synchronous so that ordering with the stream is exact. */
-  appendSync(records: BodyRecord[]): void {
+  appendSync(records: LogRecord[]): void {
     if (this.#closed) throw new RunLogWriteError(false, `${this.what} is closed`);
     if (records.length === 0) return;
     const overhead = this.version >= 2 ? 12 : 4;
@@ -470,8 +478,8 @@ export async function readRunLogHeader(path: string): Promise<LogHeaderInfo> {
 }
 
 /** A record with the byte range of its frame. */
-export interface StoredRecord {
-  record: BodyRecord;
+export interface StoredRecord<R extends LogRecord = BodyRecord> {
+  record: R;
   offset: number;
   end: number;
 }
@@ -479,12 +487,21 @@ export interface StoredRecord {
 /**
  * Reads a log's body records in order from `from` (a frame start; default the first body
  * record) to `to`, in chunks: memory stays bounded whatever the file's size. `report` collects
- * damage and a torn tail.
+ * damage and a torn tail. A block of snapshots (`snapshots`) comes as the snapshots it holds,
+ * each with the block's frame range, unless `blocks` is set (readers that take columns).
  */
+export function iterateRunLog(
+  path: string,
+  opts?: { from?: number; to?: number; report?: ScanReport; blocks?: false },
+): AsyncGenerator<StoredRecord>;
+export function iterateRunLog(
+  path: string,
+  opts: { from?: number; to?: number; report?: ScanReport; blocks: true },
+): AsyncGenerator<StoredRecord<LogRecord>>;
 export async function* iterateRunLog(
   path: string,
-  opts: { from?: number; to?: number; report?: ScanReport } = {},
-): AsyncGenerator<StoredRecord> {
+  opts: { from?: number; to?: number; report?: ScanReport; blocks?: boolean } = {},
+): AsyncGenerator<StoredRecord<LogRecord>> {
   const file = await Deno.open(path, { read: true });
   try {
     const size = (await file.stat()).size;
@@ -493,7 +510,14 @@ export async function* iterateRunLog(
     const report = opts.report ?? { damage: [], validEnd: 0 };
     const from = Math.max(opts.from ?? info.bodyStart, info.bodyStart);
     for await (const f of framesOf(src, info.version, from, opts.to ?? size, report)) {
-      yield f as StoredRecord;
+      const stored = f as StoredRecord<LogRecord>;
+      const r = stored.record;
+      if (r.type !== "snapshots" || opts.blocks) yield stored;
+      else {
+        for (let i = 0; i < r.steps.length; i++) {
+          yield { record: blockRow(r, i), offset: stored.offset, end: stored.end };
+        }
+      }
     }
   } finally {
     file.close();
@@ -524,7 +548,7 @@ export function parseRunLog(bytes: Uint8Array, path = "(log)"): RunLogContents {
   const header = checkHeader(records[0], path);
   return {
     header,
-    records: records.slice(1) as BodyRecord[],
+    records: expandSnapshots(records.slice(1) as LogRecord[]),
     truncated: report.tornAt !== undefined,
     validBytes: report.validEnd,
     damage: report.damage,

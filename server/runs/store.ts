@@ -7,12 +7,15 @@
  * by `lab run --out` (docs/storage.md).
  */
 import { join } from "node:path";
-import type {
-  BodyRecord,
-  EventRecord,
-  HeaderRecord,
-  RunStatus,
-  SnapshotRecord,
+import {
+  type BodyRecord,
+  type EventRecord,
+  expandSnapshots,
+  type HeaderRecord,
+  lastSeqOf,
+  type LogRecord,
+  type RunStatus,
+  type SnapshotRecord,
 } from "./records.ts";
 import {
   type DamagedRange,
@@ -84,13 +87,16 @@ export function newRunState(header: HeaderRecord): RunState {
 }
 
 /** Folds records, in seq order, into a run's state. */
-export function foldRecords(s: RunState, records: BodyRecord[]): void {
+export function foldRecords(s: RunState, records: LogRecord[]): void {
   for (const r of records) {
     if (r.seq > s.lastSeq + 1) s.missing += r.seq - s.lastSeq - 1;
-    s.lastSeq = Math.max(s.lastSeq, r.seq);
+    s.lastSeq = Math.max(s.lastSeq, lastSeqOf(r));
     if (r.type === "snapshot") {
       s.step = r.step;
       s.snapshots++;
+    } else if (r.type === "snapshots") {
+      s.step = r.steps[r.steps.length - 1];
+      s.snapshots += r.steps.length;
     } else if (r.type === "event") {
       s.events.push(r);
       s.eventCount++;
@@ -250,8 +256,9 @@ export class RunStore {
       foldRecords(state, batch.map((p) => p.record));
       batch = [];
     };
-    for await (const r of iterateRunLog(path, { report })) {
-      each?.(r.record);
+    // Blocks of snapshots stay blocks: the index and the state take them whole.
+    for await (const r of iterateRunLog(path, { report, blocks: true })) {
+      if (each) { for (const one of expandSnapshots([r.record])) each(one); }
       batch.push(r);
       if (batch.length >= 4096) flush();
     }
@@ -435,11 +442,9 @@ export class RunStore {
   async latest(run: StoredRun): Promise<SnapshotRecord | undefined> {
     const at = await this.#guard(run, (r) => r.lastSnapshotOffset(), undefined);
     let last: SnapshotRecord | undefined;
+    // From the last snapshot's frame (a block: its last row is the one) to the log's end.
     for await (const { record } of this.iterate(run, at)) {
-      if (record.type === "snapshot") {
-        last = record;
-        if (at !== undefined) break;
-      }
+      if (record.type === "snapshot") last = record;
     }
     return last;
   }
@@ -447,7 +452,8 @@ export class RunStore {
   /** History over a step range, from the pyramid (or, without an index, one scan). */
   async history(run: StoredRun, q: HistoryQuery): Promise<Decimated> {
     const read = (from?: number) => this.iterate(run, from);
-    const raw = (fromOffset: number, count: number) => snapshotsFrom(read, fromOffset, count);
+    const raw = (fromOffset: number, fromSeq: number, count: number) =>
+      snapshotsFrom(read, fromOffset, fromSeq, count);
     const reader = this.#reader(run);
     if (reader) {
       try {
@@ -523,12 +529,13 @@ type ReadLog = (from?: number) => AsyncGenerator<{ record: BodyRecord }>;
 async function* snapshotsFrom(
   read: ReadLog,
   from: number,
+  fromSeq: number,
   count: number,
 ): AsyncGenerator<SnapshotRecord> {
   let n = 0;
   if (count <= 0) return;
   for await (const { record } of read(from)) {
-    if (record.type !== "snapshot") continue;
+    if (record.type !== "snapshot" || record.seq < fromSeq) continue;
     yield record;
     if (++n >= count) return;
   }
