@@ -11,7 +11,7 @@ import { resumeLocal, runLocal } from "./run_local.ts";
 import { checkpointIntervalMs } from "../runs/checkpoints.ts";
 import { SpecError } from "../experiments/schema.ts";
 import { iterateRunLog, readRunLogHeader, type ScanReport } from "../runs/runlog.ts";
-import { csvHeader, recordToJson, snapshotCsvRows } from "../runs/export.ts";
+import { csvChunks, recordToJson } from "../runs/export.ts";
 import { BackendUnavailableError } from "../engine/open.ts";
 import { runRemote, serverFlags } from "./remote.ts";
 import { watch } from "./watch.ts";
@@ -184,17 +184,21 @@ async function main(argv: string[]): Promise<number> {
       };
       try {
         const { header } = await readRunLogHeader(rest[0]);
-        if (format === "csv") write(csvHeader(header.metrics, header.sweep));
-        else write(JSON.stringify(recordToJson(header)) + "\n");
-        let out = "";
-        for await (const { record: r } of iterateRunLog(rest[0], { report })) {
-          if (format === "jsonl") out += JSON.stringify(recordToJson(r)) + "\n";
-          else if (r.type === "snapshot") {
-            out += snapshotCsvRows(header.metrics, r.step, r.wall_ms, r.metrics, header.sweep);
+        if (format === "csv") {
+          const records = async function* () {
+            const all = iterateRunLog(rest[0], { report, blocks: true });
+            for await (const { record } of all) yield record;
+          };
+          for await (const piece of csvChunks(header, records())) write(piece);
+        } else {
+          write(JSON.stringify(recordToJson(header)) + "\n");
+          let out = "";
+          for await (const { record: r } of iterateRunLog(rest[0], { report })) {
+            out += JSON.stringify(recordToJson(r)) + "\n";
+            if (out.length > 65536) write(out), out = "";
           }
-          if (out.length > 65536) write(out), out = "";
+          write(out);
         }
-        write(out);
       } catch (e) {
         throw new UsageError(
           e instanceof Deno.errors.NotFound ? `no such file: ${rest[0]}` : (e as Error).message,

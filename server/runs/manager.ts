@@ -48,7 +48,7 @@ import {
 } from "./store.ts";
 import type { Decimated } from "./history.ts";
 import type { HistoryQuery } from "./run_index.ts";
-import { csvHeader, snapshotCsvRows } from "./export.ts";
+import { csvChunks } from "./export.ts";
 import { projectLogBytes } from "./budget.ts";
 import { ReadCache } from "./read_cache.ts";
 import type { SweepInfo } from "../experiments/sweep.ts";
@@ -781,20 +781,11 @@ export class RunManager {
   async *csv(id: string): AsyncGenerator<string> {
     const e = this.#runs.get(id);
     if (!e) return;
-    const metrics = e.header.metrics;
-    const sweep = e.header.sweep;
-    let out = csvHeader(metrics, sweep);
-    const last = e.stored.state.lastSeq;
-    for await (const { record: r } of this.#store.iterate(e.stored)) {
-      if (r.seq > last) break; // a live run: stop at what was there when the export began
-      if (r.type !== "snapshot") continue;
-      out += snapshotCsvRows(metrics, r.step, r.wall_ms, r.metrics, sweep);
-      if (out.length >= 65536) {
-        yield out;
-        out = "";
-      }
-    }
-    if (out) yield out;
+    const store = this.#store;
+    const records = async function* () {
+      for await (const { record } of store.iterate(e.stored, undefined, true)) yield record;
+    };
+    yield* csvChunks(e.header, records(), e.stored.state.lastSeq);
   }
 
   /** Every record of a run in seq order. Small runs and tests only: it holds them all. */

@@ -26,6 +26,7 @@ import {
   RUNLOG_SUFFIX,
   RunLogWriter,
   type ScanReport,
+  type StoredRecord,
 } from "./runlog.ts";
 import {
   type HistoryQuery,
@@ -395,13 +396,20 @@ export class RunStore {
    * Records of a run in order, streamed from the log. Every read of the log goes through
    * here, so that damage it meets reaches the run's report (#noteDamage).
    */
+  iterate(run: StoredRun, from?: number, blocks?: false): AsyncGenerator<StoredRecord>;
+  iterate(run: StoredRun, from: number | undefined, blocks: true): AsyncGenerator<
+    StoredRecord<LogRecord>
+  >;
   async *iterate(
     run: StoredRun,
     from?: number,
-  ): AsyncGenerator<{ record: BodyRecord; offset: number }> {
+    blocks = false,
+  ): AsyncGenerator<StoredRecord<LogRecord>> {
     const report: ScanReport = { damage: [], validEnd: 0 };
     try {
-      yield* iterateRunLog(run.path, { from, report });
+      // Blocks of snapshots as blocks for readers that take columns (an export), else one by one.
+      if (blocks) yield* iterateRunLog(run.path, { from, report, blocks: true });
+      else yield* iterateRunLog(run.path, { from, report });
     } finally {
       await this.#noteDamage(run, report);
     }
