@@ -73,18 +73,21 @@ class BlockAccumulator {
     for (let r = n; r < R; r++) this.last[o + r] = NaN;
   }
 
-  /** Adds one snapshot's values of metric m: R values of a block's column from `at`. */
-  addRow(m: number, column: Float32Array, at: number) {
+  /** Adds snapshots [i, j) of metric m from a block's column ([snapshot × replica]). */
+  addRows(m: number, column: Float32Array, i: number, j: number) {
     const R = this.R;
     const o = m * R;
     for (let r = 0; r < R; r++) {
-      const a = column[at + r];
-      const lo = this.min[o + r], hi = this.max[o + r];
-      if (!Number.isNaN(a)) {
-        if (Number.isNaN(lo) || a < lo) this.min[o + r] = a;
-        if (Number.isNaN(hi) || a > hi) this.max[o + r] = a;
+      let lo = this.min[o + r], hi = this.max[o + r];
+      for (let k = i * R + r; k < j * R; k += R) {
+        const a = column[k];
+        if (a !== a) continue; // NaN: min/max ignore it
+        if (lo !== lo || a < lo) lo = a;
+        if (hi !== hi || a > hi) hi = a;
       }
-      this.last[o + r] = a;
+      this.min[o + r] = lo;
+      this.max[o + r] = hi;
+      this.last[o + r] = column[(j - 1) * R + r];
     }
   }
 
@@ -104,11 +107,26 @@ class BlockAccumulator {
     head[3] = this.count;
     const M = this.M, R = this.R;
     const body = new Float32Array(out.buffer, out.byteOffset + at + BLOCK_HEAD, 3 * M * R);
+    // Plain loops: a block closes every 16 snapshots, and views per metric cost more here.
     for (let m = 0; m < M; m++) {
-      body.set(this.min.subarray(m * R, (m + 1) * R), 3 * m * R);
-      body.set(this.max.subarray(m * R, (m + 1) * R), 3 * m * R + R);
-      body.set(this.last.subarray(m * R, (m + 1) * R), 3 * m * R + 2 * R);
+      for (let r = 0; r < R; r++) {
+        body[3 * m * R + r] = this.min[m * R + r];
+        body[3 * m * R + R + r] = this.max[m * R + r];
+        body[3 * m * R + 2 * R + r] = this.last[m * R + r];
+      }
     }
+  }
+
+  /** Adds a closed finer block (its min/max/last of every metric and replica, and its span). */
+  addBlock(a: BlockAccumulator): void {
+    const n = this.M * this.R;
+    for (let k = 0; k < n; k++) {
+      const lo = a.min[k], hi = a.max[k];
+      if (lo === lo && (this.min[k] !== this.min[k] || lo < this.min[k])) this.min[k] = lo;
+      if (hi === hi && (this.max[k] !== this.max[k] || hi > this.max[k])) this.max[k] = hi;
+      this.last[k] = a.last[k];
+    }
+    this.span(a.stepFrom, a.stepTo, a.wall, a.count);
   }
 }
 
@@ -120,7 +138,9 @@ class BlockAccumulator {
 export class RunIndexBuilder {
   #paths: { snaps: string; levels: string[] };
   #acc: BlockAccumulator[];
-  #pendingSnaps: number[] = [];
+  /** `.snaps` entries not yet written: #snapCount triples of (step, seq, offset). */
+  #pendingSnaps = new Float64Array(3 * 1024);
+  #snapCount = 0;
   #pendingBlocks: Uint8Array[][];
   #metrics: string[];
   #R: number;
@@ -154,7 +174,7 @@ export class RunIndexBuilder {
   }
 
   #addSnapshot(s: SnapshotRecord, offset: number): void {
-    this.#pendingSnaps.push(s.step, s.seq, offset);
+    this.#pushEntry(s.step, s.seq, offset);
     this.snapshots++;
     const a1 = this.#acc[0];
     this.#metrics.forEach((m, i) => {
@@ -177,18 +197,32 @@ export class RunIndexBuilder {
       return v && v.length === n * R ? v : undefined;
     });
     const none = new Float32Array(0);
-    for (let i = 0; i < n; i++) {
-      const step = b.steps[i];
-      this.#pendingSnaps.push(step, b.seq + i, offset);
-      this.snapshots++;
+    for (let i = 0; i < n; i++) this.#pushEntry(b.steps[i], b.seq + i, offset);
+    this.snapshots += n;
+    // In runs of rows that fill the open level-1 block, not row by row.
+    for (let i = 0; i < n;) {
+      const j = Math.min(n, i + FANOUT - a1.count);
       for (let m = 0; m < columns.length; m++) {
         const c = columns[m];
-        if (c) a1.addRow(m, c, i * R);
+        if (c) a1.addRows(m, c, i, j);
         else a1.addMetric(m, none, none, none);
       }
-      a1.span(step, step, b.wall_ms[i], 1);
+      a1.span(b.steps[i], b.steps[j - 1], b.wall_ms[j - 1], j - i);
       this.#rollUp();
+      i = j;
     }
+  }
+
+  #pushEntry(step: number, seq: number, offset: number): void {
+    if (3 * this.#snapCount + 3 > this.#pendingSnaps.length) {
+      const more = new Float64Array(this.#pendingSnaps.length * 2);
+      more.set(this.#pendingSnaps);
+      this.#pendingSnaps = more;
+    }
+    const k = 3 * this.#snapCount++;
+    this.#pendingSnaps[k] = step;
+    this.#pendingSnaps[k + 1] = seq;
+    this.#pendingSnaps[k + 2] = offset;
   }
 
   /** Closes the blocks that are full, level by level. */
@@ -199,14 +233,7 @@ export class RunIndexBuilder {
       const bytes = new Uint8Array(blockBytes(this.#metrics.length, this.#R));
       a.encode(bytes, 0);
       this.#pendingBlocks[L].push(bytes);
-      const up = this.#acc[L + 1];
-      if (up) {
-        for (let m = 0; m < this.#metrics.length; m++) {
-          const sl = (x: Float32Array) => x.subarray(m * this.#R, (m + 1) * this.#R);
-          up.addMetric(m, sl(a.min), sl(a.max), sl(a.last));
-        }
-        up.span(a.stepFrom, a.stepTo, a.wall, a.count);
-      }
+      this.#acc[L + 1]?.addBlock(a);
       a.reset();
     }
   }
@@ -215,10 +242,10 @@ export class RunIndexBuilder {
   flush(): void {
     if (this.broken) return;
     try {
-      if (this.#pendingSnaps.length) {
-        const bytes = new Uint8Array(Float64Array.from(this.#pendingSnaps).buffer);
+      if (this.#snapCount) {
+        const bytes = new Uint8Array(this.#pendingSnaps.buffer, 0, 24 * this.#snapCount);
         Deno.writeFileSync(this.#paths.snaps, bytes, { append: true });
-        this.#pendingSnaps = [];
+        this.#snapCount = 0;
       }
       for (let L = 0; L < LEVELS; L++) {
         const blocks = this.#pendingBlocks[L];
