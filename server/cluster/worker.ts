@@ -9,6 +9,7 @@
  */
 import type { JsMsg } from "@nats-io/jetstream";
 import type {
+  AdvanceOptions,
   BackendChoice,
   BackendName,
   KernelSession,
@@ -622,9 +623,9 @@ function backpressured(session: KernelSession, publisher: RecordPublisher): Kern
     get step() {
       return session.step;
     },
-    async advance(target: number) {
+    async advance(target: number, options?: AdvanceOptions) {
       if (publisher.pending > PUBLISH_HIGH_WATER) await publisher.flush();
-      return session.advance(target);
+      return session.advance(target, options);
     },
     exportState: session.exportState ? () => session.exportState!() : undefined,
     dispose: () => session.dispose(),

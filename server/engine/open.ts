@@ -113,7 +113,8 @@ export async function openSession(spec: RunSpec, state?: SessionState): Promise<
   if (!state.replay && backend.restores(spec.experiment)) return backend.open(resolved, state);
   const session = await backend.open(resolved);
   try {
-    if (state.step > 0) await session.advance(state.step);
+    // Its results are dropped: columns cost the least to make.
+    if (state.step > 0) await session.advance(state.step, { columns: true });
   } catch (e) {
     await session.dispose();
     throw e;

@@ -6,6 +6,7 @@
  * of its events (their `detail` texts already name the global replica). The merge is pure:
  *  - snapshots, by position (every shard advanced to the same targets reports the same steps):
  *    each metric's rows concatenated in replica order, `wallMs` the latest of the shards';
+ *    the same for snapshots reported column-wise (mergeColumns), when any shard reports them so;
  *  - frames, by position likewise: rows concatenated in replica order;
  *  - events: `replica` moved by `first`, then ordered as one session orders them
  *    (eventOrder): by step; at one step, divergences before the events read from that step's
@@ -15,7 +16,14 @@
  * Shards of experiments that emit whole-run events (values over all replicas, a stopping rule
  * for the whole batch) cannot be merged by this: they are not sharded (shard_state.ts).
  */
-import type { AdvanceResult, Frame, RunEvent, Snapshot } from "../experiments/types.ts";
+import type {
+  AdvanceResult,
+  Frame,
+  RunEvent,
+  Snapshot,
+  SnapshotColumns,
+} from "../experiments/types.ts";
+import { columnsOf } from "./snapshot_columns.ts";
 
 /** One shard's result, `first` its first replica in the whole run's numbering. */
 export interface ShardResult {
@@ -25,11 +33,73 @@ export interface ShardResult {
 
 /** Shard results (in replica order) as the whole run's one result. */
 export function mergeShardResults(parts: ShardResult[]): AdvanceResult {
-  return {
-    snapshots: mergeSnapshots(parts.map((p) => p.result.snapshots)),
-    events: mergeEvents(parts.map((p) => ({ first: p.first, events: p.result.events }))),
-    frames: mergeFrames(parts.map((p) => p.result.frames)),
-  };
+  const events = mergeEvents(parts.map((p) => ({ first: p.first, events: p.result.events })));
+  const frames = mergeFrames(parts.map((p) => p.result.frames));
+  if (parts.some((p) => p.result.columns)) {
+    // Every shard reports the same form; should one not, its snapshots are converted.
+    const columns = parts.map((p) =>
+      p.result.columns ??
+        columnsOf(p.result.snapshots, replicasOf(p.result))
+    );
+    return { snapshots: [], columns: mergeColumns(columns), events, frames };
+  }
+  return { snapshots: mergeSnapshots(parts.map((p) => p.result.snapshots)), events, frames };
+}
+
+/**
+ * Columns of each shard (shards in replica order), merged row by row as mergeSnapshots merges
+ * snapshots: each row's values of every shard concatenated in replica order, `wallMs` the
+ * latest of the shards'.
+ */
+export function mergeColumns(shards: SnapshotColumns[]): SnapshotColumns {
+  const [head, ...rest] = shards;
+  if (!head) {
+    return { replicas: 0, steps: new Float64Array(0), wallMs: new Float64Array(0), metrics: {} };
+  }
+  const n = head.steps.length;
+  for (const other of rest) {
+    if (other.steps.length !== n || other.steps.some((s, i) => s !== head.steps[i])) {
+      throw new Error(
+        `shards out of step: snapshots at ${columnStepsOf(head)} and at ${columnStepsOf(other)}`,
+      );
+    }
+  }
+  const R = shards.reduce((sum, c) => sum + c.replicas, 0);
+  const names = Object.keys(head.metrics);
+  // One buffer for all the arrays: one allocation, and one buffer to transfer.
+  const buffer = new ArrayBuffer(n * (16 + 4 * R * names.length));
+  const steps = new Float64Array(buffer, 0, n);
+  const wallMs = new Float64Array(buffer, 8 * n, n);
+  steps.set(head.steps);
+  wallMs.set(head.wallMs);
+  for (const other of rest) {
+    for (let i = 0; i < n; i++) if (other.wallMs[i] > wallMs[i]) wallMs[i] = other.wallMs[i];
+  }
+  const metrics: Record<string, Float32Array> = {};
+  names.forEach((name, q) => {
+    const out = new Float32Array(buffer, 16 * n + 4 * q * n * R, n * R);
+    let offset = 0; // the shard's first replica in a row
+    for (const c of shards) {
+      interleaveRows(out, offset, R, c.metrics[name], c.replicas, n);
+      offset += c.replicas;
+    }
+    metrics[name] = out;
+  });
+  return { replicas: R, steps, wallMs, metrics };
+}
+
+/** Row i of `part` (width `width`) into out[i·stride + offset …]; a missing part reads NaN. */
+function interleaveRows(
+  out: Float32Array,
+  offset: number,
+  stride: number,
+  part: Float32Array | undefined,
+  width: number,
+  rows: number,
+): void {
+  for (let i = 0, s = 0, d = offset; i < rows; i++, d += stride - width) {
+    for (let r = 0; r < width; r++, d++) out[d] = part ? part[s++] : NaN;
+  }
 }
 
 /** Snapshots of each shard (shards in replica order), merged step by step. */
@@ -108,6 +178,16 @@ export function concatRows(parts: Float32Array[]): Float32Array {
     at += p.length;
   }
   return out;
+}
+
+/** Replicas of a result reported as snapshots (the length of a metric's values). */
+function replicasOf(result: AdvanceResult): number {
+  const first = result.snapshots[0];
+  return first ? Object.values(first.metrics)[0]?.length ?? 0 : 0;
+}
+
+function columnStepsOf(c: SnapshotColumns): string {
+  return `[${Array.from(c.steps).join(", ")}]`;
 }
 
 function stepsOf(snapshots: Snapshot[]): string {

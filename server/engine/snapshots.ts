@@ -1,5 +1,6 @@
 /** Snapshot bookkeeping shared by every backend, so all agree on which steps are reported. */
 import type { AdvanceResult, Frame, RunEvent, Snapshot } from "../experiments/types.ts";
+import type { ColumnBuilder } from "./snapshot_columns.ts";
 
 /** Snapshot steps are 0, every, 2·every, … and the final step. */
 export function isSnapshotStep(step: number, every: number, steps: number): boolean {
@@ -51,6 +52,23 @@ export function stampWallTimes(
   }
 }
 
+/** stampWallTimes for snapshots held column-wise: rows `fromRow` on get their wall times. */
+export function stampColumnWallTimes(
+  steps: Float64Array,
+  wallMs: Float64Array,
+  fromRow: number,
+  fromStep: number,
+  toStep: number,
+  startMs: number,
+  endMs: number,
+): void {
+  const span = Math.max(1, toStep - fromStep);
+  for (let i = fromRow; i < steps.length; i++) {
+    wallMs[i] = startMs +
+      (endMs - startMs) * Math.min(1, Math.max(0, (steps[i] - fromStep) / span));
+  }
+}
+
 export function emptyResult(): AdvanceResult {
   return { snapshots: [], events: [] as RunEvent[], frames: [] as Frame[] };
 }
@@ -77,6 +95,11 @@ export class StepClock {
   #startMs = performance.now();
 
   constructor(readonly totalSteps: number) {}
+
+  /** Whether the step-0 snapshot was reported (the next advance() then does not report it). */
+  get initialReported(): boolean {
+    return this.#reportedInitial;
+  }
 
   /** Milliseconds of compute since the session (or the run it continues) started. */
   get elapsedMs(): number {
@@ -112,6 +135,41 @@ export class StepClock {
     }
     stepTo(target, result);
     stampWallTimes(result.snapshots, from, this.step, t0, performance.now() - this.#startMs);
+    return result;
+  }
+
+  /**
+   * advance() for a caller that asked for columns (AdvanceOptions): `initial` and `stepTo`
+   * append their rows to `columns` instead of pushing snapshots, and the result reports them
+   * in `result.columns`, stamped with wall times by the same rule.
+   */
+  advanceColumns(
+    target: number,
+    columns: ColumnBuilder,
+    initial: () => void,
+    stepTo: (target: number, result: AdvanceResult) => void,
+  ): AdvanceResult {
+    const t0 = performance.now() - this.#startMs;
+    const from = this.step;
+    const result = emptyResult();
+    const firstRow = columns.rows;
+    target = Math.min(target, this.totalSteps);
+    if (!this.#reportedInitial) {
+      initial();
+      this.#reportedInitial = true;
+    }
+    stepTo(target, result);
+    const c = columns.finish();
+    stampColumnWallTimes(
+      c.steps,
+      c.wallMs,
+      firstRow,
+      from,
+      this.step,
+      t0,
+      performance.now() - this.#startMs,
+    );
+    result.columns = c;
     return result;
   }
 }

@@ -8,7 +8,7 @@
  * (MERGEABLE_EXPERIMENTS), and at least MIN_REPLICAS_PER_THREAD replicas per worker; anything
  * else opens one worker session as before, so a one-replica run starts as fast as ever.
  */
-import type { KernelSession, RunSpec, SessionState } from "../experiments/types.ts";
+import type { AdvanceOptions, KernelSession, RunSpec, SessionState } from "../experiments/types.ts";
 import { type ShardRange, shardSpec } from "../experiments/shard.ts";
 import { SpecError } from "../experiments/schema.ts";
 import { openWorkerSession } from "./worker_session.ts";
@@ -133,8 +133,8 @@ function threadedSession(
     get step() {
       return Math.min(...shards.map((s) => s.step));
     },
-    async advance(target: number) {
-      const results = await Promise.all(shards.map((s) => s.advance(target)));
+    async advance(target: number, options?: AdvanceOptions) {
+      const results = await Promise.all(shards.map((s) => s.advance(target, options)));
       return mergeShardResults(results.map((result, i) => ({ first: ranges[i].first, result })));
     },
     async exportState() {

@@ -3,13 +3,14 @@
  * Worker side of the off-main-thread session: opens a KernelSession here and answers
  * advance/dispose requests, so kernels never block the server's event loop.
  */
-import type { AdvanceResult, RunSpec, SessionState } from "../experiments/types.ts";
+import type { AdvanceOptions, AdvanceResult, RunSpec, SessionState } from "../experiments/types.ts";
 import { openSession } from "./open.ts";
+import { inAskedForm } from "./snapshot_columns.ts";
 import type { KernelSession } from "../experiments/types.ts";
 
 export type WorkerRequest =
   | { op: "open"; spec: RunSpec; state?: SessionState }
-  | { op: "advance"; id: number; target: number }
+  | { op: "advance"; id: number; target: number; options?: AdvanceOptions }
   | { op: "export"; id: number }
   | { op: "dispose" };
 
@@ -20,11 +21,22 @@ export type WorkerReply =
   | { op: "error"; id?: number; message: string };
 
 let session: KernelSession | undefined;
+let replicas = 0;
 
+/**
+ * The buffers a result's arrays own, moved to the main thread instead of copied. Sessions copy
+ * every array out of wasm memory (which cannot be transferred) before they report it.
+ */
 function transferables(result: AdvanceResult): ArrayBuffer[] {
   const buffers = new Set<ArrayBuffer>();
   for (const s of result.snapshots) {
     for (const a of Object.values(s.metrics)) buffers.add(a.buffer as ArrayBuffer);
+  }
+  const c = result.columns;
+  if (c) {
+    buffers.add(c.steps.buffer as ArrayBuffer);
+    buffers.add(c.wallMs.buffer as ArrayBuffer);
+    for (const a of Object.values(c.metrics)) buffers.add(a.buffer as ArrayBuffer);
   }
   for (const f of result.frames) buffers.add(f.values.buffer as ArrayBuffer);
   return [...buffers];
@@ -35,6 +47,7 @@ self.onmessage = async (e: MessageEvent<WorkerRequest>) => {
   try {
     if (msg.op === "open") {
       session = await openSession(msg.spec, msg.state);
+      replicas = msg.spec.replicas;
       self.postMessage(
         {
           op: "opened",
@@ -45,7 +58,12 @@ self.onmessage = async (e: MessageEvent<WorkerRequest>) => {
       );
     } else if (msg.op === "advance") {
       if (!session) throw new Error("session not open");
-      const result = await session.advance(msg.target);
+      // Columns asked for cross as a few buffers, whatever form the session reported.
+      const result = inAskedForm(
+        await session.advance(msg.target, msg.options),
+        msg.options,
+        replicas,
+      );
       self.postMessage(
         { op: "advanced", id: msg.id, result, step: session.step } satisfies WorkerReply,
         transferables(result),

@@ -4,6 +4,7 @@
  * while a run computes.
  */
 import type {
+  AdvanceOptions,
   AdvanceResult,
   BackendName,
   KernelSession,
@@ -77,8 +78,8 @@ export async function openWorkerSession(
     get step() {
       return step;
     },
-    advance(target: number) {
-      return request<AdvanceResult>((id) => ({ op: "advance", id, target }));
+    advance(target: number, options?: AdvanceOptions) {
+      return request<AdvanceResult>((id) => ({ op: "advance", id, target, options }));
     },
     /** Resolves to null where the session in the worker has no exportState(). */
     exportState() {

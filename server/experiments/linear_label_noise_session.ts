@@ -8,8 +8,17 @@
  *    ball (lazy_dist_min > 1/√m, Definition 3.1), once per replica. Its resolution is the
  *    snapshot interval `every`: checking every step would cost an extra m×d pass per step.
  */
-import type { AdvanceResult, KernelSession, RunEvent, RunSpec, SessionState } from "./types.ts";
+import type {
+  AdvanceOptions,
+  AdvanceResult,
+  KernelSession,
+  RunEvent,
+  RunSpec,
+  SessionState,
+  SnapshotColumns,
+} from "./types.ts";
 import { stateArray } from "../engine/session_state.ts";
+import { concatColumns, resultColumns } from "../engine/snapshot_columns.ts";
 import type { LinearPrepared } from "./linear_label_noise_setup.ts";
 import { isFrameStep, nextFrameStep } from "../engine/snapshots.ts";
 
@@ -38,25 +47,47 @@ export function wrapLinearSession(
     started = true;
   }
 
-  function merge(into: AdvanceResult, part: AdvanceResult) {
+  /** The lazy-escape event of replica r at `step`, with its lazy_dist_min `dist`. */
+  function lazyEscape(step: number, r: number, dist: number): RunEvent {
+    escaped[r] = 1;
+    return {
+      type: "phase_change",
+      step,
+      phase: LAZY_ESCAPE_PHASE,
+      replica: r,
+      // The text names the global replica, so a shard's merged events read as one run's.
+      detail: `replica ${prep.firstReplica + r}: min_i ‖w_i − w_i(0)‖ = ${
+        dist.toPrecision(4)
+      } > 1/√m = ${radius.toPrecision(4)}`,
+    };
+  }
+
+  /**
+   * Adds `part` to `into`: its snapshots (or, when `columns` collects them, its columns: the
+   * inner session's, or its snapshots converted), the lazy escapes they show, its events, and
+   * its frames at frame steps.
+   */
+  function merge(into: AdvanceResult, part: AdvanceResult, columns?: SnapshotColumns[]) {
     into.events.push(...part.events);
-    for (const s of part.snapshots) {
-      into.snapshots.push(s);
-      const dist = s.metrics.lazy_dist_min;
-      for (let r = 0; r < prep.replicas; r++) {
-        if (escaped[r] || !(dist[r] > radius)) continue;
-        escaped[r] = 1;
-        const event: RunEvent = {
-          type: "phase_change",
-          step: s.step,
-          phase: LAZY_ESCAPE_PHASE,
-          replica: r,
-          // The text names the global replica, so a shard's merged events read as one run's.
-          detail: `replica ${prep.firstReplica + r}: min_i ‖w_i − w_i(0)‖ = ${
-            dist[r].toPrecision(4)
-          } > 1/√m = ${radius.toPrecision(4)}`,
-        };
-        into.events.push(event);
+    if (columns) {
+      const c = resultColumns(part, prep.replicas);
+      columns.push(c);
+      const R = prep.replicas;
+      const dist = c.metrics.lazy_dist_min;
+      for (let i = 0; i < c.steps.length; i++) {
+        for (let r = 0; r < R; r++) {
+          if (escaped[r] || !(dist[i * R + r] > radius)) continue;
+          into.events.push(lazyEscape(c.steps[i], r, dist[i * R + r]));
+        }
+      }
+    } else {
+      for (const s of part.snapshots) {
+        into.snapshots.push(s);
+        const dist = s.metrics.lazy_dist_min;
+        for (let r = 0; r < prep.replicas; r++) {
+          if (escaped[r] || !(dist[r] > radius)) continue;
+          into.events.push(lazyEscape(s.step, r, dist[r]));
+        }
       }
     }
     for (const f of part.frames) {
@@ -70,21 +101,27 @@ export function wrapLinearSession(
     get step() {
       return inner.step;
     },
-    async advance(target: number): Promise<AdvanceResult> {
+    async advance(target: number, options?: AdvanceOptions): Promise<AdvanceResult> {
       target = Math.min(target, spec.steps);
       const out: AdvanceResult = { snapshots: [], events: [], frames: [] };
+      const columns: SnapshotColumns[] | undefined = options?.columns ? [] : undefined;
       if (!started) {
         started = true;
-        merge(out, await inner.advance(0)); // the step-0 snapshot and frame
+        merge(out, await inner.advance(0, options), columns); // the step-0 snapshot and frame
       }
       while (inner.step < target) {
         const before = inner.step;
         merge(
           out,
-          await inner.advance(Math.min(target, nextFrameStep(before, spec, prep.frameEvery))),
+          await inner.advance(
+            Math.min(target, nextFrameStep(before, spec, prep.frameEvery)),
+            options,
+          ),
+          columns,
         );
         if (inner.step === before) break; // a session that cannot move (defensive)
       }
+      if (columns) out.columns = concatColumns(columns, prep.replicas);
       out.events.sort((a, b) => a.step - b.step);
       return out;
     },

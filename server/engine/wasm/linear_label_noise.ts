@@ -7,6 +7,7 @@
  * wrapLinearSession, as for every backend.
  */
 import type {
+  AdvanceOptions,
   AdvanceResult,
   KernelSession,
   RunSpec,
@@ -23,6 +24,7 @@ import { isFrameStep, wrapLinearSession } from "../../experiments/linear_label_n
 import { metricBufferSnapshot, newDivergences } from "../session_results.ts";
 import { wasmAdapterOf } from "./builds.ts";
 import { nextSnapshotStep, StepClock } from "../snapshots.ts";
+import { ColumnBuilder, snapshotStepsBetween } from "../snapshot_columns.ts";
 import { stepsPerCall } from "./call_length.ts";
 import {
   checkSessionState,
@@ -190,14 +192,66 @@ export function openLinearLabelNoiseSession(
     return metricBufferSnapshot(k.memory.buffer, metricsPtr, index, LINEAR_METRIC_NAMES, R, at);
   }
 
-  function runCall(end: number, out: Snapshot[]): void {
+  /** The kernel's metric buffer, `count` snapshots of it, as int32 bits (see ColumnBuilder). */
+  function metricBits(count: number): Int32Array {
+    return new Int32Array(k.memory.buffer, metricsPtr, count * M * R);
+  }
+
+  /** One kernel call to `end`; its snapshots pushed to `out`, or appended as rows to columns. */
+  function runCall(end: number, out: Snapshot[] | ColumnBuilder): void {
     const count = k.advance(clock.step, end - clock.step, spec.every, spec.steps, metricsPtr);
     let at = clock.step;
-    for (let index = 0; index < count; index++) {
-      at = nextSnapshotStep(at, spec.every, spec.steps);
-      out.push(readSnapshot(at, index));
+    if (out instanceof ColumnBuilder) {
+      const first = nextSnapshotStep(at, spec.every, spec.steps);
+      out.appendMetricBuffer(metricBits(count), count, first, spec.every, spec.steps);
+    } else {
+      for (let index = 0; index < count; index++) {
+        at = nextSnapshotStep(at, spec.every, spec.steps);
+        out.push(readSnapshot(at, index));
+      }
     }
     clock.step = end;
+  }
+
+  /** Steps to the clamped target; snapshots go to `out` (result.snapshots or columns). */
+  function stepTo(target: number, result: AdvanceResult, out: Snapshot[] | ColumnBuilder) {
+    while (clock.step < target) {
+      const bufferEnd = (Math.floor(clock.step / spec.every) + maxSnaps) * spec.every;
+      runCall(Math.min(target, bufferEnd, clock.step + callSteps), out);
+    }
+    result.events.push(
+      ...newDivergences(new Float64Array(k.memory.buffer, k.divergedPtr(), R), reported),
+    );
+    // Frames cost an m×d pass: only at the steps the wrapper keeps.
+    if (framePtr && isFrameStep(clock.step, spec, prep.frameEvery)) {
+      k.writeFrame(framePtr);
+      result.frames.push({
+        step: clock.step,
+        name: NEURON_FRAME,
+        width: frameWidth,
+        values: f32(framePtr, R * frameWidth).slice(),
+      });
+    }
+  }
+
+  function advanceNow(target: number, options?: AdvanceOptions): AdvanceResult {
+    if (options?.columns) {
+      // Sized to the rows this call makes (the step-0 row included): no reallocation.
+      const end = Math.min(target, spec.steps);
+      const rows = snapshotStepsBetween(clock.step, end, spec.every, spec.steps) +
+        (clock.initialReported ? 0 : 1);
+      const columns = new ColumnBuilder(LINEAR_METRIC_NAMES, R, rows);
+      const initial = () => {
+        k.metricsNow(metricsPtr);
+        columns.appendMetricBuffer(metricBits(1), 1, 0, spec.every, spec.steps);
+      };
+      return clock.advanceColumns(target, columns, initial, (t, r) => stepTo(t, r, columns));
+    }
+    const initial = () => {
+      k.metricsNow(metricsPtr);
+      return readSnapshot(0, 0);
+    };
+    return clock.advance(target, initial, (t, r) => stepTo(t, r, r.snapshots));
   }
 
   const session: KernelSession = {
@@ -206,32 +260,9 @@ export function openLinearLabelNoiseSession(
     get step() {
       return clock.step;
     },
-    advance(target: number): Promise<AdvanceResult> {
+    advance(target: number, options?: AdvanceOptions): Promise<AdvanceResult> {
       if (disposed) return Promise.reject(new Error("session disposed"));
-      const initial = () => {
-        k.metricsNow(metricsPtr);
-        return readSnapshot(0, 0);
-      };
-      const result = clock.advance(target, initial, (target, result) => {
-        while (clock.step < target) {
-          const bufferEnd = (Math.floor(clock.step / spec.every) + maxSnaps) * spec.every;
-          runCall(Math.min(target, bufferEnd, clock.step + callSteps), result.snapshots);
-        }
-        result.events.push(
-          ...newDivergences(new Float64Array(k.memory.buffer, k.divergedPtr(), R), reported),
-        );
-        // Frames cost an m×d pass: only at the steps the wrapper keeps.
-        if (framePtr && isFrameStep(clock.step, spec, prep.frameEvery)) {
-          k.writeFrame(framePtr);
-          result.frames.push({
-            step: clock.step,
-            name: NEURON_FRAME,
-            width: frameWidth,
-            values: f32(framePtr, R * frameWidth).slice(),
-          });
-        }
-      });
-      return Promise.resolve(result);
+      return Promise.resolve(advanceNow(target, options));
     },
     exportState() {
       if (disposed) return Promise.reject(new Error("session disposed"));

@@ -7,6 +7,7 @@
  * O(m·n·d) here plus O(m·n_test·d) in the kernel, against O(m·n·d) per training step.
  */
 import type {
+  AdvanceOptions,
   AdvanceResult,
   KernelSession,
   RunSpec,
@@ -24,6 +25,7 @@ import {
 import { newDivergences, settled } from "../session_results.ts";
 import { wasmAdapterOf } from "./builds.ts";
 import { isSnapshotStep, nextSnapshotStep, StepClock } from "../snapshots.ts";
+import { inAskedForm } from "../snapshot_columns.ts";
 import { stepsPerCall } from "./call_length.ts";
 import {
   checkSessionState,
@@ -209,8 +211,10 @@ export function openPegrSession(
     get step() {
       return clock.step;
     },
-    advance(target: number): Promise<AdvanceResult> {
-      return settled(() => advanceNow(target));
+    advance(target: number, options?: AdvanceOptions): Promise<AdvanceResult> {
+      // A snapshot here costs an m×d pass per replica in JS: its object is not the cost, so
+      // columns are made from the snapshots.
+      return settled(() => inAskedForm(advanceNow(target), options, R));
     },
     exportState() {
       return settled(exportPegrState);

@@ -6,6 +6,7 @@
  * events and the v⊙v frame with the reference session's semantics (server/engine/backend.ts).
  */
 import type {
+  AdvanceOptions,
   AdvanceResult,
   KernelSession,
   RunSpec,
@@ -17,6 +18,7 @@ import { scheduleFactor } from "../../experiments/schema.ts";
 import { metricBufferSnapshot, newDivergences, settled } from "../session_results.ts";
 import { wasmAdapterOf } from "./builds.ts";
 import { nextSnapshotStep, StepClock } from "../snapshots.ts";
+import { ColumnBuilder, snapshotStepsBetween } from "../snapshot_columns.ts";
 import { stepsPerCall } from "./call_length.ts";
 import {
   checkSessionState,
@@ -150,8 +152,16 @@ export function openShapeMattersSession(
     return metricBufferSnapshot(kernel().memory.buffer, metricsPtr, index, METRIC_NAMES, R, at);
   }
 
-  /** One kernel call from `step` to `end` (no milestone inside, snapshots fit the buffer). */
-  function runCall(end: number, out: Snapshot[]): void {
+  /** The kernel's metric buffer, `count` snapshots of it, as int32 bits (see ColumnBuilder). */
+  function metricBits(count: number): Int32Array {
+    return new Int32Array(kernel().memory.buffer, metricsPtr, count * M * R);
+  }
+
+  /**
+   * One kernel call from `step` to `end` (no milestone inside, snapshots fit the buffer); its
+   * snapshots pushed to `out`, or appended as rows to columns.
+   */
+  function runCall(end: number, out: Snapshot[] | ColumnBuilder): void {
     const factor = scheduleFactor(prep.schedule, clock.step);
     if (factor !== segmentFactor) {
       kernel().setSegment(factor);
@@ -165,9 +175,14 @@ export function openShapeMattersSession(
       metricsPtr,
     );
     let at = clock.step;
-    for (let index = 0; index < count; index++) {
-      at = nextSnapshotStep(at, spec.every, spec.steps);
-      out.push(readSnapshot(at, index));
+    if (out instanceof ColumnBuilder) {
+      const first = nextSnapshotStep(at, spec.every, spec.steps);
+      out.appendMetricBuffer(metricBits(count), count, first, spec.every, spec.steps);
+    } else {
+      for (let index = 0; index < count; index++) {
+        at = nextSnapshotStep(at, spec.every, spec.steps);
+        out.push(readSnapshot(at, index));
+      }
     }
     clock.step = end;
   }
@@ -179,22 +194,37 @@ export function openShapeMattersSession(
     return Math.min(target, milestone, bufferEnd, clock.step + callSteps);
   }
 
-  function advanceNow(target: number): AdvanceResult {
+  /** Steps to the clamped target; snapshots go to `out` (result.snapshots or columns). */
+  function stepTo(target: number, result: AdvanceResult, out: Snapshot[] | ColumnBuilder) {
+    while (clock.step < target) runCall(callEnd(target), out);
+    result.events.push(...newDivergences(diverged(), reported));
+    kernel().writeVSquared(framePtr);
+    result.frames.push({
+      step: clock.step,
+      name: "v_sq",
+      width: d,
+      values: f32(framePtr, R * d).slice(),
+    });
+  }
+
+  function advanceNow(target: number, options?: AdvanceOptions): AdvanceResult {
+    if (options?.columns) {
+      // Sized to the rows this call makes (the step-0 row included): no reallocation.
+      const end = Math.min(target, spec.steps);
+      const rows = snapshotStepsBetween(clock.step, end, spec.every, spec.steps) +
+        (clock.initialReported ? 0 : 1);
+      const columns = new ColumnBuilder(METRIC_NAMES, R, rows);
+      const initial = () => {
+        kernel().metricsNow(metricsPtr);
+        columns.appendMetricBuffer(metricBits(1), 1, 0, spec.every, spec.steps);
+      };
+      return clock.advanceColumns(target, columns, initial, (t, r) => stepTo(t, r, columns));
+    }
     const initial = () => {
       kernel().metricsNow(metricsPtr);
       return readSnapshot(0, 0);
     };
-    return clock.advance(target, initial, (target, result) => {
-      while (clock.step < target) runCall(callEnd(target), result.snapshots);
-      result.events.push(...newDivergences(diverged(), reported));
-      kernel().writeVSquared(framePtr);
-      result.frames.push({
-        step: clock.step,
-        name: "v_sq",
-        width: d,
-        values: f32(framePtr, R * d).slice(),
-      });
-    });
+    return clock.advance(target, initial, (t, r) => stepTo(t, r, r.snapshots));
   }
 
   return {
@@ -203,9 +233,9 @@ export function openShapeMattersSession(
     get step() {
       return clock.step;
     },
-    advance(target: number): Promise<AdvanceResult> {
+    advance(target: number, options?: AdvanceOptions): Promise<AdvanceResult> {
       // A kernel trap (or a disposed session) rejects the promise instead of throwing.
-      return settled(() => advanceNow(target));
+      return settled(() => advanceNow(target, options));
     },
     exportState() {
       return settled(exportShapeMattersState);
