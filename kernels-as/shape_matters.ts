@@ -69,6 +69,12 @@ let U: usize = 0; // [dp] f32: u = v⊙v of the current step
 let UB: usize = 0; // [BLOCK][dp] f32: u of each replica of the block
 let CB: usize = 0; // [BLOCK][n rounded to 4] f32: c of each replica of the block
 let ZB: usize = 0; // [BLOCK][dp] f32: normals of each replica of the block
+let USQ: usize = 0; // [dp] f64: v⊙v of the replica whose metrics are being written
+/** [sets][d][n rounded to 2] f64: X transposed for the metrics (prepareMetrics), or 0. */
+let XT: usize = 0;
+let nEven = 0;
+/** XT is made only up to this size; larger data sets take the metrics' scalar path. */
+const XT_MAX_BYTES: usize = 64 << 20;
 /** Replicas stepped together by the blocked path. */
 const BLOCK = 4;
 /** 0 forces the one-replica path everywhere (the blocked kernel's test compares the two). */
@@ -105,6 +111,9 @@ export function setup(
   UB = allocZeroed(BLOCK * dp * 4);
   CB = allocZeroed(BLOCK * ((n + 3) & ~3) * 4);
   ZB = allocZeroed(BLOCK * dp * 4);
+  USQ = allocZeroed(dp * 8);
+  XT = 0;
+  nEven = (n + 1) & ~1;
 }
 
 /** Replica r draws its noise with Philox key (seed, first + r); call after setup (default 0). */
@@ -137,6 +146,29 @@ export function hyperPtr(): usize {
 }
 export function divergedPtr(): usize {
   return DIVERGED;
+}
+
+/**
+ * Called by the host once X is written: X transposed to float64 (exact), so that the metrics'
+ * residuals load two rows' x_ik as one f64x2. Without it (or for a data set over
+ * XT_MAX_BYTES) the metrics convert x row by row; the numbers are the same either way.
+ */
+export function prepareMetrics(): void {
+  const bytes = <usize> sets * <usize> d * <usize> nEven * 8;
+  if (bytes > XT_MAX_BYTES) {
+    XT = 0;
+    return;
+  }
+  if (XT == 0) XT = allocZeroed(bytes);
+  for (let set = 0; set < sets; set++) {
+    for (let i = 0; i < n; i++) {
+      const row = X + <usize> ((set * n + i) * dp) * 4;
+      for (let k = 0; k < d; k++) {
+        const at = XT + (<usize> ((set * d + k) * nEven + i) << 3);
+        store<f64>(at, <f64> load<f32>(row + (<usize> k << 2)));
+      }
+    }
+  }
 }
 
 /** Scratch memory for the host (metrics and frame read-back). */
@@ -523,27 +555,46 @@ function writeMetrics(r: i32, out: usize, snap: i32): void {
   const set = sets == 1 ? 0 : r;
   const x = X + <usize> (set * n) * <usize> (dp * 4);
   const y = Y + <usize> (set * n) * 4;
-  let loss: f64 = 0;
-  for (let i = 0; i < n; i++) {
-    const row = x + <usize> (i * dp) * 4;
-    let f: f64 = 0;
-    for (let k = 0; k < d; k++) {
-      const vk = <f64> load<f32>(v + (<usize> k << 2));
-      f += vk * vk * <f64> load<f32>(row + (<usize> k << 2));
-    }
-    const res = f - <f64> load<f32>(y + (<usize> i << 2));
-    loss += 0.25 * res * res;
-  }
+  // u = v⊙v once (a snapshot every step made this pass cost more than the step itself);
+  // f = Σ u_k·x_ik is the same product (vk·vk)·x_ik in the same order, so the same bits.
   let testErr: f64 = 0;
   let norm2: f64 = 0;
   let support = 0;
   for (let k = 0; k < d; k++) {
     const vk = <f64> load<f32>(v + (<usize> k << 2));
     const u = vk * vk;
+    store<f64>(USQ + (<usize> k << 3), u);
     const e = u - <f64> load<f32>(VSTAR + (<usize> k << 2));
     testErr += e * e;
     norm2 += u;
     if (u > SUPPORT_THRESHOLD) support++;
+  }
+  let loss: f64 = 0;
+  let i = 0;
+  if (XT != 0) {
+    // Two rows at once, one per f64x2 lane: each lane sums its row in k order as the scalar
+    // path does, so the same bits.
+    const xt = XT + (<usize> (set * d * nEven) << 3);
+    for (; i + 2 <= n; i += 2) {
+      let f = f64x2.splat(0);
+      let at = xt + (<usize> i << 3);
+      for (let k = 0; k < d; k++, at += <usize> nEven << 3) {
+        f = f64x2.add(f, f64x2.mul(f64x2.splat(load<f64>(USQ + (<usize> k << 3))), v128.load(at)));
+      }
+      const res0 = f64x2.extract_lane(f, 0) - <f64> load<f32>(y + (<usize> i << 2));
+      loss += 0.25 * res0 * res0;
+      const res1 = f64x2.extract_lane(f, 1) - <f64> load<f32>(y + (<usize> (i + 1) << 2));
+      loss += 0.25 * res1 * res1;
+    }
+  }
+  for (; i < n; i++) {
+    const row = x + <usize> (i * dp) * 4;
+    let f: f64 = 0;
+    for (let k = 0; k < d; k++) {
+      f += load<f64>(USQ + (<usize> k << 3)) * <f64> load<f32>(row + (<usize> k << 2));
+    }
+    const res = f - <f64> load<f32>(y + (<usize> i << 2));
+    loss += 0.25 * res * res;
   }
   writeRow(out, snap, r, <f32> (loss / n), <f32> testErr, <f32> Math.sqrt(norm2), <f32> support);
 }

@@ -49,6 +49,7 @@ export interface ShapeMattersExports {
   hyperPtr(): number;
   divergedPtr(): number;
   alloc(bytes: number): number;
+  prepareMetrics(): void;
   resetState(tau: number): void;
   setSegment(factor: number): void;
   metricsNow(out: number): void;
@@ -119,6 +120,7 @@ export function openShapeMattersSession(
   for (let r = 0; r < R; r++) {
     hyper.set([prep.lr[r], prep.delta[r], prep.sigma[r], prep.lambda[r]], 4 * r);
   }
+  k.prepareMetrics();
   k.resetState(prep.v0);
   const diverged = () => new Float64Array(kernel().memory.buffer, kernel().divergedPtr(), R);
   const reported = new Uint8Array(R);
