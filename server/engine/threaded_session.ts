@@ -130,6 +130,7 @@ function threadedSession(
     backend: shards[0].backend,
     adapter: shards[0].adapter,
     threads: shards.length,
+    pipelined: shards.every((s) => s.pipelined === true),
     get step() {
       return Math.min(...shards.map((s) => s.step));
     },

@@ -42,8 +42,17 @@ function transferables(result: AdvanceResult): ArrayBuffer[] {
   return [...buffers];
 }
 
-self.onmessage = async (e: MessageEvent<WorkerRequest>) => {
-  const msg = e.data;
+/**
+ * Requests are handled one after the other, in the order sent: a request that arrives while
+ * an advance is awaited (a pipelined caller asks for the next call early) waits its turn, so
+ * no session ever sees two calls at once and replies come in request order.
+ */
+let queue: Promise<void> = Promise.resolve();
+self.onmessage = (e: MessageEvent<WorkerRequest>) => {
+  queue = queue.then(() => handle(e.data));
+};
+
+async function handle(msg: WorkerRequest): Promise<void> {
   try {
     if (msg.op === "open") {
       session = await openSession(msg.spec, msg.state);
@@ -86,4 +95,4 @@ self.onmessage = async (e: MessageEvent<WorkerRequest>) => {
       { op: "error", id: "id" in msg ? msg.id : undefined, message } satisfies WorkerReply,
     );
   }
-};
+}

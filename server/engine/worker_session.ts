@@ -75,6 +75,8 @@ export async function openWorkerSession(
   return {
     backend: info.backend as BackendName,
     adapter: info.adapter,
+    // The worker takes requests one at a time, in order (worker.ts).
+    pipelined: true,
     get step() {
       return step;
     },

@@ -138,6 +138,12 @@ export interface KernelSession {
   readonly step: number;
   /** Workers stepping the session's replicas (server/engine/threaded_session.ts); absent: 1. */
   readonly threads?: number;
+  /**
+   * advance() may be called again before the last call has settled: calls run one after the
+   * other, in the order made (a session in a Worker). The driver then asks for the next call
+   * while it writes the last one's records, so the kernel never waits for the log.
+   */
+  readonly pipelined?: boolean;
   advance(target: number, options?: AdvanceOptions): Promise<AdvanceResult>;
   /**
    * The complete state after the last advance() (a step boundary). Absent, or resolving to

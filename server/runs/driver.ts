@@ -5,6 +5,7 @@
  * events, frames, and the final status. Used by both the CLI and the server.
  */
 import type {
+  AdvanceResult,
   KernelSession,
   RunEvent,
   RunSpec,
@@ -67,6 +68,13 @@ function nextTarget(spec: RunSpec, step: number, rate: number, ms: number): numb
   return target;
 }
 
+/** One advance() asked for: from which step, when, and its result to come. */
+interface Call {
+  from: number;
+  t0: number;
+  result: Promise<AdvanceResult>;
+}
+
 export async function driveRun(
   session: KernelSession,
   spec: RunSpec,
@@ -88,6 +96,26 @@ export async function driveRun(
   const startStep = session.step;
   let lastCheckpoint = started;
   let wallMs = 0;
+  // Step the session has reached in the results taken so far (with a call in flight, a
+  // session's own `step` may already be past it).
+  let reached = session.step;
+  const pipelined = session.pipelined === true;
+  /** The call in flight that the loop takes next (a pipelined session only). */
+  let pending: Call | undefined;
+  const issue = (from: number): Call => {
+    let target = rate === 0
+      ? Math.min(spec.steps, nextSnapshotStep(from, spec.every, spec.steps))
+      : nextTarget(spec, from, rate, chunkMs);
+    // Calls end on every frame step, so frames come at fixed steps (isFrameStep).
+    if (frameEvery > 0) target = Math.min(target, nextFrameStep(from, spec, frameEvery));
+    const result = session.advance(target, { columns: true });
+    // Taken later, or dropped when the run ends first: never an unhandled rejection.
+    result.catch(() => {});
+    return { from, t0: performance.now(), result };
+  };
+  const checkpointDue = () =>
+    options.checkpoint !== undefined &&
+    performance.now() - lastCheckpoint >= options.checkpoint.intervalMs;
   const checkpoint = async () => {
     if (!options.checkpoint) return;
     const state = (await session.exportState?.()) ?? replayState(spec, session, wallMs);
@@ -95,7 +123,7 @@ export async function driveRun(
     await recorder.flush();
     await options.checkpoint.save({
       seq: recorder.checkpointSeq,
-      step: session.step,
+      step: reached,
       diverged: [...diverged].sort((a, b) => a - b),
       state,
     });
@@ -104,7 +132,8 @@ export async function driveRun(
   try {
     recorder.setStatus("running");
     do {
-      if (options.signal?.aborted) {
+      // A call in flight is taken first (its records are computed), then the abort.
+      if (options.signal?.aborted && !pending) {
         if (options.signal.reason === SHUTDOWN) {
           await checkpoint();
           recorder.setStatus(
@@ -114,39 +143,40 @@ export async function driveRun(
           );
           return {
             status: "interrupted",
-            step: session.step,
-            stepsPerSecond: rateSince(started, session.step - startStep),
+            step: reached,
+            stepsPerSecond: rateSince(started, reached - startStep),
           };
         }
         recorder.setStatus("stopped");
         return {
           status: "stopped",
-          step: session.step,
-          stepsPerSecond: rateSince(started, session.step - startStep),
+          step: reached,
+          stepsPerSecond: rateSince(started, reached - startStep),
         };
       }
-      const from = session.step;
-      let target = rate === 0
-        ? Math.min(spec.steps, nextSnapshotStep(from, spec.every, spec.steps))
-        : nextTarget(spec, from, rate, chunkMs);
-      // Calls end on every frame step, so frames come at fixed steps (isFrameStep).
-      if (frameEvery > 0) target = Math.min(target, nextFrameStep(from, spec, frameEvery));
-      const t0 = performance.now();
-      const result = await session.advance(target, { columns: true });
-      const snaps = resultColumns(result, spec.replicas);
-      const snapCount = columnRows(snaps);
-      const dt = performance.now() - t0;
-      if (session.step > from && dt > 0) {
-        const r = (session.step - from) / (dt / 1000);
+      const call = pending ?? issue(reached);
+      pending = undefined;
+      const result = await call.result;
+      reached = session.step;
+      const dt = performance.now() - call.t0;
+      if (reached > call.from && dt > 0) {
+        const r = (reached - call.from) / (dt / 1000);
         rate = rate === 0 ? r : 0.5 * rate + 0.5 * r;
       }
+      // A session in a Worker computes the next call while this one is written. Not when a
+      // checkpoint is due (it must describe exactly what the log holds) or the run is stopping.
+      if (pipelined && reached < spec.steps && !options.signal?.aborted && !checkpointDue()) {
+        pending = issue(reached);
+      }
+      const snaps = resultColumns(result, spec.replicas);
+      const snapCount = columnRows(snaps);
       const now = Date.now();
       const records: Unsequenced<LogRecord>[] = [];
       // Planned events first, then a stable sort by step: at a step that has both, the planned
       // one always comes first, however the run was split into calls (and after a resume).
       const events: RunEvent[] = [];
       const plannedNow = new Set<RunEvent>();
-      while (plannedIndex < planned.length && planned[plannedIndex].step <= session.step) {
+      while (plannedIndex < planned.length && planned[plannedIndex].step <= reached) {
         plannedNow.add(planned[plannedIndex]);
         events.push(planned[plannedIndex++]);
       }
@@ -188,29 +218,26 @@ export async function driveRun(
       }
       if (snapCount > 0) wallMs = snaps.wallMs[snapCount - 1];
       recorder.emit(records);
-      if (
-        options.checkpoint && session.step < spec.steps &&
-        performance.now() - lastCheckpoint >= options.checkpoint.intervalMs
-      ) await checkpoint();
+      if (!pending && reached < spec.steps && checkpointDue()) await checkpoint();
       if (!options.shard && diverged.size === spec.replicas && spec.replicas > 0) {
         const error = `all ${spec.replicas} replicas diverged to a non-finite state (last at step ${
           Math.max(...events.filter((e) => e.type === "replica_diverged").map((e) => e.step), 0) ||
-          session.step
+          reached
         }); lower the learning rate or the noise`;
         recorder.setStatus("failed", error);
         return {
           status: "failed",
-          step: session.step,
+          step: reached,
           error,
-          stepsPerSecond: rateSince(started, session.step - startStep),
+          stepsPerSecond: rateSince(started, reached - startStep),
         };
       }
-    } while (session.step < spec.steps);
+    } while (reached < spec.steps);
     recorder.setStatus("finished");
     return {
       status: "finished",
-      step: session.step,
-      stepsPerSecond: rateSince(started, session.step - startStep),
+      step: reached,
+      stepsPerSecond: rateSince(started, reached - startStep),
     };
   } catch (e) {
     const error = e instanceof Error ? e.message : String(e);
@@ -218,9 +245,9 @@ export async function driveRun(
     if (!recorder.writeFailed) recorder.setStatus("failed", error);
     return {
       status: "failed",
-      step: session.step,
+      step: reached,
       error,
-      stepsPerSecond: rateSince(started, session.step - startStep),
+      stepsPerSecond: rateSince(started, reached - startStep),
     };
   }
 }
