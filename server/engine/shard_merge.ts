@@ -23,7 +23,7 @@ import type {
   Snapshot,
   SnapshotColumns,
 } from "../experiments/types.ts";
-import { columnsOf } from "./snapshot_columns.ts";
+import { columnsBuffer, columnsOf } from "./snapshot_columns.ts";
 
 /** One shard's result, `first` its first replica in the whole run's numbering. */
 export interface ShardResult {
@@ -67,7 +67,7 @@ export function mergeColumns(shards: SnapshotColumns[]): SnapshotColumns {
   const R = shards.reduce((sum, c) => sum + c.replicas, 0);
   const names = Object.keys(head.metrics);
   // One buffer for all the arrays: one allocation, and one buffer to transfer.
-  const buffer = new ArrayBuffer(n * (16 + 4 * R * names.length));
+  const buffer = columnsBuffer(n * (16 + 4 * R * names.length));
   const steps = new Float64Array(buffer, 0, n);
   const wallMs = new Float64Array(buffer, 8 * n, n);
   steps.set(head.steps);
