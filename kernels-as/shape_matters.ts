@@ -72,6 +72,7 @@ let ZB: usize = 0; // [BLOCK][dp] f32: normals of each replica of the block
 let USQ: usize = 0; // [dp] f64: v⊙v of the replica whose metrics are being written
 /** [sets][d][n rounded to 2] f64: X transposed for the metrics (prepareMetrics), or 0. */
 let XT: usize = 0;
+let FSUM: usize = 0; // [n rounded to 2] f64: the metrics' residual sums Σ_k u_k·x_ik
 let nEven = 0;
 /** XT is made only up to this size; larger data sets take the metrics' scalar path. */
 const XT_MAX_BYTES: usize = 64 << 20;
@@ -159,7 +160,10 @@ export function prepareMetrics(): void {
     XT = 0;
     return;
   }
-  if (XT == 0) XT = allocZeroed(bytes);
+  if (XT == 0) {
+    XT = allocZeroed(bytes);
+    FSUM = allocZeroed(<usize> nEven * 8);
+  }
   for (let set = 0; set < sets; set++) {
     for (let i = 0; i < n; i++) {
       const row = X + <usize> ((set * n + i) * dp) * 4;
@@ -572,19 +576,41 @@ function writeMetrics(r: i32, out: usize, snap: i32): void {
   let loss: f64 = 0;
   let i = 0;
   if (XT != 0) {
-    // Two rows at once, one per f64x2 lane: each lane sums its row in k order as the scalar
-    // path does, so the same bits.
+    // Rows in f64x2 lanes, eight at a time in four registers: each lane sums its row in k
+    // order as the scalar path does (so the same bits), and the four chains of adds overlap
+    // instead of each waiting on the one before.
     const xt = XT + (<usize> (set * d * nEven) << 3);
-    for (; i + 2 <= n; i += 2) {
+    const rowBytes = <usize> nEven << 3;
+    let j: usize = 0;
+    for (; j + 64 <= rowBytes; j += 64) {
+      let f0 = f64x2.splat(0);
+      let f1 = f64x2.splat(0);
+      let f2 = f64x2.splat(0);
+      let f3 = f64x2.splat(0);
+      let at = xt + j;
+      for (let k = 0; k < d; k++, at += rowBytes) {
+        const uk = f64x2.splat(load<f64>(USQ + (<usize> k << 3)));
+        f0 = f64x2.add(f0, f64x2.mul(uk, v128.load(at)));
+        f1 = f64x2.add(f1, f64x2.mul(uk, v128.load(at, 16)));
+        f2 = f64x2.add(f2, f64x2.mul(uk, v128.load(at, 32)));
+        f3 = f64x2.add(f3, f64x2.mul(uk, v128.load(at, 48)));
+      }
+      v128.store(FSUM + j, f0);
+      v128.store(FSUM + j, f1, 16);
+      v128.store(FSUM + j, f2, 32);
+      v128.store(FSUM + j, f3, 48);
+    }
+    for (; j < rowBytes; j += 16) {
       let f = f64x2.splat(0);
-      let at = xt + (<usize> i << 3);
-      for (let k = 0; k < d; k++, at += <usize> nEven << 3) {
+      let at = xt + j;
+      for (let k = 0; k < d; k++, at += rowBytes) {
         f = f64x2.add(f, f64x2.mul(f64x2.splat(load<f64>(USQ + (<usize> k << 3))), v128.load(at)));
       }
-      const res0 = f64x2.extract_lane(f, 0) - <f64> load<f32>(y + (<usize> i << 2));
-      loss += 0.25 * res0 * res0;
-      const res1 = f64x2.extract_lane(f, 1) - <f64> load<f32>(y + (<usize> (i + 1) << 2));
-      loss += 0.25 * res1 * res1;
+      v128.store(FSUM + j, f);
+    }
+    for (; i < n; i++) {
+      const res = load<f64>(FSUM + (<usize> i << 3)) - <f64> load<f32>(y + (<usize> i << 2));
+      loss += 0.25 * res * res;
     }
   }
   for (; i < n; i++) {

@@ -6,8 +6,9 @@
  * bits, wall times non-decreasing, the same events and frames. So for one replica and several,
  * per-replica data, advances spanning several kernel calls (schedule milestones, call length,
  * frame steps), a session resumed from a checkpoint, a run split over 2 worker threads
- * (mergeColumns), and a session in a Worker (its columns transferred). Also mergeColumns'
- * merge and its out-of-step error, and ColumnBuilder's growth and step numbering.
+ * (mergeColumns; the workers' buffers recycled between advances), and a session in a Worker
+ * (its columns transferred). Also mergeColumns' merge and its out-of-step error, ColumnBuilder's
+ * growth and step numbering, and a recycled buffer's old contents never showing.
  */
 import assert from "node:assert/strict";
 import { ensureWasm } from "../server/build_wasm.ts";
@@ -24,9 +25,11 @@ import { openWorkerSession } from "../server/engine/worker_session.ts";
 import { openThreadedSession } from "../server/engine/threaded_session.ts";
 import { mergeColumns, mergeSnapshots } from "../server/engine/shard_merge.ts";
 import {
+  columnBuffers,
   ColumnBuilder,
   columnsOf,
   concatColumns,
+  recycleColumnBuffers,
   snapshotsOf,
   snapshotStepsBetween,
 } from "../server/engine/snapshot_columns.ts";
@@ -320,4 +323,34 @@ Deno.test("ColumnBuilder grows, numbers snapshot steps as isSnapshotStep, and co
   }
   const joined = concatColumns([c, columnsOf(snapshotsOf(c), R)], R);
   assert.deepStrictEqual(snapshotsOf(joined), [...snapshotsOf(c), ...snapshotsOf(c)]);
+});
+
+Deno.test("a recycled buffer is reused and its old contents never show", async () => {
+  const { spec, targets } =
+    CASES["shape-matters, 5 replicas, per-replica data, milestones, a divergence"];
+  const [a, b] = [await openSession(spec), await openSession(spec)];
+  try {
+    let previous: ArrayBuffer | undefined;
+    let from = -1; // the step-0 row comes with the first call
+    for (const t of targets) {
+      // A spare buffer full of 0xff bytes (NaN, steps NaN), sized for this call's rows and the
+      // run's 4 metrics.
+      const rows = snapshotStepsBetween(from, t, spec.every, spec.steps);
+      from = t;
+      const garbage = new ArrayBuffer(rows * (16 + 4 * spec.replicas * 4));
+      new Uint8Array(garbage).fill(0xff);
+      recycleColumnBuffers([garbage]);
+      const got = await a.advance(t, { columns: true });
+      const want = await b.advance(t);
+      assertSameResult(got, want, spec.replicas, `advance(${t}) into a recycled buffer`);
+      const buffers = columnBuffers(got.columns!);
+      if (rows === 0) continue; // nothing to write: a buffer of its own
+      assert.deepEqual(buffers, [garbage], "the session wrote into the spare buffer");
+      assert.notEqual(buffers[0], previous);
+      previous = buffers[0];
+    }
+  } finally {
+    await a.dispose();
+    await b.dispose();
+  }
 });

@@ -23,7 +23,7 @@ import type {
   Snapshot,
   SnapshotColumns,
 } from "../experiments/types.ts";
-import { columnsOf } from "./snapshot_columns.ts";
+import { columnsBuffer, columnsOf } from "./snapshot_columns.ts";
 
 /** One shard's result, `first` its first replica in the whole run's numbering. */
 export interface ShardResult {
@@ -58,7 +58,7 @@ export function mergeColumns(shards: SnapshotColumns[]): SnapshotColumns {
   }
   const n = head.steps.length;
   for (const other of rest) {
-    if (other.steps.length !== n || other.steps.some((s, i) => s !== head.steps[i])) {
+    if (other.steps.length !== n || !sameSteps(other.steps, head.steps)) {
       throw new Error(
         `shards out of step: snapshots at ${columnStepsOf(head)} and at ${columnStepsOf(other)}`,
       );
@@ -67,7 +67,7 @@ export function mergeColumns(shards: SnapshotColumns[]): SnapshotColumns {
   const R = shards.reduce((sum, c) => sum + c.replicas, 0);
   const names = Object.keys(head.metrics);
   // One buffer for all the arrays: one allocation, and one buffer to transfer.
-  const buffer = new ArrayBuffer(n * (16 + 4 * R * names.length));
+  const buffer = columnsBuffer(n * (16 + 4 * R * names.length));
   const steps = new Float64Array(buffer, 0, n);
   const wallMs = new Float64Array(buffer, 8 * n, n);
   steps.set(head.steps);
@@ -88,7 +88,16 @@ export function mergeColumns(shards: SnapshotColumns[]): SnapshotColumns {
   return { replicas: R, steps, wallMs, metrics };
 }
 
-/** Row i of `part` (width `width`) into out[i·stride + offset …]; a missing part reads NaN. */
+/** Whether two shards' snapshot steps are the same (a plain loop: a row costs little here). */
+function sameSteps(a: Float64Array, b: Float64Array): boolean {
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/**
+ * Row i of `part` (width `width`) into out[i·stride + offset …]; a missing part reads NaN.
+ * A function of its own with plain loops, so V8 optimises it whole.
+ */
 function interleaveRows(
   out: Float32Array,
   offset: number,
@@ -97,8 +106,23 @@ function interleaveRows(
   width: number,
   rows: number,
 ): void {
-  for (let i = 0, s = 0, d = offset; i < rows; i++, d += stride - width) {
-    for (let r = 0; r < width; r++, d++) out[d] = part ? part[s++] : NaN;
+  if (!part) {
+    for (let i = 0, d = offset; i < rows; i++, d += stride) out.fill(NaN, d, d + width);
+    return;
+  }
+  if (width === 1) {
+    for (let i = 0, d = offset; i < rows; i++, d += stride) out[d] = part[i];
+    return;
+  }
+  if (width === 2) {
+    for (let i = 0, s = 0, d = offset; i < rows; i++, s += 2, d += stride) {
+      out[d] = part[s];
+      out[d + 1] = part[s + 1];
+    }
+    return;
+  }
+  for (let i = 0, s = 0, d = offset; i < rows; i++, s += width, d += stride) {
+    for (let r = 0; r < width; r++) out[d + r] = part[s + r];
   }
 }
 

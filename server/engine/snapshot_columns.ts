@@ -105,6 +105,47 @@ export function snapshotStepsBetween(
 }
 
 /**
+ * Buffers of columns a consumer is done with, handed back (recycleColumnBuffers): the threaded
+ * session returns its workers' buffers once merged, so a worker writes its next rows into memory
+ * it already has; a driver done with a result's columns (stored, nothing holding a view) may hand
+ * theirs back likewise for the next merge (mergeColumns) or session call in its thread. Memory the process takes fresh costs more than the copy itself here (page
+ * faults: 1-3 ns a byte measured on the 2-core box for buffers of megabytes).
+ */
+const spareBuffers: ArrayBuffer[] = [];
+const MAX_SPARE_BUFFERS = 4;
+
+/** Takes buffers whose arrays nobody reads any more for later ColumnBuilders of this thread. */
+export function recycleColumnBuffers(buffers: Iterable<ArrayBuffer>): void {
+  for (const b of buffers) {
+    if (b.byteLength > 0 && spareBuffers.length < MAX_SPARE_BUFFERS) spareBuffers.push(b);
+  }
+}
+
+/**
+ * A buffer for new columns of `bytes`: a spare one (recycleColumnBuffers) of at least that size
+ * and at most 4× it, or a new one. Its contents are whatever was there: write every value.
+ */
+export function columnsBuffer(bytes: number): ArrayBuffer {
+  let best = -1;
+  spareBuffers.forEach((b, i) => {
+    const fits = b.byteLength >= bytes && b.byteLength <= 4 * bytes + 4096;
+    if (fits && (best < 0 || b.byteLength < spareBuffers[best].byteLength)) best = i;
+  });
+  if (best < 0) return new ArrayBuffer(bytes);
+  return spareBuffers.splice(best, 1)[0];
+}
+
+/** The distinct buffers holding columns' arrays. */
+export function columnBuffers(c: SnapshotColumns): ArrayBuffer[] {
+  const buffers = new Set<ArrayBuffer>([
+    c.steps.buffer as ArrayBuffer,
+    c.wallMs.buffer as ArrayBuffer,
+  ]);
+  for (const a of Object.values(c.metrics)) buffers.add(a.buffer as ArrayBuffer);
+  return [...buffers];
+}
+
+/**
  * Columns grown row by row within one advance(): rows copied straight out of a kernel's metric
  * buffer (appendMetricBuffer), or appended from snapshots or other columns. Its arrays are its
  * own (never views into wasm memory), so a Worker can transfer them; size it to the rows the
@@ -135,7 +176,7 @@ export class ColumnBuilder {
    */
   #allocate(capacity: number): [Float64Array, Float64Array, Float32Array[]] {
     const R = this.replicas;
-    const buffer = new ArrayBuffer(capacity * (16 + 4 * R * this.names.length));
+    const buffer = columnsBuffer(capacity * (16 + 4 * R * this.names.length));
     const steps = new Float64Array(buffer, 0, capacity);
     const wallMs = new Float64Array(buffer, 8 * capacity, capacity);
     const columns = this.names.map((_, q) =>

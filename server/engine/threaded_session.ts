@@ -11,7 +11,7 @@
 import type { AdvanceOptions, KernelSession, RunSpec, SessionState } from "../experiments/types.ts";
 import { type ShardRange, shardSpec } from "../experiments/shard.ts";
 import { SpecError } from "../experiments/schema.ts";
-import { openWorkerSession } from "./worker_session.ts";
+import { openWorkerSession, recycleColumns } from "./worker_session.ts";
 import { mergeShardResults } from "./shard_merge.ts";
 import { composeShardStates, shardRangesOf, splitSessionState } from "./shard_state.ts";
 import { MERGEABLE_EXPERIMENTS } from "../experiments/shard.ts";
@@ -136,7 +136,12 @@ function threadedSession(
     },
     async advance(target: number, options?: AdvanceOptions) {
       const results = await Promise.all(shards.map((s) => s.advance(target, options)));
-      return mergeShardResults(results.map((result, i) => ({ first: ranges[i].first, result })));
+      const merged = mergeShardResults(
+        results.map((result, i) => ({ first: ranges[i].first, result })),
+      );
+      // The merge copied the shards' columns: their buffers go back to the workers for reuse.
+      results.forEach((r, i) => r.columns && recycleColumns(shards[i], r.columns));
+      return merged;
     },
     async exportState() {
       const states = await Promise.all(shards.map((s) => s.exportState?.() ?? null));

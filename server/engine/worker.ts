@@ -5,13 +5,15 @@
  */
 import type { AdvanceOptions, AdvanceResult, RunSpec, SessionState } from "../experiments/types.ts";
 import { openSession } from "./open.ts";
-import { inAskedForm } from "./snapshot_columns.ts";
+import { columnBuffers, inAskedForm, recycleColumnBuffers } from "./snapshot_columns.ts";
 import type { KernelSession } from "../experiments/types.ts";
 
 export type WorkerRequest =
   | { op: "open"; spec: RunSpec; state?: SessionState }
   | { op: "advance"; id: number; target: number; options?: AdvanceOptions }
   | { op: "export"; id: number }
+  /** Buffers of columns this worker sent, which the main thread no longer reads (reused). */
+  | { op: "recycle"; buffers: ArrayBuffer[] }
   | { op: "dispose" };
 
 export type WorkerReply =
@@ -32,12 +34,7 @@ function transferables(result: AdvanceResult): ArrayBuffer[] {
   for (const s of result.snapshots) {
     for (const a of Object.values(s.metrics)) buffers.add(a.buffer as ArrayBuffer);
   }
-  const c = result.columns;
-  if (c) {
-    buffers.add(c.steps.buffer as ArrayBuffer);
-    buffers.add(c.wallMs.buffer as ArrayBuffer);
-    for (const a of Object.values(c.metrics)) buffers.add(a.buffer as ArrayBuffer);
-  }
+  if (result.columns) { for (const b of columnBuffers(result.columns)) buffers.add(b); }
   for (const f of result.frames) buffers.add(f.values.buffer as ArrayBuffer);
   return [...buffers];
 }
@@ -84,6 +81,8 @@ async function handle(msg: WorkerRequest): Promise<void> {
         { op: "exported", id: msg.id, state } satisfies WorkerReply,
         state ? Object.values(state.arrays).map((a) => a.buffer as ArrayBuffer) : [],
       );
+    } else if (msg.op === "recycle") {
+      recycleColumnBuffers(msg.buffers);
     } else if (msg.op === "dispose") {
       await session?.dispose();
       session = undefined;

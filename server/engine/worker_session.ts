@@ -10,8 +10,23 @@ import type {
   KernelSession,
   RunSpec,
   SessionState,
+  SnapshotColumns,
 } from "../experiments/types.ts";
 import type { WorkerReply, WorkerRequest } from "./worker.ts";
+import { columnBuffers } from "./snapshot_columns.ts";
+
+/** Worker sessions' way to hand column buffers back to their worker (recycleColumns). */
+const recyclers = new WeakMap<KernelSession, (c: SnapshotColumns) => void>();
+
+/**
+ * Hands columns that `session` reported back to it once nobody reads them: a Worker session
+ * moves their buffers back to its worker, which writes later rows into them (fresh memory costs
+ * more than the copy; snapshot_columns.ts). The arrays are detached here; any other session
+ * ignores the call.
+ */
+export function recycleColumns(session: KernelSession, c: SnapshotColumns): void {
+  recyclers.get(session)?.(c);
+}
 
 /** Opens a session in a new Worker, at step 0 or continuing from `state` (see openSession). */
 export async function openWorkerSession(
@@ -72,7 +87,7 @@ export async function openWorkerSession(
       worker.postMessage(message(id));
     });
   }
-  return {
+  const session: KernelSession = {
     backend: info.backend as BackendName,
     adapter: info.adapter,
     // The worker takes requests one at a time, in order (worker.ts).
@@ -97,4 +112,12 @@ export async function openWorkerSession(
       setTimeout(() => worker.terminate(), 200);
     },
   };
+  recyclers.set(session, (c) => {
+    if (disposed || fatal) return;
+    const buffers = columnBuffers(c);
+    try {
+      worker.postMessage({ op: "recycle", buffers } satisfies WorkerRequest, buffers);
+    } catch { /* a buffer already detached or not transferable: nothing to reuse */ }
+  });
+  return session;
 }
