@@ -23,6 +23,7 @@ import {
 import type { RunRecorder, Unsequenced } from "./recorder.ts";
 import { isFrameStep, nextFrameStep, nextSnapshotStep } from "../engine/snapshots.ts";
 import { replayState } from "../engine/session_state.ts";
+import { recycleColumns } from "../engine/worker_session.ts";
 
 /** AbortSignal reason of a graceful server shutdown: checkpoint, then mark `interrupted`. */
 export const SHUTDOWN = "shutdown";
@@ -218,6 +219,8 @@ export async function driveRun(
       }
       if (snapCount > 0) wallMs = snaps.wallMs[snapCount - 1];
       recorder.emit(records);
+      // Written, indexed and copied where kept (the ring): the kernel may reuse the memory.
+      if (result.columns) recycleColumns(session, result.columns);
       if (!pending && reached < spec.steps && checkpointDue()) await checkpoint();
       if (!options.shard && diverged.size === spec.replicas && spec.replicas > 0) {
         const error = `all ${spec.replicas} replicas diverged to a non-finite state (last at step ${
