@@ -27,6 +27,7 @@ import { mergeColumns, mergeSnapshots } from "../server/engine/shard_merge.ts";
 import {
   columnBuffers,
   ColumnBuilder,
+  columnsBuffer,
   columnsOf,
   concatColumns,
   recycleColumnBuffers,
@@ -353,4 +354,15 @@ Deno.test("a recycled buffer is reused and its old contents never show", async (
     await a.dispose();
     await b.dispose();
   }
+});
+
+Deno.test("the spare buffer pool keeps the largest buffers: a run's big calls reuse memory after its small first ones", () => {
+  // The first calls of a run are small (one snapshot, then a rate estimate): they must not
+  // fill the pool for good.
+  recycleColumnBuffers([1, 2, 3, 4, 5].map((k) => new ArrayBuffer(16 * k)));
+  const big = new ArrayBuffer(1 << 20);
+  recycleColumnBuffers([big]);
+  assert.equal(columnsBuffer(1 << 20), big, "the big buffer is reused, not a fresh one");
+  // What is left are buffers too small for that size: a fresh one is made.
+  assert.notEqual(columnsBuffer(1 << 20), big);
 });

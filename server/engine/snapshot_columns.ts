@@ -117,7 +117,17 @@ const MAX_SPARE_BUFFERS = 4;
 /** Takes buffers whose arrays nobody reads any more for later ColumnBuilders of this thread. */
 export function recycleColumnBuffers(buffers: Iterable<ArrayBuffer>): void {
   for (const b of buffers) {
-    if (b.byteLength > 0 && spareBuffers.length < MAX_SPARE_BUFFERS) spareBuffers.push(b);
+    if (b.byteLength === 0) continue;
+    spareBuffers.push(b);
+    // Full: forget the smallest (the first calls of a run are small; later ones are not, and a
+    // pool kept full of small buffers would never be used again).
+    if (spareBuffers.length > MAX_SPARE_BUFFERS) {
+      let smallest = 0;
+      spareBuffers.forEach((x, i) => {
+        if (x.byteLength < spareBuffers[smallest].byteLength) smallest = i;
+      });
+      spareBuffers.splice(smallest, 1);
+    }
   }
 }
 
