@@ -16,7 +16,7 @@ import {
   blockRow,
   type BodyRecord,
   decodeRecord,
-  encodeRecord,
+  encodeRecordTransient,
   expandSnapshots,
   type HeaderRecord,
   type LogRecord,
@@ -58,8 +58,8 @@ export function frameRecords(records: unknown[], version: number, into?: FrameBu
   const buf = into ?? new FrameBuffer();
   let off = 0;
   for (const record of records) {
-    // msgpackr's own buffer is module-wide (shared by every Packr): left to it.
-    const p = encodeRecord(record);
+    // Copied below before anything else is encoded.
+    const p = encodeRecordTransient(record);
     const end = off + overhead + p.length;
     buf.reserve(end, off);
     const out = buf.bytes;
