@@ -88,20 +88,22 @@ Deno.test("lab watch follows one run to the end, or lists every run", opts, asyn
       experiment: "shape-matters",
       params: { d: 100, n: 40 },
       replicas: 16,
-      steps: 40_000,
-      every: 500,
+      // Long enough (about 3 s here) that `lab watch` attaches while it runs, however fast the
+      // machine writes: at 40k steps it once finished before the watch asked (pipelined runs).
+      steps: 300_000,
+      every: 3000,
       backend: "wasm",
     });
     await waitFor(() => server.manager.status(id) === "running", "running");
     const one = await lab(["watch", id, srv]);
     assert.equal(one.code, 0, one.stderr);
     assert.match(one.stdout, new RegExp(`^${id}: shape-matters on wasm`));
-    assert.match(one.stdout, /step \d+\/40000 .* steps\/s ETA/);
-    assert.match(one.stdout, /finished at step 40000\n$/);
+    assert.match(one.stdout, /step \d+\/300000 .* steps\/s ETA/);
+    assert.match(one.stdout, /finished at step 300000\n$/);
 
     const table = await lab(["watch", srv, "--once"]);
     assert.equal(table.code, 0, table.stderr);
-    assert.match(table.stdout, new RegExp(`^${id}\\s+finished\\s+40000/40000\\s+100\\.0%\\s+wasm`));
+    assert.match(table.stdout, new RegExp(`^${id}\\s+finished\\s+300000/300000\\s+100\\.0%\\s+wasm`));
 
     const missing = await lab(["watch", "no-such-run", srv]);
     assert.equal(missing.code, 2);
