@@ -168,7 +168,14 @@ export function expandSnapshots(records: readonly LogRecord[]): BodyRecord[] {
 }
 
 /** One shared codec: typed arrays round-trip as typed arrays, maps as plain objects. */
-export const packr = new Packr({ moreTypes: true, useRecords: false, mapsAsObjects: true });
+// copyBuffers: a decoded binary field is a copy, never a view of the bytes read (the log's
+// readers reuse their buffers).
+export const packr = new Packr({
+  moreTypes: true,
+  useRecords: false,
+  mapsAsObjects: true,
+  copyBuffers: true,
+});
 
 export function encodeRecord(record: unknown): Uint8Array {
   return packr.pack(record);
