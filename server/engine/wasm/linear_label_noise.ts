@@ -24,7 +24,8 @@ import { isFrameStep, wrapLinearSession } from "../../experiments/linear_label_n
 import { metricBufferSnapshot, newDivergences } from "../session_results.ts";
 import { wasmAdapterOf } from "./builds.ts";
 import { nextSnapshotStep, StepClock } from "../snapshots.ts";
-import { ColumnBuilder, snapshotStepsBetween } from "../snapshot_columns.ts";
+import { ColumnBuilder } from "../snapshot_columns.ts";
+import { metricBufferAdvance } from "./metric_buffer_advance.ts";
 import { stepsPerCall } from "./call_length.ts";
 import {
   checkSessionState,
@@ -234,25 +235,17 @@ export function openLinearLabelNoiseSession(
     }
   }
 
-  function advanceNow(target: number, options?: AdvanceOptions): AdvanceResult {
-    if (options?.columns) {
-      // Sized to the rows this call makes (the step-0 row included): no reallocation.
-      const end = Math.min(target, spec.steps);
-      const rows = snapshotStepsBetween(clock.step, end, spec.every, spec.steps) +
-        (clock.initialReported ? 0 : 1);
-      const columns = new ColumnBuilder(LINEAR_METRIC_NAMES, R, rows);
-      const initial = () => {
-        k.metricsNow(metricsPtr);
-        columns.appendMetricBuffer(metricBits(1), 1, 0, spec.every, spec.steps);
-      };
-      return clock.advanceColumns(target, columns, initial, (t, r) => stepTo(t, r, columns));
-    }
-    const initial = () => {
-      k.metricsNow(metricsPtr);
-      return readSnapshot(0, 0);
-    };
-    return clock.advance(target, initial, (t, r) => stepTo(t, r, r.snapshots));
-  }
+  const buffered = {
+    clock,
+    spec,
+    names: LINEAR_METRIC_NAMES,
+    metricsNow: () => k.metricsNow(metricsPtr),
+    bits: metricBits,
+    snapshot: () => readSnapshot(0, 0),
+    stepTo,
+  };
+  const advanceNow = (target: number, options?: AdvanceOptions) =>
+    metricBufferAdvance(buffered, target, options);
 
   const session: KernelSession = {
     backend: "wasm",

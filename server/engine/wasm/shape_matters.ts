@@ -18,7 +18,8 @@ import { scheduleFactor } from "../../experiments/schema.ts";
 import { metricBufferSnapshot, newDivergences, settled } from "../session_results.ts";
 import { wasmAdapterOf } from "./builds.ts";
 import { nextSnapshotStep, StepClock } from "../snapshots.ts";
-import { ColumnBuilder, snapshotStepsBetween } from "../snapshot_columns.ts";
+import { ColumnBuilder } from "../snapshot_columns.ts";
+import { metricBufferAdvance } from "./metric_buffer_advance.ts";
 import { stepsPerCall } from "./call_length.ts";
 import {
   checkSessionState,
@@ -209,25 +210,17 @@ export function openShapeMattersSession(
     });
   }
 
-  function advanceNow(target: number, options?: AdvanceOptions): AdvanceResult {
-    if (options?.columns) {
-      // Sized to the rows this call makes (the step-0 row included): no reallocation.
-      const end = Math.min(target, spec.steps);
-      const rows = snapshotStepsBetween(clock.step, end, spec.every, spec.steps) +
-        (clock.initialReported ? 0 : 1);
-      const columns = new ColumnBuilder(METRIC_NAMES, R, rows);
-      const initial = () => {
-        kernel().metricsNow(metricsPtr);
-        columns.appendMetricBuffer(metricBits(1), 1, 0, spec.every, spec.steps);
-      };
-      return clock.advanceColumns(target, columns, initial, (t, r) => stepTo(t, r, columns));
-    }
-    const initial = () => {
-      kernel().metricsNow(metricsPtr);
-      return readSnapshot(0, 0);
-    };
-    return clock.advance(target, initial, (t, r) => stepTo(t, r, r.snapshots));
-  }
+  const buffered = {
+    clock,
+    spec,
+    names: METRIC_NAMES,
+    metricsNow: () => kernel().metricsNow(metricsPtr),
+    bits: metricBits,
+    snapshot: () => readSnapshot(0, 0),
+    stepTo,
+  };
+  const advanceNow = (target: number, options?: AdvanceOptions) =>
+    metricBufferAdvance(buffered, target, options);
 
   return {
     backend: "wasm",
