@@ -34,10 +34,25 @@ interface Server {
   startMs: number;
 }
 
+/**
+ * The V8 flags the server's own checkout serves with (its deno.json `serve` task), so the bench
+ * measures the server as `deno task serve` runs it.
+ */
+function serveV8Flags(): string[] {
+  try {
+    const config = JSON.parse(
+      Deno.readTextFileSync(new URL("../deno.json", `file://${serverMain}`)),
+    );
+    return String(config.tasks?.serve ?? "").match(/--v8-flags=\S+/g) ?? [];
+  } catch {
+    return [];
+  }
+}
+
 async function startServer(dataDir: string): Promise<Server> {
   const t0 = performance.now();
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", serverMain, "--port=0", `--data=${dataDir}`],
+    args: ["run", "-A", ...serveV8Flags(), serverMain, "--port=0", `--data=${dataDir}`],
     stdout: "piped",
     stderr: "piped",
   }).spawn();

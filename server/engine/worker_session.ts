@@ -13,7 +13,7 @@ import type {
   SnapshotColumns,
 } from "../experiments/types.ts";
 import type { WorkerReply, WorkerRequest } from "./worker.ts";
-import { columnBuffers } from "./snapshot_columns.ts";
+import { columnBuffers, recycleColumnBuffers } from "./snapshot_columns.ts";
 
 /** Worker sessions' way to hand column buffers back to their worker (recycleColumns). */
 const recyclers = new WeakMap<KernelSession, (c: SnapshotColumns) => void>();
@@ -21,11 +21,15 @@ const recyclers = new WeakMap<KernelSession, (c: SnapshotColumns) => void>();
 /**
  * Hands columns that `session` reported back to it once nobody reads them: a Worker session
  * moves their buffers back to its worker, which writes later rows into them (fresh memory costs
- * more than the copy; snapshot_columns.ts). The arrays are detached here; any other session
- * ignores the call.
+ * more than the copy; snapshot_columns.ts); any other session's go to this thread's spare
+ * buffers. Either way the caller must not read them again.
  */
 export function recycleColumns(session: KernelSession, c: SnapshotColumns): void {
-  recyclers.get(session)?.(c);
+  const recycler = recyclers.get(session);
+  // Columns made in this thread (a session run here, a threaded session's merge): this
+  // thread's spare buffers, which its next ColumnBuilder or merge takes.
+  if (recycler) recycler(c);
+  else recycleColumnBuffers(columnBuffers(c));
 }
 
 /** Opens a session in a new Worker, at step 0 or continuing from `state` (see openSession). */
