@@ -103,7 +103,10 @@ Deno.test("lab watch follows one run to the end, or lists every run", opts, asyn
 
     const table = await lab(["watch", srv, "--once"]);
     assert.equal(table.code, 0, table.stderr);
-    assert.match(table.stdout, new RegExp(`^${id}\\s+finished\\s+300000/300000\\s+100\\.0%\\s+wasm`));
+    assert.match(
+      table.stdout,
+      new RegExp(`^${id}\\s+finished\\s+300000/300000\\s+100\\.0%\\s+wasm`),
+    );
 
     const missing = await lab(["watch", "no-such-run", srv]);
     assert.equal(missing.code, 2);
