@@ -70,6 +70,8 @@ let UB: usize = 0; // [BLOCK][dp] f32: u of each replica of the block
 let CB: usize = 0; // [BLOCK][n rounded to 4] f32: c of each replica of the block
 let ZB: usize = 0; // [BLOCK][dp] f32: normals of each replica of the block
 let USQ: usize = 0; // [dp] f64: v⊙v of the replica whose metrics are being written
+/** [d][BLOCK] f64: v⊙v of a block's four replicas for writeMetricsBlock (k-major, replica lanes). */
+let USQB: usize = 0;
 /** [sets][d][n rounded to 2] f64: X transposed for the metrics (prepareMetrics), or 0. */
 let XT: usize = 0;
 let FSUM: usize = 0; // [n rounded to 2] f64: the metrics' residual sums Σ_k u_k·x_ik
@@ -80,6 +82,8 @@ const XT_MAX_BYTES: usize = 64 << 20;
 const BLOCK = 4;
 /** 0 forces the one-replica path everywhere (the blocked kernel's test compares the two). */
 let blocking = true;
+/** 0 makes the blocked path write each replica's metrics alone (the metrics' test compares). */
+let blockMetrics = true;
 
 /** Allocates every buffer; call once per instance before filling data and hyper-parameters. */
 export function setup(
@@ -113,6 +117,7 @@ export function setup(
   CB = allocZeroed(BLOCK * ((n + 3) & ~3) * 4);
   ZB = allocZeroed(BLOCK * dp * 4);
   USQ = allocZeroed(dp * 8);
+  USQB = allocZeroed(dp * BLOCK * 8);
   XT = 0;
   nEven = (n + 1) & ~1;
 }
@@ -125,6 +130,11 @@ export function setFirstReplica(first: u32): void {
 /** Turns the replica-blocked path on (default) or off; both give the same numbers. */
 export function setBlocking(on: i32): void {
   blocking = on != 0;
+}
+
+/** Turns writeMetricsBlock on (default) or off (writeMetrics per replica); same numbers. */
+export function setBlockMetrics(on: i32): void {
+  blockMetrics = on != 0;
 }
 
 export function paddedDim(): i32 {
@@ -625,6 +635,165 @@ function writeMetrics(r: i32, out: usize, snap: i32): void {
   writeRow(out, snap, r, <f32> (loss / n), <f32> testErr, <f32> Math.sqrt(norm2), <f32> support);
 }
 
+/**
+ * writeMetrics of the block's four live replicas r0 … r0 + 3 (shared data, XT made) at once:
+ * replicas in f64x2 lanes, r0 and r0 + 1 in one register, r0 + 2 and r0 + 3 in another. Every
+ * lane does writeMetrics's operations for its replica in the same order (u = vk·vk; the k sums
+ * in k order; each row's sum Σ_k u_k·x_ik in k order; the loss over rows in i order; no fused
+ * multiply-add), so the numbers are its bits; what is saved is the per-replica passes: one
+ * load of x_ik serves four replicas, and four rows × two pairs of sums overlap their adds.
+ */
+function writeMetricsBlock(r0: i32, out: usize, snap: i32): void {
+  const vBytes = <usize> dp << 2;
+  const v0 = V + <usize> r0 * vBytes;
+  const v1 = v0 + vBytes, v2 = v1 + vBytes, v3 = v2 + vBytes;
+  const zero = f64x2.splat(0);
+  const threshold = f64x2.splat(SUPPORT_THRESHOLD);
+  let errA = zero, errB = zero, normA = zero, normB = zero;
+  let supA = i64x2.splat(0), supB = i64x2.splat(0);
+  for (let k = 0; k < d; k++) {
+    const o = <usize> k << 2;
+    const va = f64x2.promote_low_f32x4(v128.load32_lane(v1 + o, v128.load32_zero(v0 + o), 1));
+    const vb = f64x2.promote_low_f32x4(v128.load32_lane(v3 + o, v128.load32_zero(v2 + o), 1));
+    const ua = f64x2.mul(va, va);
+    const ub = f64x2.mul(vb, vb);
+    const at = USQB + (<usize> k << 5);
+    v128.store(at, ua);
+    v128.store(at, ub, 16);
+    const star = f64x2.splat(<f64> load<f32>(VSTAR + o));
+    const ea = f64x2.sub(ua, star);
+    const eb = f64x2.sub(ub, star);
+    errA = f64x2.add(errA, f64x2.mul(ea, ea));
+    errB = f64x2.add(errB, f64x2.mul(eb, eb));
+    normA = f64x2.add(normA, ua);
+    normB = f64x2.add(normB, ub);
+    // A true lane of gt is all ones, −1 as an i64: subtracting it counts the lane.
+    supA = i64x2.sub(supA, f64x2.gt(ua, threshold));
+    supB = i64x2.sub(supB, f64x2.gt(ub, threshold));
+  }
+  const quarter = f64x2.splat(0.25);
+  const rowBytes = <usize> nEven << 3;
+  const uEnd = USQB + (<usize> d << 5);
+  let lossA = zero, lossB = zero;
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    let a0 = zero, a1 = zero, a2 = zero, a3 = zero;
+    let b0 = zero, b1 = zero, b2 = zero, b3 = zero;
+    let at = XT + (<usize> i << 3);
+    for (let u = USQB; u < uEnd; u += 32, at += rowBytes) {
+      const ua = v128.load(u);
+      const ub = v128.load(u, 16);
+      const x0 = v128.load64_splat(at);
+      a0 = f64x2.add(a0, f64x2.mul(ua, x0));
+      b0 = f64x2.add(b0, f64x2.mul(ub, x0));
+      const x1 = v128.load64_splat(at, 8);
+      a1 = f64x2.add(a1, f64x2.mul(ua, x1));
+      b1 = f64x2.add(b1, f64x2.mul(ub, x1));
+      const x2 = v128.load64_splat(at, 16);
+      a2 = f64x2.add(a2, f64x2.mul(ua, x2));
+      b2 = f64x2.add(b2, f64x2.mul(ub, x2));
+      const x3 = v128.load64_splat(at, 24);
+      a3 = f64x2.add(a3, f64x2.mul(ua, x3));
+      b3 = f64x2.add(b3, f64x2.mul(ub, x3));
+    }
+    const y = Y + (<usize> i << 2);
+    let yi = f64x2.splat(<f64> load<f32>(y));
+    let ra = f64x2.sub(a0, yi), rb = f64x2.sub(b0, yi);
+    lossA = f64x2.add(lossA, f64x2.mul(f64x2.mul(quarter, ra), ra));
+    lossB = f64x2.add(lossB, f64x2.mul(f64x2.mul(quarter, rb), rb));
+    yi = f64x2.splat(<f64> load<f32>(y, 4));
+    ra = f64x2.sub(a1, yi);
+    rb = f64x2.sub(b1, yi);
+    lossA = f64x2.add(lossA, f64x2.mul(f64x2.mul(quarter, ra), ra));
+    lossB = f64x2.add(lossB, f64x2.mul(f64x2.mul(quarter, rb), rb));
+    yi = f64x2.splat(<f64> load<f32>(y, 8));
+    ra = f64x2.sub(a2, yi);
+    rb = f64x2.sub(b2, yi);
+    lossA = f64x2.add(lossA, f64x2.mul(f64x2.mul(quarter, ra), ra));
+    lossB = f64x2.add(lossB, f64x2.mul(f64x2.mul(quarter, rb), rb));
+    yi = f64x2.splat(<f64> load<f32>(y, 12));
+    ra = f64x2.sub(a3, yi);
+    rb = f64x2.sub(b3, yi);
+    lossA = f64x2.add(lossA, f64x2.mul(f64x2.mul(quarter, ra), ra));
+    lossB = f64x2.add(lossB, f64x2.mul(f64x2.mul(quarter, rb), rb));
+  }
+  if (i + 2 <= n) {
+    let a0 = zero, a1 = zero, b0 = zero, b1 = zero;
+    let at = XT + (<usize> i << 3);
+    for (let u = USQB; u < uEnd; u += 32, at += rowBytes) {
+      const ua = v128.load(u);
+      const ub = v128.load(u, 16);
+      const x0 = v128.load64_splat(at);
+      a0 = f64x2.add(a0, f64x2.mul(ua, x0));
+      b0 = f64x2.add(b0, f64x2.mul(ub, x0));
+      const x1 = v128.load64_splat(at, 8);
+      a1 = f64x2.add(a1, f64x2.mul(ua, x1));
+      b1 = f64x2.add(b1, f64x2.mul(ub, x1));
+    }
+    const y = Y + (<usize> i << 2);
+    let yi = f64x2.splat(<f64> load<f32>(y));
+    let ra = f64x2.sub(a0, yi), rb = f64x2.sub(b0, yi);
+    lossA = f64x2.add(lossA, f64x2.mul(f64x2.mul(quarter, ra), ra));
+    lossB = f64x2.add(lossB, f64x2.mul(f64x2.mul(quarter, rb), rb));
+    yi = f64x2.splat(<f64> load<f32>(y, 4));
+    ra = f64x2.sub(a1, yi);
+    rb = f64x2.sub(b1, yi);
+    lossA = f64x2.add(lossA, f64x2.mul(f64x2.mul(quarter, ra), ra));
+    lossB = f64x2.add(lossB, f64x2.mul(f64x2.mul(quarter, rb), rb));
+    i += 2;
+  }
+  if (i < n) {
+    let a = zero, b = zero;
+    let at = XT + (<usize> i << 3);
+    for (let u = USQB; u < uEnd; u += 32, at += rowBytes) {
+      const x = v128.load64_splat(at);
+      a = f64x2.add(a, f64x2.mul(v128.load(u), x));
+      b = f64x2.add(b, f64x2.mul(v128.load(u, 16), x));
+    }
+    const yi = f64x2.splat(<f64> load<f32>(Y + (<usize> i << 2)));
+    const ra = f64x2.sub(a, yi), rb = f64x2.sub(b, yi);
+    lossA = f64x2.add(lossA, f64x2.mul(f64x2.mul(quarter, ra), ra));
+    lossB = f64x2.add(lossB, f64x2.mul(f64x2.mul(quarter, rb), rb));
+  }
+  const nf = <f64> n;
+  writeRow(
+    out,
+    snap,
+    r0,
+    <f32> (f64x2.extract_lane(lossA, 0) / nf),
+    <f32> f64x2.extract_lane(errA, 0),
+    <f32> Math.sqrt(f64x2.extract_lane(normA, 0)),
+    <f32> <i32> i64x2.extract_lane(supA, 0),
+  );
+  writeRow(
+    out,
+    snap,
+    r0 + 1,
+    <f32> (f64x2.extract_lane(lossA, 1) / nf),
+    <f32> f64x2.extract_lane(errA, 1),
+    <f32> Math.sqrt(f64x2.extract_lane(normA, 1)),
+    <f32> <i32> i64x2.extract_lane(supA, 1),
+  );
+  writeRow(
+    out,
+    snap,
+    r0 + 2,
+    <f32> (f64x2.extract_lane(lossB, 0) / nf),
+    <f32> f64x2.extract_lane(errB, 0),
+    <f32> Math.sqrt(f64x2.extract_lane(normB, 0)),
+    <f32> <i32> i64x2.extract_lane(supB, 0),
+  );
+  writeRow(
+    out,
+    snap,
+    r0 + 3,
+    <f32> (f64x2.extract_lane(lossB, 1) / nf),
+    <f32> f64x2.extract_lane(errB, 1),
+    <f32> Math.sqrt(f64x2.extract_lane(normB, 1)),
+    <f32> <i32> i64x2.extract_lane(supB, 1),
+  );
+}
+
 function writeRow(out: usize, snap: i32, r: i32, a: f32, b: f32, c: f32, e: f32): void {
   const stride = <usize> replicas << 2;
   const p = out + <usize> (snap * METRIC_COUNT) * stride + (<usize> r << 2);
@@ -744,7 +913,8 @@ function runBlock(
       divergedSnap = snap;
     }
     if (s == next) {
-      for (let b = 0; b < BLOCK; b++) if (!isDiverged(r0 + b)) writeMetrics(r0 + b, out, snap);
+      if (live && blockMetrics && XT != 0) writeMetricsBlock(r0, out, snap);
+      else for (let b = 0; b < BLOCK; b++) if (!isDiverged(r0 + b)) writeMetrics(r0 + b, out, snap);
       snap++;
       next = nextSnapshot(s, every, total);
     }
