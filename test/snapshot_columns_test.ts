@@ -6,7 +6,7 @@
  * bits, wall times non-decreasing, the same events and frames. So for one replica and several,
  * per-replica data, advances spanning several kernel calls (schedule milestones, call length,
  * frame steps), a session resumed from a checkpoint, a run split over 2 worker threads
- * (mergeColumns; the workers' buffers recycled between advances), and a session in a Worker
+ * (mergeColumns; merged buffers recycled in the main thread), and a session in a Worker
  * (its columns transferred). Also mergeColumns' merge and its out-of-step error, ColumnBuilder's
  * growth and step numbering, and a recycled buffer's old contents never showing.
  */

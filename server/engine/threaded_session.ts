@@ -140,7 +140,7 @@ function threadedSession(
         results.map((result, i) => ({ first: ranges[i].first, result })),
       );
       // The merge copied the shards' columns: their buffers go back to the workers for reuse.
-      results.forEach((r, i) => r.columns && recycleColumns(shards[i], r.columns));
+      results.forEach((r) => r.columns && recycleColumns(r.columns));
       return merged;
     },
     async exportState() {

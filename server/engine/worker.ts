@@ -5,7 +5,7 @@
  */
 import type { AdvanceOptions, AdvanceResult, RunSpec, SessionState } from "../experiments/types.ts";
 import { openSession } from "./open.ts";
-import { columnBuffers, inAskedForm, recycleColumnBuffers } from "./snapshot_columns.ts";
+import { columnBuffers, inAskedForm } from "./snapshot_columns.ts";
 import type { KernelSession } from "../experiments/types.ts";
 
 export type WorkerRequest =
@@ -13,7 +13,6 @@ export type WorkerRequest =
   | { op: "advance"; id: number; target: number; options?: AdvanceOptions }
   | { op: "export"; id: number }
   /** Buffers of columns this worker sent, which the main thread no longer reads (reused). */
-  | { op: "recycle"; buffers: ArrayBuffer[] }
   | { op: "dispose" };
 
 export type WorkerReply =
@@ -81,8 +80,6 @@ async function handle(msg: WorkerRequest): Promise<void> {
         { op: "exported", id: msg.id, state } satisfies WorkerReply,
         state ? Object.values(state.arrays).map((a) => a.buffer as ArrayBuffer) : [],
       );
-    } else if (msg.op === "recycle") {
-      recycleColumnBuffers(msg.buffers);
     } else if (msg.op === "dispose") {
       await session?.dispose();
       session = undefined;

@@ -15,21 +15,15 @@ import type {
 import type { WorkerReply, WorkerRequest } from "./worker.ts";
 import { columnBuffers, recycleColumnBuffers } from "./snapshot_columns.ts";
 
-/** Worker sessions' way to hand column buffers back to their worker (recycleColumns). */
-const recyclers = new WeakMap<KernelSession, (c: SnapshotColumns) => void>();
-
 /**
- * Hands columns that `session` reported back to it once nobody reads them: a Worker session
- * moves their buffers back to its worker, which writes later rows into them (fresh memory costs
- * more than the copy; snapshot_columns.ts); any other session's go to this thread's spare
- * buffers. Either way the caller must not read them again.
+ * Hands columns a session reported, once nobody reads them, to this thread's spare buffers
+ * (snapshot_columns.ts): its next ColumnBuilder or merge writes into them instead of fresh
+ * memory. A Worker's columns arrive transferred and stay in this thread: they are not sent
+ * back (a full suite run twice ended in a glibc heap-corruption abort at process exit while
+ * buffers went back to workers; see docs/storage.md). The caller must not read them again.
  */
-export function recycleColumns(session: KernelSession, c: SnapshotColumns): void {
-  const recycler = recyclers.get(session);
-  // Columns made in this thread (a session run here, a threaded session's merge): this
-  // thread's spare buffers, which its next ColumnBuilder or merge takes.
-  if (recycler) recycler(c);
-  else recycleColumnBuffers(columnBuffers(c));
+export function recycleColumns(c: SnapshotColumns): void {
+  recycleColumnBuffers(columnBuffers(c));
 }
 
 /** Opens a session in a new Worker, at step 0 or continuing from `state` (see openSession). */
@@ -116,12 +110,5 @@ export async function openWorkerSession(
       setTimeout(() => worker.terminate(), 200);
     },
   };
-  recyclers.set(session, (c) => {
-    if (disposed || fatal) return;
-    const buffers = columnBuffers(c);
-    try {
-      worker.postMessage({ op: "recycle", buffers } satisfies WorkerRequest, buffers);
-    } catch { /* a buffer already detached or not transferable: nothing to reuse */ }
-  });
   return session;
 }

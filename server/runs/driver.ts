@@ -220,7 +220,7 @@ export async function driveRun(
       if (snapCount > 0) wallMs = snaps.wallMs[snapCount - 1];
       recorder.emit(records);
       // Written, indexed and copied where kept (the ring): the kernel may reuse the memory.
-      if (result.columns) recycleColumns(session, result.columns);
+      if (result.columns) recycleColumns(result.columns);
       if (!pending && reached < spec.steps && checkpointDue()) await checkpoint();
       if (!options.shard && diverged.size === spec.replicas && spec.replicas > 0) {
         const error = `all ${spec.replicas} replicas diverged to a non-finite state (last at step ${
