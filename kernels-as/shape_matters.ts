@@ -643,6 +643,15 @@ function writeMetrics(r: i32, out: usize, snap: i32): void {
  * multiply-add), so the numbers are its bits; what is saved is the per-replica passes: one
  * load of x_ik serves four replicas, and four rows × two pairs of sums overlap their adds.
  */
+/**
+ * loss + ¼·(sum − y)² in each lane, evaluated as (0.25·res)·res: writeMetrics's operations in its
+ * order, so the same bits.
+ */
+function addQuarterSquare(loss: v128, sum: v128, y: v128): v128 {
+  const res = f64x2.sub(sum, y);
+  return f64x2.add(loss, f64x2.mul(f64x2.mul(f64x2.splat(0.25), res), res));
+}
+
 function writeMetricsBlock(r0: i32, out: usize, snap: i32): void {
   const vBytes = <usize> dp << 2;
   const v0 = V + <usize> r0 * vBytes;
@@ -671,7 +680,6 @@ function writeMetricsBlock(r0: i32, out: usize, snap: i32): void {
     supA = i64x2.sub(supA, f64x2.gt(ua, threshold));
     supB = i64x2.sub(supB, f64x2.gt(ub, threshold));
   }
-  const quarter = f64x2.splat(0.25);
   const rowBytes = <usize> nEven << 3;
   const uEnd = USQB + (<usize> d << 5);
   let lossA = zero, lossB = zero;
@@ -698,24 +706,17 @@ function writeMetricsBlock(r0: i32, out: usize, snap: i32): void {
     }
     const y = Y + (<usize> i << 2);
     let yi = f64x2.splat(<f64> load<f32>(y));
-    let ra = f64x2.sub(a0, yi), rb = f64x2.sub(b0, yi);
-    lossA = f64x2.add(lossA, f64x2.mul(f64x2.mul(quarter, ra), ra));
-    lossB = f64x2.add(lossB, f64x2.mul(f64x2.mul(quarter, rb), rb));
+    lossA = addQuarterSquare(lossA, a0, yi);
+    lossB = addQuarterSquare(lossB, b0, yi);
     yi = f64x2.splat(<f64> load<f32>(y, 4));
-    ra = f64x2.sub(a1, yi);
-    rb = f64x2.sub(b1, yi);
-    lossA = f64x2.add(lossA, f64x2.mul(f64x2.mul(quarter, ra), ra));
-    lossB = f64x2.add(lossB, f64x2.mul(f64x2.mul(quarter, rb), rb));
+    lossA = addQuarterSquare(lossA, a1, yi);
+    lossB = addQuarterSquare(lossB, b1, yi);
     yi = f64x2.splat(<f64> load<f32>(y, 8));
-    ra = f64x2.sub(a2, yi);
-    rb = f64x2.sub(b2, yi);
-    lossA = f64x2.add(lossA, f64x2.mul(f64x2.mul(quarter, ra), ra));
-    lossB = f64x2.add(lossB, f64x2.mul(f64x2.mul(quarter, rb), rb));
+    lossA = addQuarterSquare(lossA, a2, yi);
+    lossB = addQuarterSquare(lossB, b2, yi);
     yi = f64x2.splat(<f64> load<f32>(y, 12));
-    ra = f64x2.sub(a3, yi);
-    rb = f64x2.sub(b3, yi);
-    lossA = f64x2.add(lossA, f64x2.mul(f64x2.mul(quarter, ra), ra));
-    lossB = f64x2.add(lossB, f64x2.mul(f64x2.mul(quarter, rb), rb));
+    lossA = addQuarterSquare(lossA, a3, yi);
+    lossB = addQuarterSquare(lossB, b3, yi);
   }
   if (i + 2 <= n) {
     let a0 = zero, a1 = zero, b0 = zero, b1 = zero;
@@ -732,14 +733,11 @@ function writeMetricsBlock(r0: i32, out: usize, snap: i32): void {
     }
     const y = Y + (<usize> i << 2);
     let yi = f64x2.splat(<f64> load<f32>(y));
-    let ra = f64x2.sub(a0, yi), rb = f64x2.sub(b0, yi);
-    lossA = f64x2.add(lossA, f64x2.mul(f64x2.mul(quarter, ra), ra));
-    lossB = f64x2.add(lossB, f64x2.mul(f64x2.mul(quarter, rb), rb));
+    lossA = addQuarterSquare(lossA, a0, yi);
+    lossB = addQuarterSquare(lossB, b0, yi);
     yi = f64x2.splat(<f64> load<f32>(y, 4));
-    ra = f64x2.sub(a1, yi);
-    rb = f64x2.sub(b1, yi);
-    lossA = f64x2.add(lossA, f64x2.mul(f64x2.mul(quarter, ra), ra));
-    lossB = f64x2.add(lossB, f64x2.mul(f64x2.mul(quarter, rb), rb));
+    lossA = addQuarterSquare(lossA, a1, yi);
+    lossB = addQuarterSquare(lossB, b1, yi);
     i += 2;
   }
   if (i < n) {
@@ -751,9 +749,8 @@ function writeMetricsBlock(r0: i32, out: usize, snap: i32): void {
       b = f64x2.add(b, f64x2.mul(v128.load(u, 16), x));
     }
     const yi = f64x2.splat(<f64> load<f32>(Y + (<usize> i << 2)));
-    const ra = f64x2.sub(a, yi), rb = f64x2.sub(b, yi);
-    lossA = f64x2.add(lossA, f64x2.mul(f64x2.mul(quarter, ra), ra));
-    lossB = f64x2.add(lossB, f64x2.mul(f64x2.mul(quarter, rb), rb));
+    lossA = addQuarterSquare(lossA, a, yi);
+    lossB = addQuarterSquare(lossB, b, yi);
   }
   const nf = <f64> n;
   writeRow(
