@@ -125,16 +125,14 @@ export class StepClock {
     initial: () => Snapshot,
     stepTo: (target: number, result: AdvanceResult) => void,
   ): AdvanceResult {
-    const t0 = performance.now() - this.#startMs;
-    const from = this.step;
     const result = emptyResult();
-    target = Math.min(target, this.totalSteps);
-    if (!this.#reportedInitial) {
-      result.snapshots.push(initial());
-      this.#reportedInitial = true;
-    }
-    stepTo(target, result);
-    stampWallTimes(result.snapshots, from, this.step, t0, performance.now() - this.#startMs);
+    const { from, t0 } = this.#stepTo(
+      target,
+      result,
+      () => result.snapshots.push(initial()),
+      stepTo,
+    );
+    stampWallTimes(result.snapshots, from, this.step, t0, this.elapsedMs);
     return result;
   }
 
@@ -149,27 +147,29 @@ export class StepClock {
     initial: () => void,
     stepTo: (target: number, result: AdvanceResult) => void,
   ): AdvanceResult {
-    const t0 = performance.now() - this.#startMs;
-    const from = this.step;
     const result = emptyResult();
     const firstRow = columns.rows;
-    target = Math.min(target, this.totalSteps);
+    const { from, t0 } = this.#stepTo(target, result, initial, stepTo);
+    const c = columns.finish();
+    stampColumnWallTimes(c.steps, c.wallMs, firstRow, from, this.step, t0, this.elapsedMs);
+    result.columns = c;
+    return result;
+  }
+
+  /** What both advances share: the step-0 report once, the stepping; where and when it began. */
+  #stepTo(
+    target: number,
+    result: AdvanceResult,
+    initial: () => void,
+    stepTo: (target: number, result: AdvanceResult) => void,
+  ): { from: number; t0: number } {
+    const t0 = this.elapsedMs;
+    const from = this.step;
     if (!this.#reportedInitial) {
       initial();
       this.#reportedInitial = true;
     }
-    stepTo(target, result);
-    const c = columns.finish();
-    stampColumnWallTimes(
-      c.steps,
-      c.wallMs,
-      firstRow,
-      from,
-      this.step,
-      t0,
-      performance.now() - this.#startMs,
-    );
-    result.columns = c;
-    return result;
+    stepTo(Math.min(target, this.totalSteps), result);
+    return { from, t0 };
   }
 }
